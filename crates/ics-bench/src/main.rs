@@ -1,0 +1,458 @@
+//! `ics-bench`: measures a running deployment the way a hospital system and a board use it.
+//!
+//! 1. **Command latency** — single write commands (`RenameOrganisation` across many trusts) sent
+//!    at a constant arrival rate (open model: a slow reply does not delay the next send, and
+//!    latency counts from the scheduled send time), reported as p50/p95/p99.
+//! 2. **Freshness** — at a lower constant rate, the time from a command's ack to the moment a
+//!    board's live watch of the ICS overview shows its effect.
+//!
+//! `scripts/bench` starts a fresh deployment and runs this against it; pointed at an existing
+//! deployment it needs an operator and board token secret (`ICS_TOKEN_SECRET`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use futures_util::StreamExt;
+use ics_proto::events::v1::{CommandOptions, Date, OrganisationKind};
+use ics_proto::reporting::v1::{
+    GetOverviewRequest, Overview, Scope, WatchOverviewRequest,
+    reporting_service_client::ReportingServiceClient, scope,
+};
+use ics_proto::trusts::v1::{
+    LinkOrganisationRequest, RegisterOrganisationRequest, RenameOrganisationRequest,
+    trusts_service_client::TrustsServiceClient,
+};
+use ics_service_kit::{Principal, mint_token};
+use tokio::sync::Mutex;
+use tonic::transport::Channel;
+
+/// The ICS the benchmark's trusts belong to: a made-up ODS code, not a real ICB.
+const BENCH_ICS: &str = "QZB";
+
+#[derive(Debug, Parser)]
+#[command(name = "ics-bench", about = "Command latency and freshness benchmark")]
+struct Cli {
+    #[arg(long, env = "ICS_TRUSTS_URL", default_value = "http://127.0.0.1:50051")]
+    trusts_url: String,
+    #[arg(
+        long,
+        env = "ICS_REPORTING_URL",
+        default_value = "http://127.0.0.1:50054"
+    )]
+    reporting_url: String,
+    #[arg(long, env = "ICS_TOKEN_SECRET", hide_env_values = true)]
+    token_secret: String,
+    #[arg(long, env = "ICS_TOKEN_ISSUER", default_value = "ics")]
+    token_issuer: String,
+    #[arg(long, env = "ICS_TOKEN_AUDIENCE", default_value = "ics-platform")]
+    token_audience: String,
+    /// Trusts the commands are spread over.
+    #[arg(long, default_value_t = 100)]
+    trusts: usize,
+    /// Arrival rate of the latency run (commands per second).
+    #[arg(long, default_value_t = 500)]
+    latency_rate: u32,
+    /// Arrival rate of the freshness run.
+    #[arg(long, default_value_t = 200)]
+    freshness_rate: u32,
+    /// Length of each measured run.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Unmeasured warm-up before each run.
+    #[arg(long, default_value_t = 2)]
+    warmup_seconds: u64,
+}
+
+#[derive(Clone)]
+struct Clients {
+    trusts: TrustsServiceClient<Channel>,
+    reporting: ReportingServiceClient<Channel>,
+    operator: String,
+    board: String,
+}
+
+fn authorized<T>(token: &str, message: T) -> anyhow::Result<tonic::Request<T>> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse()?);
+    Ok(request)
+}
+
+fn options(request_id: String) -> Option<CommandOptions> {
+    Some(CommandOptions {
+        request_id,
+        expected_version: None,
+    })
+}
+
+fn trust_code(index: usize) -> String {
+    format!("B{index:04}")
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let token = |principal: &Principal| {
+        mint_token(
+            &cli.token_secret,
+            &cli.token_issuer,
+            &cli.token_audience,
+            principal,
+            Duration::from_secs(3600),
+        )
+    };
+    let clients = Clients {
+        trusts: TrustsServiceClient::new(connect(&cli.trusts_url).await?),
+        reporting: ReportingServiceClient::new(connect(&cli.reporting_url).await?),
+        operator: token(&Principal::Operator),
+        board: token(&Principal::BoardReader {
+            ics_ods_code: Some(BENCH_ICS.to_string()),
+            programme_id: None,
+        }),
+    };
+    setup(&clients, cli.trusts).await?;
+    wait_for_members(&clients, cli.trusts).await?;
+
+    println!("ics-bench: {} trusts in ICS {BENCH_ICS}", cli.trusts);
+    let run = Run {
+        clients: clients.clone(),
+        trusts: cli.trusts,
+        sequence: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+    };
+    run.commands(
+        cli.latency_rate,
+        Duration::from_secs(cli.warmup_seconds),
+        None,
+    )
+    .await?;
+    let latency = run
+        .commands(cli.latency_rate, Duration::from_secs(cli.seconds), None)
+        .await?;
+    latency.print(&format!(
+        "single command latency (RenameOrganisation) at {}/s for {} s",
+        cli.latency_rate, cli.seconds
+    ));
+    println!("  target: p50 <= 3 ms, p99 <= 10 ms, 0 errors (at 500/s)");
+
+    run.commands(
+        cli.freshness_rate,
+        Duration::from_secs(cli.warmup_seconds),
+        None,
+    )
+    .await?;
+    let watcher = Watcher::start(&clients).await?;
+    let freshness_run = run
+        .commands(
+            cli.freshness_rate,
+            Duration::from_secs(cli.seconds),
+            Some(watcher.clone()),
+        )
+        .await?;
+    // Give the last commands time to reach the projection.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let freshness = watcher.freshness().await;
+    freshness_run.print(&format!(
+        "command latency during the freshness run at {}/s",
+        cli.freshness_rate
+    ));
+    freshness.print(&format!(
+        "freshness (ack -> visible on a board's live watch) at {}/s",
+        cli.freshness_rate
+    ));
+    println!("  target: p50 <= 20 ms, p99 <= 100 ms (at 200/s)");
+    Ok(())
+}
+
+async fn connect(url: &str) -> anyhow::Result<Channel> {
+    Channel::from_shared(url.to_string())?
+        .connect()
+        .await
+        .with_context(|| format!("cannot reach {url}"))
+}
+
+/// Registers the benchmark ICS and its trusts; deterministic request ids make it re-runnable.
+async fn setup(clients: &Clients, trusts: usize) -> anyhow::Result<()> {
+    let mut client = clients.trusts.clone();
+    client
+        .register_organisation(authorized(
+            &clients.operator,
+            RegisterOrganisationRequest {
+                options: options(format!("bench-register-{BENCH_ICS}")),
+                ods_code: BENCH_ICS.to_string(),
+                name: "Benchmark ICB (synthetic)".to_string(),
+                kind: OrganisationKind::Icb as i32,
+            },
+        )?)
+        .await?;
+    for index in 0..trusts {
+        let code = trust_code(index);
+        client
+            .register_organisation(authorized(
+                &clients.operator,
+                RegisterOrganisationRequest {
+                    options: options(format!("bench-register-{code}")),
+                    ods_code: code.clone(),
+                    name: format!("Benchmark trust {index}"),
+                    kind: OrganisationKind::Trust as i32,
+                },
+            )?)
+            .await?;
+        client
+            .link_organisation(authorized(
+                &clients.operator,
+                LinkOrganisationRequest {
+                    options: options(format!("bench-link-{code}")),
+                    ods_code: code,
+                    parent_ods_code: BENCH_ICS.to_string(),
+                    valid_from: Some(Date {
+                        year: 2020,
+                        month: 1,
+                        day: 1,
+                    }),
+                },
+            )?)
+            .await?;
+    }
+    Ok(())
+}
+
+fn ics_scope() -> Option<Scope> {
+    Some(Scope {
+        scope: Some(scope::Scope::IcsOdsCode(BENCH_ICS.to_string())),
+    })
+}
+
+async fn wait_for_members(clients: &Clients, trusts: usize) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut reporting = clients.reporting.clone();
+    loop {
+        let overview = reporting
+            .get_overview(authorized(
+                &clients.board,
+                GetOverviewRequest {
+                    scope: ics_scope(),
+                    as_of: None,
+                },
+            )?)
+            .await;
+        if overview.is_ok_and(|overview| overview.get_ref().trusts.len() == trusts) {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "reporting did not show the benchmark trusts within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+struct Run {
+    clients: Clients,
+    trusts: usize,
+    sequence: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Latencies of one run, in microseconds.
+struct Sample {
+    latencies: Vec<u64>,
+    errors: usize,
+    sent: usize,
+}
+
+impl Sample {
+    fn print(&self, title: &str) {
+        println!("{title}");
+        println!(
+            "  sent {}, ok {}, errors {}",
+            self.sent,
+            self.latencies.len(),
+            self.errors
+        );
+        print_percentiles(&self.latencies);
+    }
+}
+
+fn print_percentiles(latencies: &[u64]) {
+    let mut sorted = latencies.to_vec();
+    sorted.sort_unstable();
+    let at = |quantile: f64| -> f64 {
+        if sorted.is_empty() {
+            return f64::NAN;
+        }
+        let index = ((sorted.len() as f64 - 1.0) * quantile).round() as usize;
+        sorted[index.min(sorted.len() - 1)] as f64 / 1000.0
+    };
+    println!(
+        "  p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        at(0.50),
+        at(0.95),
+        at(0.99),
+        at(1.0)
+    );
+}
+
+impl Run {
+    /// Sends renames at a constant rate for `duration`, each on its own task.
+    async fn commands(
+        &self,
+        rate: u32,
+        duration: Duration,
+        watcher: Option<Watcher>,
+    ) -> anyhow::Result<Sample> {
+        let interval = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
+        let total = (duration.as_secs_f64() * f64::from(rate)) as usize;
+        let start = tokio::time::Instant::now();
+        let mut tasks = Vec::with_capacity(total);
+        for index in 0..total {
+            let scheduled = start + interval * u32::try_from(index).unwrap_or(u32::MAX);
+            tokio::time::sleep_until(scheduled).await;
+            let sequence = self
+                .sequence
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let code = trust_code(sequence % self.trusts);
+            let mut client = self.clients.trusts.clone();
+            let request = authorized(
+                &self.clients.operator,
+                RenameOrganisationRequest {
+                    options: options(uuid::Uuid::now_v7().to_string()),
+                    ods_code: code.clone(),
+                    name: format!("Benchmark trust #{sequence}"),
+                },
+            )?;
+            let watcher = watcher.clone();
+            tasks.push(tokio::spawn(async move {
+                let result = client.rename_organisation(request).await;
+                let acked = Instant::now();
+                let latency = scheduled.elapsed();
+                if result.is_ok()
+                    && let Some(watcher) = watcher
+                {
+                    watcher.acked(code, sequence, acked).await;
+                }
+                result.map(|_| latency)
+            }));
+        }
+        let mut sample = Sample {
+            latencies: Vec::with_capacity(total),
+            errors: 0,
+            sent: total,
+        };
+        for task in tasks {
+            match task.await? {
+                Ok(latency) => sample
+                    .latencies
+                    .push(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX)),
+                Err(status) => {
+                    if sample.errors == 0 {
+                        eprintln!("first error: {status}");
+                    }
+                    sample.errors += 1;
+                }
+            }
+        }
+        Ok(sample)
+    }
+}
+
+/// Watches the ICS overview and matches what it shows to acknowledged commands.
+#[derive(Clone)]
+struct Watcher {
+    state: Arc<Mutex<WatchState>>,
+}
+
+#[derive(Default)]
+struct WatchState {
+    /// Per trust: commands acked but not yet seen, by sequence number.
+    pending: HashMap<String, Vec<(usize, Instant)>>,
+    /// Per trust: the highest sequence number the watch has shown, and when.
+    shown: HashMap<String, (usize, Instant)>,
+    freshness: Vec<u64>,
+}
+
+fn sequence_of(name: &str) -> Option<usize> {
+    name.rsplit_once('#')?.1.parse().ok()
+}
+
+impl Watcher {
+    async fn start(clients: &Clients) -> anyhow::Result<Self> {
+        let mut reporting = clients.reporting.clone();
+        let mut updates = reporting
+            .watch_overview(authorized(
+                &clients.board,
+                WatchOverviewRequest { scope: ics_scope() },
+            )?)
+            .await?
+            .into_inner();
+        let watcher = Watcher {
+            state: Arc::new(Mutex::new(WatchState::default())),
+        };
+        let state = watcher.state.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(update)) = updates.next().await {
+                let seen = Instant::now();
+                if let Some(overview) = update.overview {
+                    state.lock().await.observe(&overview, seen);
+                }
+            }
+        });
+        Ok(watcher)
+    }
+
+    async fn acked(&self, code: String, sequence: usize, acked: Instant) {
+        let mut state = self.state.lock().await;
+        // The watch may already have shown it (the update can overtake the ack).
+        if let Some((shown, _)) = state.shown.get(&code)
+            && *shown >= sequence
+        {
+            state.freshness.push(0);
+            return;
+        }
+        state
+            .pending
+            .entry(code)
+            .or_default()
+            .push((sequence, acked));
+    }
+
+    async fn freshness(&self) -> Sample {
+        let state = self.state.lock().await;
+        let unseen: usize = state.pending.values().map(Vec::len).sum();
+        Sample {
+            latencies: state.freshness.clone(),
+            errors: unseen,
+            sent: state.freshness.len() + unseen,
+        }
+    }
+}
+
+impl WatchState {
+    fn observe(&mut self, overview: &Overview, seen: Instant) {
+        for trust in &overview.trusts {
+            let Some(sequence) = sequence_of(&trust.name) else {
+                continue;
+            };
+            let newest = self
+                .shown
+                .get(&trust.ods_code)
+                .is_none_or(|(shown, _)| sequence > *shown);
+            if newest {
+                self.shown.insert(trust.ods_code.clone(), (sequence, seen));
+            }
+            if let Some(pending) = self.pending.get_mut(&trust.ods_code) {
+                let (visible, still): (Vec<_>, Vec<_>) = pending
+                    .drain(..)
+                    .partition(|(pending_sequence, _)| *pending_sequence <= sequence);
+                *pending = still;
+                for (_, acked) in visible {
+                    let delay = seen.saturating_duration_since(acked);
+                    self.freshness
+                        .push(u64::try_from(delay.as_micros()).unwrap_or(u64::MAX));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! The event store every ICS service writes through.
+//!
+//! Each service keeps its events in its own Postgres schema (`events` table). A command runs in
+//! one transaction: it checks its idempotency key, reads the aggregate's stream, decides, appends
+//! with optimistic concurrency, and records its result for retries. The same table is the outbox
+//! from which the [`relay`] publishes to NATS JetStream in commit-safe order.
+
+mod error;
+mod migrate;
+pub mod relay;
+mod store;
+pub mod subject;
+
+pub use error::StoreError;
+pub use migrate::migrate;
+pub use store::{
+    CommandContext, CommandOutcome, EventStore, ExpectedVersion, LogCursor, NewEvent, RecordedEvent,
+};

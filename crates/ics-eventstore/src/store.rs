@@ -1,0 +1,515 @@
+use chrono::{DateTime, Utc};
+use ics_proto::events::v1::{CommandResult, EventEnvelope, EventMetadata};
+use prost::Message;
+use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Postgres, Row, Transaction};
+use uuid::Uuid;
+
+use crate::StoreError;
+
+/// How many times a command with [`ExpectedVersion::Any`] is re-decided after losing a race.
+const MAX_DECIDE_ATTEMPTS: usize = 5;
+
+const EVENT_COLUMNS: &str = "global_position, transaction_id::text AS transaction_id, stream_id, \
+     stream_version, event_id, event_type, schema_version, organisation, payload, request_id, \
+     correlation_id, causation_id, traceparent, tracestate, principal, recorded_at";
+
+/// What a command expects of its aggregate's stream before it appends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpectedVersion {
+    /// Whatever the stream holds; a command that loses a race is decided again on fresh state.
+    Any,
+    /// The stream must not exist yet.
+    NoStream,
+    /// The stream must be exactly at this version.
+    Exact(u64),
+}
+
+impl ExpectedVersion {
+    /// Maps the API's optional expected version (`0` = no stream) to the store's.
+    pub fn from_request(expected: Option<u64>) -> Self {
+        match expected {
+            None => ExpectedVersion::Any,
+            Some(0) => ExpectedVersion::NoStream,
+            Some(version) => ExpectedVersion::Exact(version),
+        }
+    }
+
+    fn admits(self, current_version: u64) -> bool {
+        match self {
+            ExpectedVersion::Any => true,
+            ExpectedVersion::NoStream => current_version == 0,
+            ExpectedVersion::Exact(expected) => expected == current_version,
+        }
+    }
+}
+
+/// An event a command decided to append.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub event_type: String,
+    pub schema_version: u32,
+    /// ODS code of the organisation the event is about (empty for none); carried in the subject.
+    pub organisation: String,
+    pub payload: Vec<u8>,
+}
+
+impl NewEvent {
+    /// Encodes a protobuf event payload.
+    pub fn encode<M: Message + ics_proto::EventName>(organisation: &str, event: &M) -> Self {
+        NewEvent {
+            event_type: M::EVENT_TYPE.to_string(),
+            schema_version: 1,
+            organisation: organisation.to_string(),
+            payload: event.encode_to_vec(),
+        }
+    }
+}
+
+/// An event as stored.
+#[derive(Debug, Clone)]
+pub struct RecordedEvent {
+    pub global_position: u64,
+    pub transaction_id: u64,
+    pub stream_id: String,
+    pub stream_version: u64,
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub schema_version: u32,
+    pub organisation: String,
+    pub payload: Vec<u8>,
+    pub metadata: EventMetadata,
+    pub recorded_at: DateTime<Utc>,
+}
+
+impl RecordedEvent {
+    fn from_row(row: &PgRow) -> Result<Self, StoreError> {
+        let transaction_id: String = row.try_get("transaction_id")?;
+        Ok(RecordedEvent {
+            global_position: to_u64(row.try_get("global_position")?),
+            // xid8 is a 64-bit counter rendered as decimal text; it always parses.
+            transaction_id: transaction_id.parse().unwrap_or_default(),
+            stream_id: row.try_get("stream_id")?,
+            stream_version: to_u64(row.try_get("stream_version")?),
+            event_id: row.try_get("event_id")?,
+            event_type: row.try_get("event_type")?,
+            schema_version: u32::try_from(row.try_get::<i32, _>("schema_version")?).unwrap_or(0),
+            organisation: row.try_get("organisation")?,
+            payload: row.try_get("payload")?,
+            metadata: EventMetadata {
+                request_id: row.try_get("request_id")?,
+                correlation_id: row.try_get("correlation_id")?,
+                causation_id: row.try_get("causation_id")?,
+                traceparent: row.try_get("traceparent")?,
+                tracestate: row.try_get("tracestate")?,
+                principal: row.try_get("principal")?,
+            },
+            recorded_at: row.try_get("recorded_at")?,
+        })
+    }
+
+    /// Decodes the payload as the given event message.
+    pub fn decode<M: Message + Default>(&self) -> Result<M, StoreError> {
+        M::decode(self.payload.as_slice()).map_err(|source| StoreError::Decode {
+            event_id: self.event_id.to_string(),
+            source,
+        })
+    }
+
+    /// The envelope this event travels in.
+    pub fn to_envelope(&self, source_service: &str) -> EventEnvelope {
+        let recorded_at = prost_types_timestamp(self.recorded_at);
+        EventEnvelope {
+            event_id: self.event_id.to_string(),
+            source_service: source_service.to_string(),
+            stream_id: self.stream_id.clone(),
+            stream_version: self.stream_version,
+            global_position: self.global_position,
+            event_type: self.event_type.clone(),
+            schema_version: self.schema_version,
+            payload: self.payload.clone(),
+            metadata: Some(self.metadata.clone()),
+            recorded_at: Some(recorded_at),
+            organisation: self.organisation.clone(),
+        }
+    }
+}
+
+fn prost_types_timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: at.timestamp(),
+        nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),
+    }
+}
+
+/// Who asked for a command and under which trace: stored with every event it appends.
+#[derive(Debug, Clone, Default)]
+pub struct CommandContext {
+    /// The client's idempotency key.
+    pub request_id: String,
+    /// Label of the authenticated principal; idempotency keys are scoped to it.
+    pub principal: String,
+    pub correlation_id: String,
+    pub causation_id: String,
+    pub traceparent: String,
+    pub tracestate: String,
+}
+
+/// The outcome of a command: the proto `CommandResult` the API returns.
+pub type CommandOutcome = CommandResult;
+
+/// A position in commit order: the relay and log readers resume strictly after it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LogCursor {
+    pub transaction_id: u64,
+    pub global_position: u64,
+}
+
+impl LogCursor {
+    pub fn after(event: &RecordedEvent) -> Self {
+        LogCursor {
+            transaction_id: event.transaction_id,
+            global_position: event.global_position,
+        }
+    }
+}
+
+/// One service's event log in Postgres.
+#[derive(Debug, Clone)]
+pub struct EventStore {
+    pool: PgPool,
+    service: String,
+}
+
+enum AttemptError<E> {
+    /// Another transaction appended to the stream or recorded the same request id first.
+    Raced,
+    Failed(E),
+}
+
+impl EventStore {
+    /// `service` names the log (`trusts`, `workshops`…): it goes into envelopes, subjects and
+    /// the notification channel.
+    pub fn new(pool: PgPool, service: &str) -> Self {
+        EventStore {
+            pool,
+            service: service.to_string(),
+        }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+
+    /// The LISTEN/NOTIFY channel that wakes the relay after a commit.
+    pub fn notify_channel(&self) -> String {
+        format!("{}_events_appended", self.service)
+    }
+
+    /// Every event of one stream, oldest first.
+    pub async fn read_stream(&self, stream_id: &str) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = $1 ORDER BY stream_version"
+        ))
+        .bind(stream_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(RecordedEvent::from_row).collect()
+    }
+
+    /// Every event of every stream whose id starts with `prefix` (e.g. `organisation-`),
+    /// grouped by stream and oldest first within each.
+    pub async fn read_category(&self, prefix: &str) -> Result<Vec<RecordedEvent>, StoreError> {
+        let pattern = format!(
+            "{}%",
+            prefix
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id LIKE $1
+             ORDER BY stream_id, stream_version"
+        ))
+        .bind(pattern)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(RecordedEvent::from_row).collect()
+    }
+
+    /// Committed events after `cursor` in commit order, never past a transaction still in
+    /// flight: only transactions older than the oldest one running are visible, so a slow
+    /// transaction holding an earlier position cannot be skipped.
+    pub async fn read_committed(
+        &self,
+        cursor: LogCursor,
+        from_position: u64,
+        limit: u32,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events
+             WHERE (transaction_id, global_position) > ($1::text::xid8, $2)
+               AND global_position >= $3
+               AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+             ORDER BY transaction_id, global_position
+             LIMIT $4"
+        ))
+        .bind(cursor.transaction_id.to_string())
+        .bind(to_i64(cursor.global_position))
+        .bind(to_i64(from_position))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(RecordedEvent::from_row).collect()
+    }
+
+    /// Runs a command: replays the first result of a retried request id, otherwise reads the
+    /// stream, lets `decide` produce events from its history, and appends them at the next
+    /// versions, all in one transaction.
+    ///
+    /// `fingerprint` identifies the command's content (its encoded request): the same request
+    /// id with another fingerprint is refused rather than silently answered with the old result.
+    pub async fn execute<E, F>(
+        &self,
+        context: &CommandContext,
+        command_type: &str,
+        fingerprint: &[u8],
+        stream_id: &str,
+        expected: ExpectedVersion,
+        decide: F,
+    ) -> Result<CommandOutcome, E>
+    where
+        E: From<StoreError>,
+        F: Fn(&[RecordedEvent]) -> Result<Vec<NewEvent>, E>,
+    {
+        for _ in 0..MAX_DECIDE_ATTEMPTS {
+            match self
+                .try_execute(
+                    context,
+                    command_type,
+                    fingerprint,
+                    stream_id,
+                    expected,
+                    &decide,
+                )
+                .await
+            {
+                Ok(outcome) => return Ok(outcome),
+                Err(AttemptError::Failed(error)) => return Err(error),
+                Err(AttemptError::Raced) => {
+                    if let Some(outcome) = self
+                        .recorded_result(context, command_type, fingerprint)
+                        .await?
+                    {
+                        return Ok(outcome);
+                    }
+                    if expected != ExpectedVersion::Any {
+                        let current_version = self.stream_version(stream_id).await?;
+                        return Err(StoreError::Conflict {
+                            stream_id: stream_id.to_string(),
+                            current_version,
+                        }
+                        .into());
+                    }
+                }
+            }
+        }
+        let current_version = self.stream_version(stream_id).await?;
+        Err(StoreError::Conflict {
+            stream_id: stream_id.to_string(),
+            current_version,
+        }
+        .into())
+    }
+
+    /// The current version of a stream (0 when it does not exist).
+    pub async fn stream_version(&self, stream_id: &str) -> Result<u64, StoreError> {
+        let version: Option<i64> =
+            sqlx::query_scalar("SELECT max(stream_version) FROM events WHERE stream_id = $1")
+                .bind(stream_id)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(version.map(to_u64).unwrap_or(0))
+    }
+
+    async fn try_execute<E, F>(
+        &self,
+        context: &CommandContext,
+        command_type: &str,
+        fingerprint: &[u8],
+        stream_id: &str,
+        expected: ExpectedVersion,
+        decide: &F,
+    ) -> Result<CommandOutcome, AttemptError<E>>
+    where
+        E: From<StoreError>,
+        F: Fn(&[RecordedEvent]) -> Result<Vec<NewEvent>, E>,
+    {
+        let failed = |error: sqlx::Error| AttemptError::Failed(E::from(StoreError::from(error)));
+        let mut transaction = self.pool.begin().await.map_err(failed)?;
+
+        if let Some(outcome) =
+            recorded_result_in(&mut transaction, context, command_type, fingerprint)
+                .await
+                .map_err(|error| AttemptError::Failed(E::from(error)))?
+        {
+            return Ok(outcome);
+        }
+
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = $1 ORDER BY stream_version"
+        ))
+        .bind(stream_id)
+        .fetch_all(&mut *transaction)
+        .await
+        .map_err(failed)?;
+        let history = rows
+            .iter()
+            .map(RecordedEvent::from_row)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|error| AttemptError::Failed(E::from(error)))?;
+        let current_version = history.last().map_or(0, |event| event.stream_version);
+        if !expected.admits(current_version) {
+            return Err(AttemptError::Failed(E::from(StoreError::Conflict {
+                stream_id: stream_id.to_string(),
+                current_version,
+            })));
+        }
+
+        let new_events = decide(&history).map_err(AttemptError::Failed)?;
+
+        let mut event_ids = Vec::with_capacity(new_events.len());
+        let mut version = current_version;
+        for event in &new_events {
+            version += 1;
+            let event_id = Uuid::now_v7();
+            let inserted = sqlx::query(
+                "INSERT INTO events (stream_id, stream_version, event_id, event_type,
+                     schema_version, organisation, payload, request_id, correlation_id,
+                     causation_id, traceparent, tracestate, principal)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            )
+            .bind(stream_id)
+            .bind(to_i64(version))
+            .bind(event_id)
+            .bind(&event.event_type)
+            .bind(i32::try_from(event.schema_version).unwrap_or(i32::MAX))
+            .bind(&event.organisation)
+            .bind(&event.payload)
+            .bind(&context.request_id)
+            .bind(&context.correlation_id)
+            .bind(&context.causation_id)
+            .bind(&context.traceparent)
+            .bind(&context.tracestate)
+            .bind(&context.principal)
+            .execute(&mut *transaction)
+            .await;
+            match inserted {
+                Ok(_) => event_ids.push(event_id.to_string()),
+                Err(error) if is_unique_violation(&error) => return Err(AttemptError::Raced),
+                Err(error) => return Err(failed(error)),
+            }
+        }
+
+        let outcome = CommandResult {
+            stream_id: stream_id.to_string(),
+            version,
+            event_ids,
+            replayed: false,
+        };
+        let recorded = sqlx::query(
+            "INSERT INTO command_requests (principal, request_id, command_type, fingerprint, result)
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&context.principal)
+        .bind(&context.request_id)
+        .bind(command_type)
+        .bind(fingerprint)
+        .bind(outcome.encode_to_vec())
+        .execute(&mut *transaction)
+        .await;
+        match recorded {
+            Ok(_) => {}
+            Err(error) if is_unique_violation(&error) => return Err(AttemptError::Raced),
+            Err(error) => return Err(failed(error)),
+        }
+
+        if !new_events.is_empty() {
+            // NOTIFY is transactional: the relay wakes only once these rows are committed.
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(self.notify_channel())
+                .execute(&mut *transaction)
+                .await
+                .map_err(failed)?;
+        }
+        match transaction.commit().await {
+            Ok(()) => Ok(outcome),
+            Err(error) if is_unique_violation(&error) => Err(AttemptError::Raced),
+            Err(error) => Err(failed(error)),
+        }
+    }
+
+    async fn recorded_result(
+        &self,
+        context: &CommandContext,
+        command_type: &str,
+        fingerprint: &[u8],
+    ) -> Result<Option<CommandOutcome>, StoreError> {
+        let mut transaction = self.pool.begin().await?;
+        let outcome =
+            recorded_result_in(&mut transaction, context, command_type, fingerprint).await?;
+        transaction.rollback().await?;
+        Ok(outcome)
+    }
+}
+
+async fn recorded_result_in(
+    transaction: &mut Transaction<'_, Postgres>,
+    context: &CommandContext,
+    command_type: &str,
+    fingerprint: &[u8],
+) -> Result<Option<CommandOutcome>, StoreError> {
+    let row = sqlx::query(
+        "SELECT command_type, fingerprint, result FROM command_requests
+         WHERE principal = $1 AND request_id = $2",
+    )
+    .bind(&context.principal)
+    .bind(&context.request_id)
+    .fetch_optional(&mut **transaction)
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let recorded_type: String = row.try_get("command_type")?;
+    let recorded_fingerprint: Vec<u8> = row.try_get("fingerprint")?;
+    if recorded_type != command_type || recorded_fingerprint != fingerprint {
+        return Err(StoreError::RequestIdReused {
+            request_id: context.request_id.clone(),
+        });
+    }
+    let result: Vec<u8> = row.try_get("result")?;
+    let mut outcome =
+        CommandResult::decode(result.as_slice()).map_err(|source| StoreError::Decode {
+            event_id: format!("command result of request {}", context.request_id),
+            source,
+        })?;
+    outcome.replayed = true;
+    Ok(Some(outcome))
+}
+
+fn is_unique_violation(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(database_error) if database_error.code().as_deref() == Some("23505"))
+}
+
+/// Positions and versions are positive `bigint`s in Postgres and `u64` in the API.
+pub(crate) fn to_u64(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+pub(crate) fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}

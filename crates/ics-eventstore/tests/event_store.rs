@@ -1,0 +1,465 @@
+//! The event store and relay against the real Postgres and NATS JetStream.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer};
+use futures_util::StreamExt;
+use ics_eventstore::relay::{Relay, RelayConfig};
+use ics_eventstore::{
+    CommandContext, EventStore, ExpectedVersion, LogCursor, NewEvent, StoreError, migrate,
+};
+use ics_proto::events::v1::{EventEnvelope, OrganisationRenamed};
+use ics_testing::{PrivateNats, TestDatabase, unique_token};
+use prost::Message;
+
+fn context(request_id: &str) -> CommandContext {
+    CommandContext {
+        request_id: request_id.to_string(),
+        principal: "trust-writer:RTP".to_string(),
+        ..Default::default()
+    }
+}
+
+fn renamed(name: &str) -> NewEvent {
+    NewEvent::encode(
+        "RTP",
+        &OrganisationRenamed {
+            ods_code: "RTP".to_string(),
+            previous_name: String::new(),
+            name: name.to_string(),
+        },
+    )
+}
+
+async fn store(database: &TestDatabase) -> EventStore {
+    let pool = database.pool("trusts").await;
+    migrate(&pool, &[]).await.unwrap();
+    EventStore::new(pool, "trusts")
+}
+
+async fn append(
+    store: &EventStore,
+    request_id: &str,
+    stream: &str,
+    expected: ExpectedVersion,
+) -> Result<ics_eventstore::CommandOutcome, StoreError> {
+    store
+        .execute(
+            &context(request_id),
+            "Rename",
+            request_id.as_bytes(),
+            stream,
+            expected,
+            |_history| Ok::<_, StoreError>(vec![renamed(request_id)]),
+        )
+        .await
+}
+
+#[tokio::test]
+async fn concurrent_appends_with_one_expected_version_have_exactly_one_winner() {
+    let database = TestDatabase::create().await;
+    let store = Arc::new(store(&database).await);
+    append(
+        &store,
+        "seed",
+        "organisation-RTP",
+        ExpectedVersion::NoStream,
+    )
+    .await
+    .unwrap();
+
+    let mut attempts = Vec::new();
+    for attempt in 0..50 {
+        let store = store.clone();
+        attempts.push(tokio::spawn(async move {
+            append(
+                &store,
+                &format!("racer-{attempt}"),
+                "organisation-RTP",
+                ExpectedVersion::Exact(1),
+            )
+            .await
+        }));
+    }
+    let mut winners = 0;
+    for attempt in attempts {
+        match attempt.await.unwrap() {
+            Ok(outcome) => {
+                assert_eq!(outcome.version, 2);
+                winners += 1;
+            }
+            Err(StoreError::Conflict {
+                current_version, ..
+            }) => assert_eq!(current_version, 2),
+            Err(other) => panic!("unexpected error {other}"),
+        }
+    }
+    assert_eq!(winners, 1);
+    assert_eq!(
+        store.read_stream("organisation-RTP").await.unwrap().len(),
+        2
+    );
+    database.drop_database().await;
+}
+
+#[tokio::test]
+async fn commands_without_an_expected_version_are_serialised_not_lost() {
+    let database = TestDatabase::create().await;
+    let store = Arc::new(store(&database).await);
+    let mut tasks = Vec::new();
+    for attempt in 0..4 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            append(
+                &store,
+                &format!("any-{attempt}"),
+                "organisation-RTP",
+                ExpectedVersion::Any,
+            )
+            .await
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let versions: Vec<u64> = store
+        .read_stream("organisation-RTP")
+        .await
+        .unwrap()
+        .iter()
+        .map(|event| event.stream_version)
+        .collect();
+    assert_eq!(versions, vec![1, 2, 3, 4]);
+    database.drop_database().await;
+}
+
+#[tokio::test]
+async fn a_retried_request_returns_the_first_result_and_writes_nothing() {
+    let database = TestDatabase::create().await;
+    let store = store(&database).await;
+    let first = append(&store, "req-1", "organisation-RTP", ExpectedVersion::Any)
+        .await
+        .unwrap();
+    assert!(!first.replayed);
+    let retry = append(&store, "req-1", "organisation-RTP", ExpectedVersion::Any)
+        .await
+        .unwrap();
+    assert!(retry.replayed);
+    assert_eq!(retry.event_ids, first.event_ids);
+    assert_eq!(retry.version, first.version);
+    assert_eq!(
+        store.read_stream("organisation-RTP").await.unwrap().len(),
+        1
+    );
+
+    // The same key for a different command is refused, not answered with the old result.
+    let reused = store
+        .execute(
+            &context("req-1"),
+            "Rename",
+            b"something else",
+            "organisation-RTP",
+            ExpectedVersion::Any,
+            |_| Ok::<_, StoreError>(vec![renamed("other")]),
+        )
+        .await;
+    assert!(matches!(reused, Err(StoreError::RequestIdReused { .. })));
+
+    // Concurrent retries of one request also write once.
+    let store = Arc::new(store);
+    let mut retries = Vec::new();
+    for _ in 0..10 {
+        let store = store.clone();
+        retries.push(tokio::spawn(async move {
+            append(&store, "req-2", "organisation-RTP", ExpectedVersion::Any).await
+        }));
+    }
+    let mut event_ids = HashSet::new();
+    for retry in retries {
+        event_ids.insert(retry.await.unwrap().unwrap().event_ids.join(","));
+    }
+    assert_eq!(event_ids.len(), 1);
+    assert_eq!(
+        store.read_stream("organisation-RTP").await.unwrap().len(),
+        2
+    );
+    database.drop_database().await;
+}
+
+#[tokio::test]
+async fn a_failed_decision_writes_nothing() {
+    let database = TestDatabase::create().await;
+    let store = store(&database).await;
+    let refused = store
+        .execute(
+            &context("req-refused"),
+            "Rename",
+            b"x",
+            "organisation-RTP",
+            ExpectedVersion::Any,
+            |_| {
+                Err::<Vec<NewEvent>, _>(StoreError::RequestIdReused {
+                    request_id: "domain says no".into(),
+                })
+            },
+        )
+        .await;
+    assert!(refused.is_err());
+    assert!(
+        store
+            .read_stream("organisation-RTP")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The request id was not consumed by the refusal: a corrected retry goes through.
+    let corrected = append(
+        &store,
+        "req-refused",
+        "organisation-RTP",
+        ExpectedVersion::Any,
+    )
+    .await;
+    assert!(corrected.is_ok());
+    database.drop_database().await;
+}
+
+/// Opens a transaction that appends an event and stays open, holding an earlier position.
+async fn hold_slow_transaction(store: &EventStore) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut slow = store.pool().begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version,
+             organisation, payload, request_id, correlation_id, causation_id, traceparent,
+             tracestate, principal)
+         VALUES ('organisation-SLOW', 1, $1, 'ics.events.v1.OrganisationRenamed', 1, 'RTP', $2,
+             'slow', '', '', '', '', 'test')",
+    )
+    .bind(uuid::Uuid::now_v7())
+    .bind(renamed("slow").payload)
+    .execute(&mut *slow)
+    .await
+    .unwrap();
+    slow
+}
+
+#[tokio::test]
+async fn a_slow_transaction_is_never_skipped_by_the_relay() {
+    let database = TestDatabase::create().await;
+    let store = store(&database).await;
+    let prefix = unique_token();
+    let nats = async_nats::connect(ics_testing::nats_url()).await.unwrap();
+    let relay = Relay::new(store.clone(), nats.clone(), RelayConfig::new(&prefix));
+    relay.ensure_stream().await.unwrap();
+
+    let slow = hold_slow_transaction(&store).await;
+    append(&store, "fast-1", "organisation-FAST", ExpectedVersion::Any)
+        .await
+        .unwrap();
+
+    // While the slow transaction is open, nothing after it may be published.
+    assert_eq!(relay.publish_pending().await.unwrap(), 0);
+    assert!(
+        store
+            .read_committed(LogCursor::default(), 0, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    slow.commit().await.unwrap();
+    publish_all(&relay, 2).await;
+    let received = read_stream_messages(&nats, &relay.stream_name(), 2).await;
+    let streams: Vec<String> = received
+        .iter()
+        .map(|envelope| envelope.stream_id.clone())
+        .collect();
+    assert_eq!(streams, vec!["organisation-SLOW", "organisation-FAST"]);
+
+    ics_testing::delete_streams(&nats, &prefix).await;
+    database.drop_database().await;
+}
+
+#[tokio::test]
+async fn republishing_is_deduplicated_by_message_id() {
+    let database = TestDatabase::create().await;
+    let store = store(&database).await;
+    let prefix = unique_token();
+    let nats = async_nats::connect(ics_testing::nats_url()).await.unwrap();
+    let relay = Relay::new(store.clone(), nats.clone(), RelayConfig::new(&prefix));
+    relay.ensure_stream().await.unwrap();
+    for index in 0..5 {
+        append(
+            &store,
+            &format!("r-{index}"),
+            "organisation-RTP",
+            ExpectedVersion::Any,
+        )
+        .await
+        .unwrap();
+    }
+    publish_all(&relay, 5).await;
+    assert_eq!(relay.republish(0).await.unwrap(), 5);
+    let jetstream = jetstream::new(nats.clone());
+    let mut stream = jetstream.get_stream(relay.stream_name()).await.unwrap();
+    assert_eq!(stream.info().await.unwrap().state.messages, 5);
+    ics_testing::delete_streams(&nats, &prefix).await;
+    database.drop_database().await;
+}
+
+#[tokio::test]
+async fn the_relay_survives_a_nats_restart_and_everything_arrives_once() {
+    let database = TestDatabase::create().await;
+    let store = store(&database).await;
+    let mut server = PrivateNats::start().await;
+    let prefix = unique_token();
+    let nats = async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .connect(server.url())
+        .await
+        .unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let relay = Relay::new(store.clone(), nats.clone(), RelayConfig::new(&prefix));
+    let stream_name = relay.stream_name();
+    let running = tokio::spawn(relay.run(shutdown.clone()));
+
+    let total = 60;
+    for index in 0..total {
+        append(
+            &store,
+            &format!("w-{index}"),
+            &format!("organisation-{}", index % 7),
+            ExpectedVersion::Any,
+        )
+        .await
+        .unwrap();
+        if index == 20 {
+            server.kill();
+        }
+        if index == 40 {
+            server.restart().await;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // Everything arrives (the relay resumes by itself), and no event arrives twice.
+    let received = read_stream_messages(&nats, &stream_name, total).await;
+    let distinct: HashSet<String> = received
+        .iter()
+        .map(|envelope| envelope.event_id.clone())
+        .collect();
+    assert_eq!(distinct.len(), total);
+    assert_eq!(received.len(), total);
+
+    shutdown.cancel();
+    running.await.unwrap();
+    database.drop_database().await;
+}
+
+/// Publishes until `expected` events went out. Transaction ids are cluster-wide, so a
+/// transaction open in another test's database can briefly hold back what is visible here.
+async fn publish_all(relay: &Relay, expected: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut published = 0;
+    while published < expected {
+        published += relay.publish_pending().await.unwrap();
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {published} of {expected} published"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(published, expected);
+}
+
+/// Reads `expected` messages from the stream (waiting up to 20 s), then checks no more follow.
+async fn read_stream_messages(
+    nats: &async_nats::Client,
+    stream_name: &str,
+    expected: usize,
+) -> Vec<EventEnvelope> {
+    let jetstream = jetstream::new(nats.clone());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let stream = loop {
+        match jetstream.get_stream(stream_name).await {
+            Ok(stream) => break stream,
+            Err(error) if tokio::time::Instant::now() > deadline => panic!("no stream: {error}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    };
+    let consumer = stream
+        .create_consumer(consumer::pull::OrderedConfig::default())
+        .await
+        .unwrap();
+    let mut messages = consumer.messages().await.unwrap();
+    let mut envelopes = Vec::new();
+    while envelopes.len() < expected {
+        let next = tokio::time::timeout_at(deadline, messages.next())
+            .await
+            .unwrap_or_else(|_| panic!("only {} of {expected} events arrived", envelopes.len()))
+            .unwrap()
+            .unwrap();
+        envelopes.push(EventEnvelope::decode(next.payload.clone()).unwrap());
+    }
+    let extra = tokio::time::timeout(Duration::from_millis(500), messages.next()).await;
+    assert!(extra.is_err(), "more events than expected arrived");
+    envelopes
+}
+
+#[tokio::test]
+async fn one_replica_relays_at_a_time_and_a_standby_takes_over() {
+    let database = TestDatabase::create().await;
+    let store = store(&database).await;
+    let prefix = unique_token();
+    let nats = async_nats::connect(ics_testing::nats_url()).await.unwrap();
+    let first = Relay::new(store.clone(), nats.clone(), RelayConfig::new(&prefix));
+    let second = Relay::new(store.clone(), nats.clone(), RelayConfig::new(&prefix));
+    let stream_name = first.stream_name();
+    let first_stop = tokio_util::sync::CancellationToken::new();
+    let second_stop = tokio_util::sync::CancellationToken::new();
+    let first_task = tokio::spawn(first.run(first_stop.clone()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second_task = tokio::spawn(second.run(second_stop.clone()));
+
+    // Only the lock holder relays: the standby's lock attempt fails while the leader lives.
+    let held: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext('trusts.relay'))")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert!(!held, "the relay lock must be held by the leading replica");
+
+    for index in 0..10 {
+        append(
+            &store,
+            &format!("before-{index}"),
+            "organisation-RTP",
+            ExpectedVersion::Any,
+        )
+        .await
+        .unwrap();
+    }
+    read_stream_messages(&nats, &stream_name, 10).await;
+
+    // The leader stops; the standby takes over and relays what follows.
+    first_stop.cancel();
+    first_task.await.unwrap();
+    for index in 0..10 {
+        append(
+            &store,
+            &format!("after-{index}"),
+            "organisation-RTP",
+            ExpectedVersion::Any,
+        )
+        .await
+        .unwrap();
+    }
+    read_stream_messages(&nats, &stream_name, 20).await;
+
+    second_stop.cancel();
+    second_task.await.unwrap();
+    ics_testing::delete_streams(&nats, &prefix).await;
+    database.drop_database().await;
+}

@@ -1,0 +1,592 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind, consumer};
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use ics_eventstore::subject;
+use ics_proto::events::v1::EventEnvelope;
+use prost::Message;
+use sqlx::{PgConnection, PgPool, Row};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+/// A projection failed to apply an event, or its storage failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    /// The event cannot be applied, now or later: it will be dead-lettered.
+    #[error("event rejected: {0}")]
+    Rejected(String),
+    #[error("projection storage failed: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("jetstream failed: {0}")]
+    JetStream(String),
+}
+
+/// A read model built from events.
+pub trait Projection: Send + Sync + 'static {
+    /// Stable name: keys its checkpoints, names its durable consumers and its change channel.
+    fn name(&self) -> &str;
+
+    /// Applies one event inside the runner's transaction. Events of types the projection does
+    /// not use must be accepted and ignored.
+    fn apply<'a>(
+        &'a self,
+        connection: &'a mut PgConnection,
+        event: &'a EventEnvelope,
+    ) -> BoxFuture<'a, Result<(), ProjectionError>>;
+
+    /// Deletes everything the projection built, before a rebuild.
+    fn reset<'a>(
+        &'a self,
+        connection: &'a mut PgConnection,
+    ) -> BoxFuture<'a, Result<(), ProjectionError>>;
+}
+
+/// The LISTEN/NOTIFY channel on which a projection announces each applied event; the payload
+/// is `organisation<TAB>event_type<TAB>event_id`. Watchers in any replica listen on it.
+pub fn change_channel(projection: &str) -> String {
+    format!("projection_{projection}_changed")
+}
+
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    /// First token of subjects and prefix of stream and consumer names.
+    pub subject_prefix: String,
+    /// The services whose streams feed the projection (`trusts`, `workshops`…).
+    pub source_services: Vec<String>,
+    /// Deliveries after which a failing message is dead-lettered.
+    pub max_deliver: i64,
+    /// How long JetStream waits for an ack before redelivering.
+    pub ack_wait: Duration,
+    /// Messages requested per pull.
+    pub batch: usize,
+    /// Continues the writer's trace: given each event's span and its stored W3C
+    /// `traceparent`/`tracestate`, makes the span a child of the command that recorded it.
+    /// The runner stays free of any telemetry backend; services pass their kit's function.
+    pub continue_trace: Option<fn(&tracing::Span, &str, &str)>,
+}
+
+impl RunnerConfig {
+    pub fn new(subject_prefix: &str, source_services: &[&str]) -> Self {
+        RunnerConfig {
+            subject_prefix: subject_prefix.to_string(),
+            source_services: source_services.iter().map(|s| s.to_string()).collect(),
+            max_deliver: 5,
+            ack_wait: Duration::from_secs(30),
+            batch: 256,
+            continue_trace: None,
+        }
+    }
+}
+
+/// A message the runner gave up on.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    pub projection: String,
+    pub subject: String,
+    pub stream_sequence: u64,
+    pub event_id: String,
+    pub event_type: String,
+    pub deliveries: u64,
+    pub error: String,
+    pub recorded_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Dead letters, newest first; all projections' when `projection` is empty.
+pub async fn list_dead_letters(
+    pool: &PgPool,
+    projection: &str,
+) -> Result<Vec<DeadLetter>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT projection, subject, stream_sequence, event_id, event_type, deliveries, error,
+                recorded_at
+         FROM dead_letters WHERE $1 = '' OR projection = $1 ORDER BY id DESC LIMIT 1000",
+    )
+    .bind(projection)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(DeadLetter {
+                projection: row.try_get("projection")?,
+                subject: row.try_get("subject")?,
+                stream_sequence: u64::try_from(row.try_get::<i64, _>("stream_sequence")?)
+                    .unwrap_or(0),
+                event_id: row.try_get("event_id")?,
+                event_type: row.try_get("event_type")?,
+                deliveries: u64::try_from(row.try_get::<i64, _>("deliveries")?).unwrap_or(0),
+                error: row.try_get("error")?,
+                recorded_at: row.try_get("recorded_at")?,
+            })
+        })
+        .collect()
+}
+
+/// Runs one projection from its source streams.
+pub struct ProjectionRunner<P: Projection> {
+    pool: PgPool,
+    jetstream: jetstream::Context,
+    projection: Arc<P>,
+    config: RunnerConfig,
+}
+
+impl<P: Projection> Clone for ProjectionRunner<P> {
+    fn clone(&self) -> Self {
+        ProjectionRunner {
+            pool: self.pool.clone(),
+            jetstream: self.jetstream.clone(),
+            projection: self.projection.clone(),
+            config: self.config.clone(),
+        }
+    }
+}
+
+enum Outcome {
+    Applied,
+    Duplicate,
+    Parked,
+}
+
+impl<P: Projection> ProjectionRunner<P> {
+    pub fn new(
+        pool: PgPool,
+        nats: async_nats::Client,
+        projection: Arc<P>,
+        config: RunnerConfig,
+    ) -> Self {
+        ProjectionRunner {
+            pool,
+            jetstream: jetstream::new(nats),
+            projection,
+            config,
+        }
+    }
+
+    pub fn projection(&self) -> &Arc<P> {
+        &self.projection
+    }
+
+    fn consumer_name(&self) -> String {
+        format!("{}_{}", self.config.subject_prefix, self.projection.name())
+            .replace(['.', '*', '>', ' '], "_")
+    }
+
+    /// Consumes every source stream until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut tasks = Vec::new();
+        for service in self.config.source_services.clone() {
+            let runner = self.clone();
+            let shutdown = shutdown.clone();
+            tasks.push(tokio::spawn(async move {
+                runner.consume_service(&service, shutdown).await;
+            }));
+        }
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+
+    async fn consume_service(&self, service: &str, shutdown: CancellationToken) {
+        let stream_name = subject::stream_name(&self.config.subject_prefix, service);
+        let mut backoff = Duration::from_millis(100);
+        while !shutdown.is_cancelled() {
+            match self.consume_stream(&stream_name, &shutdown).await {
+                Ok(()) => return,
+                Err(error) => {
+                    tracing::warn!(projection = self.projection.name(), stream = %stream_name, %error, "projection consumer interrupted; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+
+    async fn consumer(
+        &self,
+        stream_name: &str,
+    ) -> Result<consumer::Consumer<consumer::pull::Config>, ProjectionError> {
+        let stream = self
+            .jetstream
+            .get_stream(stream_name)
+            .await
+            .map_err(|error| ProjectionError::JetStream(error.to_string()))?;
+        let name = self.consumer_name();
+        stream
+            .get_or_create_consumer(
+                &name,
+                consumer::pull::Config {
+                    durable_name: Some(name.clone()),
+                    ack_policy: consumer::AckPolicy::Explicit,
+                    deliver_policy: consumer::DeliverPolicy::All,
+                    ack_wait: self.config.ack_wait,
+                    // The runner itself dead-letters at max_deliver; JetStream's limit is a
+                    // backstop one above, so the runner always sees the last attempt.
+                    max_deliver: self.config.max_deliver + 1,
+                    max_ack_pending: 10_000,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|error| ProjectionError::JetStream(error.to_string()))
+    }
+
+    async fn consume_stream(
+        &self,
+        stream_name: &str,
+        shutdown: &CancellationToken,
+    ) -> Result<(), ProjectionError> {
+        let consumer = self.consumer(stream_name).await?;
+        let mut messages = consumer
+            .stream()
+            .max_messages_per_batch(self.config.batch)
+            .heartbeat(Duration::from_secs(5))
+            .expires(Duration::from_secs(30))
+            .messages()
+            .await
+            .map_err(|error| ProjectionError::JetStream(error.to_string()))?;
+        tracing::info!(projection = self.projection.name(), stream = %stream_name, "projection consuming");
+        loop {
+            let next = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                next = messages.next() => next,
+            };
+            let message = match next {
+                None => return Err(ProjectionError::JetStream("message stream ended".into())),
+                Some(Err(error)) => return Err(ProjectionError::JetStream(error.to_string())),
+                Some(Ok(message)) => message,
+            };
+            self.handle(stream_name, message).await;
+        }
+    }
+
+    async fn handle(&self, stream_name: &str, message: jetstream::Message) {
+        let span = tracing::info_span!(
+            "projection_apply",
+            projection = self.projection.name(),
+            subject = %message.subject,
+        );
+        if let (Some(continue_trace), Some(headers)) =
+            (self.config.continue_trace, &message.headers)
+        {
+            let header = |name: &str| headers.get(name).map(|value| value.as_str().to_string());
+            continue_trace(
+                &span,
+                &header("traceparent").unwrap_or_default(),
+                &header("tracestate").unwrap_or_default(),
+            );
+        }
+        self.handle_in_span(stream_name, message)
+            .instrument(span)
+            .await;
+    }
+
+    async fn handle_in_span(&self, stream_name: &str, message: jetstream::Message) {
+        let (stream_sequence, delivered) = match message.info() {
+            Ok(info) => (info.stream_sequence, info.delivered),
+            Err(_) => (0, 1),
+        };
+        let decoded = EventEnvelope::decode(message.payload.clone())
+            .map_err(|error| ProjectionError::Rejected(format!("undecodable envelope: {error}")));
+        let result = match &decoded {
+            Ok(envelope) => {
+                self.apply_in_transaction(stream_name, stream_sequence, envelope)
+                    .await
+            }
+            Err(error) => Err(ProjectionError::Rejected(error.to_string())),
+        };
+        let ack = match result {
+            Ok(_) => AckKind::Ack,
+            Err(error) if delivered >= self.config.max_deliver => {
+                tracing::error!(projection = self.projection.name(), stream_sequence, deliveries = delivered, %error, "event dead-lettered");
+                match self
+                    .dead_letter(
+                        &message,
+                        stream_sequence,
+                        delivered,
+                        decoded.as_ref().ok(),
+                        &error,
+                    )
+                    .await
+                {
+                    Ok(()) => AckKind::Term,
+                    Err(storage_error) => {
+                        tracing::error!(%storage_error, "dead-lettering failed; will retry");
+                        AckKind::Nak(Some(Duration::from_secs(1)))
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(projection = self.projection.name(), stream_sequence, deliveries = delivered, %error, "event not applied; will retry");
+                let delay = Duration::from_millis(100 * u64::try_from(delivered).unwrap_or(1));
+                AckKind::Nak(Some(delay.min(Duration::from_secs(2))))
+            }
+        };
+        if let Err(error) = message.ack_with(ack).await {
+            // Not acknowledged means redelivered, which the version check makes harmless.
+            tracing::debug!(%error, "ack failed");
+        }
+    }
+
+    /// Applies an event (and any parked successors) and records progress in one transaction.
+    async fn apply_in_transaction(
+        &self,
+        stream_name: &str,
+        stream_sequence: u64,
+        envelope: &EventEnvelope,
+    ) -> Result<Outcome, ProjectionError> {
+        let mut transaction = self.pool.begin().await?;
+        let outcome = self.apply_ordered(&mut transaction, envelope).await?;
+        let applied = if matches!(outcome, Outcome::Applied) {
+            1
+        } else {
+            0
+        };
+        sqlx::query(
+            "INSERT INTO projection_checkpoints (projection, source_stream, stream_sequence, events_applied)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (projection, source_stream) DO UPDATE
+             SET stream_sequence = GREATEST(projection_checkpoints.stream_sequence, excluded.stream_sequence),
+                 events_applied = projection_checkpoints.events_applied + excluded.events_applied,
+                 updated_at = now()",
+        )
+        .bind(self.projection.name())
+        .bind(stream_name)
+        .bind(i64::try_from(stream_sequence).unwrap_or(i64::MAX))
+        .bind(applied)
+        .execute(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn apply_ordered(
+        &self,
+        connection: &mut PgConnection,
+        envelope: &EventEnvelope,
+    ) -> Result<Outcome, ProjectionError> {
+        let applied_version = self.lock_stream_version(connection, envelope).await?;
+        let version = envelope.stream_version;
+        if version <= applied_version {
+            return Ok(Outcome::Duplicate);
+        }
+        if version > applied_version + 1 {
+            sqlx::query(
+                "INSERT INTO projection_parked (projection, source_service, stream_id, stream_version, envelope)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            )
+            .bind(self.projection.name())
+            .bind(&envelope.source_service)
+            .bind(&envelope.stream_id)
+            .bind(i64::try_from(version).unwrap_or(i64::MAX))
+            .bind(envelope.encode_to_vec())
+            .execute(&mut *connection)
+            .await?;
+            tracing::debug!(projection = self.projection.name(), stream = %envelope.stream_id, version, applied_version, "event parked until the gap is filled");
+            return Ok(Outcome::Parked);
+        }
+        self.apply_one(connection, envelope).await?;
+        self.drain_parked(connection, envelope, version).await?;
+        Ok(Outcome::Applied)
+    }
+
+    /// Applies parked successors of `version` in order, then records the stream's new version.
+    async fn drain_parked(
+        &self,
+        connection: &mut PgConnection,
+        envelope: &EventEnvelope,
+        mut version: u64,
+    ) -> Result<(), ProjectionError> {
+        loop {
+            let parked: Option<Vec<u8>> = sqlx::query_scalar(
+                "DELETE FROM projection_parked
+                 WHERE projection = $1 AND source_service = $2 AND stream_id = $3 AND stream_version = $4
+                 RETURNING envelope",
+            )
+            .bind(self.projection.name())
+            .bind(&envelope.source_service)
+            .bind(&envelope.stream_id)
+            .bind(i64::try_from(version + 1).unwrap_or(i64::MAX))
+            .fetch_optional(&mut *connection)
+            .await?;
+            let Some(parked) = parked else {
+                break;
+            };
+            let successor = EventEnvelope::decode(parked.as_slice())
+                .map_err(|error| ProjectionError::Rejected(error.to_string()))?;
+            self.apply_one(connection, &successor).await?;
+            version += 1;
+        }
+        sqlx::query(
+            "UPDATE projection_stream_versions SET version = $4
+             WHERE projection = $1 AND source_service = $2 AND stream_id = $3",
+        )
+        .bind(self.projection.name())
+        .bind(&envelope.source_service)
+        .bind(&envelope.stream_id)
+        .bind(i64::try_from(version).unwrap_or(i64::MAX))
+        .execute(&mut *connection)
+        .await?;
+        Ok(())
+    }
+
+    async fn apply_one(
+        &self,
+        connection: &mut PgConnection,
+        envelope: &EventEnvelope,
+    ) -> Result<(), ProjectionError> {
+        self.projection.apply(connection, envelope).await?;
+        // Transactional: watchers hear of the change only once it is committed.
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(change_channel(self.projection.name()))
+            .bind(format!(
+                "{}\t{}\t{}",
+                envelope.organisation, envelope.event_type, envelope.event_id
+            ))
+            .execute(&mut *connection)
+            .await?;
+        Ok(())
+    }
+
+    /// The stream's applied version, locked for this transaction so that replicas sharing a
+    /// consumer never apply the same stream concurrently.
+    async fn lock_stream_version(
+        &self,
+        connection: &mut PgConnection,
+        envelope: &EventEnvelope,
+    ) -> Result<u64, ProjectionError> {
+        sqlx::query(
+            "INSERT INTO projection_stream_versions (projection, source_service, stream_id, version)
+             VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING",
+        )
+        .bind(self.projection.name())
+        .bind(&envelope.source_service)
+        .bind(&envelope.stream_id)
+        .execute(&mut *connection)
+        .await?;
+        let version: i64 = sqlx::query_scalar(
+            "SELECT version FROM projection_stream_versions
+             WHERE projection = $1 AND source_service = $2 AND stream_id = $3 FOR UPDATE",
+        )
+        .bind(self.projection.name())
+        .bind(&envelope.source_service)
+        .bind(&envelope.stream_id)
+        .fetch_one(&mut *connection)
+        .await?;
+        Ok(u64::try_from(version).unwrap_or(0))
+    }
+
+    /// Records a message the projection gave up on and, for a decodable event that was next in
+    /// its stream, moves the stream past it so its successors are not parked forever.
+    async fn dead_letter(
+        &self,
+        message: &jetstream::Message,
+        stream_sequence: u64,
+        delivered: i64,
+        envelope: Option<&EventEnvelope>,
+        error: &ProjectionError,
+    ) -> Result<(), ProjectionError> {
+        let mut transaction = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO dead_letters (projection, subject, stream_sequence, event_id, event_type,
+                 deliveries, error, payload)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(self.projection.name())
+        .bind(message.subject.as_str())
+        .bind(i64::try_from(stream_sequence).unwrap_or(i64::MAX))
+        .bind(envelope.map(|e| e.event_id.clone()).unwrap_or_default())
+        .bind(envelope.map(|e| e.event_type.clone()).unwrap_or_default())
+        .bind(delivered)
+        .bind(error.to_string())
+        .bind(message.payload.to_vec())
+        .execute(&mut *transaction)
+        .await?;
+        if let Some(envelope) = envelope {
+            let applied_version = self.lock_stream_version(&mut transaction, envelope).await?;
+            if envelope.stream_version == applied_version + 1 {
+                self.drain_parked(&mut transaction, envelope, envelope.stream_version)
+                    .await?;
+            }
+        }
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    /// Messages not yet delivered plus those delivered but not acknowledged, over all sources:
+    /// how far the projection lags behind its streams.
+    pub async fn lag(&self) -> Result<u64, ProjectionError> {
+        let mut lag = 0;
+        for service in &self.config.source_services {
+            let stream_name = subject::stream_name(&self.config.subject_prefix, service);
+            let mut consumer = self.consumer(&stream_name).await?;
+            let info = consumer
+                .info()
+                .await
+                .map_err(|error| ProjectionError::JetStream(error.to_string()))?;
+            lag += info.num_pending + info.num_ack_pending as u64;
+        }
+        Ok(lag)
+    }
+
+    /// Waits until the projection has consumed everything in its streams (or `timeout`).
+    pub async fn wait_caught_up(&self, timeout: Duration) -> Result<(), ProjectionError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.lag().await? == 0 {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(ProjectionError::JetStream(format!(
+                    "projection {} still lagging after {timeout:?}",
+                    self.projection.name()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Drops everything the projection built and its durable consumers, so that the next
+    /// [`run`](Self::run) replays every stream from the beginning. Call it while the runner is
+    /// stopped.
+    pub async fn reset_for_rebuild(&self) -> Result<(), ProjectionError> {
+        for service in &self.config.source_services {
+            let stream_name = subject::stream_name(&self.config.subject_prefix, service);
+            if let Ok(stream) = self.jetstream.get_stream(&stream_name).await {
+                let _ = stream.delete_consumer(&self.consumer_name()).await;
+            }
+        }
+        let mut transaction = self.pool.begin().await?;
+        self.projection.reset(&mut transaction).await?;
+        for table in [
+            "projection_stream_versions",
+            "projection_parked",
+            "projection_checkpoints",
+        ] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE projection = $1"))
+                .bind(self.projection.name())
+                .execute(&mut *transaction)
+                .await?;
+        }
+        transaction.commit().await?;
+        tracing::info!(
+            projection = self.projection.name(),
+            "projection reset for rebuild"
+        );
+        Ok(())
+    }
+
+    /// Events applied so far, over all sources.
+    pub async fn events_applied(&self) -> Result<u64, ProjectionError> {
+        let applied: Option<i64> = sqlx::query_scalar(
+            "SELECT sum(events_applied)::bigint FROM projection_checkpoints WHERE projection = $1",
+        )
+        .bind(self.projection.name())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(applied.map_or(0, |value| u64::try_from(value).unwrap_or(0)))
+    }
+}

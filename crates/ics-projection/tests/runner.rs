@@ -1,0 +1,419 @@
+//! The projection runner against the real Postgres and NATS JetStream.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use ics_eventstore::relay::{Relay, RelayConfig};
+use ics_eventstore::{CommandContext, EventStore, ExpectedVersion, NewEvent, StoreError, migrate};
+use ics_projection::{
+    Projection, ProjectionError, ProjectionRunner, RunnerConfig, list_dead_letters,
+};
+use ics_proto::events::v1::{EventEnvelope, OrganisationRenamed};
+use ics_testing::{TestDatabase, unique_token};
+use prost::Message;
+use sqlx::{PgConnection, PgPool};
+use tokio_util::sync::CancellationToken;
+
+/// Records every applied event in order; refuses renames to "POISON".
+struct Journal;
+
+impl Projection for Journal {
+    fn name(&self) -> &str {
+        "journal"
+    }
+
+    fn apply<'a>(
+        &'a self,
+        connection: &'a mut PgConnection,
+        event: &'a EventEnvelope,
+    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
+        Box::pin(async move {
+            let renamed = OrganisationRenamed::decode(event.payload.as_slice())
+                .map_err(|error| ProjectionError::Rejected(error.to_string()))?;
+            if renamed.name == "POISON" {
+                return Err(ProjectionError::Rejected("poison".into()));
+            }
+            sqlx::query("INSERT INTO journal (stream_id, version, name) VALUES ($1, $2, $3)")
+                .bind(&event.stream_id)
+                .bind(i64::try_from(event.stream_version).unwrap())
+                .bind(&renamed.name)
+                .execute(&mut *connection)
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn reset<'a>(
+        &'a self,
+        connection: &'a mut PgConnection,
+    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
+        Box::pin(async move {
+            sqlx::query("DELETE FROM journal")
+                .execute(&mut *connection)
+                .await?;
+            Ok(())
+        })
+    }
+}
+
+struct Fixture {
+    database: TestDatabase,
+    store: EventStore,
+    relay: Relay,
+    nats: async_nats::Client,
+    prefix: String,
+    projection_pool: PgPool,
+}
+
+impl Fixture {
+    async fn new() -> Self {
+        let database = TestDatabase::create().await;
+        let pool = database.pool("trusts").await;
+        migrate(&pool, &[]).await.unwrap();
+        let store = EventStore::new(pool, "trusts");
+        let prefix = unique_token();
+        let nats = async_nats::connect(ics_testing::nats_url()).await.unwrap();
+        let relay = Relay::new(store.clone(), nats.clone(), RelayConfig::new(&prefix));
+        relay.ensure_stream().await.unwrap();
+        let projection_pool = database.pool("reporting").await;
+        migrate(&projection_pool, ics_projection::MIGRATIONS)
+            .await
+            .unwrap();
+        sqlx::query(
+            "CREATE TABLE journal (id bigint GENERATED ALWAYS AS IDENTITY, stream_id text, version bigint, name text)",
+        )
+        .execute(&projection_pool)
+        .await
+        .unwrap();
+        Fixture {
+            database,
+            store,
+            relay,
+            nats,
+            prefix,
+            projection_pool,
+        }
+    }
+
+    fn runner(&self) -> ProjectionRunner<Journal> {
+        let mut config = RunnerConfig::new(&self.prefix, &["trusts"]);
+        config.max_deliver = 3;
+        ProjectionRunner::new(
+            self.projection_pool.clone(),
+            self.nats.clone(),
+            Arc::new(Journal),
+            config,
+        )
+    }
+
+    async fn rename(&self, stream: &str, name: &str) {
+        self.store
+            .execute(
+                &CommandContext {
+                    request_id: unique_token(),
+                    principal: "test".into(),
+                    ..Default::default()
+                },
+                "Rename",
+                name.as_bytes(),
+                stream,
+                ExpectedVersion::Any,
+                |_| {
+                    Ok::<_, StoreError>(vec![NewEvent::encode(
+                        "RTP",
+                        &OrganisationRenamed {
+                            ods_code: "RTP".into(),
+                            previous_name: String::new(),
+                            name: name.into(),
+                        },
+                    )])
+                },
+            )
+            .await
+            .unwrap();
+    }
+
+    async fn journal(&self) -> Vec<(String, i64, String)> {
+        sqlx::query_as("SELECT stream_id, version, name FROM journal ORDER BY stream_id, version")
+            .fetch_all(&self.projection_pool)
+            .await
+            .unwrap()
+    }
+
+    async fn publish_raw(&self, envelope: &EventEnvelope) {
+        let jetstream = async_nats::jetstream::new(self.nats.clone());
+        jetstream
+            .publish(
+                format!("{}.trusts.RTP.OrganisationRenamed", self.prefix),
+                envelope.encode_to_vec().into(),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+
+    async fn finish(self) {
+        ics_testing::delete_streams(&self.nats, &self.prefix).await;
+        self.database.drop_database().await;
+    }
+}
+
+fn envelope(stream_id: &str, version: u64, name: &str) -> EventEnvelope {
+    EventEnvelope {
+        event_id: uuid::Uuid::now_v7().to_string(),
+        source_service: "trusts".into(),
+        stream_id: stream_id.into(),
+        stream_version: version,
+        event_type: "ics.events.v1.OrganisationRenamed".into(),
+        schema_version: 1,
+        payload: OrganisationRenamed {
+            ods_code: "RTP".into(),
+            previous_name: String::new(),
+            name: name.into(),
+        }
+        .encode_to_vec(),
+        organisation: "RTP".into(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn redelivered_and_replayed_events_change_nothing_and_a_rebuild_equals_live() {
+    let fixture = Fixture::new().await;
+    for index in 0..30 {
+        fixture
+            .rename(
+                &format!("organisation-{}", index % 4),
+                &format!("name-{index}"),
+            )
+            .await;
+    }
+    // Transaction ids are cluster-wide: another test's open transaction can briefly hold back
+    // what the relay may publish, so publish until everything went out.
+    let mut published = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while published < 30 {
+        published += fixture.relay.publish_pending().await.unwrap();
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let shutdown = CancellationToken::new();
+    let runner = fixture.runner();
+    let running = tokio::spawn(runner.clone().run(shutdown.clone()));
+    runner
+        .wait_caught_up(Duration::from_secs(20))
+        .await
+        .unwrap();
+    let live = fixture.journal().await;
+    assert_eq!(live.len(), 30);
+
+    // Re-publish every stored event as new messages (as after JetStream's duplicate window).
+    for event in fixture
+        .store
+        .read_committed(Default::default(), 0, 1000)
+        .await
+        .unwrap()
+    {
+        fixture.publish_raw(&event.to_envelope("trusts")).await;
+    }
+    runner
+        .wait_caught_up(Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_eq!(fixture.journal().await, live);
+    assert_eq!(runner.events_applied().await.unwrap(), 30);
+
+    shutdown.cancel();
+    running.await.unwrap();
+
+    // Drop and rebuild from the beginning of the stream: the same state.
+    runner.reset_for_rebuild().await.unwrap();
+    assert!(fixture.journal().await.is_empty());
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(runner.clone().run(shutdown.clone()));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    runner
+        .wait_caught_up(Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_eq!(fixture.journal().await, live);
+    shutdown.cancel();
+    running.await.unwrap();
+    fixture.finish().await;
+}
+
+#[tokio::test]
+async fn an_event_ahead_of_its_stream_is_held_until_the_gap_is_filled() {
+    let fixture = Fixture::new().await;
+    let shutdown = CancellationToken::new();
+    let runner = fixture.runner();
+    let running = tokio::spawn(runner.clone().run(shutdown.clone()));
+
+    fixture
+        .publish_raw(&envelope("organisation-GAP", 3, "third"))
+        .await;
+    fixture
+        .publish_raw(&envelope("organisation-GAP", 2, "second"))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    runner
+        .wait_caught_up(Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert!(
+        fixture.journal().await.is_empty(),
+        "versions 2 and 3 must wait for 1"
+    );
+
+    fixture
+        .publish_raw(&envelope("organisation-GAP", 1, "first"))
+        .await;
+    runner
+        .wait_caught_up(Duration::from_secs(20))
+        .await
+        .unwrap();
+    let ids: Vec<(i64, String)> = sqlx::query_as("SELECT version, name FROM journal ORDER BY id")
+        .fetch_all(&fixture.projection_pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        ids,
+        vec![
+            (1, "first".to_string()),
+            (2, "second".to_string()),
+            (3, "third".to_string())
+        ]
+    );
+    shutdown.cancel();
+    running.await.unwrap();
+    fixture.finish().await;
+}
+
+#[tokio::test]
+async fn a_poison_message_is_dead_lettered_and_the_rest_flow() {
+    let fixture = Fixture::new().await;
+    let shutdown = CancellationToken::new();
+    let runner = fixture.runner();
+    let running = tokio::spawn(runner.clone().run(shutdown.clone()));
+
+    fixture
+        .publish_raw(&envelope("organisation-A", 1, "a1"))
+        .await;
+    fixture
+        .publish_raw(&envelope("organisation-A", 2, "POISON"))
+        .await;
+    fixture
+        .publish_raw(&envelope("organisation-A", 3, "a3"))
+        .await;
+    let jetstream = async_nats::jetstream::new(fixture.nats.clone());
+    jetstream
+        .publish(
+            format!("{}.trusts.RTP.Garbage", fixture.prefix),
+            vec![0xff, 0xff, 0xff].into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    fixture
+        .publish_raw(&envelope("organisation-B", 1, "b1"))
+        .await;
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let dead = list_dead_letters(&fixture.projection_pool, "journal")
+            .await
+            .unwrap();
+        if dead.len() == 2 {
+            assert!(dead.iter().all(|letter| letter.deliveries == 3));
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "poison messages were not dead-lettered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    runner
+        .wait_caught_up(Duration::from_secs(20))
+        .await
+        .unwrap();
+    let names: Vec<String> = fixture
+        .journal()
+        .await
+        .into_iter()
+        .map(|(_, _, name)| name)
+        .collect();
+    // The stream moved past the poison event; the other stream was never held up.
+    assert_eq!(names, vec!["a1", "a3", "b1"]);
+    shutdown.cancel();
+    running.await.unwrap();
+    fixture.finish().await;
+}
+
+#[tokio::test]
+async fn a_slow_transaction_holding_an_earlier_position_reaches_the_projection() {
+    let fixture = Fixture::new().await;
+    let shutdown = CancellationToken::new();
+    let runner = fixture.runner();
+    let running = tokio::spawn(runner.clone().run(shutdown.clone()));
+    let relay_task = tokio::spawn(fixture.relay.clone().run(shutdown.clone()));
+
+    // A transaction takes an earlier position and stays open while later commands commit.
+    let mut slow = fixture.store.pool().begin().await.unwrap();
+    let slow_event = NewEvent::encode(
+        "RTP",
+        &OrganisationRenamed {
+            ods_code: "RTP".into(),
+            previous_name: String::new(),
+            name: "slow".into(),
+        },
+    );
+    sqlx::query(
+        "INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version,
+             organisation, payload, request_id, correlation_id, causation_id, traceparent,
+             tracestate, principal)
+         VALUES ('organisation-SLOW', 1, $1, $2, 1, 'RTP', $3, 'slow', '', '', '', '', 'test')",
+    )
+    .bind(uuid::Uuid::now_v7())
+    .bind(&slow_event.event_type)
+    .bind(&slow_event.payload)
+    .execute(&mut *slow)
+    .await
+    .unwrap();
+    for index in 0..5 {
+        fixture
+            .rename("organisation-FAST", &format!("fast-{index}"))
+            .await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    slow.commit().await.unwrap();
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let streams: Vec<String> = fixture
+            .journal()
+            .await
+            .into_iter()
+            .map(|(stream, _, _)| stream)
+            .collect();
+        if streams.len() == 6 {
+            assert!(streams.contains(&"organisation-SLOW".to_string()));
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the projection has {streams:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    shutdown.cancel();
+    running.await.unwrap();
+    relay_task.await.unwrap();
+    fixture.finish().await;
+}

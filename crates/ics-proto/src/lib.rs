@@ -1,0 +1,104 @@
+//! Protobuf contracts of the ICS improvement platform: the event envelope and payloads
+//! (`ics.events.v1`) and one API package per service.
+
+#![allow(clippy::large_enum_variant, clippy::doc_lazy_continuation)]
+
+pub mod events {
+    pub mod v1 {
+        tonic::include_proto!("ics.events.v1");
+    }
+}
+
+pub mod trusts {
+    pub mod v1 {
+        tonic::include_proto!("ics.trusts.v1");
+    }
+}
+
+pub mod reporting {
+    pub mod v1 {
+        tonic::include_proto!("ics.reporting.v1");
+    }
+}
+
+pub mod admin {
+    pub mod v1 {
+        tonic::include_proto!("ics.admin.v1");
+    }
+}
+
+/// The encoded `FileDescriptorSet` of every package, for gRPC reflection and for rendering
+/// stored events as JSON.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/ics_descriptor.bin"));
+
+/// A descriptor pool over [`FILE_DESCRIPTOR_SET`].
+pub fn descriptor_pool() -> prost_reflect::DescriptorPool {
+    // The bytes were produced by this crate's build script from the same protox output, so they
+    // always decode; a failure here is a build defect, not a runtime condition.
+    #[allow(clippy::expect_used)]
+    prost_reflect::DescriptorPool::decode(FILE_DESCRIPTOR_SET)
+        .expect("embedded descriptor set decodes")
+}
+
+/// The fully-qualified protobuf name of an event message, e.g. `ics.events.v1.OrganisationRegistered`.
+pub trait EventName {
+    const EVENT_TYPE: &'static str;
+}
+
+macro_rules! event_names {
+    ($($message:ident),* $(,)?) => {
+        $(
+            impl EventName for events::v1::$message {
+                const EVENT_TYPE: &'static str = concat!("ics.events.v1.", stringify!($message));
+            }
+        )*
+    };
+}
+
+event_names!(
+    OrganisationRegistered,
+    OrganisationRenamed,
+    OrganisationLinked,
+    OrganisationUnlinked,
+    CqcRatingPublished,
+    ExecutiveAppointed,
+    ExecutiveDeparted,
+    ValueStreamDefined,
+    ValueStreamRevised,
+    ValueStreamStatusChanged,
+    ValueStreamClosed,
+    TrainingCohortRegistered,
+    TrainingParticipationRecorded,
+    ProgrammeRegistered,
+    ProgrammeTrustJoined,
+    BoardMemberAdded,
+    BoardMemberRemoved,
+    CompactAdopted,
+    BoardMeetingHeld,
+);
+
+/// Conversions between the API's calendar [`Date`](events::v1::Date) and `chrono`.
+pub mod date {
+    use chrono::{Datelike, NaiveDate};
+
+    use crate::events::v1::Date;
+
+    /// The calendar date, or `None` when the fields do not name a real day.
+    pub fn to_naive(date: &Date) -> Option<NaiveDate> {
+        NaiveDate::from_ymd_opt(date.year, date.month, date.day)
+    }
+
+    pub fn from_naive(date: NaiveDate) -> Date {
+        Date {
+            year: date.year(),
+            month: date.month(),
+            day: date.day(),
+        }
+    }
+
+    /// ISO 8601 (`2015-07-01`), for people and CSV.
+    pub fn iso(date: &Date) -> String {
+        format!("{:04}-{:02}-{:02}", date.year, date.month, date.day)
+    }
+}

@@ -1,0 +1,193 @@
+//! `ics.admin.v1.AdminService`: what operators need from every service — the event log as a
+//! stream, re-publishing to JetStream, dead letters and projection rebuilds. Only an operator
+//! principal may call it.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::Stream;
+use futures_util::future::BoxFuture;
+use ics_eventstore::relay::Relay;
+use ics_eventstore::{EventStore, LogCursor};
+use ics_proto::admin::v1::{self as api, DeadLetter, admin_service_server::AdminService};
+use ics_proto::events::v1::EventEnvelope;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+use crate::auth::principal;
+use crate::error::ServiceError;
+
+/// How often a following tail looks for new events.
+const TAIL_POLL: Duration = Duration::from_millis(200);
+const TAIL_BATCH: u32 = 500;
+
+/// Projection operations a service with projections offers to operators.
+pub trait ProjectionAdmin: Send + Sync + 'static {
+    /// Dead letters of one projection, or of all when `projection` is empty.
+    fn dead_letters<'a>(
+        &'a self,
+        projection: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<DeadLetter>, ServiceError>>;
+
+    /// Drops and rebuilds a projection from the beginning of its streams; returns how many
+    /// events the rebuilt projection applied.
+    fn rebuild<'a>(&'a self, projection: &'a str) -> BoxFuture<'a, Result<u64, ServiceError>>;
+}
+
+#[derive(Clone)]
+pub struct AdminApi {
+    store: Option<EventStore>,
+    relay: Option<Relay>,
+    projections: Option<Arc<dyn ProjectionAdmin>>,
+    shutdown: CancellationToken,
+}
+
+impl std::fmt::Debug for AdminApi {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("AdminApi")
+            .field("has_event_log", &self.store.is_some())
+            .field("has_projections", &self.projections.is_some())
+            .finish()
+    }
+}
+
+impl AdminApi {
+    /// `shutdown` ends following tails so that a draining server is not held open.
+    pub fn new(shutdown: CancellationToken) -> Self {
+        AdminApi {
+            store: None,
+            relay: None,
+            projections: None,
+            shutdown,
+        }
+    }
+
+    /// For a service that records events: tail and re-publish its log.
+    pub fn with_event_log(mut self, store: EventStore, relay: Relay) -> Self {
+        self.store = Some(store);
+        self.relay = Some(relay);
+        self
+    }
+
+    pub fn with_projections(mut self, projections: Arc<dyn ProjectionAdmin>) -> Self {
+        self.projections = Some(projections);
+        self
+    }
+
+    fn unsupported(what: &str) -> Status {
+        ServiceError::FailedPrecondition(format!("this service has no {what}")).into()
+    }
+}
+
+type EnvelopeStream = Pin<Box<dyn Stream<Item = Result<EventEnvelope, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl AdminService for AdminApi {
+    type TailEventsStream = EnvelopeStream;
+
+    async fn tail_events(
+        &self,
+        request: Request<api::TailEventsRequest>,
+    ) -> Result<Response<Self::TailEventsStream>, Status> {
+        principal(&request)?.authorize_operator()?;
+        let body = request.into_inner();
+        let store = self
+            .store
+            .clone()
+            .ok_or_else(|| Self::unsupported("event log"))?;
+        let shutdown = self.shutdown.clone();
+        let (sender, receiver) = tokio::sync::mpsc::channel(256);
+        tokio::spawn(async move {
+            let mut cursor = LogCursor::default();
+            loop {
+                let batch = match store
+                    .read_committed(cursor, body.from_position, TAIL_BATCH)
+                    .await
+                {
+                    Ok(batch) => batch,
+                    Err(error) => {
+                        let _ = sender.send(Err(ServiceError::from(error).into())).await;
+                        return;
+                    }
+                };
+                let exhausted = batch.len() < TAIL_BATCH as usize;
+                for event in &batch {
+                    cursor = LogCursor::after(event);
+                    if sender
+                        .send(Ok(event.to_envelope(store.service())))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                if exhausted {
+                    if !body.follow {
+                        return;
+                    }
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = sender.closed() => return,
+                        _ = tokio::time::sleep(TAIL_POLL) => {}
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(receiver),
+        )))
+    }
+
+    async fn republish(
+        &self,
+        request: Request<api::RepublishRequest>,
+    ) -> Result<Response<api::RepublishResponse>, Status> {
+        let caller = principal(&request)?;
+        caller.authorize_operator()?;
+        let relay = self
+            .relay
+            .clone()
+            .ok_or_else(|| Self::unsupported("event log"))?;
+        let from_position = request.into_inner().from_position;
+        let published = relay
+            .republish(from_position)
+            .await
+            .map_err(|error| ServiceError::Unavailable(format!("re-publishing failed: {error}")))?;
+        tracing::info!(principal = %caller.label(), from_position, published, "operator re-published the event log");
+        Ok(Response::new(api::RepublishResponse { published }))
+    }
+
+    async fn list_dead_letters(
+        &self,
+        request: Request<api::ListDeadLettersRequest>,
+    ) -> Result<Response<api::ListDeadLettersResponse>, Status> {
+        principal(&request)?.authorize_operator()?;
+        let projections = self
+            .projections
+            .clone()
+            .ok_or_else(|| Self::unsupported("projections"))?;
+        let projection = request.into_inner().projection;
+        let dead_letters = projections.dead_letters(&projection).await?;
+        Ok(Response::new(api::ListDeadLettersResponse { dead_letters }))
+    }
+
+    async fn rebuild_projection(
+        &self,
+        request: Request<api::RebuildProjectionRequest>,
+    ) -> Result<Response<api::RebuildProjectionResponse>, Status> {
+        let caller = principal(&request)?;
+        caller.authorize_operator()?;
+        let projections = self
+            .projections
+            .clone()
+            .ok_or_else(|| Self::unsupported("projections"))?;
+        let projection = request.into_inner().projection;
+        let events_applied = projections.rebuild(&projection).await?;
+        tracing::info!(principal = %caller.label(), projection, events_applied, "operator rebuilt a projection");
+        Ok(Response::new(api::RebuildProjectionResponse {
+            events_applied,
+        }))
+    }
+}

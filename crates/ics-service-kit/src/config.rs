@@ -1,0 +1,301 @@
+//! Configuration shared by every service, as clap `Args` that a binary flattens into its own
+//! parser. Every flag can also be given as an `ICS_*` environment variable, which is how
+//! containers and the test harness configure services.
+//!
+//! ```
+//! use clap::Parser;
+//! use ics_service_kit::config::CommonConfig;
+//!
+//! #[derive(Parser)]
+//! struct TrustsArgs {
+//!     #[command(flatten)]
+//!     common: CommonConfig,
+//!     #[arg(long, env = "ICS_TRUSTS_LISTEN", default_value = "127.0.0.1:50051")]
+//!     listen: std::net::SocketAddr,
+//! }
+//!
+//! let args = TrustsArgs::try_parse_from(["trusts", "--subject-prefix", "t1"]).expect("valid flags");
+//! assert_eq!(args.common.subject_prefix, "t1");
+//! ```
+
+use std::fmt;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/ics";
+pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
+pub const DEFAULT_SUBJECT_PREFIX: &str = "ics";
+pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 25;
+pub const DEFAULT_TOKEN_ISSUER: &str = "ics";
+pub const DEFAULT_TOKEN_AUDIENCE: &str = "ics-platform";
+pub const DEFAULT_LOG_FILTER: &str = "info";
+
+/// Settings every service needs, whatever it does.
+#[derive(Args, Clone)]
+pub struct CommonConfig {
+    /// Postgres URL; each service uses its own schema inside this database.
+    #[arg(
+        long,
+        env = "ICS_DATABASE_URL",
+        default_value = DEFAULT_DATABASE_URL,
+        hide_env_values = true
+    )]
+    pub database_url: String,
+
+    /// NATS URL (JetStream must be enabled on the server).
+    #[arg(long, env = "ICS_NATS_URL", default_value = DEFAULT_NATS_URL)]
+    pub nats_url: String,
+
+    /// First token of every NATS subject and prefix of every JetStream stream and consumer name;
+    /// tests set a unique one to isolate themselves on a shared server.
+    #[arg(
+        long,
+        env = "ICS_SUBJECT_PREFIX",
+        default_value = DEFAULT_SUBJECT_PREFIX,
+        value_parser = parse_subject_prefix
+    )]
+    pub subject_prefix: String,
+
+    #[command(flatten)]
+    pub auth: AuthConfig,
+
+    #[command(flatten)]
+    pub telemetry: TelemetryConfig,
+
+    /// Seconds to let in-flight calls finish after a shutdown signal before giving up on them.
+    #[arg(long, env = "ICS_SHUTDOWN_GRACE_SECS", default_value_t = DEFAULT_SHUTDOWN_GRACE_SECS)]
+    pub shutdown_grace_secs: u64,
+
+    /// Replicas of each service's JetStream stream: 1 on a single NATS server, 3 on a cluster.
+    #[arg(long, env = "ICS_STREAM_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub stream_replicas: u8,
+}
+
+impl CommonConfig {
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+}
+
+impl Default for CommonConfig {
+    fn default() -> Self {
+        Self {
+            database_url: DEFAULT_DATABASE_URL.to_owned(),
+            nats_url: DEFAULT_NATS_URL.to_owned(),
+            subject_prefix: DEFAULT_SUBJECT_PREFIX.to_owned(),
+            auth: AuthConfig::default(),
+            telemetry: TelemetryConfig::default(),
+            shutdown_grace_secs: DEFAULT_SHUTDOWN_GRACE_SECS,
+            stream_replicas: 1,
+        }
+    }
+}
+
+impl fmt::Debug for CommonConfig {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("CommonConfig")
+            .field("database_url", &redact_url_password(&self.database_url))
+            .field("nats_url", &redact_url_password(&self.nats_url))
+            .field("subject_prefix", &self.subject_prefix)
+            .field("auth", &self.auth)
+            .field("telemetry", &self.telemetry)
+            .field("shutdown_grace_secs", &self.shutdown_grace_secs)
+            .field("stream_replicas", &self.stream_replicas)
+            .finish()
+    }
+}
+
+/// How callers are authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum AuthMode {
+    /// Every call must carry a valid HS256 bearer token.
+    #[default]
+    Token,
+    /// No authentication: every caller is trusted with everything. For a laptop only.
+    Development,
+}
+
+/// Authentication settings.
+#[derive(Args, Clone)]
+pub struct AuthConfig {
+    /// `token` (bearer JWTs, the default) or `development` (no authentication at all).
+    #[arg(long, env = "ICS_AUTH_MODE", value_enum, default_value_t = AuthMode::Token)]
+    pub auth_mode: AuthMode,
+
+    /// HMAC secret that signs bearer tokens; required in token mode.
+    #[arg(long, env = "ICS_TOKEN_SECRET", hide_env_values = true)]
+    pub token_secret: Option<String>,
+
+    /// Expected `iss` claim of bearer tokens.
+    #[arg(long, env = "ICS_TOKEN_ISSUER", default_value = DEFAULT_TOKEN_ISSUER)]
+    pub token_issuer: String,
+
+    /// Expected `aud` claim of bearer tokens.
+    #[arg(long, env = "ICS_TOKEN_AUDIENCE", default_value = DEFAULT_TOKEN_AUDIENCE)]
+    pub token_audience: String,
+}
+
+impl AuthConfig {
+    /// Token mode with the given secret and the default issuer and audience.
+    pub fn with_secret(secret: impl Into<String>) -> Self {
+        Self {
+            token_secret: Some(secret.into()),
+            ..Self::default()
+        }
+    }
+
+    pub fn development() -> Self {
+        Self {
+            auth_mode: AuthMode::Development,
+            ..Self::default()
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            auth_mode: AuthMode::Token,
+            token_secret: None,
+            token_issuer: DEFAULT_TOKEN_ISSUER.to_owned(),
+            token_audience: DEFAULT_TOKEN_AUDIENCE.to_owned(),
+        }
+    }
+}
+
+impl fmt::Debug for AuthConfig {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secret = self.token_secret.as_ref().map(|_| "<redacted>");
+        formatter
+            .debug_struct("AuthConfig")
+            .field("auth_mode", &self.auth_mode)
+            .field("token_secret", &secret)
+            .field("token_issuer", &self.token_issuer)
+            .field("token_audience", &self.token_audience)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// Logging and tracing settings.
+#[derive(Debug, Args, Clone)]
+pub struct TelemetryConfig {
+    /// `tracing` filter directives, e.g. `info,ics_eventstore=debug`.
+    #[arg(long, env = "ICS_LOG", default_value = DEFAULT_LOG_FILTER)]
+    pub log_filter: String,
+
+    #[arg(long, env = "ICS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// OTLP/gRPC collector endpoint (e.g. `http://127.0.0.1:4317`); spans are exported only
+    /// when this is set.
+    #[arg(long, env = "ICS_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+
+    /// Overrides the `service.name` reported with spans (the binary's own name by default).
+    #[arg(long, env = "ICS_SERVICE_NAME")]
+    pub service_name: Option<String>,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            log_filter: DEFAULT_LOG_FILTER.to_owned(),
+            log_format: LogFormat::Text,
+            otlp_endpoint: None,
+            service_name: None,
+        }
+    }
+}
+
+/// Subject prefixes become a NATS subject token and part of JetStream names, where `.`, `*`,
+/// `>`, whitespace and path separators are either structural or forbidden.
+fn parse_subject_prefix(value: &str) -> Result<String, String> {
+    let valid = !value.is_empty()
+        && value.len() <= 32
+        && value
+            .chars()
+            .all(|character| character.is_ascii_alphanumeric() || matches!(character, '_' | '-'));
+    if valid {
+        Ok(value.to_owned())
+    } else {
+        Err("must be 1 to 32 ASCII letters, digits, '_' or '-'".to_owned())
+    }
+}
+
+/// Replaces the password of a `scheme://user:password@host/...` URL with `***`, for logs.
+pub fn redact_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        common: CommonConfig,
+    }
+
+    #[test]
+    fn flags_override_defaults() {
+        let cli = Cli::try_parse_from([
+            "svc",
+            "--subject-prefix",
+            "test_1",
+            "--auth-mode",
+            "development",
+            "--log-format",
+            "json",
+            "--shutdown-grace-secs",
+            "3",
+        ])
+        .expect("valid flags parse");
+        assert_eq!(cli.common.subject_prefix, "test_1");
+        assert_eq!(cli.common.auth.auth_mode, AuthMode::Development);
+        assert_eq!(cli.common.telemetry.log_format, LogFormat::Json);
+        assert_eq!(cli.common.shutdown_grace(), Duration::from_secs(3));
+    }
+
+    #[test]
+    fn subject_prefix_rejects_subject_syntax() {
+        assert!(Cli::try_parse_from(["svc", "--subject-prefix", "a.b"]).is_err());
+        assert!(Cli::try_parse_from(["svc", "--subject-prefix", "a>"]).is_err());
+    }
+
+    #[test]
+    fn debug_never_shows_secrets() {
+        let config = CommonConfig {
+            database_url: "postgres://app:hunter2@db:5432/ics".to_owned(),
+            auth: AuthConfig::with_secret("s3cret-signing-key"),
+            ..CommonConfig::default()
+        };
+        let rendered = format!("{config:?}");
+        assert!(!rendered.contains("hunter2"));
+        assert!(!rendered.contains("s3cret-signing-key"));
+        assert!(rendered.contains("postgres://app:***@db:5432/ics"));
+    }
+}

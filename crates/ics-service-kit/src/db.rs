@@ -1,0 +1,239 @@
+//! The Postgres pool of a service: its own schema inside a shared database.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
+use sqlx::{Connection as _, PgPool};
+use tokio_util::sync::CancellationToken;
+
+use crate::retry::{STARTUP_RETRY_WINDOW, StartupBackoff};
+
+pub const MAX_CONNECTIONS: u32 = 16;
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const MAINTENANCE_DATABASE: &str = "postgres";
+
+const INVALID_CATALOG_NAME: &str = "3D000";
+const DUPLICATE_DATABASE: &str = "42P04";
+const DUPLICATE_SCHEMA: &str = "42P06";
+const UNIQUE_VIOLATION: &str = "23505";
+
+/// Connects to `database_url`, creating the database and `schema` when missing, and returns a
+/// pool whose connections resolve unqualified names in `schema` (their `search_path`).
+///
+/// Waits up to ~30 s for Postgres to start listening, so that services and Postgres can be
+/// started together; gives up early if `shutdown` is cancelled.
+pub async fn connect_postgres(
+    database_url: &str,
+    schema: &str,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<PgPool> {
+    validate_schema_name(schema)?;
+    // The parse error of sqlx can quote the URL, password included.
+    let options = PgConnectOptions::from_str(database_url)
+        .map_err(|_| anyhow::anyhow!("ICS_DATABASE_URL is not a valid postgres URL"))?;
+    let database = options
+        .get_database()
+        .unwrap_or_else(|| options.get_username())
+        .to_owned();
+    let display_url = display_url(&options);
+
+    let mut connection = match connect_when_reachable(&options, &display_url, shutdown).await {
+        Ok(connection) => connection,
+        Err(error) if has_database_code(&error, &[INVALID_CATALOG_NAME]) => {
+            create_database(&options, &database, &display_url, shutdown).await?;
+            connect_when_reachable(&options, &display_url, shutdown)
+                .await
+                .with_context(|| format!("cannot connect to {display_url} after creating it"))?
+        }
+        Err(error) => {
+            return Err(anyhow::Error::new(error)
+                .context(format!("cannot connect to postgres at {display_url}")));
+        }
+    };
+    create_schema(&mut connection, schema)
+        .await
+        .with_context(|| format!("cannot create schema {schema} in {display_url}"))?;
+    let _ = connection.close().await;
+
+    let pool = PgPoolOptions::new()
+        .max_connections(MAX_CONNECTIONS)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_with(options.options([("search_path", schema)]))
+        .await
+        .with_context(|| format!("cannot open a connection pool to {display_url}"))?;
+    tracing::info!(url = %display_url, schema, "connected to postgres");
+    Ok(pool)
+}
+
+/// Schema names are interpolated into DDL and into the `search_path` startup option, so they
+/// are restricted to what needs no quoting.
+fn validate_schema_name(schema: &str) -> anyhow::Result<()> {
+    let mut characters = schema.chars();
+    let starts_well = characters
+        .next()
+        .is_some_and(|first| first.is_ascii_lowercase() || first == '_');
+    let valid = starts_well
+        && schema.len() <= 63
+        && schema.chars().all(|character| {
+            character.is_ascii_lowercase() || character.is_ascii_digit() || character == '_'
+        });
+    anyhow::ensure!(
+        valid,
+        "invalid schema name {schema:?}: use 1 to 63 lowercase letters, digits or '_', \
+         not starting with a digit"
+    );
+    Ok(())
+}
+
+async fn connect_when_reachable(
+    options: &PgConnectOptions,
+    display_url: &str,
+    shutdown: &CancellationToken,
+) -> Result<PgConnection, sqlx::Error> {
+    let mut backoff = StartupBackoff::new(STARTUP_RETRY_WINDOW);
+    loop {
+        let attempt = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(options))
+            .await
+            .unwrap_or_else(|_elapsed| {
+                Err(sqlx::Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "connecting timed out",
+                )))
+            });
+        let error = match attempt {
+            Ok(connection) => return Ok(connection),
+            Err(error) if is_unreachable(&error) => error,
+            Err(error) => return Err(error),
+        };
+        let Some(delay) = backoff.next_delay() else {
+            tracing::error!(url = %display_url, %error, "postgres not reachable; giving up");
+            return Err(sqlx::Error::Io(std::io::Error::other(format!(
+                "postgres at {display_url} was not reachable within {}s ({error}); start it with: \
+                 pg_ctlcluster --skip-systemctl-redirect 15 main start",
+                STARTUP_RETRY_WINDOW.as_secs()
+            ))));
+        };
+        tracing::warn!(
+            url = %display_url,
+            attempt = backoff.attempts,
+            %error,
+            "postgres not reachable; start it with: pg_ctlcluster --skip-systemctl-redirect 15 main start"
+        );
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = shutdown.cancelled() => {
+                return Err(sqlx::Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::Interrupted,
+                    "shutdown requested while waiting for postgres",
+                )));
+            }
+        }
+    }
+}
+
+async fn create_database(
+    options: &PgConnectOptions,
+    database: &str,
+    display_url: &str,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let maintenance = options.clone().database(MAINTENANCE_DATABASE);
+    let mut connection = connect_when_reachable(&maintenance, display_url, shutdown)
+        .await
+        .with_context(|| {
+            format!("database {database} does not exist and the {MAINTENANCE_DATABASE} database is not reachable to create it")
+        })?;
+    let statement = format!("CREATE DATABASE {}", quote_identifier(database));
+    match sqlx::raw_sql(&statement).execute(&mut connection).await {
+        Ok(_) => tracing::info!(database, "created database"),
+        // Another service of the same deployment created it first.
+        Err(error) if has_database_code(&error, &[DUPLICATE_DATABASE]) => {}
+        Err(error) => {
+            return Err(
+                anyhow::Error::new(error).context(format!("cannot create database {database}"))
+            );
+        }
+    }
+    let _ = connection.close().await;
+    Ok(())
+}
+
+async fn create_schema(connection: &mut PgConnection, schema: &str) -> Result<(), sqlx::Error> {
+    let statement = format!("CREATE SCHEMA IF NOT EXISTS {}", quote_identifier(schema));
+    match sqlx::raw_sql(&statement).execute(connection).await {
+        Ok(_) => Ok(()),
+        // IF NOT EXISTS still races: two sessions can both pass the check and one then trips
+        // over the catalog's unique index.
+        Err(error) if has_database_code(&error, &[DUPLICATE_SCHEMA, UNIQUE_VIOLATION]) => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
+fn quote_identifier(identifier: &str) -> String {
+    format!("\"{}\"", identifier.replace('"', "\"\""))
+}
+
+fn has_database_code(error: &sqlx::Error, codes: &[&str]) -> bool {
+    match error {
+        sqlx::Error::Database(database_error) => database_error
+            .code()
+            .is_some_and(|code| codes.contains(&code.as_ref())),
+        _ => false,
+    }
+}
+
+/// Failures that waiting can cure: nothing listening yet, or Postgres still starting up
+/// (`57P03 cannot_connect_now`).
+fn is_unreachable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => true,
+        sqlx::Error::Database(database_error) => database_error
+            .code()
+            .is_some_and(|code| code == "57P03" || code.starts_with("08")),
+        _ => false,
+    }
+}
+
+/// `postgres://user@host:port/database`: enough to recognise the server, no password.
+fn display_url(options: &PgConnectOptions) -> String {
+    format!(
+        "postgres://{}@{}:{}/{}",
+        options.get_username(),
+        options.get_host(),
+        options.get_port(),
+        options.get_database().unwrap_or_default()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_names_are_plain_lowercase_identifiers() {
+        for valid in ["trusts", "reporting_v2", "_test_1"] {
+            assert!(validate_schema_name(valid).is_ok(), "{valid}");
+        }
+        for invalid in [
+            "",
+            "Trusts",
+            "1abc",
+            "a-b",
+            "a;drop",
+            "a\"b",
+            &"x".repeat(64),
+        ] {
+            assert!(validate_schema_name(invalid).is_err(), "{invalid}");
+        }
+    }
+
+    #[test]
+    fn display_url_drops_the_password() {
+        let options = PgConnectOptions::from_str("postgres://app:hunter2@db.local:6432/ics")
+            .expect("valid url");
+        assert_eq!(display_url(&options), "postgres://app@db.local:6432/ics");
+    }
+}

@@ -1,0 +1,31 @@
+//! What every ICS service shares, so that configuration, telemetry, authentication, errors,
+//! gRPC serving and shutdown behave the same in all of them (architecture decision 8).
+//!
+//! A service's `run(config, shutdown)` typically:
+//!
+//! 1. [`telemetry::init`] (in the binary, once per process);
+//! 2. [`db::connect_postgres`] for its schema and [`nats::connect_nats`];
+//! 3. builds its gRPC service behind [`auth::Authenticator::interceptor`];
+//! 4. [`server::serve`]s it until the [`server::shutdown_on_signals`] token is cancelled.
+//!
+//! Handlers return [`ServiceError`], read the caller with [`auth::principal`] and check it with
+//! the `Principal::authorize_*` helpers.
+
+pub mod admin;
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod nats;
+mod retry;
+pub mod server;
+pub mod telemetry;
+
+pub use auth::{AuthError, Authenticator, Principal, TokenVerifier, mint_token, principal};
+pub use config::{AuthConfig, AuthMode, CommonConfig, LogFormat, TelemetryConfig};
+pub use db::connect_postgres;
+pub use error::{FieldViolation, ServiceError, Violations, conflict_version};
+pub use nats::connect_nats;
+pub use retry::STARTUP_RETRY_WINDOW;
+pub use server::{ServeOptions, serve, shutdown_on_signals};
+pub use telemetry::TelemetryGuard;

@@ -1,0 +1,218 @@
+//! Test support for the real Postgres and NATS JetStream on the machine.
+//!
+//! Every test gets its own database and its own NATS subject prefix (hence its own JetStream
+//! streams and consumers), so tests run in parallel and clean up after themselves.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, PgPool};
+
+/// The Postgres server tests use; `ICS_TEST_POSTGRES_URL` overrides it.
+pub fn postgres_server_url() -> String {
+    std::env::var("ICS_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_string())
+}
+
+/// The NATS server tests use; `ICS_TEST_NATS_URL` overrides it.
+pub fn nats_url() -> String {
+    std::env::var("ICS_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_string())
+}
+
+/// A short unique token, usable in database names, subjects and stream names.
+pub fn unique_token() -> String {
+    let simple = uuid::Uuid::now_v7().simple().to_string();
+    // The random tail, not the timestamp head, keeps parallel tests apart.
+    format!("t{}", &simple[simple.len() - 12..])
+}
+
+/// A database of its own for one test. Call [`TestDatabase::drop_database`] at the end.
+#[derive(Debug)]
+pub struct TestDatabase {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDatabase {
+    pub async fn create() -> Self {
+        let name = format!("ics_test_{}", unique_token());
+        let server = postgres_server_url();
+        let mut admin = format!("{server}/postgres")
+            .parse::<PgConnectOptions>()
+            .expect("postgres url parses")
+            .connect()
+            .await
+            .unwrap_or_else(|error| {
+                panic!(
+                    "postgres is not reachable at {server} ({error}); start it with: \
+                     pg_ctlcluster --skip-systemctl-redirect 15 main start"
+                )
+            });
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .expect("create test database");
+        TestDatabase {
+            url: format!("{server}/{name}"),
+            name,
+        }
+    }
+
+    /// A pool whose connections use `schema` (created if missing).
+    pub async fn pool(&self, schema: &str) -> PgPool {
+        let bootstrap = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&self.url)
+            .await
+            .expect("connect test database");
+        sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+            .execute(&bootstrap)
+            .await
+            .expect("create schema");
+        bootstrap.close().await;
+        let options = self
+            .url
+            .parse::<PgConnectOptions>()
+            .expect("database url parses")
+            .options([("search_path", schema)]);
+        PgPoolOptions::new()
+            .max_connections(60)
+            .connect_with(options)
+            .await
+            .expect("connect test database")
+    }
+
+    pub async fn drop_database(self) {
+        let server = postgres_server_url();
+        let Ok(mut admin) = format!("{server}/postgres")
+            .parse::<PgConnectOptions>()
+            .expect("postgres url parses")
+            .connect()
+            .await
+        else {
+            return;
+        };
+        let _ = sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .execute(&mut admin)
+        .await;
+    }
+}
+
+/// Deletes every JetStream stream whose name starts with the (upper-cased) prefix.
+pub async fn delete_streams(nats: &async_nats::Client, subject_prefix: &str) {
+    use futures_util::StreamExt;
+    let jetstream = async_nats::jetstream::new(nats.clone());
+    let wanted = format!("{}_", subject_prefix.to_uppercase());
+    let mut names = jetstream.stream_names();
+    let mut doomed = Vec::new();
+    while let Some(Ok(name)) = names.next().await {
+        if name.starts_with(&wanted) {
+            doomed.push(name);
+        }
+    }
+    for name in doomed {
+        let _ = jetstream.delete_stream(&name).await;
+    }
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("bind an ephemeral port")
+}
+
+/// A nats-server of the test's own, so a test can kill and restart it without disturbing
+/// others. Its JetStream store lives in a temporary directory that survives restarts.
+#[derive(Debug)]
+pub struct PrivateNats {
+    pub port: u16,
+    store_dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl PrivateNats {
+    pub async fn start() -> Self {
+        let port = free_port();
+        let store_dir = std::env::temp_dir().join(format!("ics-nats-{}", unique_token()));
+        std::fs::create_dir_all(&store_dir).expect("create nats store dir");
+        let mut nats = PrivateNats {
+            port,
+            store_dir,
+            child: None,
+        };
+        nats.restart().await;
+        nats
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server without letting it shut down cleanly.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server (again) on the same port and store, and waits until it accepts.
+    pub async fn restart(&mut self) {
+        self.kill();
+        let child = Command::new(nats_server_binary())
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(&self.store_dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nats-server (set ICS_NATS_SERVER to its path)");
+        self.child = Some(child);
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                // JetStream needs a moment after the listener opens.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("private nats-server did not start on port {}", self.port);
+    }
+}
+
+impl Drop for PrivateNats {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.store_dir);
+    }
+}
+
+/// The nats-server binary: `ICS_NATS_SERVER`, then `PATH`, then Debian's location.
+pub fn nats_server_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("ICS_NATS_SERVER") {
+        return PathBuf::from(path);
+    }
+    let on_path = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|dir| dir.join("nats-server"))
+        .find(|candidate| candidate.exists());
+    on_path.unwrap_or_else(|| PathBuf::from("/usr/sbin/nats-server"))
+}

@@ -1,0 +1,651 @@
+//! The command tree. Every flag that a deployment would set once has an `ICS_*` variable.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ics_proto::events::v1::Date;
+use ics_service_kit::Principal;
+
+use crate::args::{ExecRole, Kind, Origin, Rating, Seat, Status, parse_date, parse_principal};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "icsctl",
+    version,
+    about = "Command-line client of the ICS improvement-programme platform",
+    long_about = "Command-line client of the ICS improvement-programme platform.\n\n\
+                  Dates are written YYYY-MM-DD; enum values as kebab-case words \
+                  (requires-improvement, foundation-trust, top-down…)."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Global options")]
+pub struct GlobalArgs {
+    /// URL of the trusts service.
+    #[arg(
+        long,
+        global = true,
+        env = "ICS_TRUSTS_URL",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub trusts_url: String,
+
+    /// URL of the reporting service.
+    #[arg(
+        long,
+        global = true,
+        env = "ICS_REPORTING_URL",
+        default_value = "http://127.0.0.1:50054"
+    )]
+    pub reporting_url: String,
+
+    /// Bearer token sent with every call; takes precedence over --token-secret.
+    #[arg(long, global = true, env = "ICS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// Signing secret to mint a short-lived token locally for --as.
+    #[arg(long, global = true, env = "ICS_TOKEN_SECRET", hide_env_values = true)]
+    pub token_secret: Option<String>,
+
+    /// Principal of a locally minted token: operator, trust:<ODS>, board:ics:<ODS> or
+    /// board:programme:<id> [default: operator].
+    #[arg(
+        long = "as",
+        global = true,
+        env = "ICS_AS",
+        value_name = "PRINCIPAL",
+        value_parser = parse_principal
+    )]
+    pub as_principal: Option<Principal>,
+
+    /// Issuer written into minted tokens.
+    #[arg(long, global = true, env = "ICS_TOKEN_ISSUER", default_value = "ics")]
+    pub token_issuer: String,
+
+    /// Audience written into minted tokens.
+    #[arg(
+        long,
+        global = true,
+        env = "ICS_TOKEN_AUDIENCE",
+        default_value = "ics-platform"
+    )]
+    pub token_audience: String,
+
+    /// Idempotency key of the command [default: a fresh UUIDv7]; repeat it to retry safely.
+    #[arg(long, global = true, value_name = "ID")]
+    pub request_id: Option<String>,
+
+    /// Fail with ABORTED unless the aggregate is at exactly this version (0: must not exist).
+    #[arg(long, global = true, value_name = "VERSION")]
+    pub expected_version: Option<u64>,
+
+    /// How to print responses.
+    #[arg(
+        long,
+        short = 'o',
+        global = true,
+        value_enum,
+        env = "ICS_OUTPUT",
+        default_value_t = OutputFormat::Text
+    )]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// For people.
+    Text,
+    /// The response message in the protobuf JSON mapping.
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ServiceName {
+    Trusts,
+    Reporting,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Organisations (trusts, ICBs, regions, regulators) and their dated parent links.
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// CQC ratings.
+    #[command(subcommand)]
+    Cqc(CqcCommand),
+    /// Executive appointments and departures.
+    #[command(subcommand)]
+    Exec(ExecCommand),
+    /// Value streams: patient pathways a trust chose to improve.
+    #[command(subcommand)]
+    ValueStream(ValueStreamCommand),
+    /// Leadership-training cohorts and participation.
+    #[command(subcommand)]
+    Training(TrainingCommand),
+    /// Improvement programmes, their trusts and guiding boards.
+    #[command(subcommand)]
+    Programme(ProgrammeCommand),
+    /// Cross-trust views from the reporting service.
+    #[command(subcommand)]
+    Report(ReportCommand),
+    /// A service's event log.
+    #[command(subcommand)]
+    Events(EventsCommand),
+    /// Operator functions: re-publishing, dead letters, projection rebuilds.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// Bearer tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Load a SAMPLE data set (the NHS–Virginia Mason Institute partnership) and show the
+    /// programme and West Yorkshire ICS overviews. Safe to re-run.
+    ///
+    /// The ratings, executives, value streams, meetings and training figures are invented
+    /// SAMPLE data, not real performance data. Every command uses the demo's own request id
+    /// (demo-v1-…), so --request-id and --expected-version do not apply; re-run it with the
+    /// same credentials as the first time and the server replays the first run's results.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OrgCommand {
+    /// Register an organisation under its ODS code.
+    Register {
+        /// ODS code, e.g. RTP.
+        ods_code: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_enum)]
+        kind: Option<Kind>,
+    },
+    /// Change an organisation's name.
+    Rename {
+        ods_code: String,
+        #[arg(long)]
+        name: String,
+    },
+    /// Link an organisation to its parent (trust → ICB, ICB → region) from a date.
+    Link {
+        ods_code: String,
+        /// ODS code of the parent.
+        #[arg(long)]
+        parent: String,
+        /// First day of the link.
+        #[arg(long, value_name = "DATE", value_parser = parse_date)]
+        from: Date,
+    },
+    /// End an organisation's link to its parent.
+    Unlink {
+        ods_code: String,
+        #[arg(long)]
+        parent: String,
+        /// Last day on which the link held.
+        #[arg(long, value_name = "DATE", value_parser = parse_date)]
+        to: Date,
+    },
+    /// Show one organisation with its links, CQC ratings and executives.
+    Get { ods_code: String },
+    /// List organisations.
+    List {
+        #[arg(long, value_enum)]
+        kind: Option<Kind>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CqcCommand {
+    /// Record a published CQC rating: overall and per key question.
+    Publish(CqcPublishArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CqcPublishArgs {
+    /// ODS code of the trust.
+    pub ods_code: String,
+    /// The day the CQC published the report.
+    #[arg(long, value_name = "DATE", value_parser = parse_date)]
+    pub published_on: Date,
+    #[arg(long, value_enum)]
+    pub overall: Option<Rating>,
+    #[arg(long, value_enum)]
+    pub safe: Option<Rating>,
+    #[arg(long, value_enum)]
+    pub effective: Option<Rating>,
+    #[arg(long, value_enum)]
+    pub caring: Option<Rating>,
+    #[arg(long, value_enum)]
+    pub responsive: Option<Rating>,
+    #[arg(long, value_enum)]
+    pub well_led: Option<Rating>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExecCommand {
+    /// Record an executive appointment.
+    Appoint {
+        /// ODS code of the organisation.
+        ods_code: String,
+        #[arg(long, value_enum)]
+        role: Option<ExecRole>,
+        #[arg(long)]
+        person_name: String,
+        #[arg(long, value_name = "DATE", value_parser = parse_date)]
+        started_on: Date,
+    },
+    /// Record that an appointee left (see `org get` for appointment ids).
+    Depart {
+        ods_code: String,
+        #[arg(long, value_name = "ID")]
+        appointment: String,
+        #[arg(long, value_name = "DATE", value_parser = parse_date)]
+        left_on: Date,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DefinitionArgs {
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The patient pathway, e.g. Discharge.
+    #[arg(long)]
+    pub pathway: Option<String>,
+    #[arg(long)]
+    pub sponsor: Option<String>,
+    #[arg(long)]
+    pub lead: Option<String>,
+    #[arg(long, value_enum)]
+    pub origin: Option<Origin>,
+    /// An outcome measure; repeat for several.
+    #[arg(long = "measure", value_name = "MEASURE")]
+    pub measures: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ValueStreamCommand {
+    /// Define a new value stream at a trust; prints its id.
+    Define {
+        /// ODS code of the trust.
+        ods_code: String,
+        #[command(flatten)]
+        definition: DefinitionArgs,
+        /// Initial status [server default: proposed].
+        #[arg(long, value_enum)]
+        status: Option<Status>,
+    },
+    /// Revise a value stream with a rationale; the earlier definition stays readable. Fields
+    /// not given are kept from the current definition (--measure replaces the whole list).
+    Revise {
+        value_stream_id: String,
+        #[command(flatten)]
+        definition: DefinitionArgs,
+        /// Why it changed.
+        #[arg(long)]
+        rationale: String,
+    },
+    /// Move a value stream to proposed, active or sustaining.
+    Status {
+        value_stream_id: String,
+        #[arg(value_enum)]
+        status: Status,
+    },
+    /// Close a value stream.
+    Close {
+        value_stream_id: String,
+        #[arg(long, value_name = "DATE", value_parser = parse_date)]
+        closed_on: Date,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Show a value stream with every revision.
+    Get { value_stream_id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrainingCommand {
+    /// Register a leadership-training cohort; prints its id.
+    Cohort {
+        #[arg(long)]
+        course: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_name = "DATE", value_parser = parse_date)]
+        starts_on: Date,
+        #[arg(long, value_name = "DATE", value_parser = parse_date)]
+        ends_on: Date,
+        /// The programme the cohort belongs to.
+        #[arg(long, value_name = "ID")]
+        programme: Option<String>,
+    },
+    /// Record a trust's participation in a cohort.
+    Participation {
+        cohort_id: String,
+        /// ODS code of the trust.
+        ods_code: String,
+        #[arg(long)]
+        participants: u32,
+        #[arg(long)]
+        completed: u32,
+        /// Participants who answered the survey.
+        #[arg(long)]
+        respondents: u32,
+        /// Respondents who said the training was valuable.
+        #[arg(long)]
+        valued: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProgrammeCommand {
+    /// Register an improvement programme; prints its id.
+    Register {
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        #[arg(long, value_name = "DATE", value_parser = parse_date)]
+        starts_on: Date,
+        #[arg(long, value_name = "DATE", value_parser = parse_date)]
+        ends_on: Option<Date>,
+    },
+    /// A trust joins a programme.
+    Join {
+        programme_id: String,
+        ods_code: String,
+        #[arg(long, value_name = "DATE", value_parser = parse_date)]
+        joined_on: Date,
+    },
+    /// Add a member to the programme's guiding board.
+    BoardMember {
+        programme_id: String,
+        /// ODS code of the member's organisation.
+        ods_code: String,
+        #[arg(long)]
+        person_name: String,
+        #[arg(long, value_enum)]
+        role: Option<Seat>,
+    },
+    /// Adopt a new version of the board's compact.
+    Compact {
+        programme_id: String,
+        #[arg(long)]
+        vision: String,
+        /// Repeat for several.
+        #[arg(long = "behaviour", value_name = "TEXT")]
+        behaviours: Vec<String>,
+        /// Repeat for several.
+        #[arg(long = "responsibility", value_name = "TEXT")]
+        responsibilities: Vec<String>,
+        /// Repeat for several.
+        #[arg(long = "signatory", value_name = "NAME")]
+        signatories: Vec<String>,
+        #[arg(long, value_name = "DATE", value_parser = parse_date)]
+        adopted_on: Date,
+    },
+    /// Record a guiding-board meeting.
+    Meeting {
+        programme_id: String,
+        #[arg(long, value_name = "DATE", value_parser = parse_date)]
+        held_on: Date,
+        /// Member id of someone who attended; repeat for several.
+        #[arg(long = "attending", value_name = "MEMBER_ID")]
+        attending: Vec<String>,
+        /// Compact version reviewed at the meeting.
+        #[arg(long, value_name = "VERSION", default_value_t = 0)]
+        compact_version: u32,
+        #[arg(long, default_value = "")]
+        notes: String,
+    },
+    /// Show a programme with its trusts, board, compacts and meetings.
+    Get { programme_id: String },
+}
+
+/// Which cross-trust view to read: one ICS or one programme.
+#[derive(Debug, Clone, Args)]
+#[group(required = true, multiple = false)]
+pub struct ScopeArgs {
+    /// ODS code of an ICB, e.g. QWO.
+    #[arg(long, value_name = "ODS")]
+    pub ics: Option<String>,
+    /// Id of a programme.
+    #[arg(long, value_name = "ID")]
+    pub programme: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Member trusts with CQC rating, value streams, leadership stability and training.
+    Overview {
+        #[command(flatten)]
+        scope: ScopeArgs,
+        /// Membership as it held on this date [default: today].
+        #[arg(long, value_name = "DATE", value_parser = parse_date)]
+        as_of: Option<Date>,
+    },
+    /// Every CQC rating of one trust in the scope, oldest first.
+    CqcHistory {
+        #[command(flatten)]
+        scope: ScopeArgs,
+        /// ODS code of the trust.
+        #[arg(long, value_name = "ODS")]
+        trust: String,
+    },
+    /// Print a line for every change to the overview until Ctrl-C.
+    Watch {
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// Print a service's events as JSON Lines, payloads decoded.
+    Tail {
+        #[arg(long, value_enum)]
+        service: ServiceName,
+        /// Global position to start from.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        from: u64,
+        /// Keep printing new events until Ctrl-C.
+        #[arg(long)]
+        follow: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Re-publish a service's event log to JetStream from a global position.
+    Republish {
+        #[arg(long, value_enum)]
+        service: ServiceName,
+        #[arg(long, value_name = "N")]
+        from: u64,
+    },
+    /// Messages a reporting projection gave up on.
+    DeadLetters {
+        /// Only this projection's.
+        #[arg(long)]
+        projection: Option<String>,
+    },
+    /// Drop a reporting projection and replay it from the beginning.
+    Rebuild {
+        #[arg(long)]
+        projection: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Print a signed bearer token for the principal given with --as.
+    Mint {
+        /// The platform's signing secret.
+        #[arg(long, env = "ICS_TOKEN_SECRET", hide_env_values = true)]
+        secret: String,
+        /// Hours until the token expires.
+        #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u64).range(1..=24 * 366))]
+        ttl_hours: u64,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Seconds to wait for the reporting projections to show the loaded data.
+    #[arg(long, value_name = "SECONDS", default_value_t = 20)]
+    pub wait: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+    use clap::error::ErrorKind;
+
+    fn parse(arguments: &[&str]) -> Result<Cli, clap::Error> {
+        let mut argv = vec!["icsctl"];
+        argv.extend_from_slice(arguments);
+        Cli::try_parse_from(argv)
+    }
+
+    #[test]
+    fn the_command_tree_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn cqc_ratings_are_kebab_case_words() {
+        let cli = parse(&[
+            "cqc",
+            "publish",
+            "RTP",
+            "--published-on",
+            "2019-02-14",
+            "--overall",
+            "outstanding",
+            "--safe",
+            "requires-improvement",
+            "--well-led",
+            "good",
+        ])
+        .expect("parses");
+        let Command::Cqc(CqcCommand::Publish(publish)) = cli.command else {
+            panic!("wrong command");
+        };
+        assert_eq!(publish.overall, Some(Rating::Outstanding));
+        assert_eq!(publish.safe, Some(Rating::RequiresImprovement));
+        assert_eq!(publish.well_led, Some(Rating::Good));
+        assert_eq!(publish.caring, None);
+        assert_eq!(
+            publish.published_on,
+            Date {
+                year: 2019,
+                month: 2,
+                day: 14
+            }
+        );
+    }
+
+    #[test]
+    fn bad_dates_and_enum_words_are_usage_errors() {
+        let bad_date = parse(&[
+            "org",
+            "link",
+            "RTP",
+            "--parent",
+            "QXU",
+            "--from",
+            "2022-02-30",
+        ])
+        .expect_err("bad date");
+        assert_eq!(bad_date.kind(), ErrorKind::ValueValidation);
+        assert!(bad_date.to_string().contains("not a real calendar date"));
+        assert_eq!(bad_date.exit_code(), 2);
+
+        let bad_rating = parse(&[
+            "cqc",
+            "publish",
+            "RTP",
+            "--published-on",
+            "2019-02-14",
+            "--overall",
+            "excellent",
+        ])
+        .expect_err("bad rating");
+        assert_eq!(bad_rating.kind(), ErrorKind::InvalidValue);
+        assert_eq!(bad_rating.exit_code(), 2);
+    }
+
+    #[test]
+    fn global_flags_may_follow_the_subcommand() {
+        let cli = parse(&[
+            "org",
+            "get",
+            "RTP",
+            "--output",
+            "json",
+            "--as",
+            "board:ics:QWO",
+            "--request-id",
+            "retry-1",
+        ])
+        .expect("parses");
+        assert_eq!(cli.global.output, OutputFormat::Json);
+        assert_eq!(cli.global.request_id.as_deref(), Some("retry-1"));
+        assert_eq!(
+            cli.global.as_principal,
+            Some(Principal::BoardReader {
+                ics_ods_code: Some("QWO".to_owned()),
+                programme_id: None
+            })
+        );
+    }
+
+    #[test]
+    fn a_bad_principal_is_a_usage_error() {
+        let error = parse(&["--as", "root", "org", "list"]).expect_err("bad principal");
+        assert_eq!(error.exit_code(), 2);
+        assert!(error.to_string().contains("not a principal"));
+    }
+
+    #[test]
+    fn report_scope_is_one_of_ics_or_programme() {
+        assert!(parse(&["report", "overview", "--ics", "QWO"]).is_ok());
+        assert!(parse(&["report", "overview"]).is_err());
+        let both = parse(&["report", "overview", "--ics", "QWO", "--programme", "p"])
+            .expect_err("both scopes");
+        assert_eq!(both.kind(), ErrorKind::ArgumentConflict);
+    }
+
+    #[test]
+    fn repeated_flags_build_lists() {
+        let cli = parse(&[
+            "value-stream",
+            "define",
+            "RTP",
+            "--name",
+            "Timely discharge",
+            "--origin",
+            "top-down",
+            "--measure",
+            "Length of stay",
+            "--measure",
+            "Discharges before noon",
+            "--status",
+            "active",
+        ])
+        .expect("parses");
+        let Command::ValueStream(ValueStreamCommand::Define {
+            definition, status, ..
+        }) = cli.command
+        else {
+            panic!("wrong command");
+        };
+        assert_eq!(definition.origin, Some(Origin::TopDown));
+        assert_eq!(definition.measures.len(), 2);
+        assert_eq!(status, Some(Status::Active));
+    }
+}

@@ -1,0 +1,132 @@
+//! Operator functions: the event log, re-publishing, dead letters, rebuilds, tokens.
+
+use std::time::Duration;
+
+use ics_proto::admin::v1 as api;
+use ics_service_kit::{Principal, mint_token};
+
+use crate::cli::{AdminCommand, EventsCommand, GlobalArgs, ServiceName, TokenCommand};
+use crate::connect::Context;
+use crate::render::{self, Align, Table, outln};
+
+pub async fn events(context: &Context, command: EventsCommand) -> anyhow::Result<()> {
+    let EventsCommand::Tail {
+        service,
+        from,
+        follow,
+    } = command;
+    let mut admin = context.admin(service).await?;
+    let mut events = admin
+        .tail_events(api::TailEventsRequest {
+            from_position: from,
+            follow,
+        })
+        .await?
+        .into_inner();
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
+    loop {
+        tokio::select! {
+            signal = &mut interrupted => {
+                signal?;
+                return Ok(());
+            }
+            envelope = events.message() => match envelope? {
+                Some(envelope) => outln!("{}", render::envelope_line(&envelope)?)?,
+                None => return Ok(()),
+            },
+        }
+    }
+}
+
+pub async fn admin(context: &Context, command: AdminCommand) -> anyhow::Result<()> {
+    match command {
+        AdminCommand::Republish { service, from } => {
+            let mut admin = context.admin(service).await?;
+            let response = admin
+                .republish(api::RepublishRequest {
+                    from_position: from,
+                })
+                .await?
+                .into_inner();
+            if context.json() {
+                return render::print_json(&response);
+            }
+            outln!(
+                "re-published {} events from position {from}",
+                response.published
+            )?;
+            Ok(())
+        }
+        AdminCommand::DeadLetters { projection } => {
+            let mut admin = context.admin(ServiceName::Reporting).await?;
+            let response = admin
+                .list_dead_letters(api::ListDeadLettersRequest {
+                    projection: projection.unwrap_or_default(),
+                })
+                .await?
+                .into_inner();
+            if context.json() {
+                return render::print_json(&response);
+            }
+            let mut table = Table::new(&[
+                ("projection", Align::Left),
+                ("recorded at", Align::Left),
+                ("event type", Align::Left),
+                ("event id", Align::Left),
+                ("deliveries", Align::Right),
+                ("subject", Align::Left),
+                ("error", Align::Left),
+            ]);
+            for letter in &response.dead_letters {
+                table.row(vec![
+                    letter.projection.clone(),
+                    letter.recorded_at.clone(),
+                    letter.event_type.clone(),
+                    letter.event_id.clone(),
+                    letter.deliveries.to_string(),
+                    letter.subject.clone(),
+                    letter.error.clone(),
+                ]);
+            }
+            table.print()?;
+            outln!("{} dead letters", response.dead_letters.len())?;
+            Ok(())
+        }
+        AdminCommand::Rebuild { projection } => {
+            let mut admin = context.admin(ServiceName::Reporting).await?;
+            let response = admin
+                .rebuild_projection(api::RebuildProjectionRequest {
+                    projection: projection.clone(),
+                })
+                .await?
+                .into_inner();
+            if context.json() {
+                return render::print_json(&response);
+            }
+            outln!(
+                "rebuilt projection {projection}: {} events applied",
+                response.events_applied
+            )?;
+            Ok(())
+        }
+    }
+}
+
+/// Needs no server, so it runs without a [`Context`] (and without resolving `--token`).
+pub fn token(global: &GlobalArgs, command: TokenCommand) -> anyhow::Result<()> {
+    let TokenCommand::Mint { secret, ttl_hours } = command;
+    if secret.is_empty() {
+        anyhow::bail!("--secret must not be empty");
+    }
+    let principal = global.as_principal.clone().unwrap_or(Principal::Operator);
+    let token = mint_token(
+        &secret,
+        &global.token_issuer,
+        &global.token_audience,
+        &principal,
+        Duration::from_secs(ttl_hours.saturating_mul(3600)),
+    );
+    outln!("{token}")?;
+    Ok(())
+}

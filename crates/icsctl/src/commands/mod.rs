@@ -1,0 +1,5 @@
+//! One module per area of the API.
+
+pub mod admin;
+pub mod report;
+pub mod trusts;

@@ -1,0 +1,348 @@
+//! Cross-trust views from the reporting service.
+
+use ics_proto::events::v1::Date;
+use ics_proto::reporting::v1::{
+    self as api, CqcHistory, Overview, OverviewUpdate, Scope, TrainingParticipation,
+    ValueStreamCounts, scope,
+};
+
+use crate::cli::{ReportCommand, ScopeArgs};
+use crate::connect::{Context, Reporting};
+use crate::render::{self, Align, Table, date_text, outln, rating_word, share_text};
+
+pub fn scope_of(args: ScopeArgs) -> Scope {
+    let scope = match (args.ics, args.programme) {
+        (Some(ics), _) => Some(scope::Scope::IcsOdsCode(ics)),
+        (None, Some(programme)) => Some(scope::Scope::ProgrammeId(programme)),
+        // clap's argument group makes one of the two required.
+        (None, None) => None,
+    };
+    Scope { scope }
+}
+
+fn scope_text(scope: Option<&Scope>) -> String {
+    match scope.and_then(|scope| scope.scope.as_ref()) {
+        Some(scope::Scope::IcsOdsCode(ics)) => format!("ICS {ics}"),
+        Some(scope::Scope::ProgrammeId(programme)) => format!("programme {programme}"),
+        None => "no scope".to_owned(),
+    }
+}
+
+pub async fn report(context: &Context, command: ReportCommand) -> anyhow::Result<()> {
+    let mut reporting = context.reporting().await?;
+    match command {
+        ReportCommand::Overview { scope, as_of } => {
+            let overview = get_overview(&mut reporting, scope_of(scope), as_of).await?;
+            print_overview(context, &overview)
+        }
+        ReportCommand::CqcHistory { scope, trust } => {
+            let history = reporting
+                .get_cqc_history(api::GetCqcHistoryRequest {
+                    scope: Some(scope_of(scope)),
+                    ods_code: trust,
+                })
+                .await?
+                .into_inner();
+            if context.json() {
+                render::print_json(&history)
+            } else {
+                print_cqc_history(&history)
+            }
+        }
+        ReportCommand::Watch { scope } => {
+            let mut updates = reporting
+                .watch_overview(api::WatchOverviewRequest {
+                    scope: Some(scope_of(scope)),
+                })
+                .await?
+                .into_inner();
+            let interrupted = tokio::signal::ctrl_c();
+            tokio::pin!(interrupted);
+            loop {
+                tokio::select! {
+                    signal = &mut interrupted => {
+                        signal?;
+                        return Ok(());
+                    }
+                    update = updates.message() => match update? {
+                        Some(update) if context.json() => render::print_json_line(&update)?,
+                        Some(update) => outln!("{}", update_line(&update))?,
+                        None => return Ok(()),
+                    },
+                }
+            }
+        }
+    }
+}
+
+pub async fn get_overview(
+    reporting: &mut Reporting,
+    scope: Scope,
+    as_of: Option<Date>,
+) -> Result<Overview, tonic::Status> {
+    let overview = reporting
+        .get_overview(api::GetOverviewRequest {
+            scope: Some(scope),
+            as_of,
+        })
+        .await?
+        .into_inner();
+    Ok(overview)
+}
+
+pub fn print_overview(context: &Context, overview: &Overview) -> anyhow::Result<()> {
+    if context.json() {
+        return render::print_json(overview);
+    }
+    for line in overview_lines(overview) {
+        outln!("{line}")?;
+    }
+    Ok(())
+}
+
+fn counts(value_streams: Option<&ValueStreamCounts>) -> [String; 4] {
+    let counts = value_streams.copied().unwrap_or_default();
+    [
+        counts.proposed.to_string(),
+        counts.active.to_string(),
+        counts.sustaining.to_string(),
+        counts.closed.to_string(),
+    ]
+}
+
+fn training_cells(training: Option<&TrainingParticipation>) -> [String; 3] {
+    let training = training.copied().unwrap_or_default();
+    [
+        training.participants.to_string(),
+        training.completed.to_string(),
+        share_text(training.share_valued, training.survey_respondents),
+    ]
+}
+
+/// The overview as a heading, one row per trust and a totals line.
+pub fn overview_lines(overview: &Overview) -> Vec<String> {
+    let mut table = Table::new(&[
+        ("trust", Align::Left),
+        ("name", Align::Left),
+        ("ICB", Align::Left),
+        ("CQC overall", Align::Left),
+        ("rated on", Align::Left),
+        ("proposed", Align::Right),
+        ("active", Align::Right),
+        ("sustaining", Align::Right),
+        ("closed", Align::Right),
+        ("exec departures 24m", Align::Right),
+        ("trained", Align::Right),
+        ("completed", Align::Right),
+        ("valued", Align::Right),
+    ]);
+    for trust in &overview.trusts {
+        let (rating, rated_on) = match &trust.current_cqc {
+            Some(record) => (
+                rating_word(record.ratings.map(|ratings| ratings.overall).unwrap_or(0)),
+                date_text(record.published_on.as_ref()),
+            ),
+            None => ("-".to_owned(), "-".to_owned()),
+        };
+        let icb = if trust.icb_ods_code.is_empty() {
+            "-".to_owned()
+        } else {
+            trust.icb_ods_code.clone()
+        };
+        let mut row = vec![
+            trust.ods_code.clone(),
+            trust.name.clone(),
+            icb,
+            rating,
+            rated_on,
+        ];
+        row.extend(counts(trust.value_streams.as_ref()));
+        row.push(trust.executive_departures_24_months.to_string());
+        row.extend(training_cells(trust.training.as_ref()));
+        table.row(row);
+    }
+    let mut totals = vec![
+        "total".to_owned(),
+        match overview.trusts.len() {
+            1 => "1 trust".to_owned(),
+            count => format!("{count} trusts"),
+        },
+        String::new(),
+        String::new(),
+        String::new(),
+    ];
+    totals.extend(counts(overview.value_streams.as_ref()));
+    totals.push(overview.executive_departures_24_months.to_string());
+    totals.extend(training_cells(overview.training.as_ref()));
+    table.row(totals);
+
+    let mut lines = vec![format!(
+        "{} ({}) as of {}",
+        if overview.name.is_empty() {
+            "Overview"
+        } else {
+            &overview.name
+        },
+        scope_text(overview.scope.as_ref()),
+        date_text(overview.as_of.as_ref())
+    )];
+    lines.extend(table.lines());
+    lines
+}
+
+fn print_cqc_history(history: &CqcHistory) -> anyhow::Result<()> {
+    outln!("CQC ratings of {}", history.ods_code)?;
+    let mut table = Table::new(&[
+        ("published", Align::Left),
+        ("overall", Align::Left),
+        ("safe", Align::Left),
+        ("effective", Align::Left),
+        ("caring", Align::Left),
+        ("responsive", Align::Left),
+        ("well-led", Align::Left),
+    ]);
+    for record in &history.ratings {
+        let ratings = record.ratings.unwrap_or_default();
+        table.row(vec![
+            date_text(record.published_on.as_ref()),
+            rating_word(ratings.overall),
+            rating_word(ratings.safe),
+            rating_word(ratings.effective),
+            rating_word(ratings.caring),
+            rating_word(ratings.responsive),
+            rating_word(ratings.well_led),
+        ]);
+    }
+    table.print()
+}
+
+/// One line per watched update: what happened, then the headline numbers after it.
+pub fn update_line(update: &OverviewUpdate) -> String {
+    let event = if update.event_type.is_empty() {
+        "initial"
+    } else {
+        update
+            .event_type
+            .strip_prefix("ics.events.v1.")
+            .unwrap_or(&update.event_type)
+    };
+    let Some(overview) = &update.overview else {
+        return format!("{event}: (no overview)");
+    };
+    let streams = overview.value_streams.unwrap_or_default();
+    let training = overview.training.unwrap_or_default();
+    format!(
+        "{event}: {} {} trusts; value streams {} proposed, {} active, {} sustaining, {} closed; \
+         {} exec departures in 24m; {} trained, {} valued",
+        if overview.name.is_empty() {
+            scope_text(overview.scope.as_ref())
+        } else {
+            overview.name.clone()
+        },
+        overview.trusts.len(),
+        streams.proposed,
+        streams.active,
+        streams.sustaining,
+        streams.closed,
+        overview.executive_departures_24_months,
+        training.participants,
+        share_text(training.share_valued, training.survey_respondents),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ics_proto::events::v1::{CqcRating, CqcRatings};
+    use ics_proto::reporting::v1::{CqcRatingRecord, TrustSummary};
+
+    fn overview() -> Overview {
+        Overview {
+            scope: Some(Scope {
+                scope: Some(scope::Scope::IcsOdsCode("QWO".to_owned())),
+            }),
+            name: "NHS West Yorkshire ICB".to_owned(),
+            as_of: Some(Date {
+                year: 2025,
+                month: 1,
+                day: 31,
+            }),
+            trusts: vec![TrustSummary {
+                ods_code: "RR8".to_owned(),
+                name: "The Leeds Teaching Hospitals NHS Trust".to_owned(),
+                icb_ods_code: "QWO".to_owned(),
+                current_cqc: Some(CqcRatingRecord {
+                    published_on: Some(Date {
+                        year: 2018,
+                        month: 5,
+                        day: 10,
+                    }),
+                    ratings: Some(CqcRatings {
+                        overall: CqcRating::Good as i32,
+                        ..CqcRatings::default()
+                    }),
+                }),
+                value_streams: Some(ValueStreamCounts {
+                    proposed: 1,
+                    active: 1,
+                    sustaining: 0,
+                    closed: 0,
+                }),
+                executive_departures_24_months: 0,
+                training: Some(TrainingParticipation {
+                    participants: 260,
+                    completed: 238,
+                    survey_respondents: 200,
+                    valued: 168,
+                    share_valued: 0.84,
+                }),
+            }],
+            value_streams: Some(ValueStreamCounts {
+                proposed: 1,
+                active: 1,
+                sustaining: 0,
+                closed: 0,
+            }),
+            training: Some(TrainingParticipation {
+                participants: 260,
+                completed: 238,
+                survey_respondents: 200,
+                valued: 168,
+                share_valued: 0.84,
+            }),
+            executive_departures_24_months: 0,
+        }
+    }
+
+    #[test]
+    fn the_overview_table_has_a_row_per_trust_and_totals() {
+        let lines = overview_lines(&overview());
+        assert_eq!(
+            lines[0],
+            "NHS West Yorkshire ICB (ICS QWO) as of 2025-01-31"
+        );
+        assert!(lines[1].starts_with("trust  name"));
+        assert!(lines[2].starts_with("RR8    The Leeds Teaching Hospitals NHS Trust  QWO  good"));
+        assert!(lines[2].contains("2018-05-10"));
+        assert!(lines[2].ends_with("84%"));
+        assert!(lines[3].starts_with("total  1 trust"));
+        assert_eq!(lines.len(), 4);
+    }
+
+    #[test]
+    fn watch_lines_name_the_event_and_the_headline() {
+        let update = OverviewUpdate {
+            overview: Some(overview()),
+            event_type: "ics.events.v1.CqcRatingPublished".to_owned(),
+            event_id: "e-1".to_owned(),
+        };
+        let line = update_line(&update);
+        assert!(line.starts_with("CqcRatingPublished: NHS West Yorkshire ICB 1 trusts"));
+        assert!(line.contains("260 trained, 84% valued"));
+        let first = OverviewUpdate {
+            event_type: String::new(),
+            ..update
+        };
+        assert!(update_line(&first).starts_with("initial: "));
+    }
+}

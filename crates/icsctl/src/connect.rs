@@ -1,0 +1,244 @@
+//! Reaching the services: channels, the bearer token on every call, and command options.
+
+use std::fmt;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use ics_proto::admin::v1::admin_service_client::AdminServiceClient;
+use ics_proto::events::v1::CommandOptions;
+use ics_proto::reporting::v1::reporting_service_client::ReportingServiceClient;
+use ics_proto::trusts::v1::trusts_service_client::TrustsServiceClient;
+use ics_service_kit::{Principal, mint_token};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Status};
+
+use crate::cli::{GlobalArgs, OutputFormat, ServiceName};
+
+/// Long enough for the demo and for starting a watch or a tail (the server checks the token
+/// when a call starts), short enough that a leaked token soon stops working.
+const MINTED_TOKEN_TTL: Duration = Duration::from_secs(15 * 60);
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub type Trusts = TrustsServiceClient<InterceptedService<Channel, Bearer>>;
+pub type Reporting = ReportingServiceClient<InterceptedService<Channel, Bearer>>;
+pub type Admin = AdminServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// Adds `authorization: Bearer …` to every call, or nothing when no token is configured (a
+/// server in development mode accepts that).
+#[derive(Clone, Default)]
+pub struct Bearer {
+    header: Option<MetadataValue<Ascii>>,
+}
+
+impl fmt::Debug for Bearer {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let token = if self.header.is_some() {
+            "<redacted>"
+        } else {
+            "<none>"
+        };
+        formatter
+            .debug_struct("Bearer")
+            .field("token", &token)
+            .finish()
+    }
+}
+
+impl Bearer {
+    pub fn new(token: Option<&str>) -> anyhow::Result<Self> {
+        let header = token
+            .map(|token| {
+                // The token itself is never echoed: error messages end up in terminals and logs.
+                format!("Bearer {}", token.trim())
+                    .parse::<MetadataValue<Ascii>>()
+                    .map_err(|_| {
+                        anyhow::anyhow!("the token contains characters not allowed in a header")
+                    })
+            })
+            .transpose()?;
+        Ok(Self { header })
+    }
+}
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(header) = &self.header {
+            request
+                .metadata_mut()
+                .insert("authorization", header.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// The token to send: `--token` as given, else one minted from `--token-secret` for `--as`,
+/// else none.
+pub fn resolve_token(global: &GlobalArgs) -> anyhow::Result<Option<String>> {
+    if let Some(token) = global.token.as_deref().filter(|token| !token.is_empty()) {
+        return Ok(Some(token.to_owned()));
+    }
+    if let Some(secret) = global
+        .token_secret
+        .as_deref()
+        .filter(|secret| !secret.is_empty())
+    {
+        let principal = global.as_principal.clone().unwrap_or(Principal::Operator);
+        return Ok(Some(mint_token(
+            secret,
+            &global.token_issuer,
+            &global.token_audience,
+            &principal,
+            MINTED_TOKEN_TTL,
+        )));
+    }
+    if let Some(principal) = &global.as_principal {
+        // Silently calling without a token would make the server answer for someone else.
+        anyhow::bail!(
+            "a token for {principal} (--as) is minted with --token-secret (or ICS_TOKEN_SECRET), \
+             which is not set; or pass --token"
+        );
+    }
+    Ok(None)
+}
+
+/// What every command needs: where the services are, how to authenticate, how to answer.
+#[derive(Debug)]
+pub struct Context {
+    pub trusts_url: String,
+    pub reporting_url: String,
+    pub bearer: Bearer,
+    pub request_id: Option<String>,
+    pub expected_version: Option<u64>,
+    pub output: OutputFormat,
+}
+
+impl Context {
+    pub fn new(global: &GlobalArgs) -> anyhow::Result<Self> {
+        let token = resolve_token(global)?;
+        Ok(Self {
+            trusts_url: global.trusts_url.clone(),
+            reporting_url: global.reporting_url.clone(),
+            bearer: Bearer::new(token.as_deref())?,
+            request_id: global.request_id.clone(),
+            expected_version: global.expected_version,
+            output: global.output,
+        })
+    }
+
+    pub fn json(&self) -> bool {
+        self.output == OutputFormat::Json
+    }
+
+    /// Options for the one command this invocation sends: the caller's request id so that a
+    /// script can retry idempotently, or a fresh UUIDv7.
+    pub fn options(&self) -> CommandOptions {
+        CommandOptions {
+            request_id: self
+                .request_id
+                .clone()
+                .unwrap_or_else(|| uuid::Uuid::now_v7().to_string()),
+            expected_version: self.expected_version,
+        }
+    }
+
+    pub async fn trusts(&self) -> anyhow::Result<Trusts> {
+        let channel = connect(&self.trusts_url, "trusts").await?;
+        Ok(TrustsServiceClient::with_interceptor(
+            channel,
+            self.bearer.clone(),
+        ))
+    }
+
+    pub async fn reporting(&self) -> anyhow::Result<Reporting> {
+        let channel = connect(&self.reporting_url, "reporting").await?;
+        Ok(ReportingServiceClient::with_interceptor(
+            channel,
+            self.bearer.clone(),
+        ))
+    }
+
+    /// The admin API of one service, at that service's URL.
+    pub async fn admin(&self, service: ServiceName) -> anyhow::Result<Admin> {
+        let (url, name) = match service {
+            ServiceName::Trusts => (&self.trusts_url, "trusts"),
+            ServiceName::Reporting => (&self.reporting_url, "reporting"),
+        };
+        let channel = connect(url, name).await?;
+        Ok(AdminServiceClient::with_interceptor(
+            channel,
+            self.bearer.clone(),
+        ))
+    }
+}
+
+async fn connect(url: &str, service: &str) -> anyhow::Result<Channel> {
+    let endpoint = Endpoint::from_shared(url.to_owned())
+        .with_context(|| format!("'{url}' is not a usable URL for the {service} service"))?
+        .connect_timeout(CONNECT_TIMEOUT);
+    endpoint
+        .connect()
+        .await
+        .with_context(|| format!("cannot reach the {service} service at {url}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    use crate::cli::Cli;
+
+    fn global(arguments: &[&str]) -> GlobalArgs {
+        let mut argv = vec!["icsctl"];
+        argv.extend_from_slice(arguments);
+        argv.extend_from_slice(&["org", "get", "RTP"]);
+        Cli::try_parse_from(argv).expect("parses").global
+    }
+
+    #[test]
+    fn an_explicit_token_is_sent_as_given() {
+        let token = resolve_token(&global(&["--token", "abc.def.ghi"])).expect("resolves");
+        assert_eq!(token.as_deref(), Some("abc.def.ghi"));
+    }
+
+    #[test]
+    fn a_secret_mints_a_token_for_the_principal() {
+        let secret = "a-test-secret-that-is-at-least-32-bytes";
+        let token = resolve_token(&global(&["--token-secret", secret, "--as", "trust:RTP"]))
+            .expect("resolves")
+            .expect("a token");
+        let verifier = ics_service_kit::TokenVerifier::new(secret, "ics", "ics-platform");
+        assert_eq!(
+            verifier.verify(&token),
+            Ok(Principal::TrustWriter {
+                ods_code: "RTP".to_owned()
+            })
+        );
+    }
+
+    #[test]
+    fn a_principal_without_a_secret_is_refused() {
+        let error = resolve_token(&global(&["--as", "operator"])).expect_err("no secret");
+        assert!(error.to_string().contains("--token-secret"));
+    }
+
+    #[test]
+    fn the_bearer_header_is_added_to_every_call() {
+        let mut bearer = Bearer::new(Some("abc")).expect("ascii token");
+        let request = bearer.call(Request::new(())).expect("passes");
+        assert_eq!(
+            request
+                .metadata()
+                .get("authorization")
+                .and_then(|value| value.to_str().ok()),
+            Some("Bearer abc")
+        );
+        let mut anonymous = Bearer::default();
+        let request = anonymous.call(Request::new(())).expect("passes");
+        assert!(request.metadata().get("authorization").is_none());
+    }
+}

@@ -1,0 +1,169 @@
+//! `icsd`: runs one ICS service, or all of them in one process for a laptop or a small site.
+//!
+//! ```text
+//! icsd trusts       # the trusts service alone
+//! icsd reporting    # the reporting service alone
+//! icsd all          # every service in one process
+//! icsd healthcheck --url http://127.0.0.1:50051   # exit 0 when that server is SERVING
+//! ```
+//!
+//! Every flag can also be set with its `ICS_*` environment variable (`icsd --help`).
+
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use ics_reporting::ReportingConfig;
+use ics_service_kit::{CommonConfig, shutdown_on_signals, telemetry};
+use ics_trusts::TrustsConfig;
+use tokio_util::sync::CancellationToken;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "icsd",
+    version,
+    about = "The ICS improvement-programme platform server"
+)]
+struct Cli {
+    #[command(flatten)]
+    common: CommonConfig,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Organisations, CQC ratings, executives, value streams, training and programmes.
+    Trusts(TrustsConfig),
+    /// Cross-trust views for ICS and programme boards.
+    Reporting(ReportingConfig),
+    /// Every service in one process.
+    All {
+        #[command(flatten)]
+        trusts: TrustsConfig,
+        #[command(flatten)]
+        reporting: ReportingConfig,
+    },
+    /// Probes a server's grpc.health.v1 (for container healthchecks and scripts): exits 0 when
+    /// it answers SERVING, 1 otherwise.
+    Healthcheck {
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        url: String,
+        /// Keep trying for this long before giving up.
+        #[arg(long, default_value_t = 0)]
+        wait_secs: u64,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    if let Command::Healthcheck { url, wait_secs } = &cli.command {
+        let serving = runtime.block_on(healthcheck(url, Duration::from_secs(*wait_secs)));
+        std::process::exit(if serving { 0 } else { 1 });
+    }
+    runtime.block_on(run(cli))
+}
+
+async fn healthcheck(url: &str, wait: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        if probe(url).await {
+            println!("SERVING");
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            eprintln!("{url} is not serving");
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn probe(url: &str) -> bool {
+    let Ok(endpoint) = tonic::transport::Endpoint::from_shared(url.to_string()) else {
+        return false;
+    };
+    let Ok(channel) = endpoint
+        .connect_timeout(Duration::from_secs(2))
+        .connect()
+        .await
+    else {
+        return false;
+    };
+    let mut client = HealthClient::new(channel);
+    matches!(
+        client.check(HealthCheckRequest { service: String::new() }).await,
+        Ok(response) if response.get_ref().status == ServingStatus::Serving as i32
+    )
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let service_name = match &cli.command {
+        Command::Trusts(_) => "ics-trusts",
+        Command::Reporting(_) => "ics-reporting",
+        Command::All { .. } | Command::Healthcheck { .. } => "ics-all",
+    };
+    let telemetry = telemetry::init(&cli.common.telemetry, service_name)?;
+    let shutdown = shutdown_on_signals();
+    let outcome = match &cli.command {
+        Command::Trusts(config) => ics_trusts::run(&cli.common, config, shutdown).await,
+        Command::Reporting(config) => ics_reporting::run(&cli.common, config, shutdown).await,
+        Command::All { trusts, reporting } => {
+            run_all(&cli.common, trusts, reporting, shutdown).await
+        }
+        Command::Healthcheck { .. } => Ok(()),
+    };
+    if let Err(error) = &outcome {
+        tracing::error!(error = format!("{error:#}"), "service failed");
+    }
+    telemetry.shutdown().await;
+    outcome
+}
+
+/// Runs every service; when one fails, the others are shut down too.
+async fn run_all(
+    common: &CommonConfig,
+    trusts: &TrustsConfig,
+    reporting: &ReportingConfig,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let stop_on_failure = |result: anyhow::Result<()>| {
+        if result.is_err() {
+            shutdown.cancel();
+        }
+        result
+    };
+    let (trusts, reporting) = tokio::join!(
+        async { stop_on_failure(ics_trusts::run(common, trusts, shutdown.clone()).await) },
+        async { stop_on_failure(ics_reporting::run(common, reporting, shutdown.clone()).await) },
+    );
+    trusts.and(reporting)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn every_mode_parses_with_distinct_flags() {
+        Cli::command().debug_assert();
+        let all = Cli::try_parse_from([
+            "icsd",
+            "all",
+            "--trusts-listen",
+            "127.0.0.1:1",
+            "--reporting-listen",
+            "127.0.0.1:2",
+        ]);
+        assert!(matches!(
+            all.map(|cli| cli.command),
+            Ok(Command::All { .. })
+        ));
+    }
+}

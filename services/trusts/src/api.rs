@@ -1,0 +1,1046 @@
+//! The trusts service's gRPC API: validation, authorisation, then a command on one aggregate.
+
+use ics_eventstore::{CommandContext, EventStore, ExpectedVersion, NewEvent, RecordedEvent};
+use ics_proto::date::from_naive;
+use ics_proto::events::v1::{
+    BoardMeetingHeld, BoardMemberAdded, CommandOptions, CommandResult, CompactAdopted, CqcRatings,
+    ExecutiveRole, OrganisationKind, ProgrammeRegistered, TrainingParticipationRecorded,
+    ValueStreamDefinition, ValueStreamOrigin, ValueStreamStatus,
+};
+use ics_proto::trusts::v1::{self as api, trusts_service_server::TrustsService};
+use ics_service_kit::error::{ServiceError, Violations};
+use ics_service_kit::{Principal, principal, telemetry};
+use prost::Message;
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use crate::organisation::{self, Organisation};
+use crate::programme::{self, Programme};
+use crate::training::{self, CohortDetails};
+use crate::validate::{self, MAX_LONG_TEXT_CHARS, MAX_TEXT_CHARS};
+use crate::value_stream::{self, ValueStream};
+
+/// Most outcome measures, behaviours, signatories… one list may hold.
+const MAX_LIST_ITEMS: usize = 100;
+
+#[derive(Debug, Clone)]
+pub struct TrustsApi {
+    store: EventStore,
+}
+
+type Reply = Result<Response<CommandResult>, Status>;
+
+/// Who asks for which command, and the request's content for idempotency checks.
+struct Command<'a> {
+    principal: &'a Principal,
+    options: Option<&'a CommandOptions>,
+    command_type: &'static str,
+    fingerprint: Vec<u8>,
+}
+
+impl<'a> Command<'a> {
+    fn new(
+        principal: &'a Principal,
+        options: Option<&'a CommandOptions>,
+        command_type: &'static str,
+        request: &impl Message,
+    ) -> Self {
+        Command {
+            principal,
+            options,
+            command_type,
+            fingerprint: request.encode_to_vec(),
+        }
+    }
+}
+
+impl TrustsApi {
+    pub fn new(store: EventStore) -> Self {
+        TrustsApi { store }
+    }
+
+    /// Runs a command on one aggregate's stream. `expected` overrides the request's own
+    /// expected version (creation commands always expect a new stream).
+    async fn execute<F>(
+        &self,
+        command: Command<'_>,
+        stream_id: &str,
+        expected: Option<ExpectedVersion>,
+        decide: F,
+    ) -> Reply
+    where
+        F: Fn(&[RecordedEvent]) -> Result<Vec<NewEvent>, ServiceError>,
+    {
+        let Command {
+            principal,
+            options,
+            command_type,
+            fingerprint,
+        } = command;
+        let options = options.cloned().unwrap_or_default();
+        let (traceparent, tracestate) = telemetry::current_traceparent();
+        let context = CommandContext {
+            request_id: options.request_id.clone(),
+            principal: principal.label(),
+            correlation_id: options.request_id.clone(),
+            causation_id: String::new(),
+            traceparent,
+            tracestate,
+        };
+        let expected =
+            expected.unwrap_or_else(|| ExpectedVersion::from_request(options.expected_version));
+        let outcome = self
+            .store
+            .execute(
+                &context,
+                command_type,
+                &fingerprint,
+                stream_id,
+                expected,
+                decide,
+            )
+            .await?;
+        tracing::info!(
+            command = command_type,
+            stream = stream_id,
+            version = outcome.version,
+            replayed = outcome.replayed,
+            principal = %context.principal,
+            "command executed"
+        );
+        Ok(Response::new(outcome))
+    }
+
+    async fn organisation(&self, ods_code: &str) -> Result<Option<Organisation>, ServiceError> {
+        let history = self
+            .store
+            .read_stream(&organisation::stream_id(ods_code))
+            .await?;
+        Organisation::fold(&history)
+    }
+
+    async fn existing_organisation(
+        &self,
+        field: &str,
+        ods_code: &str,
+    ) -> Result<Organisation, ServiceError> {
+        self.organisation(ods_code)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound {
+                resource: format!("organisation {ods_code} (named by {field})"),
+            })
+    }
+
+    async fn existing_trust(
+        &self,
+        field: &str,
+        ods_code: &str,
+    ) -> Result<Organisation, ServiceError> {
+        let organisation = self.existing_organisation(field, ods_code).await?;
+        if !organisation.is_trust() {
+            return Err(ServiceError::invalid_field(
+                field,
+                format!("{ods_code} is not a trust"),
+            ));
+        }
+        Ok(organisation)
+    }
+
+    async fn value_stream(&self, value_stream_id: &str) -> Result<ValueStream, ServiceError> {
+        let history = self
+            .store
+            .read_stream(&value_stream::stream_id(value_stream_id))
+            .await?;
+        ValueStream::fold(&history)?.ok_or_else(|| ServiceError::NotFound {
+            resource: format!("value stream {value_stream_id}"),
+        })
+    }
+
+    async fn programme(&self, programme_id: &str) -> Result<Programme, ServiceError> {
+        let history = self
+            .store
+            .read_stream(&programme::stream_id(programme_id))
+            .await?;
+        Programme::fold(&history)?.ok_or_else(|| ServiceError::NotFound {
+            resource: format!("programme {programme_id}"),
+        })
+    }
+}
+
+fn validate_definition(violations: &mut Violations, definition: Option<&ValueStreamDefinition>) {
+    let Some(definition) = definition else {
+        violations.add("definition", "is required");
+        return;
+    };
+    validate::name(violations, "definition.name", &definition.name);
+    validate::text(
+        violations,
+        "definition.pathway",
+        &definition.pathway,
+        false,
+        MAX_TEXT_CHARS,
+    );
+    validate::text(
+        violations,
+        "definition.sponsor",
+        &definition.sponsor,
+        false,
+        MAX_TEXT_CHARS,
+    );
+    validate::text(
+        violations,
+        "definition.lead",
+        &definition.lead,
+        false,
+        MAX_TEXT_CHARS,
+    );
+    validate::enum_value::<ValueStreamOrigin>(violations, "definition.origin", definition.origin);
+    validate_list(
+        violations,
+        "definition.outcome_measures",
+        &definition.outcome_measures,
+    );
+}
+
+fn validate_list(violations: &mut Violations, field: &str, items: &[String]) {
+    if items.len() > MAX_LIST_ITEMS {
+        violations.add(field, format!("must hold at most {MAX_LIST_ITEMS} items"));
+    }
+    for (index, item) in items.iter().enumerate().take(MAX_LIST_ITEMS) {
+        validate::text(
+            violations,
+            &format!("{field}[{index}]"),
+            item,
+            true,
+            MAX_LONG_TEXT_CHARS,
+        );
+    }
+}
+
+fn validate_ratings(violations: &mut Violations, ratings: Option<&CqcRatings>) {
+    let Some(ratings) = ratings else {
+        violations.add("ratings", "is required");
+        return;
+    };
+    for (field, value) in [
+        ("ratings.overall", ratings.overall),
+        ("ratings.safe", ratings.safe),
+        ("ratings.effective", ratings.effective),
+        ("ratings.caring", ratings.caring),
+        ("ratings.responsive", ratings.responsive),
+        ("ratings.well_led", ratings.well_led),
+    ] {
+        validate::enum_value::<ics_proto::events::v1::CqcRating>(violations, field, value);
+    }
+}
+
+#[tonic::async_trait]
+impl TrustsService for TrustsApi {
+    async fn register_organisation(
+        &self,
+        request: Request<api::RegisterOrganisationRequest>,
+    ) -> Reply {
+        let principal = principal(&request)?;
+        let body = request.into_inner();
+        let mut violations = Violations::default();
+        validate::options(&mut violations, body.options.as_ref());
+        validate::ods_code(&mut violations, "ods_code", &body.ods_code);
+        validate::name(&mut violations, "name", &body.name);
+        let kind = validate::enum_value::<OrganisationKind>(&mut violations, "kind", body.kind);
+        violations.into_result()?;
+        principal.authorize_operator()?;
+        let kind = kind.unwrap_or(OrganisationKind::Unspecified);
+        self.execute(
+            Command::new(
+                &principal,
+                body.options.as_ref(),
+                "RegisterOrganisation",
+                &body,
+            ),
+            &organisation::stream_id(&body.ods_code),
+            None,
+            |history| organisation::register(history, &body.ods_code, &body.name, kind),
+        )
+        .await
+    }
+
+    async fn rename_organisation(&self, request: Request<api::RenameOrganisationRequest>) -> Reply {
+        let principal = principal(&request)?;
+        let body = request.into_inner();
+        let mut violations = Violations::default();
+        validate::options(&mut violations, body.options.as_ref());
+        validate::ods_code(&mut violations, "ods_code", &body.ods_code);
+        validate::name(&mut violations, "name", &body.name);
+        violations.into_result()?;
+        principal.authorize_trust_write(&body.ods_code)?;
+        self.execute(
+            Command::new(
+                &principal,
+                body.options.as_ref(),
+                "RenameOrganisation",
+                &body,
+            ),
+            &organisation::stream_id(&body.ods_code),
+            None,
+            |history| organisation::rename(history, &body.ods_code, &body.name),
+        )
+        .await
+    }
+
+    async fn link_organisation(&self, request: Request<api::LinkOrganisationRequest>) -> Reply {
+        let principal = principal(&request)?;
+        let body = request.into_inner();
+        let mut violations = Violations::default();
+        validate::options(&mut violations, body.options.as_ref());
+        validate::ods_code(&mut violations, "ods_code", &body.ods_code);
+        validate::ods_code(&mut violations, "parent_ods_code", &body.parent_ods_code);
+        if body.ods_code == body.parent_ods_code && !body.ods_code.is_empty() {
+            violations.add("parent_ods_code", "must differ from ods_code");
+        }
+        let valid_from =
+            validate::required_date(&mut violations, "valid_from", body.valid_from.as_ref());
+        violations.into_result()?;
+        principal.authorize_operator()?;
+        let parent = self
+            .existing_organisation("parent_ods_code", &body.parent_ods_code)
+            .await?;
+        let valid_from = valid_from.unwrap_or_default();
+        self.execute(
+            Command::new(&principal, body.options.as_ref(), "LinkOrganisation", &body),
+            &organisation::stream_id(&body.ods_code),
+            None,
+            |history| organisation::link(history, &body.ods_code, &parent, valid_from),
+        )
+        .await
+    }
+
+    async fn unlink_organisation(&self, request: Request<api::UnlinkOrganisationRequest>) -> Reply {
+        let principal = principal(&request)?;
+        let body = request.into_inner();
+        let mut violations = Violations::default();
+        validate::options(&mut violations, body.options.as_ref());
+        validate::ods_code(&mut violations, "ods_code", &body.ods_code);
+        validate::ods_code(&mut violations, "parent_ods_code", &body.parent_ods_code);
+        let valid_to = validate::required_date(&mut violations, "valid_to", body.valid_to.as_ref());
+        violations.into_result()?;
+        principal.authorize_operator()?;
+        let valid_to = valid_to.unwrap_or_default();
+        self.execute(
+            Command::new(
+                &principal,
+                body.options.as_ref(),
+                "UnlinkOrganisation",
+                &body,
+            ),
+            &organisation::stream_id(&body.ods_code),
+            None,
+            |history| {
+                organisation::unlink(history, &body.ods_code, &body.parent_ods_code, valid_to)
+            },
+        )
+        .await
+    }
+
+    async fn get_organisation(
+        &self,
+        request: Request<api::GetOrganisationRequest>,
+    ) -> Result<Response<api::Organisation>, Status> {
+        principal(&request)?;
+        let body = request.into_inner();
+        let mut violations = Violations::default();
+        validate::ods_code(&mut violations, "ods_code", &body.ods_code);
+        violations.into_result()?;
+        let organisation =
+            self.organisation(&body.ods_code)
+                .await?
+                .ok_or_else(|| ServiceError::NotFound {
+                    resource: format!("organisation {}", body.ods_code),
+                })?;
+        Ok(Response::new(organisation_view(&organisation)))
+    }
+
+    async fn list_organisations(
+        &self,
+        request: Request<api::ListOrganisationsRequest>,
+    ) -> Result<Response<api::ListOrganisationsResponse>, Status> {
+        principal(&request)?;
+        let body = request.into_inner();
+        let kind_filter = match body.kind {
+            0 => None,
+            value => Some(
+                OrganisationKind::try_from(value)
+                    .map_err(|_| ServiceError::invalid_field("kind", "is not a known value"))?,
+            ),
+        };
+        let events = self
+            .store
+            .read_category("organisation-")
+            .await
+            .map_err(ServiceError::from)?;
+        let mut organisations = Vec::new();
+        for stream in events.chunk_by(|left, right| left.stream_id == right.stream_id) {
+            if let Some(organisation) = Organisation::fold(stream)?
+                && kind_filter.is_none_or(|kind| organisation.kind == kind)
+            {
+                organisations.push(organisation_view(&organisation));
+            }
+        }
+        organisations.sort_by(|left, right| left.ods_code.cmp(&right.ods_code));
+        Ok(Response::new(api::ListOrganisationsResponse {
+            organisations,
+        }))
+    }
+
+    async fn publish_cqc_rating(&self, request: Request<api::PublishCqcRatingRequest>) -> Reply {
+        let principal = principal(&request)?;
+        let body = request.into_inner();
+        let mut violations = Violations::default();
+        validate::options(&mut violations, body.options.as_ref());
+        validate::ods_code(&mut violations, "ods_code", &body.ods_code);
+        let published_on =
+            validate::required_date(&mut violations, "published_on", body.published_on.as_ref());
+        validate::not_in_future(&mut violations, "published_on", published_on);
+        validate_ratings(&mut violations, body.ratings.as_ref());
+        violations.into_result()?;
+        principal.authorize_trust_write(&body.ods_code)?;
+        let published_on = published_on.unwrap_or_default();
+        let ratings = body.ratings.unwrap_or_default();
+        self.execute(
+            Command::new(&principal, body.options.as_ref(), "PublishCqcRating", &body),
+            &organisation::stream_id(&body.ods_code),
+            None,
+            |history| {
+                organisation::publish_cqc_rating(history, &body.ods_code, published_on, &ratings)
+            },
+        )
+        .await
+    }
+
+    async fn appoint_executive(&self, request: Request<api::AppointExecutiveRequest>) -> Reply {
+        let principal = principal(&request)?;
+        let body = request.into_inner();
+        let mut violations = Violations::default();
+        validate::options(&mut violations, body.options.as_ref());
+        validate::ods_code(&mut violations, "ods_code", &body.ods_code);
+        let role = validate::enum_value::<ExecutiveRole>(&mut violations, "role", body.role);
+        validate::name(&mut violations, "person_name", &body.person_name);
+        let started_on =
+            validate::required_date(&mut violations, "started_on", body.started_on.as_ref());
+        violations.into_result()?;
+        principal.authorize_trust_write(&body.ods_code)?;
+        let role = role.unwrap_or(ExecutiveRole::Unspecified);
+        let started_on = started_on.unwrap_or_default();
+        let appointment_id = Uuid::now_v7().to_string();
+        self.execute(
+            Command::new(&principal, body.options.as_ref(), "AppointExecutive", &body),
+            &organisation::stream_id(&body.ods_code),
+            None,
+            |history| {
+                organisation::appoint_executive(
+                    history,
+                    &body.ods_code,
+                    &appointment_id,
+                    role,
+                    &body.person_name,
+                    started_on,
+                )
+            },
+        )
+        .await
+    }
+
+    async fn record_executive_departure(
+        &self,
+        request: Request<api::RecordExecutiveDepartureRequest>,
+    ) -> Reply {
+        let principal = principal(&request)?;
+        let body = request.into_inner();
+        let mut violations = Violations::default();
+        validate::options(&mut violations, body.options.as_ref());
+        validate::ods_code(&mut violations, "ods_code", &body.ods_code);
+        validate::uuid(&mut violations, "appointment_id", &body.appointment_id);
+        let left_on = validate::required_date(&mut violations, "left_on", body.left_on.as_ref());
+        validate::not_in_future(&mut violations, "left_on", left_on);
+        validate::text(
+            &mut violations,
+            "reason",
+            &body.reason,
+            false,
+            MAX_LONG_TEXT_CHARS,
+        );
+        violations.into_result()?;
+        principal.authorize_trust_write(&body.ods_code)?;
+        let left_on = left_on.unwrap_or_default();
+        self.execute(
+            Command::new(
+                &principal,
+                body.options.as_ref(),
+                "RecordExecutiveDeparture",
+                &body,
+            ),
+            &organisation::stream_id(&body.ods_code),
+            None,
+            |history| {
+                organisation::record_departure(
+                    history,
+                    &body.ods_code,
+                    &body.appointment_id,
+                    left_on,
+                    &body.reason,
+                )
+            },
+        )
+        .await
+    }
+
+    async fn define_value_stream(&self, request: Request<api::DefineValueStreamRequest>) -> Reply {
+        let principal = principal(&request)?;
+        let body = request.into_inner();
+        let mut violations = Violations::default();
+        validate::options(&mut violations, body.options.as_ref());
+        validate::ods_code(&mut violations, "ods_code", &body.ods_code);
+        validate_definition(&mut violations, body.definition.as_ref());
+        let status = match ValueStreamStatus::try_from(body.status) {
+            Ok(ValueStreamStatus::Unspecified) => Some(ValueStreamStatus::Proposed),
+            Ok(status @ (ValueStreamStatus::Proposed | ValueStreamStatus::Active)) => Some(status),
+            Ok(_) => {
+                violations.add("status", "a new value stream is proposed or active");
+                None
+            }
+            Err(_) => {
+                violations.add("status", "is not a known value");
+                None
+            }
+        };
+        violations.into_result()?;
+        principal.authorize_trust_write(&body.ods_code)?;
+        self.existing_trust("ods_code", &body.ods_code).await?;
+        let definition = body.definition.clone().unwrap_or_default();
+        let status = status.unwrap_or(ValueStreamStatus::Proposed);
+        let value_stream_id = Uuid::now_v7().to_string();
+        self.execute(
+            Command::new(
+                &principal,
+                body.options.as_ref(),
+                "DefineValueStream",
+                &body,
+            ),
+            &value_stream::stream_id(&value_stream_id),
+            Some(ExpectedVersion::NoStream),
+            |history| {
+                value_stream::define(
+                    history,
+                    &value_stream_id,
+                    &body.ods_code,
+                    &definition,
+                    status,
+                )
+            },
+        )
+        .await
+    }
+
+    async fn revise_value_stream(&self, request: Request<api::ReviseValueStreamRequest>) -> Reply {
+        let principal = principal(&request)?;
+        let body = request.into_inner();
+        let mut violations = Violations::default();
+        validate::options(&mut violations, body.options.as_ref());
+        validate::uuid(&mut violations, "value_stream_id", &body.value_stream_id);
+        validate_definition(&mut violations, body.definition.as_ref());
+        validate::text(
+            &mut violations,
+            "rationale",
+            &body.rationale,
+            true,
+            MAX_LONG_TEXT_CHARS,
+        );
+        violations.into_result()?;
+        let owner = self.value_stream(&body.value_stream_id).await?.ods_code;
+        principal.authorize_trust_write(&owner)?;
+        let definition = body.definition.clone().unwrap_or_default();
+        self.execute(
+            Command::new(
+                &principal,
+                body.options.as_ref(),
+                "ReviseValueStream",
+                &body,
+            ),
+            &value_stream::stream_id(&body.value_stream_id),
+            None,
+            |history| {
+                value_stream::revise(history, &body.value_stream_id, &definition, &body.rationale)
+            },
+        )
+        .await
+    }
+
+    async fn change_value_stream_status(
+        &self,
+        request: Request<api::ChangeValueStreamStatusRequest>,
+    ) -> Reply {
+        let principal = principal(&request)?;
+        let body = request.into_inner();
+        let mut violations = Violations::default();
+        validate::options(&mut violations, body.options.as_ref());
+        validate::uuid(&mut violations, "value_stream_id", &body.value_stream_id);
+        let status =
+            validate::enum_value::<ValueStreamStatus>(&mut violations, "status", body.status);
+        if status == Some(ValueStreamStatus::Closed) {
+            violations.add("status", "use CloseValueStream to close a value stream");
+        }
+        violations.into_result()?;
+        let owner = self.value_stream(&body.value_stream_id).await?.ods_code;
+        principal.authorize_trust_write(&owner)?;
+        let status = status.unwrap_or(ValueStreamStatus::Unspecified);
+        self.execute(
+            Command::new(
+                &principal,
+                body.options.as_ref(),
+                "ChangeValueStreamStatus",
+                &body,
+            ),
+            &value_stream::stream_id(&body.value_stream_id),
+            None,
+            |history| value_stream::change_status(history, &body.value_stream_id, status),
+        )
+        .await
+    }
+
+    async fn close_value_stream(&self, request: Request<api::CloseValueStreamRequest>) -> Reply {
+        let principal = principal(&request)?;
+        let body = request.into_inner();
+        let mut violations = Violations::default();
+        validate::options(&mut violations, body.options.as_ref());
+        validate::uuid(&mut violations, "value_stream_id", &body.value_stream_id);
+        let closed_on =
+            validate::required_date(&mut violations, "closed_on", body.closed_on.as_ref());
+        validate::not_in_future(&mut violations, "closed_on", closed_on);
+        validate::text(
+            &mut violations,
+            "reason",
+            &body.reason,
+            false,
+            MAX_LONG_TEXT_CHARS,
+        );
+        violations.into_result()?;
+        let owner = self.value_stream(&body.value_stream_id).await?.ods_code;
+        principal.authorize_trust_write(&owner)?;
+        let closed_on = closed_on.unwrap_or_default();
+        self.execute(
+            Command::new(&principal, body.options.as_ref(), "CloseValueStream", &body),
+            &value_stream::stream_id(&body.value_stream_id),
+            None,
+            |history| value_stream::close(history, &body.value_stream_id, closed_on, &body.reason),
+        )
+        .await
+    }
+
+    async fn get_value_stream(
+        &self,
+        request: Request<api::GetValueStreamRequest>,
+    ) -> Result<Response<api::ValueStream>, Status> {
+        let principal = principal(&request)?;
+        let body = request.into_inner();
+        let mut violations = Violations::default();
+        validate::uuid(&mut violations, "value_stream_id", &body.value_stream_id);
+        violations.into_result()?;
+        let value_stream = self.value_stream(&body.value_stream_id).await?;
+        principal.authorize_trust_read(&value_stream.ods_code)?;
+        Ok(Response::new(api::ValueStream {
+            value_stream_id: value_stream.value_stream_id.clone(),
+            ods_code: value_stream.ods_code.clone(),
+            status: value_stream.status as i32,
+            revisions: value_stream
+                .revisions
+                .iter()
+                .map(|revision| api::ValueStreamRevision {
+                    revision: revision.revision,
+                    definition: Some(revision.definition.clone()),
+                    rationale: revision.rationale.clone(),
+                })
+                .collect(),
+            closed_on: value_stream.closed_on.map(from_naive),
+            version: value_stream.version,
+        }))
+    }
+
+    async fn register_training_cohort(
+        &self,
+        request: Request<api::RegisterTrainingCohortRequest>,
+    ) -> Reply {
+        let principal = principal(&request)?;
+        let body = request.into_inner();
+        let mut violations = Violations::default();
+        validate::options(&mut violations, body.options.as_ref());
+        if !body.programme_id.is_empty() {
+            validate::uuid(&mut violations, "programme_id", &body.programme_id);
+        }
+        validate::name(&mut violations, "course", &body.course);
+        validate::name(&mut violations, "name", &body.name);
+        let starts_on =
+            validate::required_date(&mut violations, "starts_on", body.starts_on.as_ref());
+        let ends_on = validate::required_date(&mut violations, "ends_on", body.ends_on.as_ref());
+        validate::ordered(&mut violations, "ends_on", starts_on, ends_on, "starts_on");
+        violations.into_result()?;
+        principal.authorize_operator()?;
+        if !body.programme_id.is_empty() {
+            self.programme(&body.programme_id).await?;
+        }
+        let cohort_id = Uuid::now_v7().to_string();
+        let details = CohortDetails {
+            programme_id: &body.programme_id,
+            course: &body.course,
+            name: &body.name,
+            starts_on: starts_on.unwrap_or_default(),
+            ends_on: ends_on.unwrap_or_default(),
+        };
+        self.execute(
+            Command::new(
+                &principal,
+                body.options.as_ref(),
+                "RegisterTrainingCohort",
+                &body,
+            ),
+            &training::stream_id(&cohort_id),
+            Some(ExpectedVersion::NoStream),
+            |history| training::register(history, &cohort_id, &details),
+        )
+        .await
+    }
+
+    async fn record_training_participation(
+        &self,
+        request: Request<api::RecordTrainingParticipationRequest>,
+    ) -> Reply {
+        let principal = principal(&request)?;
+        let body = request.into_inner();
+        let mut violations = Violations::default();
+        validate::options(&mut violations, body.options.as_ref());
+        validate::uuid(&mut violations, "cohort_id", &body.cohort_id);
+        validate::ods_code(&mut violations, "ods_code", &body.ods_code);
+        if body.completed > body.participants {
+            violations.add("completed", "must not exceed participants");
+        }
+        if body.survey_respondents > body.participants {
+            violations.add("survey_respondents", "must not exceed participants");
+        }
+        if body.valued > body.survey_respondents {
+            violations.add("valued", "must not exceed survey_respondents");
+        }
+        violations.into_result()?;
+        principal.authorize_trust_write(&body.ods_code)?;
+        self.existing_trust("ods_code", &body.ods_code).await?;
+        let participation = TrainingParticipationRecorded {
+            cohort_id: body.cohort_id.clone(),
+            ods_code: body.ods_code.clone(),
+            participants: body.participants,
+            completed: body.completed,
+            survey_respondents: body.survey_respondents,
+            valued: body.valued,
+        };
+        self.execute(
+            Command::new(
+                &principal,
+                body.options.as_ref(),
+                "RecordTrainingParticipation",
+                &body,
+            ),
+            &training::stream_id(&body.cohort_id),
+            None,
+            |history| training::record_participation(history, &participation),
+        )
+        .await
+    }
+
+    async fn register_programme(&self, request: Request<api::RegisterProgrammeRequest>) -> Reply {
+        let principal = principal(&request)?;
+        let body = request.into_inner();
+        let mut violations = Violations::default();
+        validate::options(&mut violations, body.options.as_ref());
+        validate::name(&mut violations, "name", &body.name);
+        validate::text(
+            &mut violations,
+            "description",
+            &body.description,
+            false,
+            MAX_LONG_TEXT_CHARS,
+        );
+        let starts_on =
+            validate::required_date(&mut violations, "starts_on", body.starts_on.as_ref());
+        let ends_on = validate::optional_date(&mut violations, "ends_on", body.ends_on.as_ref());
+        validate::ordered(&mut violations, "ends_on", starts_on, ends_on, "starts_on");
+        violations.into_result()?;
+        principal.authorize_operator()?;
+        let programme_id = Uuid::now_v7().to_string();
+        let registered = ProgrammeRegistered {
+            programme_id: programme_id.clone(),
+            name: body.name.clone(),
+            description: body.description.clone(),
+            starts_on: body.starts_on,
+            ends_on: body.ends_on,
+        };
+        self.execute(
+            Command::new(
+                &principal,
+                body.options.as_ref(),
+                "RegisterProgramme",
+                &body,
+            ),
+            &programme::stream_id(&programme_id),
+            Some(ExpectedVersion::NoStream),
+            |history| programme::register(history, &registered),
+        )
+        .await
+    }
+
+    async fn join_programme(&self, request: Request<api::JoinProgrammeRequest>) -> Reply {
+        let principal = principal(&request)?;
+        let body = request.into_inner();
+        let mut violations = Violations::default();
+        validate::options(&mut violations, body.options.as_ref());
+        validate::uuid(&mut violations, "programme_id", &body.programme_id);
+        validate::ods_code(&mut violations, "ods_code", &body.ods_code);
+        let joined_on =
+            validate::required_date(&mut violations, "joined_on", body.joined_on.as_ref());
+        violations.into_result()?;
+        principal.authorize_operator()?;
+        self.existing_trust("ods_code", &body.ods_code).await?;
+        let joined_on = joined_on.unwrap_or_default();
+        self.execute(
+            Command::new(&principal, body.options.as_ref(), "JoinProgramme", &body),
+            &programme::stream_id(&body.programme_id),
+            None,
+            |history| programme::join(history, &body.programme_id, &body.ods_code, joined_on),
+        )
+        .await
+    }
+
+    async fn add_board_member(&self, request: Request<api::AddBoardMemberRequest>) -> Reply {
+        let principal = principal(&request)?;
+        let body = request.into_inner();
+        let mut violations = Violations::default();
+        validate::options(&mut violations, body.options.as_ref());
+        validate::uuid(&mut violations, "programme_id", &body.programme_id);
+        validate::ods_code(&mut violations, "ods_code", &body.ods_code);
+        validate::name(&mut violations, "person_name", &body.person_name);
+        validate::enum_value::<ics_proto::events::v1::BoardRole>(
+            &mut violations,
+            "role",
+            body.role,
+        );
+        violations.into_result()?;
+        principal.authorize_operator()?;
+        self.existing_organisation("ods_code", &body.ods_code)
+            .await?;
+        let member = BoardMemberAdded {
+            programme_id: body.programme_id.clone(),
+            member_id: Uuid::now_v7().to_string(),
+            ods_code: body.ods_code.clone(),
+            person_name: body.person_name.clone(),
+            role: body.role,
+        };
+        self.execute(
+            Command::new(&principal, body.options.as_ref(), "AddBoardMember", &body),
+            &programme::stream_id(&body.programme_id),
+            None,
+            |history| programme::add_board_member(history, &member),
+        )
+        .await
+    }
+
+    async fn adopt_compact(&self, request: Request<api::AdoptCompactRequest>) -> Reply {
+        let principal = principal(&request)?;
+        let body = request.into_inner();
+        let mut violations = Violations::default();
+        validate::options(&mut violations, body.options.as_ref());
+        validate::uuid(&mut violations, "programme_id", &body.programme_id);
+        validate::text(
+            &mut violations,
+            "vision",
+            &body.vision,
+            true,
+            MAX_LONG_TEXT_CHARS,
+        );
+        validate_list(&mut violations, "behaviours", &body.behaviours);
+        validate_list(&mut violations, "responsibilities", &body.responsibilities);
+        validate_list(&mut violations, "signatories", &body.signatories);
+        if body.signatories.is_empty() {
+            violations.add("signatories", "a compact needs at least one signatory");
+        }
+        validate::required_date(&mut violations, "adopted_on", body.adopted_on.as_ref());
+        violations.into_result()?;
+        principal.authorize_operator()?;
+        let compact = CompactAdopted {
+            programme_id: body.programme_id.clone(),
+            version: 0,
+            vision: body.vision.clone(),
+            behaviours: body.behaviours.clone(),
+            responsibilities: body.responsibilities.clone(),
+            signatories: body.signatories.clone(),
+            adopted_on: body.adopted_on,
+        };
+        self.execute(
+            Command::new(&principal, body.options.as_ref(), "AdoptCompact", &body),
+            &programme::stream_id(&body.programme_id),
+            None,
+            |history| programme::adopt_compact(history, &compact),
+        )
+        .await
+    }
+
+    async fn record_board_meeting(
+        &self,
+        request: Request<api::RecordBoardMeetingRequest>,
+    ) -> Reply {
+        let principal = principal(&request)?;
+        let body = request.into_inner();
+        let mut violations = Violations::default();
+        validate::options(&mut violations, body.options.as_ref());
+        validate::uuid(&mut violations, "programme_id", &body.programme_id);
+        let held_on = validate::required_date(&mut violations, "held_on", body.held_on.as_ref());
+        validate::not_in_future(&mut violations, "held_on", held_on);
+        validate::text(
+            &mut violations,
+            "notes",
+            &body.notes,
+            false,
+            MAX_LONG_TEXT_CHARS,
+        );
+        if body.attending_member_ids.len() > MAX_LIST_ITEMS {
+            violations.add(
+                "attending_member_ids",
+                format!("must hold at most {MAX_LIST_ITEMS} items"),
+            );
+        }
+        violations.into_result()?;
+        principal.authorize_operator()?;
+        let meeting = BoardMeetingHeld {
+            programme_id: body.programme_id.clone(),
+            meeting_id: Uuid::now_v7().to_string(),
+            held_on: body.held_on,
+            attending_member_ids: body.attending_member_ids.clone(),
+            compact_version_reviewed: body.compact_version_reviewed,
+            notes: body.notes.clone(),
+        };
+        self.execute(
+            Command::new(
+                &principal,
+                body.options.as_ref(),
+                "RecordBoardMeeting",
+                &body,
+            ),
+            &programme::stream_id(&body.programme_id),
+            None,
+            |history| programme::record_meeting(history, &meeting),
+        )
+        .await
+    }
+
+    async fn get_programme(
+        &self,
+        request: Request<api::GetProgrammeRequest>,
+    ) -> Result<Response<api::Programme>, Status> {
+        let principal = principal(&request)?;
+        let body = request.into_inner();
+        let mut violations = Violations::default();
+        validate::uuid(&mut violations, "programme_id", &body.programme_id);
+        violations.into_result()?;
+        let programme = self.programme(&body.programme_id).await?;
+        let member_trust = matches!(&principal, Principal::TrustWriter { ods_code }
+            if programme.trusts.iter().any(|trust| &trust.ods_code == ods_code));
+        if !member_trust {
+            principal.authorize_programme_read(&body.programme_id)?;
+        }
+        Ok(Response::new(programme_view(&programme)))
+    }
+}
+
+fn organisation_view(organisation: &Organisation) -> api::Organisation {
+    api::Organisation {
+        ods_code: organisation.ods_code.clone(),
+        name: organisation.name.clone(),
+        kind: organisation.kind as i32,
+        parents: organisation
+            .parents
+            .iter()
+            .map(|link| api::ParentLink {
+                parent_ods_code: link.parent_ods_code.clone(),
+                valid_from: Some(from_naive(link.valid_from)),
+                valid_to: link.valid_to.map(from_naive),
+            })
+            .collect(),
+        cqc_ratings: organisation
+            .ratings
+            .iter()
+            .map(|(published_on, ratings)| api::CqcRatingRecord {
+                published_on: Some(from_naive(*published_on)),
+                ratings: Some(*ratings),
+            })
+            .collect(),
+        executives: organisation
+            .appointments
+            .iter()
+            .map(|appointment| api::Executive {
+                appointment_id: appointment.appointment_id.clone(),
+                role: appointment.role as i32,
+                person_name: appointment.person_name.clone(),
+                started_on: Some(from_naive(appointment.started_on)),
+                left_on: appointment.left_on.map(from_naive),
+            })
+            .collect(),
+        version: organisation.version,
+    }
+}
+
+fn programme_view(programme: &Programme) -> api::Programme {
+    let registered = &programme.registered;
+    api::Programme {
+        programme_id: registered.programme_id.clone(),
+        name: registered.name.clone(),
+        description: registered.description.clone(),
+        starts_on: registered.starts_on,
+        ends_on: registered.ends_on,
+        trusts: programme
+            .trusts
+            .iter()
+            .map(|trust| api::ProgrammeTrust {
+                ods_code: trust.ods_code.clone(),
+                joined_on: trust.joined_on,
+            })
+            .collect(),
+        board_members: programme
+            .members
+            .iter()
+            .map(|member| api::BoardMember {
+                member_id: member.member_id.clone(),
+                ods_code: member.ods_code.clone(),
+                person_name: member.person_name.clone(),
+                role: member.role,
+            })
+            .collect(),
+        compacts: programme
+            .compacts
+            .iter()
+            .map(|compact| api::Compact {
+                version: compact.version,
+                vision: compact.vision.clone(),
+                behaviours: compact.behaviours.clone(),
+                responsibilities: compact.responsibilities.clone(),
+                signatories: compact.signatories.clone(),
+                adopted_on: compact.adopted_on,
+            })
+            .collect(),
+        meetings: programme
+            .meetings
+            .iter()
+            .map(|meeting| api::BoardMeeting {
+                meeting_id: meeting.meeting_id.clone(),
+                held_on: meeting.held_on,
+                attending_member_ids: meeting.attending_member_ids.clone(),
+                compact_version_reviewed: meeting.compact_version_reviewed,
+                notes: meeting.notes.clone(),
+            })
+            .collect(),
+        version: programme.version,
+    }
+}

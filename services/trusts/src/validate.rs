@@ -1,0 +1,162 @@
+//! Field rules shared by the trusts service's commands.
+
+use chrono::NaiveDate;
+use ics_proto::date;
+use ics_proto::events::v1::{CommandOptions, Date};
+use ics_service_kit::error::Violations;
+
+/// Longest name, title or free-text line the service stores.
+pub const MAX_TEXT_CHARS: usize = 200;
+/// Longest free text (rationale, notes, vision).
+pub const MAX_LONG_TEXT_CHARS: usize = 4_000;
+/// Longest idempotency key.
+pub const MAX_REQUEST_ID_CHARS: usize = 128;
+
+/// ODS codes are three to five upper-case letters or digits: trusts (`RTP`), ICBs (`QWO`),
+/// regions (`Y63`), sites (`RTP01`).
+pub fn is_ods_code(code: &str) -> bool {
+    (3..=5).contains(&code.len())
+        && code
+            .chars()
+            .all(|character| character.is_ascii_uppercase() || character.is_ascii_digit())
+}
+
+pub fn ods_code(violations: &mut Violations, field: &str, code: &str) {
+    if code.is_empty() {
+        violations.add(field, "is required");
+    } else if !is_ods_code(code) {
+        violations.add(
+            field,
+            "must be an ODS code: 3 to 5 upper-case letters or digits, e.g. RTP",
+        );
+    }
+}
+
+pub fn text(violations: &mut Violations, field: &str, value: &str, required: bool, max: usize) {
+    let chars = value.chars().count();
+    if value.trim().is_empty() {
+        if required {
+            violations.add(field, "is required");
+        }
+    } else if chars > max {
+        violations.add(field, format!("must be at most {max} characters"));
+    } else if value.chars().any(char::is_control) {
+        violations.add(field, "must not contain control characters");
+    }
+}
+
+pub fn name(violations: &mut Violations, field: &str, value: &str) {
+    text(violations, field, value, true, MAX_TEXT_CHARS);
+}
+
+pub fn options(violations: &mut Violations, options: Option<&CommandOptions>) {
+    let request_id = options
+        .map(|options| options.request_id.as_str())
+        .unwrap_or("");
+    if request_id.is_empty() {
+        violations.add("options.request_id", "is required (an idempotency key)");
+    } else if request_id.chars().count() > MAX_REQUEST_ID_CHARS {
+        violations.add(
+            "options.request_id",
+            format!("must be at most {MAX_REQUEST_ID_CHARS} characters"),
+        );
+    }
+}
+
+/// A required calendar date; returns it when valid.
+pub fn required_date(
+    violations: &mut Violations,
+    field: &str,
+    value: Option<&Date>,
+) -> Option<NaiveDate> {
+    match value {
+        None => {
+            violations.add(field, "is required");
+            None
+        }
+        Some(value) => optional_date(violations, field, Some(value)),
+    }
+}
+
+pub fn optional_date(
+    violations: &mut Violations,
+    field: &str,
+    value: Option<&Date>,
+) -> Option<NaiveDate> {
+    let value = value?;
+    let parsed = date::to_naive(value);
+    if parsed.is_none() {
+        violations.add(field, "is not a valid calendar date");
+    }
+    parsed
+}
+
+pub fn not_in_future(violations: &mut Violations, field: &str, value: Option<NaiveDate>) {
+    if let Some(value) = value
+        && value > chrono::Utc::now().date_naive()
+    {
+        violations.add(field, "must not be in the future");
+    }
+}
+
+pub fn ordered(
+    violations: &mut Violations,
+    end_field: &str,
+    start: Option<NaiveDate>,
+    end: Option<NaiveDate>,
+    start_field: &str,
+) {
+    if let (Some(start), Some(end)) = (start, end)
+        && end < start
+    {
+        violations.add(end_field, format!("must not be before {start_field}"));
+    }
+}
+
+/// A required enum field: unknown numbers and the UNSPECIFIED zero are both refused.
+pub fn enum_value<E: TryFrom<i32>>(
+    violations: &mut Violations,
+    field: &str,
+    value: i32,
+) -> Option<E> {
+    if value == 0 {
+        violations.add(field, "must be specified");
+        return None;
+    }
+    match E::try_from(value) {
+        Ok(parsed) => Some(parsed),
+        Err(_) => {
+            violations.add(field, "is not a known value");
+            None
+        }
+    }
+}
+
+pub fn uuid(violations: &mut Violations, field: &str, value: &str) -> Option<uuid::Uuid> {
+    if value.is_empty() {
+        violations.add(field, "is required");
+        return None;
+    }
+    match uuid::Uuid::parse_str(value) {
+        Ok(parsed) => Some(parsed),
+        Err(_) => {
+            violations.add(field, "must be a UUID");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ods_codes_are_short_upper_case_alphanumerics() {
+        for good in ["RTP", "RR8", "QWO", "Y63", "RTP01"] {
+            assert!(is_ods_code(good), "{good}");
+        }
+        for bad in ["", "RT", "rtp", "RTP-1", "RTP012", "R P", "ÅBC"] {
+            assert!(!is_ods_code(bad), "{bad}");
+        }
+    }
+}

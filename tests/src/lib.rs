@@ -1,0 +1,260 @@
+//! Harness for end-to-end tests: starts the real `icsd` binaries against the machine's Postgres
+//! and NATS, each test with its own database, subject prefix, ports and token secret.
+//!
+//! The binaries must be built first (`cargo build --workspace --bins`, which `scripts/test`
+//! does); they are found beside the test executable's `deps/` folder, or in `ICS_BIN_DIR`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use ics_proto::events::v1::CommandOptions;
+use ics_service_kit::{Principal, mint_token};
+use ics_testing::{TestDatabase, free_port, unique_token};
+use tonic::metadata::MetadataValue;
+use tonic::transport::Channel;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+pub const ISSUER: &str = "ics";
+pub const AUDIENCE: &str = "ics-platform";
+
+/// Where the workspace's binaries were built.
+pub fn binary(name: &str) -> PathBuf {
+    let dir = std::env::var_os("ICS_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let exe = std::env::current_exe().expect("test executable path");
+            // target/<profile>/deps/<test> → target/<profile>
+            exe.parent()
+                .and_then(|deps| deps.parent())
+                .expect("target dir")
+                .to_path_buf()
+        });
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the binaries first with `cargo build --workspace --bins` (scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+/// A running `icsd` process.
+#[derive(Debug)]
+pub struct Server {
+    child: Option<Child>,
+    /// The service's URL (`trusts` for `icsd all`).
+    pub url: String,
+    /// The reporting URL when the server runs every service.
+    pub reporting_url: String,
+}
+
+impl Server {
+    /// Sends SIGTERM and waits for a clean exit; returns whether it exited successfully.
+    /// Async so that the test's own gRPC connections keep answering the server's GOAWAY while
+    /// it drains.
+    pub async fn terminate(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return false;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        for _ in 0..600 {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.success();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        false
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// One isolated deployment: a database, a NATS namespace and a token secret.
+#[derive(Debug)]
+pub struct Deployment {
+    pub database: TestDatabase,
+    pub subject_prefix: String,
+    pub secret: String,
+}
+
+impl Deployment {
+    pub async fn new() -> Self {
+        Deployment {
+            database: TestDatabase::create().await,
+            subject_prefix: unique_token(),
+            secret: format!("secret-{}-{}", unique_token(), unique_token()),
+        }
+    }
+
+    /// Starts `icsd <service>` and waits until its health check says SERVING.
+    pub async fn start(&self, service: &str) -> Server {
+        let trusts_listen = format!("127.0.0.1:{}", free_port());
+        let reporting_listen = format!("127.0.0.1:{}", free_port());
+        let listen = if service == "reporting" {
+            &reporting_listen
+        } else {
+            &trusts_listen
+        };
+        let server = Server {
+            child: Some(self.spawn(&["icsd", service], &trusts_listen, &reporting_listen)),
+            url: format!("http://{listen}"),
+            reporting_url: format!("http://{reporting_listen}"),
+        };
+        wait_serving(&server.url, service).await;
+        if service == "all" {
+            wait_serving(&server.reporting_url, "reporting").await;
+        }
+        server
+    }
+
+    fn spawn(&self, command_line: &[&str], trusts_listen: &str, reporting_listen: &str) -> Child {
+        let mut command = Command::new(binary(command_line[0]));
+        command
+            .args(&command_line[1..])
+            .env("ICS_DATABASE_URL", &self.database.url)
+            .env("ICS_NATS_URL", ics_testing::nats_url())
+            .env("ICS_SUBJECT_PREFIX", &self.subject_prefix)
+            .env("ICS_TOKEN_SECRET", &self.secret)
+            .env(
+                "ICS_LOG",
+                std::env::var("ICS_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .env("ICS_TRUSTS_LISTEN", trusts_listen)
+            .env("ICS_REPORTING_LISTEN", reporting_listen)
+            // Server logs only when asked for: they would interleave with every test's output.
+            .stdout(if std::env::var_os("ICS_TEST_LOG").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .stderr(Stdio::inherit());
+        command.spawn().expect("start icsd")
+    }
+
+    /// Runs `icsctl` against a server started with `start("all")`; returns its exit status and
+    /// standard output.
+    pub async fn icsctl(&self, server: &Server, args: &[&str]) -> (bool, String) {
+        let mut command = Command::new(binary("icsctl"));
+        command
+            .args(args)
+            .env("ICS_TRUSTS_URL", &server.url)
+            .env("ICS_REPORTING_URL", &server.reporting_url)
+            .env("ICS_TOKEN_SECRET", &self.secret);
+        // Off the test's runtime thread, which must keep serving its own connections.
+        let output = tokio::task::spawn_blocking(move || command.output())
+            .await
+            .expect("icsctl task")
+            .expect("run icsctl");
+        if !output.status.success() {
+            eprintln!("{}", String::from_utf8_lossy(&output.stderr));
+        }
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    }
+
+    pub fn token(&self, principal: &Principal) -> String {
+        mint_token(
+            &self.secret,
+            ISSUER,
+            AUDIENCE,
+            principal,
+            Duration::from_secs(3600),
+        )
+    }
+
+    pub async fn finish(self) {
+        if let Ok(nats) = async_nats::connect(ics_testing::nats_url()).await {
+            ics_testing::delete_streams(&nats, &self.subject_prefix).await;
+        }
+        self.database.drop_database().await;
+    }
+}
+
+async fn wait_serving(url: &str, service: &str) {
+    let service_name = match service {
+        "trusts" => "ics.trusts.v1.TrustsService",
+        "reporting" => "ics.reporting.v1.ReportingService",
+        "all" => "ics.trusts.v1.TrustsService",
+        _ => "",
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(channel) = Channel::from_shared(url.to_string())
+            .unwrap()
+            .connect()
+            .await
+        {
+            let mut health = HealthClient::new(channel);
+            if let Ok(response) = health
+                .check(HealthCheckRequest {
+                    service: service_name.to_string(),
+                })
+                .await
+                && response.into_inner().status == ServingStatus::Serving as i32
+            {
+                return;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "icsd {service} did not become SERVING at {url}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub async fn channel(url: &str) -> Channel {
+    Channel::from_shared(url.to_string())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+/// A request carrying a bearer token.
+pub fn authorized<T>(token: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    let value: MetadataValue<_> = format!("Bearer {token}").parse().unwrap();
+    request.metadata_mut().insert("authorization", value);
+    request
+}
+
+/// Command options with a fresh request id.
+pub fn options() -> Option<CommandOptions> {
+    Some(CommandOptions {
+        request_id: uuid::Uuid::now_v7().to_string(),
+        expected_version: None,
+    })
+}
+
+/// The fields named by an INVALID_ARGUMENT status's `google.rpc.BadRequest`.
+pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    status
+        .get_details_bad_request()
+        .map(|bad_request| {
+            bad_request
+                .field_violations
+                .into_iter()
+                .map(|violation| violation.field)
+                .collect()
+        })
+        .unwrap_or_default()
+}

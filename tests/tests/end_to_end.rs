@@ -1,0 +1,886 @@
+//! Starts the real `icsd` binaries and speaks gRPC to them.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use ics_e2e::{Deployment, authorized, channel, options, violated_fields};
+use ics_proto::date::from_naive;
+use ics_proto::events::v1::{CqcRating, CqcRatings, OrganisationKind};
+use ics_proto::reporting::v1::{
+    GetCqcHistoryRequest, GetOverviewRequest, Scope, WatchOverviewRequest,
+    reporting_service_client::ReportingServiceClient, scope,
+};
+use ics_proto::trusts::v1::{
+    LinkOrganisationRequest, PublishCqcRatingRequest, RegisterOrganisationRequest,
+    trusts_service_client::TrustsServiceClient,
+};
+use ics_service_kit::Principal;
+use tonic::Code;
+use tonic::transport::Channel;
+
+fn day(year: i32, month: u32, day: u32) -> Option<ics_proto::events::v1::Date> {
+    Some(from_naive(chrono_date(year, month, day)))
+}
+
+fn chrono_date(year: i32, month: u32, day: u32) -> ics_proto_chrono::NaiveDate {
+    ics_proto_chrono::NaiveDate::from_ymd_opt(year, month, day).unwrap()
+}
+
+mod ics_proto_chrono {
+    pub use sqlx::types::chrono::NaiveDate;
+}
+
+fn ics(code: &str) -> Option<Scope> {
+    Some(Scope {
+        scope: Some(scope::Scope::IcsOdsCode(code.to_string())),
+    })
+}
+
+fn ratings(overall: CqcRating) -> Option<CqcRatings> {
+    Some(CqcRatings {
+        overall: overall as i32,
+        safe: CqcRating::Good as i32,
+        effective: CqcRating::Good as i32,
+        caring: CqcRating::Outstanding as i32,
+        responsive: CqcRating::RequiresImprovement as i32,
+        well_led: overall as i32,
+    })
+}
+
+async fn register(
+    client: &mut TrustsServiceClient<Channel>,
+    token: &str,
+    ods_code: &str,
+    name: &str,
+    kind: OrganisationKind,
+    parent: Option<&str>,
+) {
+    client
+        .register_organisation(authorized(
+            token,
+            RegisterOrganisationRequest {
+                options: options(),
+                ods_code: ods_code.into(),
+                name: name.into(),
+                kind: kind as i32,
+            },
+        ))
+        .await
+        .unwrap();
+    if let Some(parent) = parent {
+        client
+            .link_organisation(authorized(
+                token,
+                LinkOrganisationRequest {
+                    options: options(),
+                    ods_code: ods_code.into(),
+                    parent_ods_code: parent.into(),
+                    valid_from: day(2022, 7, 1),
+                },
+            ))
+            .await
+            .unwrap();
+    }
+}
+
+async fn event_count(deployment: &Deployment) -> i64 {
+    let pool = deployment.database.pool("trusts").await;
+    let count = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    count
+}
+
+#[tokio::test]
+async fn a_rating_reaches_the_ics_overview_and_an_open_watch_and_no_other_board() {
+    let deployment = Deployment::new().await;
+    let mut trusts_server = deployment.start("trusts").await;
+    let mut reporting_server = deployment.start("reporting").await;
+    let mut trusts = TrustsServiceClient::new(channel(&trusts_server.url).await);
+    let mut reporting = ReportingServiceClient::new(channel(&reporting_server.url).await);
+
+    let operator = deployment.token(&Principal::Operator);
+    let leeds = deployment.token(&Principal::TrustWriter {
+        ods_code: "RR8".into(),
+    });
+    let surrey = deployment.token(&Principal::TrustWriter {
+        ods_code: "RTP".into(),
+    });
+    let west_yorkshire_board = deployment.token(&Principal::BoardReader {
+        ics_ods_code: Some("QWO".into()),
+        programme_id: None,
+    });
+    let surrey_board = deployment.token(&Principal::BoardReader {
+        ics_ods_code: Some("QXU".into()),
+        programme_id: None,
+    });
+
+    register(
+        &mut trusts,
+        &operator,
+        "QWO",
+        "NHS West Yorkshire ICB",
+        OrganisationKind::Icb,
+        None,
+    )
+    .await;
+    register(
+        &mut trusts,
+        &operator,
+        "QXU",
+        "NHS Surrey Heartlands ICB",
+        OrganisationKind::Icb,
+        None,
+    )
+    .await;
+    register(
+        &mut trusts,
+        &operator,
+        "RR8",
+        "The Leeds Teaching Hospitals NHS Trust",
+        OrganisationKind::Trust,
+        Some("QWO"),
+    )
+    .await;
+    register(
+        &mut trusts,
+        &operator,
+        "RTP",
+        "Surrey and Sussex Healthcare NHS Trust",
+        OrganisationKind::Trust,
+        Some("QXU"),
+    )
+    .await;
+
+    // Projections are eventually consistent: wait until the membership has arrived.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let overview = reporting
+            .get_overview(authorized(
+                &west_yorkshire_board,
+                GetOverviewRequest {
+                    scope: ics("QWO"),
+                    as_of: None,
+                },
+            ))
+            .await;
+        if overview.is_ok_and(|overview| overview.into_inner().trusts.len() == 1) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the ICS membership never reached reporting"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The board of West Yorkshire watches its ICS.
+    let mut watch = reporting
+        .watch_overview(authorized(
+            &west_yorkshire_board,
+            WatchOverviewRequest { scope: ics("QWO") },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = watch.next().await.unwrap().unwrap();
+    assert_eq!(first.overview.unwrap().scope, ics("QWO"));
+
+    // Leeds publishes its rating; the watch shows it within a second of the ack.
+    trusts
+        .publish_cqc_rating(authorized(
+            &leeds,
+            PublishCqcRatingRequest {
+                options: options(),
+                ods_code: "RR8".into(),
+                published_on: day(2023, 3, 1),
+                ratings: ratings(CqcRating::Good),
+            },
+        ))
+        .await
+        .unwrap();
+    let acked = Instant::now();
+    let seen = tokio::time::timeout(Duration::from_secs(1), async {
+        loop {
+            let update = watch.next().await.unwrap().unwrap();
+            let overview = update.overview.unwrap();
+            let leeds_rating = overview
+                .trusts
+                .iter()
+                .find(|trust| trust.ods_code == "RR8")
+                .and_then(|trust| trust.current_cqc);
+            if let Some(rating) = leeds_rating {
+                return (update.event_type, rating);
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the rating did not reach the watch within 1 s"));
+    assert_eq!(seen.0, "ics.events.v1.CqcRatingPublished");
+    assert_eq!(seen.1.ratings.unwrap().overall, CqcRating::Good as i32);
+    assert!(acked.elapsed() < Duration::from_secs(1));
+
+    // The query agrees, and names the ICS and its member.
+    let overview = reporting
+        .get_overview(authorized(
+            &west_yorkshire_board,
+            GetOverviewRequest {
+                scope: ics("QWO"),
+                as_of: None,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(overview.name, "NHS West Yorkshire ICB");
+    let members: Vec<&str> = overview
+        .trusts
+        .iter()
+        .map(|trust| trust.ods_code.as_str())
+        .collect();
+    assert_eq!(members, vec!["RR8"]);
+
+    // Membership follows the date: before the link started, the ICS had no members here.
+    let earlier = reporting
+        .get_overview(authorized(
+            &west_yorkshire_board,
+            GetOverviewRequest {
+                scope: ics("QWO"),
+                as_of: day(2021, 1, 1),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(earlier.trusts.is_empty());
+
+    // Another ICS's board sees none of it: refused for QWO, and RR8 absent from its own view.
+    for status in [
+        reporting
+            .get_overview(authorized(
+                &surrey_board,
+                GetOverviewRequest {
+                    scope: ics("QWO"),
+                    as_of: None,
+                },
+            ))
+            .await
+            .unwrap_err(),
+        reporting
+            .watch_overview(authorized(
+                &surrey_board,
+                WatchOverviewRequest { scope: ics("QWO") },
+            ))
+            .await
+            .unwrap_err(),
+        reporting
+            .get_cqc_history(authorized(
+                &surrey_board,
+                GetCqcHistoryRequest {
+                    scope: ics("QWO"),
+                    ods_code: "RR8".into(),
+                },
+            ))
+            .await
+            .unwrap_err(),
+    ] {
+        assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    }
+    let not_in_scope = reporting
+        .get_cqc_history(authorized(
+            &surrey_board,
+            GetCqcHistoryRequest {
+                scope: ics("QXU"),
+                ods_code: "RR8".into(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(not_in_scope.code(), Code::NotFound);
+    let own = reporting
+        .get_overview(authorized(
+            &surrey_board,
+            GetOverviewRequest {
+                scope: ics("QXU"),
+                as_of: None,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(own.trusts.iter().all(|trust| trust.ods_code != "RR8"));
+
+    // Surrey's systems cannot write for Leeds; bad input and missing tokens write nothing.
+    let before = event_count(&deployment).await;
+    let denied = trusts
+        .publish_cqc_rating(authorized(
+            &surrey,
+            PublishCqcRatingRequest {
+                options: options(),
+                ods_code: "RR8".into(),
+                published_on: day(2024, 1, 1),
+                ratings: ratings(CqcRating::Inadequate),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    let invalid = trusts
+        .register_organisation(authorized(
+            &operator,
+            RegisterOrganisationRequest {
+                options: options(),
+                ods_code: "leeds!".into(),
+                name: String::new(),
+                kind: 0,
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(invalid.code(), Code::InvalidArgument);
+    let mut fields = violated_fields(&invalid);
+    fields.sort();
+    assert_eq!(fields, vec!["kind", "name", "ods_code"]);
+    let future = trusts
+        .publish_cqc_rating(authorized(
+            &leeds,
+            PublishCqcRatingRequest {
+                options: options(),
+                ods_code: "RR8".into(),
+                published_on: day(2999, 1, 1),
+                ratings: ratings(CqcRating::Good),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&future), vec!["published_on"]);
+    let unknown = trusts
+        .link_organisation(authorized(
+            &operator,
+            LinkOrganisationRequest {
+                options: options(),
+                ods_code: "RTP".into(),
+                parent_ods_code: "QZZ".into(),
+                valid_from: day(2024, 1, 1),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+    let anonymous = trusts
+        .register_organisation(RegisterOrganisationRequest {
+            options: options(),
+            ods_code: "RXX".into(),
+            name: "Nobody".into(),
+            kind: OrganisationKind::Trust as i32,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(anonymous.code(), Code::Unauthenticated);
+    assert_eq!(event_count(&deployment).await, before);
+
+    drop(watch);
+    assert!(
+        trusts_server.terminate().await,
+        "trusts did not shut down cleanly"
+    );
+    assert!(
+        reporting_server.terminate().await,
+        "reporting did not shut down cleanly"
+    );
+    deployment.finish().await;
+}
+
+fn programme_scope(programme_id: &str) -> Option<Scope> {
+    Some(Scope {
+        scope: Some(scope::Scope::ProgrammeId(programme_id.to_string())),
+    })
+}
+
+#[tokio::test]
+async fn commands_are_idempotent_concurrency_is_optimistic_and_value_streams_keep_their_history() {
+    use ics_proto::events::v1::{
+        CommandOptions, ValueStreamDefinition, ValueStreamOrigin, ValueStreamStatus,
+    };
+    use ics_proto::trusts::v1::{
+        CloseValueStreamRequest, DefineValueStreamRequest, GetValueStreamRequest,
+        RenameOrganisationRequest, ReviseValueStreamRequest,
+    };
+
+    let deployment = Deployment::new().await;
+    let mut server = deployment.start("trusts").await;
+    let mut trusts = TrustsServiceClient::new(channel(&server.url).await);
+    let operator = deployment.token(&Principal::Operator);
+    let surrey = deployment.token(&Principal::TrustWriter {
+        ods_code: "RTP".into(),
+    });
+    let leeds = deployment.token(&Principal::TrustWriter {
+        ods_code: "RR8".into(),
+    });
+    register(
+        &mut trusts,
+        &operator,
+        "RTP",
+        "Surrey and Sussex Healthcare NHS Trust",
+        OrganisationKind::Trust,
+        None,
+    )
+    .await;
+
+    // A retried command returns the first result and writes nothing new.
+    let definition = ValueStreamDefinition {
+        name: "Discharge".into(),
+        pathway: "Emergency admission to discharge home".into(),
+        sponsor: "Chief Operating Officer".into(),
+        lead: "Head of Improvement".into(),
+        origin: ValueStreamOrigin::TopDown as i32,
+        outcome_measures: vec!["Length of stay".into()],
+    };
+    let define = DefineValueStreamRequest {
+        options: Some(CommandOptions {
+            request_id: "define-discharge".into(),
+            expected_version: None,
+        }),
+        ods_code: "RTP".into(),
+        definition: Some(definition.clone()),
+        status: ValueStreamStatus::Active as i32,
+    };
+    let before = event_count(&deployment).await;
+    let first = trusts
+        .define_value_stream(authorized(&surrey, define.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    let retry = trusts
+        .define_value_stream(authorized(&surrey, define.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!first.replayed);
+    assert!(retry.replayed);
+    assert_eq!(retry.stream_id, first.stream_id);
+    assert_eq!(retry.event_ids, first.event_ids);
+    assert_eq!(event_count(&deployment).await, before + 1);
+    // The same request id for a different command is refused.
+    let mut changed = define.clone();
+    changed.definition = Some(ValueStreamDefinition {
+        name: "Outpatients".into(),
+        ..definition.clone()
+    });
+    let reused = trusts
+        .define_value_stream(authorized(&surrey, changed))
+        .await
+        .unwrap_err();
+    assert_eq!(reused.code(), Code::FailedPrecondition);
+
+    let value_stream_id = first
+        .stream_id
+        .trim_start_matches("value-stream-")
+        .to_string();
+
+    // Another trust's systems cannot touch it, even by its id alone.
+    let denied = trusts
+        .close_value_stream(authorized(
+            &leeds,
+            CloseValueStreamRequest {
+                options: options(),
+                value_stream_id: value_stream_id.clone(),
+                closed_on: day(2021, 1, 1),
+                reason: String::new(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+
+    // A revision needs a rationale and keeps the earlier definition readable.
+    let no_rationale = trusts
+        .revise_value_stream(authorized(
+            &surrey,
+            ReviseValueStreamRequest {
+                options: options(),
+                value_stream_id: value_stream_id.clone(),
+                definition: Some(ValueStreamDefinition {
+                    name: "Discharge and flow".into(),
+                    ..definition.clone()
+                }),
+                rationale: String::new(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&no_rationale), vec!["rationale"]);
+    trusts
+        .revise_value_stream(authorized(
+            &surrey,
+            ReviseValueStreamRequest {
+                options: options(),
+                value_stream_id: value_stream_id.clone(),
+                definition: Some(ValueStreamDefinition {
+                    name: "Discharge and flow".into(),
+                    ..definition.clone()
+                }),
+                rationale: "Widened to the whole flow after the first workshops".into(),
+            },
+        ))
+        .await
+        .unwrap();
+    trusts
+        .close_value_stream(authorized(
+            &surrey,
+            CloseValueStreamRequest {
+                options: options(),
+                value_stream_id: value_stream_id.clone(),
+                closed_on: day(2021, 6, 30),
+                reason: "Programme ended".into(),
+            },
+        ))
+        .await
+        .unwrap();
+    let closed = trusts
+        .revise_value_stream(authorized(
+            &surrey,
+            ReviseValueStreamRequest {
+                options: options(),
+                value_stream_id: value_stream_id.clone(),
+                definition: Some(definition.clone()),
+                rationale: "Reopen".into(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(closed.code(), Code::FailedPrecondition);
+    let value_stream = trusts
+        .get_value_stream(authorized(
+            &surrey,
+            GetValueStreamRequest {
+                value_stream_id: value_stream_id.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let names: Vec<String> = value_stream
+        .revisions
+        .iter()
+        .map(|revision| revision.definition.clone().unwrap_or_default().name)
+        .collect();
+    assert_eq!(names, vec!["Discharge", "Discharge and flow"]);
+    assert_eq!(value_stream.status, ValueStreamStatus::Closed as i32);
+
+    // Fifty concurrent commands expecting the same version: exactly one wins, the rest are
+    // ABORTED and told the current version.
+    let version = trusts
+        .get_organisation(authorized(
+            &operator,
+            ics_proto::trusts::v1::GetOrganisationRequest {
+                ods_code: "RTP".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .version;
+    let mut racers = Vec::new();
+    for attempt in 0..50 {
+        let mut client = trusts.clone();
+        let token = surrey.clone();
+        racers.push(tokio::spawn(async move {
+            client
+                .rename_organisation(authorized(
+                    &token,
+                    RenameOrganisationRequest {
+                        options: Some(CommandOptions {
+                            request_id: format!("race-{attempt}"),
+                            expected_version: Some(version),
+                        }),
+                        ods_code: "RTP".into(),
+                        name: format!("Surrey and Sussex Healthcare NHS Trust ({attempt})"),
+                    },
+                ))
+                .await
+        }));
+    }
+    let mut winners = 0;
+    for racer in racers {
+        match racer.await.unwrap() {
+            Ok(result) => {
+                assert_eq!(result.into_inner().version, version + 1);
+                winners += 1;
+            }
+            Err(status) => {
+                assert_eq!(status.code(), Code::Aborted, "{status:?}");
+                assert_eq!(
+                    ics_service_kit::conflict_version(&status),
+                    Some(version + 1)
+                );
+            }
+        }
+    }
+    assert_eq!(winners, 1);
+
+    assert!(server.terminate().await);
+    deployment.finish().await;
+}
+
+#[tokio::test]
+async fn a_programme_board_sees_its_programme_across_icss_and_a_rebuild_equals_live() {
+    use ics_proto::admin::v1::{
+        RebuildProjectionRequest, TailEventsRequest, admin_service_client::AdminServiceClient,
+    };
+    use ics_proto::trusts::v1::{JoinProgrammeRequest, RegisterProgrammeRequest};
+
+    let deployment = Deployment::new().await;
+    let mut trusts_server = deployment.start("trusts").await;
+    let mut reporting_server = deployment.start("reporting").await;
+    let mut trusts = TrustsServiceClient::new(channel(&trusts_server.url).await);
+    let mut reporting = ReportingServiceClient::new(channel(&reporting_server.url).await);
+    let operator = deployment.token(&Principal::Operator);
+
+    register(
+        &mut trusts,
+        &operator,
+        "QWO",
+        "NHS West Yorkshire ICB",
+        OrganisationKind::Icb,
+        None,
+    )
+    .await;
+    register(
+        &mut trusts,
+        &operator,
+        "QXU",
+        "NHS Surrey Heartlands ICB",
+        OrganisationKind::Icb,
+        None,
+    )
+    .await;
+    register(
+        &mut trusts,
+        &operator,
+        "RR8",
+        "The Leeds Teaching Hospitals NHS Trust",
+        OrganisationKind::Trust,
+        Some("QWO"),
+    )
+    .await;
+    register(
+        &mut trusts,
+        &operator,
+        "RTP",
+        "Surrey and Sussex Healthcare NHS Trust",
+        OrganisationKind::Trust,
+        Some("QXU"),
+    )
+    .await;
+    register(
+        &mut trusts,
+        &operator,
+        "RAE",
+        "Bradford Teaching Hospitals NHS Foundation Trust",
+        OrganisationKind::FoundationTrust,
+        Some("QWO"),
+    )
+    .await;
+    let registered = trusts
+        .register_programme(authorized(
+            &operator,
+            RegisterProgrammeRequest {
+                options: options(),
+                name: "NHS–VMI partnership".into(),
+                description: "Five trusts".into(),
+                starts_on: day(2015, 7, 1),
+                ends_on: day(2021, 6, 30),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let programme_id = registered
+        .stream_id
+        .trim_start_matches("programme-")
+        .to_string();
+    for trust in ["RR8", "RTP"] {
+        trusts
+            .join_programme(authorized(
+                &operator,
+                JoinProgrammeRequest {
+                    options: options(),
+                    programme_id: programme_id.clone(),
+                    ods_code: trust.into(),
+                    joined_on: day(2015, 7, 1),
+                },
+            ))
+            .await
+            .unwrap();
+    }
+
+    let board = deployment.token(&Principal::BoardReader {
+        ics_ods_code: None,
+        programme_id: Some(programme_id.clone()),
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let live = loop {
+        let overview = reporting
+            .get_overview(authorized(
+                &board,
+                GetOverviewRequest {
+                    scope: programme_scope(&programme_id),
+                    as_of: day(2020, 1, 1),
+                },
+            ))
+            .await;
+        if let Ok(overview) = overview {
+            let overview = overview.into_inner();
+            if overview.trusts.len() == 2 {
+                break overview;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the programme never reached reporting"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // The programme spans two ICSs; each trust carries the ICB it belonged to on the date.
+    let members: Vec<(&str, &str)> = live
+        .trusts
+        .iter()
+        .map(|trust| (trust.ods_code.as_str(), trust.icb_ods_code.as_str()))
+        .collect();
+    assert_eq!(
+        members,
+        vec![("RR8", ""), ("RTP", "")],
+        "links start in 2022, after the date asked"
+    );
+    let today = reporting
+        .get_overview(authorized(
+            &board,
+            GetOverviewRequest {
+                scope: programme_scope(&programme_id),
+                as_of: None,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let members: Vec<(&str, &str)> = today
+        .trusts
+        .iter()
+        .map(|trust| (trust.ods_code.as_str(), trust.icb_ods_code.as_str()))
+        .collect();
+    assert_eq!(members, vec![("RR8", "QWO"), ("RTP", "QXU")]);
+    // The programme board reads neither ICS as a whole.
+    let denied = reporting
+        .get_overview(authorized(
+            &board,
+            GetOverviewRequest {
+                scope: ics("QWO"),
+                as_of: None,
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+
+    // Operators rebuild the projection from the stream; the views are the same afterwards.
+    let mut admin = AdminServiceClient::new(channel(&reporting_server.url).await);
+    let refused = admin
+        .rebuild_projection(authorized(
+            &board,
+            RebuildProjectionRequest {
+                projection: "overview".into(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    let rebuilt = admin
+        .rebuild_projection(authorized(
+            &operator,
+            RebuildProjectionRequest {
+                projection: "overview".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let events = event_count(&deployment).await;
+    assert_eq!(rebuilt.events_applied, u64::try_from(events).unwrap());
+    let after = reporting
+        .get_overview(authorized(
+            &board,
+            GetOverviewRequest {
+                scope: programme_scope(&programme_id),
+                as_of: None,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(after, today);
+
+    // The event log can be tailed by operators, in commit order.
+    let mut trusts_admin = AdminServiceClient::new(channel(&trusts_server.url).await);
+    let tailed: Vec<_> = trusts_admin
+        .tail_events(authorized(
+            &operator,
+            TailEventsRequest {
+                from_position: 0,
+                follow: false,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .collect()
+        .await;
+    assert_eq!(tailed.len(), usize::try_from(events).unwrap());
+    assert_eq!(
+        tailed[0].as_ref().unwrap().event_type,
+        "ics.events.v1.OrganisationRegistered"
+    );
+
+    assert!(trusts_server.terminate().await);
+    assert!(reporting_server.terminate().await);
+    deployment.finish().await;
+}
+
+#[tokio::test]
+async fn the_demo_runs_against_every_service_in_one_process_and_replays_on_a_second_run() {
+    let deployment = Deployment::new().await;
+    let mut server = deployment.start("all").await;
+
+    let (succeeded, first) = deployment.icsctl(&server, &["demo"]).await;
+    assert!(succeeded, "icsctl demo failed:\n{first}");
+    assert!(
+        first.contains("SAMPLE"),
+        "the demo must say its data is sample data:\n{first}"
+    );
+    for expected in ["NHS West Yorkshire ICB", "RR8", "RAE", "RTP", "RF4"] {
+        assert!(
+            first.contains(expected),
+            "{expected} missing from:\n{first}"
+        );
+    }
+    // Deterministic request ids: a second run replays every command, writes nothing, and prints
+    // the same overviews.
+    let events = event_count(&deployment).await;
+    let (succeeded, second) = deployment.icsctl(&server, &["demo"]).await;
+    assert!(succeeded, "a second icsctl demo failed:\n{second}");
+    assert!(second.contains(" 0 written"), "{second}");
+    assert_eq!(event_count(&deployment).await, events);
+    let overviews =
+        |output: &str| output[output.find("Programme overview").unwrap_or(0)..].to_string();
+    assert_eq!(overviews(&first), overviews(&second));
+
+    assert!(
+        server.terminate().await,
+        "icsd all did not shut down cleanly"
+    );
+    deployment.finish().await;
+}
