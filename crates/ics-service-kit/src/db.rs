@@ -61,6 +61,10 @@ pub async fn connect_postgres(
     let pool = PgPoolOptions::new()
         .max_connections(MAX_CONNECTIONS)
         .acquire_timeout(ACQUIRE_TIMEOUT)
+        // A ping before every acquire costs each command a round trip. A connection that died
+        // (Postgres restarted) fails its next query instead: that call answers UNAVAILABLE,
+        // the pool drops the connection, and the client's retry gets a fresh one.
+        .test_before_acquire(false)
         .connect_with(options.options([("search_path", schema)]))
         .await
         .with_context(|| format!("cannot open a connection pool to {display_url}"))?;
@@ -149,8 +153,9 @@ async fn create_database(
     let statement = format!("CREATE DATABASE {}", quote_identifier(database));
     match sqlx::raw_sql(&statement).execute(&mut connection).await {
         Ok(_) => tracing::info!(database, "created database"),
-        // Another service of the same deployment created it first.
-        Err(error) if has_database_code(&error, &[DUPLICATE_DATABASE]) => {}
+        // Another service of the same deployment created it first; when both create at the
+        // same moment, the loser trips over the catalog's unique index instead.
+        Err(error) if has_database_code(&error, &[DUPLICATE_DATABASE, UNIQUE_VIOLATION]) => {}
         Err(error) => {
             return Err(
                 anyhow::Error::new(error).context(format!("cannot create database {database}"))

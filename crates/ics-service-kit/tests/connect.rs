@@ -63,3 +63,30 @@ async fn nats_connects_and_round_trips() {
     client.flush().await.expect("flush reaches the server");
     assert!(client.server_info().jetstream, "nats runs with jetstream");
 }
+
+#[tokio::test]
+async fn services_starting_together_both_get_the_new_database() {
+    let shutdown = CancellationToken::new();
+    // Several rounds: the creation race is only hit when both arrive at the same moment.
+    for round in 0..5 {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_nanos();
+        let database = format!("ics_kit_test_{}_{nanos}_{round}", std::process::id());
+        let database_url = format!("{SERVER_URL}/{database}");
+        let (trusts, reporting) = tokio::join!(
+            connect_postgres(&database_url, "trusts", &shutdown),
+            connect_postgres(&database_url, "reporting", &shutdown),
+        );
+        trusts.expect("trusts connects").close().await;
+        reporting.expect("reporting connects").close().await;
+        let mut maintenance = sqlx::PgConnection::connect(&format!("{SERVER_URL}/postgres"))
+            .await
+            .expect("maintenance connection");
+        sqlx::raw_sql(&format!("DROP DATABASE \"{database}\" WITH (FORCE)"))
+            .execute(&mut maintenance)
+            .await
+            .expect("drop the test database");
+    }
+}
