@@ -382,69 +382,86 @@ impl EventStore {
 
         let new_events = decide(&history).map_err(AttemptError::Failed)?;
 
-        let mut event_ids = Vec::with_capacity(new_events.len());
-        let mut version = current_version;
-        for event in &new_events {
-            version += 1;
-            let event_id = Uuid::now_v7();
-            let inserted = sqlx::query(
-                "INSERT INTO events (stream_id, stream_version, event_id, event_type,
-                     schema_version, organisation, payload, request_id, correlation_id,
-                     causation_id, traceparent, tracestate, principal)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-            )
-            .bind(stream_id)
-            .bind(to_i64(version))
-            .bind(event_id)
-            .bind(&event.event_type)
-            .bind(i32::try_from(event.schema_version).unwrap_or(i32::MAX))
-            .bind(&event.organisation)
-            .bind(&event.payload)
-            .bind(&context.request_id)
-            .bind(&context.correlation_id)
-            .bind(&context.causation_id)
-            .bind(&context.traceparent)
-            .bind(&context.tracestate)
-            .bind(&context.principal)
-            .execute(&mut *transaction)
-            .await;
-            match inserted {
-                Ok(_) => event_ids.push(event_id.to_string()),
-                Err(error) if is_unique_violation(&error) => return Err(AttemptError::Raced),
-                Err(error) => return Err(failed(error)),
-            }
-        }
-
+        let event_ids: Vec<Uuid> = new_events.iter().map(|_| Uuid::now_v7()).collect();
+        let versions: Vec<i64> = (1..=new_events.len() as u64)
+            .map(|offset| to_i64(current_version + offset))
+            .collect();
+        let version = current_version + new_events.len() as u64;
         let outcome = CommandResult {
             stream_id: stream_id.to_string(),
             version,
-            event_ids,
+            event_ids: event_ids.iter().map(Uuid::to_string).collect(),
             replayed: false,
         };
-        let recorded = sqlx::query(
-            "INSERT INTO command_requests (principal, request_id, command_type, fingerprint, result)
-             VALUES ($1, $2, $3, $4, $5)",
+        // One round trip appends the events, records the request's result and (only when
+        // something was appended) wakes the relay; NOTIFY is delivered at commit.
+        let appended = sqlx::query(
+            "WITH appended AS (
+                 INSERT INTO events (stream_id, stream_version, event_id, event_type,
+                     schema_version, organisation, payload, request_id, correlation_id,
+                     causation_id, traceparent, tracestate, principal)
+                 SELECT $1, version, event_id, event_type, schema_version, organisation,
+                     payload, $8, $9, $10, $11, $12, $13
+                 FROM UNNEST($2::bigint[], $3::uuid[], $4::text[], $5::integer[], $6::text[],
+                     $7::bytea[])
+                     AS new_event (version, event_id, event_type, schema_version,
+                         organisation, payload)
+                 ORDER BY version
+                 RETURNING 1
+             ), recorded AS (
+                 INSERT INTO command_requests (principal, request_id, command_type,
+                     fingerprint, result)
+                 VALUES ($13, $8, $14, $15, $16)
+                 RETURNING 1
+             )
+             SELECT pg_notify($17, '')
+             FROM (SELECT count(*) AS appended FROM appended) AS appended_events,
+                  (SELECT count(*) AS recorded FROM recorded) AS recorded_requests
+             WHERE appended_events.appended > 0",
         )
-        .bind(&context.principal)
+        .bind(stream_id)
+        .bind(&versions)
+        .bind(&event_ids)
+        .bind(
+            new_events
+                .iter()
+                .map(|event| event.event_type.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            new_events
+                .iter()
+                .map(|event| i32::try_from(event.schema_version).unwrap_or(i32::MAX))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            new_events
+                .iter()
+                .map(|event| event.organisation.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            new_events
+                .iter()
+                .map(|event| event.payload.clone())
+                .collect::<Vec<_>>(),
+        )
         .bind(&context.request_id)
+        .bind(&context.correlation_id)
+        .bind(&context.causation_id)
+        .bind(&context.traceparent)
+        .bind(&context.tracestate)
+        .bind(&context.principal)
         .bind(command_type)
         .bind(fingerprint)
         .bind(outcome.encode_to_vec())
+        .bind(self.notify_channel())
         .execute(&mut *transaction)
         .await;
-        match recorded {
+        match appended {
             Ok(_) => {}
             Err(error) if is_unique_violation(&error) => return Err(AttemptError::Raced),
             Err(error) => return Err(failed(error)),
-        }
-
-        if !new_events.is_empty() {
-            // NOTIFY is transactional: the relay wakes only once these rows are committed.
-            sqlx::query("SELECT pg_notify($1, '')")
-                .bind(self.notify_channel())
-                .execute(&mut *transaction)
-                .await
-                .map_err(failed)?;
         }
         match transaction.commit().await {
             Ok(()) => Ok(outcome),
