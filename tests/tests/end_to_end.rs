@@ -85,6 +85,63 @@ async fn register(
     }
 }
 
+/// West Yorkshire with Leeds, and Surrey Heartlands with Surrey and Sussex.
+async fn register_two_icss(client: &mut TrustsServiceClient<Channel>, operator: &str) {
+    for (ods_code, name, kind, parent) in [
+        ("QWO", "NHS West Yorkshire ICB", OrganisationKind::Icb, None),
+        (
+            "QXU",
+            "NHS Surrey Heartlands ICB",
+            OrganisationKind::Icb,
+            None,
+        ),
+        (
+            "RR8",
+            "The Leeds Teaching Hospitals NHS Trust",
+            OrganisationKind::Trust,
+            Some("QWO"),
+        ),
+        (
+            "RTP",
+            "Surrey and Sussex Healthcare NHS Trust",
+            OrganisationKind::Trust,
+            Some("QXU"),
+        ),
+    ] {
+        register(client, operator, ods_code, name, kind, parent).await;
+    }
+}
+
+/// Projections are eventually consistent: polls the overview until `ready` holds (10 s at most).
+async fn wait_for_overview(
+    reporting: &mut ReportingServiceClient<Channel>,
+    token: &str,
+    scope: Option<Scope>,
+    as_of: Option<ics_proto::events::v1::Date>,
+    ready: impl Fn(&ics_proto::reporting::v1::Overview) -> bool,
+) -> ics_proto::reporting::v1::Overview {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let overview = reporting
+            .get_overview(authorized(
+                token,
+                GetOverviewRequest {
+                    scope: scope.clone(),
+                    as_of,
+                },
+            ))
+            .await;
+        if let Ok(overview) = overview {
+            let overview = overview.into_inner();
+            if ready(&overview) {
+                return overview;
+            }
+        }
+        assert!(Instant::now() < deadline, "the overview never became ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn event_count(deployment: &Deployment) -> i64 {
     let pool = deployment.database.pool("trusts").await;
     let count = sqlx::query_scalar("SELECT count(*) FROM events")
@@ -119,64 +176,17 @@ async fn a_rating_reaches_the_ics_overview_and_an_open_watch_and_no_other_board(
         programme_id: None,
     });
 
-    register(
-        &mut trusts,
-        &operator,
-        "QWO",
-        "NHS West Yorkshire ICB",
-        OrganisationKind::Icb,
-        None,
-    )
-    .await;
-    register(
-        &mut trusts,
-        &operator,
-        "QXU",
-        "NHS Surrey Heartlands ICB",
-        OrganisationKind::Icb,
-        None,
-    )
-    .await;
-    register(
-        &mut trusts,
-        &operator,
-        "RR8",
-        "The Leeds Teaching Hospitals NHS Trust",
-        OrganisationKind::Trust,
-        Some("QWO"),
-    )
-    .await;
-    register(
-        &mut trusts,
-        &operator,
-        "RTP",
-        "Surrey and Sussex Healthcare NHS Trust",
-        OrganisationKind::Trust,
-        Some("QXU"),
-    )
-    .await;
+    register_two_icss(&mut trusts, &operator).await;
 
     // Projections are eventually consistent: wait until the membership has arrived.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let overview = reporting
-            .get_overview(authorized(
-                &west_yorkshire_board,
-                GetOverviewRequest {
-                    scope: ics("QWO"),
-                    as_of: None,
-                },
-            ))
-            .await;
-        if overview.is_ok_and(|overview| overview.into_inner().trusts.len() == 1) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the ICS membership never reached reporting"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_overview(
+        &mut reporting,
+        &west_yorkshire_board,
+        ics("QWO"),
+        None,
+        |overview| overview.trusts.len() == 1,
+    )
+    .await;
 
     // The board of West Yorkshire watches its ICS.
     let mut watch = reporting
@@ -641,42 +651,7 @@ async fn a_programme_board_sees_its_programme_across_icss_and_a_rebuild_equals_l
     let mut reporting = ReportingServiceClient::new(channel(&reporting_server.url).await);
     let operator = deployment.token(&Principal::Operator);
 
-    register(
-        &mut trusts,
-        &operator,
-        "QWO",
-        "NHS West Yorkshire ICB",
-        OrganisationKind::Icb,
-        None,
-    )
-    .await;
-    register(
-        &mut trusts,
-        &operator,
-        "QXU",
-        "NHS Surrey Heartlands ICB",
-        OrganisationKind::Icb,
-        None,
-    )
-    .await;
-    register(
-        &mut trusts,
-        &operator,
-        "RR8",
-        "The Leeds Teaching Hospitals NHS Trust",
-        OrganisationKind::Trust,
-        Some("QWO"),
-    )
-    .await;
-    register(
-        &mut trusts,
-        &operator,
-        "RTP",
-        "Surrey and Sussex Healthcare NHS Trust",
-        OrganisationKind::Trust,
-        Some("QXU"),
-    )
-    .await;
+    register_two_icss(&mut trusts, &operator).await;
     register(
         &mut trusts,
         &operator,
@@ -723,29 +698,14 @@ async fn a_programme_board_sees_its_programme_across_icss_and_a_rebuild_equals_l
         ics_ods_code: None,
         programme_id: Some(programme_id.clone()),
     });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let live = loop {
-        let overview = reporting
-            .get_overview(authorized(
-                &board,
-                GetOverviewRequest {
-                    scope: programme_scope(&programme_id),
-                    as_of: day(2020, 1, 1),
-                },
-            ))
-            .await;
-        if let Ok(overview) = overview {
-            let overview = overview.into_inner();
-            if overview.trusts.len() == 2 {
-                break overview;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the programme never reached reporting"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let live = wait_for_overview(
+        &mut reporting,
+        &board,
+        programme_scope(&programme_id),
+        day(2020, 1, 1),
+        |overview| overview.trusts.len() == 2,
+    )
+    .await;
     // The programme spans two ICSs; each trust carries the ICB it belonged to on the date.
     let members: Vec<(&str, &str)> = live
         .trusts

@@ -199,6 +199,19 @@ fn rating_record(row: &sqlx::postgres::PgRow) -> Result<CqcRatingRecord, sqlx::E
     })
 }
 
+/// Rows of `ods_code`, `name` and `parent_ods_code`.
+fn members_from_rows(rows: &[sqlx::postgres::PgRow]) -> Result<Vec<Member>, sqlx::Error> {
+    rows.iter()
+        .map(|row| {
+            Ok(Member {
+                ods_code: row.try_get("ods_code")?,
+                name: row.try_get("name")?,
+                icb_ods_code: row.try_get("parent_ods_code")?,
+            })
+        })
+        .collect()
+}
+
 async fn ics_members(
     pool: &PgPool,
     ics_ods_code: &str,
@@ -223,17 +236,7 @@ async fn ics_members(
     .bind(as_of)
     .fetch_all(pool)
     .await?;
-    let members = rows
-        .iter()
-        .map(|row| {
-            Ok(Member {
-                ods_code: row.try_get("ods_code")?,
-                name: row.try_get("name")?,
-                icb_ods_code: row.try_get("parent_ods_code")?,
-            })
-        })
-        .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    Ok((name, members))
+    Ok((name, members_from_rows(&rows)?))
 }
 
 async fn programme_members(
@@ -264,17 +267,7 @@ async fn programme_members(
     .bind(as_of)
     .fetch_all(pool)
     .await?;
-    let members = rows
-        .iter()
-        .map(|row| {
-            Ok(Member {
-                ods_code: row.try_get("ods_code")?,
-                name: row.try_get("name")?,
-                icb_ods_code: row.try_get("parent_ods_code")?,
-            })
-        })
-        .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    Ok((name, members))
+    Ok((name, members_from_rows(&rows)?))
 }
 
 /// Every CQC rating of a trust, oldest first, provided the trust ever belonged to the scope
