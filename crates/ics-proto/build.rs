@@ -9,7 +9,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "ics/events/v1/envelope.proto",
         "ics/events/v1/command.proto",
         "ics/events/v1/trusts.proto",
+        "ics/events/v1/workshops.proto",
         "ics/trusts/v1/trusts.proto",
+        "ics/workshops/v1/workshops.proto",
         "ics/reporting/v1/reporting.proto",
         "ics/admin/v1/admin.proto",
     ];

@@ -48,8 +48,16 @@ pub struct Server {
     child: Option<Child>,
     /// The service's URL (`trusts` for `icsd all`).
     pub url: String,
-    /// The reporting URL when the server runs every service.
+    /// The workshops and reporting URLs when the server runs every service.
+    pub workshops_url: String,
     pub reporting_url: String,
+}
+
+/// Where each service of a server listens.
+struct Listen {
+    trusts: String,
+    workshops: String,
+    reporting: String,
 }
 
 impl Server {
@@ -90,6 +98,9 @@ pub struct Deployment {
     pub database: TestDatabase,
     pub subject_prefix: String,
     pub secret: String,
+    /// `ICS_FOLLOW_UP_GRACE_DAYS` for the servers: 0 (tests see overdue follow-ups missed at
+    /// once) unless a test back-loads history and wants the production default.
+    pub follow_up_grace_days: u32,
 }
 
 impl Deployment {
@@ -98,31 +109,37 @@ impl Deployment {
             database: TestDatabase::create().await,
             subject_prefix: unique_token(),
             secret: format!("secret-{}-{}", unique_token(), unique_token()),
+            follow_up_grace_days: 0,
         }
     }
 
     /// Starts `icsd <service>` and waits until its health check says SERVING.
     pub async fn start(&self, service: &str) -> Server {
-        let trusts_listen = format!("127.0.0.1:{}", free_port());
-        let reporting_listen = format!("127.0.0.1:{}", free_port());
-        let listen = if service == "reporting" {
-            &reporting_listen
-        } else {
-            &trusts_listen
+        let listen = Listen {
+            trusts: format!("127.0.0.1:{}", free_port()),
+            workshops: format!("127.0.0.1:{}", free_port()),
+            reporting: format!("127.0.0.1:{}", free_port()),
+        };
+        let own = match service {
+            "reporting" => &listen.reporting,
+            "workshops" => &listen.workshops,
+            _ => &listen.trusts,
         };
         let server = Server {
-            child: Some(self.spawn(&["icsd", service], &trusts_listen, &reporting_listen)),
-            url: format!("http://{listen}"),
-            reporting_url: format!("http://{reporting_listen}"),
+            child: Some(self.spawn(&["icsd", service], &listen)),
+            url: format!("http://{own}"),
+            workshops_url: format!("http://{}", listen.workshops),
+            reporting_url: format!("http://{}", listen.reporting),
         };
         wait_serving(&server.url, service).await;
         if service == "all" {
+            wait_serving(&server.workshops_url, "workshops").await;
             wait_serving(&server.reporting_url, "reporting").await;
         }
         server
     }
 
-    fn spawn(&self, command_line: &[&str], trusts_listen: &str, reporting_listen: &str) -> Child {
+    fn spawn(&self, command_line: &[&str], listen: &Listen) -> Child {
         let mut command = Command::new(binary(command_line[0]));
         command
             .args(&command_line[1..])
@@ -134,8 +151,15 @@ impl Deployment {
                 "ICS_LOG",
                 std::env::var("ICS_TEST_LOG").unwrap_or_else(|_| "warn".into()),
             )
-            .env("ICS_TRUSTS_LISTEN", trusts_listen)
-            .env("ICS_REPORTING_LISTEN", reporting_listen)
+            .env("ICS_TRUSTS_LISTEN", &listen.trusts)
+            .env("ICS_WORKSHOPS_LISTEN", &listen.workshops)
+            .env("ICS_REPORTING_LISTEN", &listen.reporting)
+            // Tests see follow-ups come due without waiting a minute.
+            .env("ICS_FOLLOW_UP_SCAN_SECS", "1")
+            .env(
+                "ICS_FOLLOW_UP_GRACE_DAYS",
+                self.follow_up_grace_days.to_string(),
+            )
             // Server logs only when asked for: they would interleave with every test's output.
             .stdout(if std::env::var_os("ICS_TEST_LOG").is_some() {
                 Stdio::inherit()
@@ -153,6 +177,7 @@ impl Deployment {
         command
             .args(args)
             .env("ICS_TRUSTS_URL", &server.url)
+            .env("ICS_WORKSHOPS_URL", &server.workshops_url)
             .env("ICS_REPORTING_URL", &server.reporting_url)
             .env("ICS_TOKEN_SECRET", &self.secret);
         // Off the test's runtime thread, which must keep serving its own connections.
@@ -191,6 +216,7 @@ async fn wait_serving(url: &str, service: &str) {
     let service_name = match service {
         "trusts" => "ics.trusts.v1.TrustsService",
         "reporting" => "ics.reporting.v1.ReportingService",
+        "workshops" => "ics.workshops.v1.WorkshopsService",
         "all" => "ics.trusts.v1.TrustsService",
         _ => "",
     };

@@ -10,6 +10,8 @@
 //! `scripts/bench` starts a fresh deployment and runs this against it; pointed at an existing
 //! deployment it needs an operator and board token secret (`ICS_TOKEN_SECRET`).
 
+mod workshops;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,6 +47,12 @@ struct Cli {
         default_value = "http://127.0.0.1:50054"
     )]
     reporting_url: String,
+    #[arg(
+        long,
+        env = "ICS_WORKSHOPS_URL",
+        default_value = "http://127.0.0.1:50052"
+    )]
+    workshops_url: String,
     #[arg(long, env = "ICS_TOKEN_SECRET", hide_env_values = true)]
     token_secret: String,
     #[arg(long, env = "ICS_TOKEN_ISSUER", default_value = "ics")]
@@ -63,13 +71,19 @@ struct Cli {
     /// Length of each measured run.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// Arrival rate of the workshop command runs.
+    #[arg(long, default_value_t = 200)]
+    workshop_rate: u32,
+    /// Skip the workshop runs (e.g. against a deployment without the workshops service).
+    #[arg(long)]
+    no_workshops: bool,
     /// Unmeasured warm-up before each run.
     #[arg(long, default_value_t = 2)]
     warmup_seconds: u64,
 }
 
 #[derive(Clone)]
-struct Clients {
+pub(crate) struct Clients {
     channel: Channel,
     trusts: TrustsServiceClient<Channel>,
     reporting: ReportingServiceClient<Channel>,
@@ -77,7 +91,7 @@ struct Clients {
     board: String,
 }
 
-fn authorized<T>(token: &str, message: T) -> anyhow::Result<tonic::Request<T>> {
+pub(crate) fn authorized<T>(token: &str, message: T) -> anyhow::Result<tonic::Request<T>> {
     let mut request = tonic::Request::new(message);
     request
         .metadata_mut()
@@ -85,14 +99,14 @@ fn authorized<T>(token: &str, message: T) -> anyhow::Result<tonic::Request<T>> {
     Ok(request)
 }
 
-fn options(request_id: String) -> Option<CommandOptions> {
+pub(crate) fn options(request_id: String) -> Option<CommandOptions> {
     Some(CommandOptions {
         request_id,
         expected_version: None,
     })
 }
 
-fn trust_code(index: usize) -> String {
+pub(crate) fn trust_code(index: usize) -> String {
     format!("B{index:04}")
 }
 
@@ -177,6 +191,10 @@ async fn main() -> anyhow::Result<()> {
         cli.freshness_rate
     ));
     println!("  target: p50 <= 20 ms, p99 <= 100 ms (at 200/s)");
+
+    if !cli.no_workshops {
+        workshops::run(&clients, &cli.workshops_url, cli.workshop_rate, cli.seconds).await?;
+    }
     Ok(())
 }
 
@@ -233,7 +251,7 @@ async fn setup(clients: &Clients, trusts: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn ics_scope() -> Option<Scope> {
+pub(crate) fn ics_scope() -> Option<Scope> {
     Some(Scope {
         scope: Some(scope::Scope::IcsOdsCode(BENCH_ICS.to_string())),
     })
@@ -270,7 +288,7 @@ struct Run {
 }
 
 /// Latencies of one run, in microseconds.
-struct Sample {
+pub(crate) struct Sample {
     /// From the scheduled send time (open model: includes any delay in sending).
     latencies: Vec<u64>,
     /// From the moment the request was actually handed to the client. Tokio's timer fires up to
@@ -299,7 +317,57 @@ impl Sample {
     }
 }
 
-fn micros(duration: Duration) -> u64 {
+/// How many requests `rate` per second makes in `duration`.
+pub(crate) fn count(rate: u32, duration: Duration) -> usize {
+    (duration.as_secs_f64() * f64::from(rate)) as usize
+}
+
+/// Sends `total` requests at `rate` per second (open model): request `index` goes out at
+/// start + index ÷ rate whatever happened to earlier ones, each on its own task. `send(index)`
+/// prepares it; the future it returns performs it.
+pub(crate) async fn open_loop<F, Fut>(rate: u32, total: usize, send: F) -> anyhow::Result<Sample>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = Result<(), tonic::Status>> + Send + 'static,
+{
+    let interval = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
+    let start = tokio::time::Instant::now();
+    let mut tasks = Vec::with_capacity(total);
+    for index in 0..total {
+        let scheduled = start + interval * u32::try_from(index).unwrap_or(u32::MAX);
+        tokio::time::sleep_until(scheduled).await;
+        let request = send(index);
+        tasks.push(tokio::spawn(async move {
+            let sent = tokio::time::Instant::now();
+            request
+                .await
+                .map(|()| (scheduled.elapsed(), sent.elapsed()))
+        }));
+    }
+    let mut sample = Sample {
+        latencies: Vec::with_capacity(total),
+        from_send: Vec::with_capacity(total),
+        errors: 0,
+        sent: total,
+    };
+    for task in tasks {
+        match task.await? {
+            Ok((from_scheduled, from_send)) => {
+                sample.latencies.push(micros(from_scheduled));
+                sample.from_send.push(micros(from_send));
+            }
+            Err(status) => {
+                if sample.errors == 0 {
+                    eprintln!("first error: {status}");
+                }
+                sample.errors += 1;
+            }
+        }
+    }
+    Ok(sample)
+}
+
+pub(crate) fn micros(duration: Duration) -> u64 {
     u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
 }
 
@@ -325,41 +393,29 @@ fn print_percentiles(label: &str, latencies: &[u64]) {
 impl Run {
     /// Health checks at a constant rate: what the gRPC transport alone costs on this machine.
     async fn health_checks(&self, rate: u32, duration: Duration) -> anyhow::Result<Sample> {
-        let interval = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
-        let total = (duration.as_secs_f64() * f64::from(rate)) as usize;
-        let start = tokio::time::Instant::now();
-        let mut tasks = Vec::with_capacity(total);
-        for index in 0..total {
-            let scheduled = start + interval * u32::try_from(index).unwrap_or(u32::MAX);
-            tokio::time::sleep_until(scheduled).await;
-            let mut client = HealthClient::new(self.clients.channel.clone());
-            tasks.push(tokio::spawn(async move {
-                let sent = tokio::time::Instant::now();
-                let result = client
+        let channel = self.clients.channel.clone();
+        open_loop(rate, count(rate, duration), |_| {
+            let mut client = HealthClient::new(channel.clone());
+            async move {
+                client
                     .check(HealthCheckRequest {
                         service: String::new(),
                     })
-                    .await;
-                result.map(|_| (scheduled.elapsed(), sent.elapsed()))
-            }));
-        }
-        collect(tasks, total).await
+                    .await
+                    .map(|_| ())
+            }
+        })
+        .await
     }
 
-    /// Sends renames at a constant rate for `duration`, each on its own task.
+    /// Sends renames at a constant rate for `duration`.
     async fn commands(
         &self,
         rate: u32,
         duration: Duration,
         watcher: Option<Watcher>,
     ) -> anyhow::Result<Sample> {
-        let interval = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
-        let total = (duration.as_secs_f64() * f64::from(rate)) as usize;
-        let start = tokio::time::Instant::now();
-        let mut tasks = Vec::with_capacity(total);
-        for index in 0..total {
-            let scheduled = start + interval * u32::try_from(index).unwrap_or(u32::MAX);
-            tokio::time::sleep_until(scheduled).await;
+        open_loop(rate, count(rate, duration), |_| {
             let sequence = self
                 .sequence
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -372,51 +428,19 @@ impl Run {
                     ods_code: code.clone(),
                     name: format!("Benchmark trust #{sequence}"),
                 },
-            )?;
+            );
             let watcher = watcher.clone();
-            tasks.push(tokio::spawn(async move {
-                let sent = tokio::time::Instant::now();
-                let result = client.rename_organisation(request).await;
-                let acked = Instant::now();
-                let latency = (scheduled.elapsed(), sent.elapsed());
-                if result.is_ok()
-                    && let Some(watcher) = watcher
-                {
-                    watcher.acked(code, sequence, acked).await;
+            async move {
+                let request =
+                    request.map_err(|error| tonic::Status::internal(error.to_string()))?;
+                client.rename_organisation(request).await?;
+                if let Some(watcher) = watcher {
+                    watcher.acked(code, sequence, Instant::now()).await;
                 }
-                result.map(|_| latency)
-            }));
-        }
-        collect(tasks, total).await
-    }
-}
-
-async fn collect(
-    tasks: Vec<tokio::task::JoinHandle<Result<(Duration, Duration), tonic::Status>>>,
-    total: usize,
-) -> anyhow::Result<Sample> {
-    {
-        let mut sample = Sample {
-            latencies: Vec::with_capacity(total),
-            from_send: Vec::with_capacity(total),
-            errors: 0,
-            sent: total,
-        };
-        for task in tasks {
-            match task.await? {
-                Ok((from_scheduled, from_send)) => {
-                    sample.latencies.push(micros(from_scheduled));
-                    sample.from_send.push(micros(from_send));
-                }
-                Err(status) => {
-                    if sample.errors == 0 {
-                        eprintln!("first error: {status}");
-                    }
-                    sample.errors += 1;
-                }
+                Ok(())
             }
-        }
-        Ok(sample)
+        })
+        .await
     }
 }
 

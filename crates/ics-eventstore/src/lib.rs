@@ -14,5 +14,6 @@ pub mod subject;
 pub use error::StoreError;
 pub use migrate::migrate;
 pub use store::{
-    CommandContext, CommandOutcome, EventStore, ExpectedVersion, LogCursor, NewEvent, RecordedEvent,
+    CommandContext, CommandOutcome, EventStore, ExpectedVersion, LogCursor, NewEvent,
+    RecordedEvent, history_of, history_then,
 };

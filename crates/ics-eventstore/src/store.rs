@@ -135,6 +135,43 @@ impl RecordedEvent {
     }
 }
 
+/// A stream's history as the store would record these events, in order: for deciding commands
+/// in unit tests without a database.
+pub fn history_of(events: Vec<NewEvent>) -> Vec<RecordedEvent> {
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(index, event)| RecordedEvent {
+            global_position: index as u64 + 1,
+            transaction_id: 1,
+            stream_id: String::new(),
+            stream_version: index as u64 + 1,
+            event_id: Uuid::now_v7(),
+            event_type: event.event_type,
+            schema_version: event.schema_version,
+            organisation: event.organisation,
+            payload: event.payload,
+            metadata: EventMetadata::default(),
+            recorded_at: Utc::now(),
+        })
+        .collect()
+}
+
+/// `history` followed by `more`, re-numbered as one stream.
+pub fn history_then(history: Vec<RecordedEvent>, more: Vec<NewEvent>) -> Vec<RecordedEvent> {
+    let mut events: Vec<NewEvent> = history
+        .into_iter()
+        .map(|event| NewEvent {
+            event_type: event.event_type,
+            schema_version: event.schema_version,
+            organisation: event.organisation,
+            payload: event.payload,
+        })
+        .collect();
+    events.extend(more);
+    history_of(events)
+}
+
 fn prost_types_timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: at.timestamp(),

@@ -15,6 +15,12 @@ pub mod trusts {
     }
 }
 
+pub mod workshops {
+    pub mod v1 {
+        tonic::include_proto!("ics.workshops.v1");
+    }
+}
+
 pub mod reporting {
     pub mod v1 {
         tonic::include_proto!("ics.reporting.v1");
@@ -76,6 +82,14 @@ event_names!(
     BoardMemberRemoved,
     CompactAdopted,
     BoardMeetingHeld,
+    WorkshopChartered,
+    WorkshopScheduled,
+    WorkshopHeld,
+    ReportOutDelivered,
+    FollowUpRecorded,
+    FollowUpMissed,
+    WorkshopCancelled,
+    WorkshopClosed,
 );
 
 /// Conversions between the API's calendar [`Date`](events::v1::Date) and `chrono`.

@@ -13,13 +13,16 @@
 
 pub mod admin;
 pub mod auth;
+pub mod command;
 pub mod config;
 pub mod db;
 pub mod error;
 pub mod nats;
 mod retry;
 pub mod server;
+pub mod supervisor;
 pub mod telemetry;
+pub mod validate;
 
 pub use auth::{AuthError, Authenticator, Principal, TokenVerifier, mint_token, principal};
 pub use config::{AuthConfig, AuthMode, CommonConfig, LogFormat, TelemetryConfig};

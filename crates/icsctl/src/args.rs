@@ -5,8 +5,9 @@ use chrono::NaiveDate;
 use clap::ValueEnum;
 use ics_proto::date::from_naive;
 use ics_proto::events::v1::{
-    BoardRole, CqcRating, Date, ExecutiveRole, OrganisationKind, ValueStreamOrigin,
-    ValueStreamStatus,
+    BoardRole, CqcRating, Date, ExecutiveRole, FollowUpCheckpoint, MetricKind, MetricUnit,
+    MetricValue, OrganisationKind, TargetMetric, ValueStreamOrigin, ValueStreamStatus,
+    WorkshopKind,
 };
 use ics_service_kit::Principal;
 
@@ -200,6 +201,175 @@ impl From<Seat> for BoardRole {
     }
 }
 
+/// The kind of improvement event. `3p` is the name improvement teams use for production
+/// preparation process events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EventKind {
+    Rpiw,
+    Kaizen,
+    #[value(name = "3p")]
+    ThreeP,
+    ValueStreamAnalysis,
+}
+
+impl From<EventKind> for WorkshopKind {
+    fn from(kind: EventKind) -> Self {
+        match kind {
+            EventKind::Rpiw => WorkshopKind::Rpiw,
+            EventKind::Kaizen => WorkshopKind::Kaizen,
+            EventKind::ThreeP => WorkshopKind::ThreeP,
+            EventKind::ValueStreamAnalysis => WorkshopKind::ValueStreamAnalysis,
+        }
+    }
+}
+
+/// A follow-up re-measurement, in days after the last workshop day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Checkpoint {
+    #[value(name = "30")]
+    Day30,
+    #[value(name = "60")]
+    Day60,
+    #[value(name = "90")]
+    Day90,
+    #[value(name = "365")]
+    Day365,
+}
+
+impl From<Checkpoint> for FollowUpCheckpoint {
+    fn from(checkpoint: Checkpoint) -> Self {
+        match checkpoint {
+            Checkpoint::Day30 => FollowUpCheckpoint::Day30,
+            Checkpoint::Day60 => FollowUpCheckpoint::Day60,
+            Checkpoint::Day90 => FollowUpCheckpoint::Day90,
+            Checkpoint::Day365 => FollowUpCheckpoint::Day365,
+        }
+    }
+}
+
+const METRIC_KEYS: [&str; 6] = ["id", "name", "kind", "unit", "baseline", "target"];
+
+/// Parses one target-sheet line: `id=m1,name=Length of stay,kind=process-time,unit=hours,
+/// baseline=40,target=20`.
+///
+/// A name may contain commas (`name=Time, in department`): a segment that does not start with
+/// `key=` continues the previous value. A segment that looks like an unknown `key=` is refused
+/// rather than swallowed into a name, so that a misspelt key cannot pass silently. `unit`
+/// defaults to the kind's usual unit (hours, count, percent); whether a unit fits its kind, or a
+/// rate lies within 0–100, is for the server to judge.
+pub fn parse_metric(spec: &str) -> Result<TargetMetric, String> {
+    let mut fields: Vec<(&str, String)> = Vec::new();
+    for segment in spec.split(',') {
+        let keyed = segment
+            .split_once('=')
+            .map(|(key, value)| (key.trim(), value));
+        match keyed {
+            Some((key, value)) if METRIC_KEYS.contains(&key) => {
+                if fields.iter().any(|(seen, _)| *seen == key) {
+                    return Err(format!("'{key}' is given twice in '{spec}'"));
+                }
+                fields.push((key, value.to_owned()));
+            }
+            Some((key, _)) if is_key_like(key) => {
+                return Err(format!(
+                    "unknown metric field '{key}' in '{spec}': use {}",
+                    METRIC_KEYS.join(", ")
+                ));
+            }
+            _ => match fields.last_mut() {
+                Some((_, value)) => {
+                    value.push(',');
+                    value.push_str(segment);
+                }
+                None => {
+                    return Err(format!(
+                        "'{spec}' is not a metric: write id=m1,name=…,kind=process-time,\
+                         unit=hours,baseline=40,target=20"
+                    ));
+                }
+            },
+        }
+    }
+    let field = |key: &str| {
+        fields
+            .iter()
+            .find(|(seen, _)| *seen == key)
+            .map(|(_, value)| value.trim())
+    };
+    let required = |key: &str| {
+        field(key)
+            .filter(|value| !value.is_empty())
+            .ok_or_else(|| format!("the metric '{spec}' has no {key}="))
+    };
+    let kind = match required("kind")? {
+        "process-time" => MetricKind::ProcessTime,
+        "error-count" => MetricKind::ErrorCount,
+        "error-rate" => MetricKind::ErrorRate,
+        other => {
+            return Err(format!(
+                "'{other}' is not a metric kind: use process-time, error-count or error-rate"
+            ));
+        }
+    };
+    let unit = match field("unit").filter(|unit| !unit.is_empty()) {
+        None => match kind {
+            MetricKind::ErrorCount => MetricUnit::Count,
+            MetricKind::ErrorRate => MetricUnit::Percent,
+            MetricKind::ProcessTime | MetricKind::Unspecified => MetricUnit::Hours,
+        },
+        Some("minutes") => MetricUnit::Minutes,
+        Some("hours") => MetricUnit::Hours,
+        Some("days") => MetricUnit::Days,
+        Some("count") => MetricUnit::Count,
+        Some("percent") => MetricUnit::Percent,
+        Some(other) => {
+            return Err(format!(
+                "'{other}' is not a unit: use minutes, hours, days, count or percent"
+            ));
+        }
+    };
+    Ok(TargetMetric {
+        metric_id: required("id")?.to_owned(),
+        name: required("name")?.to_owned(),
+        kind: kind as i32,
+        unit: unit as i32,
+        baseline: parse_number(required("baseline")?, "baseline")?,
+        target: parse_number(required("target")?, "target")?,
+    })
+}
+
+/// Parses a measured value of one metric: `m1=12.5`.
+pub fn parse_metric_value(spec: &str) -> Result<MetricValue, String> {
+    let Some((metric_id, value)) = spec.split_once('=') else {
+        return Err(format!(
+            "'{spec}' is not a metric value: write <metric id>=<value>, e.g. m1=12.5"
+        ));
+    };
+    let metric_id = metric_id.trim();
+    if metric_id.is_empty() {
+        return Err(format!("'{spec}' names no metric before '='"));
+    }
+    Ok(MetricValue {
+        metric_id: metric_id.to_owned(),
+        value: parse_number(value.trim(), metric_id)?,
+    })
+}
+
+fn is_key_like(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .chars()
+            .all(|character| character.is_ascii_alphanumeric() || "-_".contains(character))
+}
+
+/// Rust also reads `inf` and `NaN`; neither is a measurement.
+fn parse_number(text: &str, what: &str) -> Result<f64, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|number| number.is_finite())
+        .ok_or_else(|| format!("{what}: '{text}' is not a number"))
+}
+
 /// `None` stays unset on the wire (zero), which the server reports as a missing field.
 pub fn enum_number<E: Into<T>, T: Into<i32>>(value: Option<E>) -> i32 {
     value.map(|value| value.into().into()).unwrap_or(0)
@@ -325,6 +495,139 @@ mod tests {
         );
         assert_eq!(Origin::from_str("bottom-up", false), Ok(Origin::BottomUp));
         assert!(Rating::from_str("requires_improvement", false).is_err());
+    }
+
+    #[test]
+    fn metrics_parse_from_key_value_lists() {
+        let metric = parse_metric(
+            "id=m1,name=Length of stay,kind=process-time,unit=hours,baseline=40,target=20",
+        )
+        .expect("parses");
+        assert_eq!(
+            metric,
+            TargetMetric {
+                metric_id: "m1".to_owned(),
+                name: "Length of stay".to_owned(),
+                kind: MetricKind::ProcessTime as i32,
+                unit: MetricUnit::Hours as i32,
+                baseline: 40.0,
+                target: 20.0,
+            }
+        );
+        let reordered = parse_metric(
+            "kind=error-rate, target=4.5, baseline=12.25, name=Samples rejected, id=r",
+        )
+        .expect("parses");
+        assert_eq!(reordered.metric_id, "r");
+        assert_eq!(reordered.unit, MetricUnit::Percent as i32, "default unit");
+        assert_eq!((reordered.baseline, reordered.target), (12.25, 4.5));
+        assert_eq!(
+            parse_metric("id=e,name=Booking errors,kind=error-count,baseline=80,target=40")
+                .expect("parses")
+                .unit,
+            MetricUnit::Count as i32
+        );
+    }
+
+    #[test]
+    fn metric_names_may_contain_commas_and_equals_signs() {
+        let metric = parse_metric(
+            "id=m1,name=Time in department, arrival to exit = door to door,kind=process-time,unit=minutes,\
+             baseline=300,target=240",
+        )
+        .expect("parses");
+        assert_eq!(
+            metric.name,
+            "Time in department, arrival to exit = door to door"
+        );
+        assert_eq!(metric.unit, MetricUnit::Minutes as i32);
+    }
+
+    #[test]
+    fn malformed_metrics_are_refused() {
+        let cases = [
+            ("", "not a metric"),
+            ("Length of stay", "not a metric"),
+            ("id=m1,name=LOS,kind=process-time,baseline=40", "no target="),
+            ("id=m1,kind=process-time,baseline=40,target=20", "no name="),
+            (
+                "id=,name=LOS,kind=process-time,baseline=40,target=20",
+                "no id=",
+            ),
+            (
+                "id=m1,name=LOS,kind=time,baseline=40,target=20",
+                "not a metric kind",
+            ),
+            (
+                "id=m1,name=LOS,kind=process-time,unit=weeks,baseline=40,target=20",
+                "not a unit",
+            ),
+            (
+                "id=m1,name=LOS,kind=process-time,baseline=forty,target=20",
+                "not a number",
+            ),
+            (
+                "id=m1,name=LOS,kind=process-time,baseline=NaN,target=20",
+                "not a number",
+            ),
+            (
+                "id=m1,name=LOS,kind=process-time,baseline=inf,target=20",
+                "not a number",
+            ),
+            (
+                "id=m1,name=LOS,kind=process-time,basline=40,target=20",
+                "unknown metric field",
+            ),
+            (
+                "id=m1,id=m2,name=LOS,kind=process-time,baseline=40,target=20",
+                "twice",
+            ),
+        ];
+        for (spec, expected) in cases {
+            let error = parse_metric(spec).expect_err(spec);
+            assert!(error.contains(expected), "{spec}: {error}");
+        }
+    }
+
+    #[test]
+    fn metric_values_parse() {
+        assert_eq!(
+            parse_metric_value("m1=12.5"),
+            Ok(MetricValue {
+                metric_id: "m1".to_owned(),
+                value: 12.5
+            })
+        );
+        assert_eq!(
+            parse_metric_value(" m2 = 0 ").map(|value| (value.metric_id, value.value)),
+            Ok(("m2".to_owned(), 0.0))
+        );
+        for (bad, expected) in [
+            ("12.5", "not a metric value"),
+            ("=12.5", "names no metric"),
+            ("m1=", "not a number"),
+            ("m1=twelve", "not a number"),
+            ("m1=inf", "not a number"),
+        ] {
+            let error = parse_metric_value(bad).expect_err(bad);
+            assert!(error.contains(expected), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn workshop_words_are_the_ones_improvement_teams_use() {
+        assert_eq!(EventKind::from_str("3p", false), Ok(EventKind::ThreeP));
+        assert_eq!(
+            EventKind::from_str("value-stream-analysis", false),
+            Ok(EventKind::ValueStreamAnalysis)
+        );
+        assert_eq!(Checkpoint::from_str("365", false), Ok(Checkpoint::Day365));
+        assert!(Checkpoint::from_str("45", false).is_err());
+        assert_eq!(
+            FollowUpCheckpoint::from(Checkpoint::Day60),
+            FollowUpCheckpoint::Day60
+        );
+        assert_eq!(WorkshopKind::from(EventKind::Rpiw), WorkshopKind::Rpiw);
     }
 
     #[test]

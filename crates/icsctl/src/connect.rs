@@ -8,6 +8,7 @@ use ics_proto::admin::v1::admin_service_client::AdminServiceClient;
 use ics_proto::events::v1::CommandOptions;
 use ics_proto::reporting::v1::reporting_service_client::ReportingServiceClient;
 use ics_proto::trusts::v1::trusts_service_client::TrustsServiceClient;
+use ics_proto::workshops::v1::workshops_service_client::WorkshopsServiceClient;
 use ics_service_kit::{Principal, mint_token};
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
@@ -24,6 +25,7 @@ const MINTED_TOKEN_TTL: Duration = Duration::from_secs(15 * 60);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub type Trusts = TrustsServiceClient<InterceptedService<Channel, Bearer>>;
+pub type Workshops = WorkshopsServiceClient<InterceptedService<Channel, Bearer>>;
 pub type Reporting = ReportingServiceClient<InterceptedService<Channel, Bearer>>;
 pub type Admin = AdminServiceClient<InterceptedService<Channel, Bearer>>;
 
@@ -109,6 +111,7 @@ pub fn resolve_token(global: &GlobalArgs) -> anyhow::Result<Option<String>> {
 #[derive(Debug)]
 pub struct Context {
     pub trusts_url: String,
+    pub workshops_url: String,
     pub reporting_url: String,
     pub bearer: Bearer,
     pub request_id: Option<String>,
@@ -121,6 +124,7 @@ impl Context {
         let token = resolve_token(global)?;
         Ok(Self {
             trusts_url: global.trusts_url.clone(),
+            workshops_url: global.workshops_url.clone(),
             reporting_url: global.reporting_url.clone(),
             bearer: Bearer::new(token.as_deref())?,
             request_id: global.request_id.clone(),
@@ -153,6 +157,14 @@ impl Context {
         ))
     }
 
+    pub async fn workshops(&self) -> anyhow::Result<Workshops> {
+        let channel = connect(&self.workshops_url, "workshops").await?;
+        Ok(WorkshopsServiceClient::with_interceptor(
+            channel,
+            self.bearer.clone(),
+        ))
+    }
+
     pub async fn reporting(&self) -> anyhow::Result<Reporting> {
         let channel = connect(&self.reporting_url, "reporting").await?;
         Ok(ReportingServiceClient::with_interceptor(
@@ -165,6 +177,7 @@ impl Context {
     pub async fn admin(&self, service: ServiceName) -> anyhow::Result<Admin> {
         let (url, name) = match service {
             ServiceName::Trusts => (&self.trusts_url, "trusts"),
+            ServiceName::Workshops => (&self.workshops_url, "workshops"),
             ServiceName::Reporting => (&self.reporting_url, "reporting"),
         };
         let channel = connect(url, name).await?;

@@ -3,11 +3,13 @@
 //! Exit codes: 0 on success, 1 when a call or the client fails, 2 for usage errors.
 
 mod args;
+mod board_pack;
 mod cli;
 mod commands;
 mod connect;
 mod demo;
 mod failure;
+mod outcomes;
 mod render;
 
 use std::process::ExitCode;
@@ -15,7 +17,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::cli::{Cli, Command};
-use crate::commands::{admin, report, trusts};
+use crate::commands::{admin, report, trusts, workshops};
 use crate::connect::Context;
 
 #[tokio::main(flavor = "current_thread")]
@@ -46,6 +48,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::ValueStream(command) => trusts::value_stream(&context, command).await,
         Command::Training(command) => trusts::training(&context, command).await,
         Command::Programme(command) => trusts::programme(&context, command).await,
+        Command::Workshop(command) => workshops::workshop(&context, command).await,
         Command::Report(command) => report::report(&context, command).await,
         Command::Events(command) => admin::events(&context, command).await,
         Command::Admin(command) => admin::admin(&context, command).await,

@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use std::sync::LazyLock;
 
 use anyhow::{Context as _, anyhow};
-use ics_proto::{admin, events, reporting, trusts};
+use ics_proto::{admin, events, reporting, trusts, workshops};
 use prost_reflect::{DescriptorPool, DynamicMessage, ReflectMessage, SerializeOptions};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
@@ -53,7 +53,11 @@ described!(
     trusts::v1::ListOrganisationsResponse => "ics.trusts.v1.ListOrganisationsResponse",
     trusts::v1::ValueStream => "ics.trusts.v1.ValueStream",
     trusts::v1::Programme => "ics.trusts.v1.Programme",
+    workshops::v1::Workshop => "ics.workshops.v1.Workshop",
+    workshops::v1::ListWorkshopsResponse => "ics.workshops.v1.ListWorkshopsResponse",
     reporting::v1::Overview => "ics.reporting.v1.Overview",
+    reporting::v1::Outcomes => "ics.reporting.v1.Outcomes",
+    reporting::v1::OutcomesUpdate => "ics.reporting.v1.OutcomesUpdate",
     reporting::v1::OverviewUpdate => "ics.reporting.v1.OverviewUpdate",
     reporting::v1::CqcHistory => "ics.reporting.v1.CqcHistory",
     admin::v1::RepublishResponse => "ics.admin.v1.RepublishResponse",
@@ -223,6 +227,53 @@ pub fn board_role_word(number: i32) -> String {
     enum_word("ics.events.v1.BoardRole", number)
 }
 
+pub fn metric_kind_word(number: i32) -> String {
+    enum_word("ics.events.v1.MetricKind", number)
+}
+
+pub fn metric_unit_word(number: i32) -> String {
+    enum_word("ics.events.v1.MetricUnit", number)
+}
+
+/// As the `--kind` flag spells it: `3p` rather than the enum's `three-p`.
+pub fn workshop_kind_word(number: i32) -> String {
+    if number == events::v1::WorkshopKind::ThreeP as i32 {
+        return "3p".to_owned();
+    }
+    enum_word("ics.events.v1.WorkshopKind", number)
+}
+
+pub fn workshop_status_word(number: i32) -> String {
+    enum_word("ics.workshops.v1.WorkshopStatus", number)
+}
+
+pub fn follow_up_state_word(number: i32) -> String {
+    enum_word("ics.workshops.v1.FollowUpState", number)
+}
+
+/// `30`, `60`, `90` or `365`: the days after the workshop, as `--checkpoint` takes them.
+pub fn checkpoint_days(number: i32) -> String {
+    use events::v1::FollowUpCheckpoint;
+    match FollowUpCheckpoint::try_from(number) {
+        Ok(FollowUpCheckpoint::Day30) => "30".to_owned(),
+        Ok(FollowUpCheckpoint::Day60) => "60".to_owned(),
+        Ok(FollowUpCheckpoint::Day90) => "90".to_owned(),
+        Ok(FollowUpCheckpoint::Day365) => "365".to_owned(),
+        Ok(FollowUpCheckpoint::Unspecified) => "-".to_owned(),
+        Err(_) => number.to_string(),
+    }
+}
+
+/// The scope of a report in words, for when the server sent no name.
+pub fn scope_text(scope: Option<&reporting::v1::Scope>) -> String {
+    use reporting::v1::scope::Scope;
+    match scope.and_then(|scope| scope.scope.as_ref()) {
+        Some(Scope::IcsOdsCode(ics)) => format!("ICS {ics}"),
+        Some(Scope::ProgrammeId(programme)) => format!("programme {programme}"),
+        None => "no scope".to_owned(),
+    }
+}
+
 pub fn date_text(date: Option<&events::v1::Date>) -> String {
     date.map(ics_proto::date::iso)
         .unwrap_or_else(|| "-".to_owned())
@@ -262,6 +313,10 @@ impl Table {
 
     pub fn row(&mut self, cells: Vec<String>) {
         self.rows.push(cells);
+    }
+
+    pub fn rows(&self) -> &[Vec<String>] {
+        &self.rows
     }
 
     pub fn lines(&self) -> Vec<String> {
@@ -422,6 +477,13 @@ mod tests {
         assert_eq!(executive_role_word(6), "chief-operating-officer");
         assert_eq!(status_word(0), "-");
         assert_eq!(status_word(99), "99");
+        assert_eq!(metric_kind_word(1), "process-time");
+        assert_eq!(metric_unit_word(5), "percent");
+        assert_eq!(workshop_kind_word(3), "3p");
+        assert_eq!(workshop_kind_word(4), "value-stream-analysis");
+        assert_eq!(workshop_status_word(4), "reported-out");
+        assert_eq!(follow_up_state_word(3), "missed");
+        assert_eq!(checkpoint_days(4), "365");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! icsd trusts       # the trusts service alone
+//! icsd workshops    # the workshops service alone
 //! icsd reporting    # the reporting service alone
 //! icsd all          # every service in one process
 //! icsd healthcheck --url http://127.0.0.1:50051   # exit 0 when that server is SERVING
@@ -15,6 +16,7 @@ use clap::{Parser, Subcommand};
 use ics_reporting::ReportingConfig;
 use ics_service_kit::{CommonConfig, shutdown_on_signals, telemetry};
 use ics_trusts::TrustsConfig;
+use ics_workshops::WorkshopsConfig;
 use tokio_util::sync::CancellationToken;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
@@ -36,12 +38,16 @@ struct Cli {
 enum Command {
     /// Organisations, CQC ratings, executives, value streams, training and programmes.
     Trusts(TrustsConfig),
+    /// Improvement workshops from charter to 365-day follow-up.
+    Workshops(WorkshopsConfig),
     /// Cross-trust views for ICS and programme boards.
     Reporting(ReportingConfig),
     /// Every service in one process.
     All {
         #[command(flatten)]
         trusts: TrustsConfig,
+        #[command(flatten)]
+        workshops: WorkshopsConfig,
         #[command(flatten)]
         reporting: ReportingConfig,
     },
@@ -104,6 +110,7 @@ async fn probe(url: &str) -> bool {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let service_name = match &cli.command {
         Command::Trusts(_) => "ics-trusts",
+        Command::Workshops(_) => "ics-workshops",
         Command::Reporting(_) => "ics-reporting",
         Command::All { .. } | Command::Healthcheck { .. } => "ics-all",
     };
@@ -111,10 +118,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let shutdown = shutdown_on_signals();
     let outcome = match &cli.command {
         Command::Trusts(config) => ics_trusts::run(&cli.common, config, shutdown).await,
+        Command::Workshops(config) => ics_workshops::run(&cli.common, config, shutdown).await,
         Command::Reporting(config) => ics_reporting::run(&cli.common, config, shutdown).await,
-        Command::All { trusts, reporting } => {
-            run_all(&cli.common, trusts, reporting, shutdown).await
-        }
+        Command::All {
+            trusts,
+            workshops,
+            reporting,
+        } => run_all(&cli.common, trusts, workshops, reporting, shutdown).await,
         Command::Healthcheck { .. } => Ok(()),
     };
     if let Err(error) = &outcome {
@@ -128,6 +138,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn run_all(
     common: &CommonConfig,
     trusts: &TrustsConfig,
+    workshops: &WorkshopsConfig,
     reporting: &ReportingConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -137,11 +148,12 @@ async fn run_all(
         }
         result
     };
-    let (trusts, reporting) = tokio::join!(
+    let (trusts, workshops, reporting) = tokio::join!(
         async { stop_on_failure(ics_trusts::run(common, trusts, shutdown.clone()).await) },
+        async { stop_on_failure(ics_workshops::run(common, workshops, shutdown.clone()).await) },
         async { stop_on_failure(ics_reporting::run(common, reporting, shutdown.clone()).await) },
     );
-    trusts.and(reporting)
+    trusts.and(workshops).and(reporting)
 }
 
 #[cfg(test)]
@@ -160,6 +172,8 @@ mod tests {
             "127.0.0.1:1",
             "--reporting-listen",
             "127.0.0.1:2",
+            "--workshops-listen",
+            "127.0.0.1:3",
         ]);
         assert!(matches!(
             all.map(|cli| cli.command),

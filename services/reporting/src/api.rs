@@ -1,23 +1,28 @@
-//! The reporting service's gRPC API over the overview projection.
+//! The reporting service's gRPC API over the overview and outcomes projections.
 
 use std::pin::Pin;
 use std::time::Duration;
 
 use chrono::NaiveDate;
 use futures_util::Stream;
+use futures_util::future::BoxFuture;
 use ics_proto::date::to_naive;
 use ics_proto::reporting::v1::{
-    self as api, Overview, OverviewUpdate, Scope, reporting_service_server::ReportingService, scope,
+    self as api, Outcomes, OutcomesUpdate, Overview, OverviewUpdate, Scope,
+    reporting_service_server::ReportingService, scope,
 };
 use ics_service_kit::error::{ServiceError, Violations};
 use ics_service_kit::{Principal, principal};
 use sqlx::PgPool;
+use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
+use crate::outcomes_projection::OUTCOMES;
+use crate::projection::OVERVIEW;
 use crate::views;
-use crate::watch::ChangeHub;
+use crate::watch::{Change, ChangeHub};
 
 /// Changes arriving within this window are folded into one recomputation of a watch's view.
 const WATCH_COALESCE: Duration = Duration::from_millis(5);
@@ -30,6 +35,7 @@ pub struct ReportingApi {
 }
 
 impl ReportingApi {
+    /// `changes` must hear the overview and outcomes projections.
     pub fn new(pool: PgPool, changes: ChangeHub, shutdown: CancellationToken) -> Self {
         ReportingApi {
             pool,
@@ -84,7 +90,94 @@ fn as_of(value: Option<&ics_proto::events::v1::Date>) -> Result<NaiveDate, Servi
     }
 }
 
-type UpdateStream = Pin<Box<dyn Stream<Item = Result<OverviewUpdate, Status>> + Send>>;
+type UpdateStream<U> = Pin<Box<dyn Stream<Item = Result<U, Status>> + Send>>;
+
+/// Computes a view of a scope on a date.
+type ViewFn<V> = fn(PgPool, Scope, NaiveDate) -> BoxFuture<'static, Result<V, ServiceError>>;
+
+impl ReportingApi {
+    /// Streams `first`, then the view again whenever a change of one of `projections` alters
+    /// it; `update` wraps a view and the change that caused it.
+    fn watch<V, U>(
+        &self,
+        scope: Scope,
+        projections: &'static [&'static str],
+        mut changes: broadcast::Receiver<Change>,
+        first: V,
+        view: ViewFn<V>,
+        update: fn(V, Change) -> U,
+    ) -> UpdateStream<U>
+    where
+        V: Clone + PartialEq + Send + 'static,
+        U: Send + 'static,
+    {
+        let (sender, receiver) = tokio::sync::mpsc::channel(16);
+        let pool = self.pool.clone();
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            let mut last = first.clone();
+            if sender
+                .send(Ok(update(first, Change::default())))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            let relevant = |change: &Change| projections.contains(&change.projection.as_str());
+            loop {
+                let change = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = sender.closed() => return,
+                    change = changes.recv() => change,
+                };
+                let mut cause = match change {
+                    Ok(change) if relevant(&change) => change,
+                    Ok(_) => continue,
+                    Err(RecvError::Lagged(_)) => Change::default(),
+                    Err(RecvError::Closed) => return,
+                };
+                tokio::time::sleep(WATCH_COALESCE).await;
+                while let Ok(next) = changes.try_recv() {
+                    if relevant(&next) {
+                        cause = next;
+                    }
+                }
+                let today = chrono::Utc::now().date_naive();
+                let current = match view(pool.clone(), scope.clone(), today).await {
+                    Ok(current) => current,
+                    Err(error) => {
+                        let _ = sender.send(Err(error.into())).await;
+                        return;
+                    }
+                };
+                if current == last {
+                    continue;
+                }
+                last = current.clone();
+                if sender.send(Ok(update(current, cause))).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver))
+    }
+}
+
+fn overview_view(
+    pool: PgPool,
+    scope: Scope,
+    as_of: NaiveDate,
+) -> BoxFuture<'static, Result<Overview, ServiceError>> {
+    Box::pin(async move { views::overview(&pool, &scope, as_of).await })
+}
+
+fn outcomes_view(
+    pool: PgPool,
+    scope: Scope,
+    as_of: NaiveDate,
+) -> BoxFuture<'static, Result<Outcomes, ServiceError>> {
+    Box::pin(async move { views::outcomes(&pool, &scope, as_of).await })
+}
 
 #[tonic::async_trait]
 impl ReportingService for ReportingApi {
@@ -119,7 +212,7 @@ impl ReportingService for ReportingApi {
         }))
     }
 
-    type WatchOverviewStream = UpdateStream;
+    type WatchOverviewStream = UpdateStream<OverviewUpdate>;
 
     async fn watch_overview(
         &self,
@@ -129,60 +222,57 @@ impl ReportingService for ReportingApi {
         let body = request.into_inner();
         let scope = authorize_scope(&principal, body.scope.as_ref())?;
         // Subscribe before the first read so no change between the two is missed.
-        let mut changes = self.changes.subscribe();
+        let changes = self.changes.subscribe();
         let first = views::overview(&self.pool, &scope, chrono::Utc::now().date_naive()).await?;
-        let (sender, receiver) = tokio::sync::mpsc::channel(16);
-        let pool = self.pool.clone();
-        let shutdown = self.shutdown.clone();
-        tokio::spawn(async move {
-            let mut last = first.clone();
-            let initial = OverviewUpdate {
-                overview: Some(first),
-                event_type: String::new(),
-                event_id: String::new(),
-            };
-            if sender.send(Ok(initial)).await.is_err() {
-                return;
-            }
-            loop {
-                let change = tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = sender.closed() => return,
-                    change = changes.recv() => change,
-                };
-                let mut cause = match change {
-                    Ok(change) => change,
-                    Err(RecvError::Lagged(_)) => Default::default(),
-                    Err(RecvError::Closed) => return,
-                };
-                tokio::time::sleep(WATCH_COALESCE).await;
-                while let Ok(next) = changes.try_recv() {
-                    cause = next;
-                }
-                let today = chrono::Utc::now().date_naive();
-                let overview = match views::overview(&pool, &scope, today).await {
-                    Ok(overview) => overview,
-                    Err(error) => {
-                        let _ = sender.send(Err(error.into())).await;
-                        return;
-                    }
-                };
-                if overview == last {
-                    continue;
-                }
-                last = overview.clone();
-                let update = OverviewUpdate {
-                    overview: Some(overview),
-                    event_type: cause.event_type,
-                    event_id: cause.event_id,
-                };
-                if sender.send(Ok(update)).await.is_err() {
-                    return;
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(receiver),
+        Ok(Response::new(self.watch(
+            scope,
+            &[OVERVIEW],
+            changes,
+            first,
+            overview_view,
+            |overview, cause| OverviewUpdate {
+                overview: Some(overview),
+                event_type: cause.event_type,
+                event_id: cause.event_id,
+            },
+        )))
+    }
+
+    async fn get_outcomes(
+        &self,
+        request: Request<api::GetOutcomesRequest>,
+    ) -> Result<Response<Outcomes>, Status> {
+        let principal = principal(&request)?;
+        let body = request.into_inner();
+        let as_of = as_of(body.as_of.as_ref())?;
+        let scope = authorize_scope(&principal, body.scope.as_ref())?;
+        let outcomes = views::outcomes(&self.pool, &scope, as_of).await?;
+        Ok(Response::new(outcomes))
+    }
+
+    type WatchOutcomesStream = UpdateStream<OutcomesUpdate>;
+
+    async fn watch_outcomes(
+        &self,
+        request: Request<api::WatchOutcomesRequest>,
+    ) -> Result<Response<Self::WatchOutcomesStream>, Status> {
+        let principal = principal(&request)?;
+        let body = request.into_inner();
+        let scope = authorize_scope(&principal, body.scope.as_ref())?;
+        let changes = self.changes.subscribe();
+        let first = views::outcomes(&self.pool, &scope, chrono::Utc::now().date_naive()).await?;
+        // Membership and names come from the overview, so its changes can alter outcomes too.
+        Ok(Response::new(self.watch(
+            scope,
+            &[OUTCOMES, OVERVIEW],
+            changes,
+            first,
+            outcomes_view,
+            |outcomes, cause| OutcomesUpdate {
+                outcomes: Some(outcomes),
+                event_type: cause.event_type,
+                event_id: cause.event_id,
+            },
         )))
     }
 }

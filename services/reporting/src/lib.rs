@@ -1,18 +1,62 @@
 //! The reporting service: cross-trust views for ICS and programme boards, built only from the
 //! other services' events (it owns no records of its own). Queries, live watches, and operator
 //! functions to inspect dead letters and rebuild projections.
+//!
+//! # Projections
+//!
+//! - `overview`, from the `trusts` stream: organisations and their dated links, CQC ratings,
+//!   executive departures, value streams, training and programme membership.
+//! - `outcomes`, from the `workshops` stream: each workshop's trust, value stream, status and
+//!   dates, and its target sheet with report-out and follow-up values. Membership and names are
+//!   read from the overview's tables in the same schema.
+//!
+//! One [`Supervisor`] runs both; operators list dead letters and rebuild by projection name
+//! (`overview`, `outcomes`). A projection whose source stream does not exist yet (its service
+//! is not deployed) says so once and starts when the stream appears.
+//!
+//! # Programme outcomes
+//!
+//! `GetOutcomes(scope, as_of)` and `WatchOutcomes(scope)` reproduce the programme's headline
+//! table ("process time: 82 workshops, 62% = 3,020 hours") for an ICS or a programme, overall
+//! (`headline`), per member trust (`by_trust`) and per value stream (`by_value_stream`), with one
+//! row per improvement kind — process time, error count, error rate — always all three.
+//!
+//! - **Which workshops count**: those that delivered a report-out and were not cancelled
+//!   (closed ones still count). A workshop counts under a kind when its target sheet has a metric
+//!   of that kind. In an ICS, the workshops of the trusts that belong to it on `as_of` (today by
+//!   default); in a programme, those of its trusts (joined by `as_of`) held, first to last day,
+//!   within the programme's dates.
+//! - **Units**: process time in hours (minutes ÷ 60, days × 24), error counts as counts, error
+//!   rates in percentage points; `unit` says which.
+//! - **Reductions** are fractions (0.62 is 62%): `pooled_reduction = 1 − Σ after ÷ Σ baseline`
+//!   over all the kind's metrics; `mean_reduction` and `median_reduction` of each workshop's own
+//!   `1 − Σ after ÷ Σ baseline` (the median of an even count is the mean of the middle two; a
+//!   workshop with no baseline counts but has no reduction of its own);
+//!   `absolute_reduction = Σ (baseline − after)` in `unit`. A metric with no report-out value is
+//!   left out of the sums. With no baseline at all, reductions are 0.
+//! - **Sustainment**, at 30, 60, 90 and 365 days: `measured` metrics of the kind with a value at
+//!   that follow-up, `sustained` those at or better than (≤) their target, `share_sustained` the
+//!   ratio (0 when nothing was measured). `missed` counts the workshops whose follow-up at that
+//!   checkpoint was recorded as missed; they are not in the share. A measurement recorded after a
+//!   follow-up was declared missed replaces the miss.
+//! - **Groups**: every member trust appears in `by_trust` (zeros when it has no workshops), in
+//!   ODS-code order; `by_value_stream` lists the value streams with at least one counted
+//!   workshop, by name.
+//!
+//! The arithmetic lives in [`outcomes`], free of storage; [`views::outcomes`] reads the scope.
 
 mod api;
+pub mod outcomes;
+mod outcomes_projection;
 mod projection;
-mod supervisor;
-mod views;
+pub mod views;
 mod watch;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use ics_eventstore::migrate;
-use ics_projection::{ProjectionRunner, RunnerConfig};
+use ics_projection::RunnerConfig;
 use ics_proto::admin::v1::admin_service_server::AdminServiceServer;
 use ics_proto::reporting::v1::reporting_service_server::ReportingServiceServer;
 use ics_service_kit::admin::AdminApi;
@@ -22,19 +66,34 @@ use ics_service_kit::{
 use tokio_util::sync::CancellationToken;
 
 pub use api::ReportingApi;
+pub use ics_service_kit::supervisor::Supervisor;
+pub use outcomes_projection::{OUTCOMES, OutcomesProjection};
 pub use projection::{OVERVIEW, OverviewProjection};
-pub use supervisor::Supervisor;
-pub use watch::ChangeHub;
+pub use watch::{Change, ChangeHub};
 
 pub const SERVICE: &str = "reporting";
 
-/// The services whose events feed the reporting projections.
-pub const SOURCES: &[&str] = &["trusts"];
+/// The services whose events feed the overview projection.
+pub const OVERVIEW_SOURCES: &[&str] = &["trusts"];
 
-const MIGRATIONS: &[(&str, &str)] = &[(
-    "reporting_0001_overview",
-    include_str!("../migrations/0001_overview.sql"),
-)];
+/// The services whose events feed the outcomes projection. Membership and names are read from
+/// the overview's tables in the same schema, so trusts events are not needed here.
+pub const OUTCOMES_SOURCES: &[&str] = &["workshops"];
+
+/// Every service whose events feed a reporting projection.
+pub const SOURCES: &[&str] = &["trusts", "workshops"];
+
+/// The reporting schema's migrations, after `ics_projection::MIGRATIONS`.
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "reporting_0001_overview",
+        include_str!("../migrations/0001_overview.sql"),
+    ),
+    (
+        "reporting_0002_outcomes",
+        include_str!("../migrations/0002_outcomes.sql"),
+    ),
+];
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReportingConfig {
@@ -57,18 +116,22 @@ pub async fn run(
     let pool = connect_postgres(&common.database_url, SERVICE, &shutdown).await?;
     migrate(&pool, &[ics_projection::MIGRATIONS, MIGRATIONS].concat()).await?;
     let nats = connect_nats(&common.nats_url).await?;
-    let runner = ProjectionRunner::new(
-        pool.clone(),
-        nats,
-        Arc::new(OverviewProjection),
-        RunnerConfig {
-            continue_trace: Some(ics_service_kit::telemetry::continue_stored_trace),
-            ..RunnerConfig::new(&common.subject_prefix, SOURCES)
-        },
-    );
-    let supervisor = Supervisor::new(pool.clone(), runner, shutdown.clone());
-    supervisor.start().await;
-    let changes = ChangeHub::start(pool.clone(), OVERVIEW, shutdown.clone());
+    let runner_config = |sources: &[&str]| RunnerConfig {
+        continue_trace: Some(ics_service_kit::telemetry::continue_stored_trace),
+        ..RunnerConfig::new(&common.subject_prefix, sources)
+    };
+    let supervisor = Supervisor::new(pool.clone(), nats, shutdown.clone())
+        .supervise(
+            Arc::new(OverviewProjection),
+            runner_config(OVERVIEW_SOURCES),
+        )
+        .supervise(
+            Arc::new(OutcomesProjection),
+            runner_config(OUTCOMES_SOURCES),
+        )
+        .start()
+        .await;
+    let changes = ChangeHub::start(pool.clone(), &[OVERVIEW, OUTCOMES], shutdown.clone());
 
     let authenticator = Authenticator::new(&common.auth)?;
     let admin = AdminApi::new(shutdown.clone()).with_projections(supervisor.clone());

@@ -33,13 +33,13 @@ const TABLES: &[&str] = &[
 #[derive(Debug, Default)]
 pub struct OverviewProjection;
 
-fn decode<M: Message + Default>(event: &EventEnvelope) -> Result<M, ProjectionError> {
+pub(crate) fn decode<M: Message + Default>(event: &EventEnvelope) -> Result<M, ProjectionError> {
     M::decode(event.payload.as_slice()).map_err(|error| {
         ProjectionError::Rejected(format!("{} does not decode: {error}", event.event_type))
     })
 }
 
-fn date(field: &str, value: Option<&Date>) -> Result<NaiveDate, ProjectionError> {
+pub(crate) fn date(field: &str, value: Option<&Date>) -> Result<NaiveDate, ProjectionError> {
     value
         .and_then(to_naive)
         .ok_or_else(|| ProjectionError::Rejected(format!("{field} is missing or invalid")))

@@ -1,24 +1,24 @@
 //! The trusts service's gRPC API: validation, authorisation, then a command on one aggregate.
 
-use ics_eventstore::{CommandContext, EventStore, ExpectedVersion, NewEvent, RecordedEvent};
+use ics_eventstore::{EventStore, ExpectedVersion, NewEvent, RecordedEvent};
 use ics_proto::date::from_naive;
 use ics_proto::events::v1::{
-    BoardMeetingHeld, BoardMemberAdded, CommandOptions, CommandResult, CompactAdopted, CqcRatings,
-    ExecutiveRole, OrganisationKind, ProgrammeRegistered, TrainingParticipationRecorded,
-    ValueStreamDefinition, ValueStreamOrigin, ValueStreamStatus,
+    BoardMeetingHeld, BoardMemberAdded, CommandResult, CompactAdopted, CqcRatings, ExecutiveRole,
+    OrganisationKind, ProgrammeRegistered, TrainingParticipationRecorded, ValueStreamDefinition,
+    ValueStreamOrigin, ValueStreamStatus,
 };
 use ics_proto::trusts::v1::{self as api, trusts_service_server::TrustsService};
 use ics_service_kit::error::{ServiceError, Violations};
-use ics_service_kit::{Principal, principal, telemetry};
-use prost::Message;
+use ics_service_kit::{Principal, principal};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::organisation::{self, Organisation};
 use crate::programme::{self, Programme};
 use crate::training::{self, CohortDetails};
-use crate::validate::{self, MAX_LONG_TEXT_CHARS, MAX_TEXT_CHARS};
 use crate::value_stream::{self, ValueStream};
+use ics_service_kit::command::{self, Command};
+use ics_service_kit::validate::{self, MAX_LONG_TEXT_CHARS, MAX_TEXT_CHARS};
 
 /// Most outcome measures, behaviours, signatories… one list may hold.
 const MAX_LIST_ITEMS: usize = 100;
@@ -30,37 +30,11 @@ pub struct TrustsApi {
 
 type Reply = Result<Response<CommandResult>, Status>;
 
-/// Who asks for which command, and the request's content for idempotency checks.
-struct Command<'a> {
-    principal: &'a Principal,
-    options: Option<&'a CommandOptions>,
-    command_type: &'static str,
-    fingerprint: Vec<u8>,
-}
-
-impl<'a> Command<'a> {
-    fn new(
-        principal: &'a Principal,
-        options: Option<&'a CommandOptions>,
-        command_type: &'static str,
-        request: &impl Message,
-    ) -> Self {
-        Command {
-            principal,
-            options,
-            command_type,
-            fingerprint: request.encode_to_vec(),
-        }
-    }
-}
-
 impl TrustsApi {
     pub fn new(store: EventStore) -> Self {
         TrustsApi { store }
     }
 
-    /// Runs a command on one aggregate's stream. `expected` overrides the request's own
-    /// expected version (creation commands always expect a new stream).
     async fn execute<F>(
         &self,
         command: Command<'_>,
@@ -71,44 +45,7 @@ impl TrustsApi {
     where
         F: Fn(&[RecordedEvent]) -> Result<Vec<NewEvent>, ServiceError>,
     {
-        let Command {
-            principal,
-            options,
-            command_type,
-            fingerprint,
-        } = command;
-        let options = options.cloned().unwrap_or_default();
-        let (traceparent, tracestate) = telemetry::current_traceparent();
-        let context = CommandContext {
-            request_id: options.request_id.clone(),
-            principal: principal.label(),
-            correlation_id: options.request_id.clone(),
-            causation_id: String::new(),
-            traceparent,
-            tracestate,
-        };
-        let expected =
-            expected.unwrap_or_else(|| ExpectedVersion::from_request(options.expected_version));
-        let outcome = self
-            .store
-            .execute(
-                &context,
-                command_type,
-                &fingerprint,
-                stream_id,
-                expected,
-                decide,
-            )
-            .await?;
-        tracing::info!(
-            command = command_type,
-            stream = stream_id,
-            version = outcome.version,
-            replayed = outcome.replayed,
-            principal = %context.principal,
-            "command executed"
-        );
-        Ok(Response::new(outcome))
+        command::execute(&self.store, command, stream_id, expected, decide).await
     }
 
     async fn organisation(&self, ods_code: &str) -> Result<Option<Organisation>, ServiceError> {

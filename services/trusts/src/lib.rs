@@ -7,7 +7,6 @@ mod api;
 mod organisation;
 mod programme;
 mod training;
-mod validate;
 mod value_stream;
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! decides from it.
 
 use chrono::NaiveDate;
-use ics_eventstore::{NewEvent, RecordedEvent};
+use ics_eventstore::{NewEvent, RecordedEvent, history_then};
 use ics_proto::EventName;
 use ics_proto::date::from_naive;
 use ics_proto::events::v1::{
@@ -23,46 +23,15 @@ fn day(year: i32, month: u32, day: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(year, month, day).unwrap_or_default()
 }
 
-/// Turns decided events into a stored history, as the event store would.
-fn recorded(events: Vec<NewEvent>) -> Vec<RecordedEvent> {
-    events
-        .into_iter()
-        .enumerate()
-        .map(|(index, event)| RecordedEvent {
-            global_position: index as u64 + 1,
-            transaction_id: 1,
-            stream_id: "test".into(),
-            stream_version: index as u64 + 1,
-            event_id: uuid::Uuid::now_v7(),
-            event_type: event.event_type,
-            schema_version: event.schema_version,
-            organisation: event.organisation,
-            payload: event.payload,
-            metadata: Default::default(),
-            recorded_at: chrono::Utc::now(),
-        })
-        .collect()
-}
-
 /// Applies a decision to a history and returns the longer history.
 fn then(
     history: Vec<RecordedEvent>,
     decision: Result<Vec<NewEvent>, ServiceError>,
 ) -> Vec<RecordedEvent> {
-    let mut events: Vec<NewEvent> = history
-        .into_iter()
-        .map(|event| NewEvent {
-            event_type: event.event_type,
-            schema_version: event.schema_version,
-            organisation: event.organisation,
-            payload: event.payload,
-        })
-        .collect();
     match decision {
-        Ok(new_events) => events.extend(new_events),
+        Ok(new_events) => history_then(history, new_events),
         Err(error) => panic!("decision refused: {error}"),
     }
-    recorded(events)
 }
 
 fn precondition_failed<T: std::fmt::Debug>(result: Result<T, ServiceError>) -> String {

@@ -3,3 +3,4 @@
 pub mod admin;
 pub mod report;
 pub mod trusts;
+pub mod workshops;

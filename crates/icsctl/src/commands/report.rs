@@ -1,14 +1,17 @@
 //! Cross-trust views from the reporting service.
 
+use anyhow::Context as _;
 use ics_proto::events::v1::Date;
 use ics_proto::reporting::v1::{
-    self as api, CqcHistory, Overview, OverviewUpdate, Scope, TrainingParticipation,
+    self as api, CqcHistory, Outcomes, Overview, OverviewUpdate, Scope, TrainingParticipation,
     ValueStreamCounts, scope,
 };
 
-use crate::cli::{ReportCommand, ScopeArgs};
+use crate::board_pack;
+use crate::cli::{BoardPackFormat, ReportCommand, ScopeArgs};
 use crate::connect::{Context, Reporting};
-use crate::render::{self, Align, Table, date_text, outln, rating_word, share_text};
+use crate::outcomes;
+use crate::render::{self, Align, Table, date_text, outln, rating_word, scope_text, share_text};
 
 pub fn scope_of(args: ScopeArgs) -> Scope {
     let scope = match (args.ics, args.programme) {
@@ -18,14 +21,6 @@ pub fn scope_of(args: ScopeArgs) -> Scope {
         (None, None) => None,
     };
     Scope { scope }
-}
-
-fn scope_text(scope: Option<&Scope>) -> String {
-    match scope.and_then(|scope| scope.scope.as_ref()) {
-        Some(scope::Scope::IcsOdsCode(ics)) => format!("ICS {ics}"),
-        Some(scope::Scope::ProgrammeId(programme)) => format!("programme {programme}"),
-        None => "no scope".to_owned(),
-    }
 }
 
 pub async fn report(context: &Context, command: ReportCommand) -> anyhow::Result<()> {
@@ -72,7 +67,83 @@ pub async fn report(context: &Context, command: ReportCommand) -> anyhow::Result
                 }
             }
         }
+        ReportCommand::Outcomes { scope, as_of } => {
+            let outcomes = get_outcomes(&mut reporting, scope_of(scope), as_of).await?;
+            if context.json() {
+                return render::print_json(&outcomes);
+            }
+            for line in outcomes::outcomes_lines(&outcomes) {
+                outln!("{line}")?;
+            }
+            Ok(())
+        }
+        ReportCommand::WatchOutcomes { scope } => {
+            let mut updates = reporting
+                .watch_outcomes(api::WatchOutcomesRequest {
+                    scope: Some(scope_of(scope)),
+                })
+                .await?
+                .into_inner();
+            let interrupted = tokio::signal::ctrl_c();
+            tokio::pin!(interrupted);
+            loop {
+                tokio::select! {
+                    signal = &mut interrupted => {
+                        signal?;
+                        return Ok(());
+                    }
+                    update = updates.message() => match update? {
+                        Some(update) if context.json() => render::print_json_line(&update)?,
+                        Some(update) => outln!("{}", outcomes::update_line(&update))?,
+                        None => return Ok(()),
+                    },
+                }
+            }
+        }
+        ReportCommand::BoardPack {
+            scope,
+            format,
+            out,
+            as_of,
+        } => {
+            let outcomes = get_outcomes(&mut reporting, scope_of(scope), as_of).await?;
+            let (text, format_name) = match format {
+                BoardPackFormat::Csv => (board_pack::csv(&outcomes), "CSV"),
+                BoardPackFormat::Html => {
+                    let generated_at = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC");
+                    (
+                        board_pack::html(&outcomes, &generated_at.to_string()),
+                        "HTML",
+                    )
+                }
+            };
+            std::fs::write(&out, &text)
+                .with_context(|| format!("writing the board pack to {}", out.display()))?;
+            outln!(
+                "wrote the {format_name} board pack of {} as of {} to {} ({} bytes)",
+                outcomes::scope_name(&outcomes),
+                date_text(outcomes.as_of.as_ref()),
+                out.display(),
+                text.len()
+            )?;
+            Ok(())
+        }
     }
+}
+
+pub async fn get_outcomes(
+    reporting: &mut Reporting,
+    scope: Scope,
+    as_of: Option<Date>,
+) -> Result<Outcomes, tonic::Status> {
+    let outcomes = reporting
+        .get_outcomes(api::GetOutcomesRequest {
+            scope: Some(scope),
+            as_of,
+        })
+        .await?
+        .into_inner();
+    Ok(outcomes)
 }
 
 pub async fn get_overview(

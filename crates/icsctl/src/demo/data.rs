@@ -30,6 +30,10 @@ value streams, board meetings and training figures below are invented, not real 
 pub const SAMPLE_REMINDER: &str = "Reminder: the ratings, executives, value streams and training \
 figures above are SAMPLE data for demonstration, not real performance data.";
 
+pub const SYNTHETIC_REMINDER: &str = "Reminder: the workshops behind the outcomes above are \
+SYNTHETIC, generated to add up to the programme's published headline; only that headline is the \
+programme's.";
+
 pub struct Organisation {
     pub ods_code: &'static str,
     pub name: &'static str,

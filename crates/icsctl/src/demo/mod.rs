@@ -1,5 +1,6 @@
-//! `icsctl demo`: loads the SAMPLE data set of [`data`] through the same gRPC commands as the
-//! rest of the client, then prints the programme overview and the West Yorkshire ICS overview.
+//! `icsctl demo`: loads the SAMPLE data set of [`data`] and the SYNTHETIC workshop programme of
+//! [`workshops`] through the same gRPC commands as the rest of the client, then prints the
+//! programme overview, the West Yorkshire ICS overview and the programme's workshop outcomes.
 //!
 //! Re-running is safe: every command carries a deterministic request id
 //! (`demo-v1-register-RTP`), so the server answers a repeat with the first run's result instead
@@ -10,7 +11,10 @@
 //! create a second programme (see [`Loader::cqc_ratings`]).
 
 pub mod data;
+mod workshop_loader;
+pub mod workshops;
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow};
@@ -31,6 +35,7 @@ use crate::commands::trusts::{
     PROGRAMME_STREAM, TRAINING_COHORT_STREAM, VALUE_STREAM_STREAM, created_id, find_appointment,
 };
 use crate::connect::{Context, Reporting, Trusts};
+use crate::outcomes::{DEFINITIONS_LINE, headline_table};
 use crate::render::{self, outln};
 use data::{Later, Organisation};
 
@@ -52,8 +57,31 @@ pub async fn run(context: &Context, arguments: &DemoArgs) -> anyhow::Result<()> 
     let programme_id = loader.programme().await?;
     loader.board(&programme_id).await?;
     loader.executives().await?;
-    loader.value_streams().await?;
+    let value_stream_ids = loader.value_streams().await?;
     loader.training(&programme_id).await?;
+
+    loader.say(workshops::NOTICE)?;
+    let programme = workshops::programme();
+    loader.say(&format!(
+        "Loading {} SYNTHETIC workshops through the workshops service at {} …",
+        programme.len(),
+        context.workshops_url
+    ))?;
+    let workshops_client = context.workshops().await?;
+    for load in workshop_loader::load(&workshops_client, programme, &value_stream_ids).await? {
+        loader.tally.written += load.written;
+        loader.tally.replayed += load.replayed;
+        loader.tally.present += load.missed_by_service;
+        let missed = match load.missed_by_service {
+            0 => String::new(),
+            1 => "; 1 follow-up the service had already recorded as missed".to_owned(),
+            count => format!("; {count} follow-ups the service had already recorded as missed"),
+        };
+        loader.say(&format!(
+            "  SYNTHETIC workshops at {}: {} ({} commands written, {} replayed{missed})",
+            load.ods_code, load.workshops, load.written, load.replayed
+        ))?;
+    }
     let tally = &loader.tally;
     loader.say(&format!(
         "Loaded: {} written, {} replayed from an earlier run, {} already present.",
@@ -93,13 +121,26 @@ pub async fn run(context: &Context, arguments: &DemoArgs) -> anyhow::Result<()> 
     )
     .await?;
 
+    // Its own budget: the workshops' events reach reporting through a second service's relay.
+    let outcomes_deadline = Instant::now() + Duration::from_secs(arguments.outcomes_wait);
+    let outcomes = workshop_loader::wait_for_outcomes(
+        &mut reporting,
+        &Scope {
+            scope: Some(scope::Scope::ProgrammeId(programme_id.clone())),
+        },
+        Some(programme_as_of),
+        outcomes_deadline,
+    )
+    .await?;
+
     if context.json() {
-        // JSON Lines: the programme overview, then the ICS overview.
+        // JSON Lines: the programme overview, the ICS overview, then the programme's outcomes.
         for waited in [&programme_overview, &ics_overview] {
             if let Some(overview) = &waited.overview {
                 render::print_json_line(overview)?;
             }
         }
+        render::print_json_line(&outcomes.outcomes)?;
     } else {
         outln!()?;
         outln!(
@@ -113,7 +154,18 @@ pub async fn run(context: &Context, arguments: &DemoArgs) -> anyhow::Result<()> 
         outln!("West Yorkshire ICS ({}) overview today:", data::ICS)?;
         print_waited(&ics_overview)?;
         outln!()?;
+        outln!(
+            "SYNTHETIC workshop outcomes of the programme as of {} (generated workshops that \
+             add up to the published headline, not the programme's own records):",
+            data::PROGRAMME_OVERVIEW_AS_OF
+        )?;
+        for line in headline_table(&outcomes.outcomes.headline).lines() {
+            outln!("{line}")?;
+        }
+        outln!("{DEFINITIONS_LINE}")?;
+        outln!()?;
         outln!("{}", data::SAMPLE_REMINDER)?;
+        outln!("{}", data::SYNTHETIC_REMINDER)?;
     }
 
     for waited in [&programme_overview, &ics_overview] {
@@ -125,6 +177,14 @@ pub async fn run(context: &Context, arguments: &DemoArgs) -> anyhow::Result<()> 
                 waited.missing.join("; ")
             );
         }
+    }
+    if !outcomes.missing.is_empty() {
+        anyhow::bail!(
+            "the reporting service did not count every SYNTHETIC workshop within {} s \
+             (projections are eventually consistent; run the demo again to re-check): {}",
+            arguments.outcomes_wait,
+            outcomes.missing.join("; ")
+        );
     }
     Ok(())
 }
@@ -513,7 +573,9 @@ impl Loader {
         Ok(())
     }
 
-    async fn value_streams(&mut self) -> anyhow::Result<()> {
+    /// Answers each value stream's id by its key in [`data::VALUE_STREAMS`], for the workshops.
+    async fn value_streams(&mut self) -> anyhow::Result<HashMap<&'static str, String>> {
+        let mut ids = HashMap::new();
         for stream in data::VALUE_STREAMS {
             let definition = ValueStreamDefinition {
                 name: stream.name.to_owned(),
@@ -542,6 +604,7 @@ impl Loader {
                 reply,
             )?;
             let value_stream_id = created_id(&result, VALUE_STREAM_STREAM)?;
+            ids.insert(stream.key, value_stream_id.clone());
 
             match &stream.later {
                 Later::Unchanged => {}
@@ -594,7 +657,7 @@ impl Loader {
                 }
             }
         }
-        Ok(())
+        Ok(ids)
     }
 
     async fn training(&mut self, programme_id: &str) -> anyhow::Result<()> {

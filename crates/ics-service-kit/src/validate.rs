@@ -1,9 +1,10 @@
-//! Field rules shared by the trusts service's commands.
+//! Field rules shared by every service's commands: each check adds a field violation rather
+//! than failing at once, so one answer names every offending field.
 
+use crate::error::Violations;
 use chrono::NaiveDate;
 use ics_proto::date;
 use ics_proto::events::v1::{CommandOptions, Date};
-use ics_service_kit::error::Violations;
 
 /// Longest name, title or free-text line the service stores.
 pub const MAX_TEXT_CHARS: usize = 200;
@@ -130,6 +131,25 @@ pub fn enum_value<E: TryFrom<i32>>(
             None
         }
     }
+}
+
+/// A finite number (NaN and ±∞ are refused) within `min..=max`.
+pub fn number(
+    violations: &mut Violations,
+    field: &str,
+    value: f64,
+    min: f64,
+    max: f64,
+) -> Option<f64> {
+    if !value.is_finite() {
+        violations.add(field, "must be a finite number");
+        return None;
+    }
+    if value < min || value > max {
+        violations.add(field, format!("must be between {min} and {max}"));
+        return None;
+    }
+    Some(value)
 }
 
 pub fn uuid(violations: &mut Violations, field: &str, value: &str) -> Option<uuid::Uuid> {

@@ -1,0 +1,88 @@
+//! Running a command: who asks, with which idempotency key and expected version, on which
+//! aggregate stream, deciding with which function. The same in every service.
+
+use ics_eventstore::{CommandContext, EventStore, ExpectedVersion, NewEvent, RecordedEvent};
+use ics_proto::events::v1::{CommandOptions, CommandResult};
+use prost::Message;
+use tonic::{Response, Status};
+
+use crate::auth::Principal;
+use crate::error::ServiceError;
+use crate::telemetry;
+
+/// What every command carries besides its decision.
+#[derive(Debug)]
+pub struct Command<'a> {
+    pub principal: &'a Principal,
+    pub options: Option<&'a CommandOptions>,
+    pub command_type: &'static str,
+    /// The request's encoding: the same request id with another content is refused.
+    pub fingerprint: Vec<u8>,
+}
+
+impl<'a> Command<'a> {
+    pub fn new(
+        principal: &'a Principal,
+        options: Option<&'a CommandOptions>,
+        command_type: &'static str,
+        request: &impl Message,
+    ) -> Self {
+        Command {
+            principal,
+            options,
+            command_type,
+            fingerprint: request.encode_to_vec(),
+        }
+    }
+}
+
+/// Runs a command on one aggregate's stream and answers with its result. `expected` overrides
+/// the request's own expected version (creation commands always expect a new stream).
+pub async fn execute<F>(
+    store: &EventStore,
+    command: Command<'_>,
+    stream_id: &str,
+    expected: Option<ExpectedVersion>,
+    decide: F,
+) -> Result<Response<CommandResult>, Status>
+where
+    F: Fn(&[RecordedEvent]) -> Result<Vec<NewEvent>, ServiceError>,
+{
+    let Command {
+        principal,
+        options,
+        command_type,
+        fingerprint,
+    } = command;
+    let options = options.cloned().unwrap_or_default();
+    let (traceparent, tracestate) = telemetry::current_traceparent();
+    let context = CommandContext {
+        request_id: options.request_id.clone(),
+        principal: principal.label(),
+        correlation_id: options.request_id.clone(),
+        causation_id: String::new(),
+        traceparent,
+        tracestate,
+    };
+    let expected =
+        expected.unwrap_or_else(|| ExpectedVersion::from_request(options.expected_version));
+    let outcome = store
+        .execute(
+            &context,
+            command_type,
+            &fingerprint,
+            stream_id,
+            expected,
+            decide,
+        )
+        .await?;
+    tracing::info!(
+        command = command_type,
+        stream = stream_id,
+        version = outcome.version,
+        replayed = outcome.replayed,
+        principal = %context.principal,
+        "command executed"
+    );
+    Ok(Response::new(outcome))
+}

@@ -1,0 +1,254 @@
+//! Keeps a service's projections running and rebuilds one on an operator's request.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::admin::ProjectionAdmin;
+use crate::error::ServiceError;
+use async_nats::jetstream;
+use futures_util::future::BoxFuture;
+use ics_eventstore::subject;
+use ics_projection::{
+    Projection, ProjectionError, ProjectionRunner, RunnerConfig, list_dead_letters,
+};
+use ics_proto::admin::v1::DeadLetter;
+use sqlx::PgPool;
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// How long a rebuild may take to catch up before the call gives up waiting (it keeps going).
+const REBUILD_CATCH_UP: Duration = Duration::from_secs(300);
+
+/// Longest pause between looks for a source stream that does not exist yet.
+const STREAM_WAIT_MAX: Duration = Duration::from_secs(2);
+
+/// A projection runner with its projection type erased, so one supervisor can hold several.
+trait Runner: Send + Sync {
+    fn run(&self, stop: CancellationToken) -> BoxFuture<'static, ()>;
+    fn reset_for_rebuild(&self) -> BoxFuture<'_, Result<(), ProjectionError>>;
+    fn wait_caught_up(&self, timeout: Duration) -> BoxFuture<'_, Result<(), ProjectionError>>;
+    fn events_applied(&self) -> BoxFuture<'_, Result<u64, ProjectionError>>;
+}
+
+impl<P: Projection> Runner for ProjectionRunner<P> {
+    fn run(&self, stop: CancellationToken) -> BoxFuture<'static, ()> {
+        Box::pin(ProjectionRunner::run(self.clone(), stop))
+    }
+
+    fn reset_for_rebuild(&self) -> BoxFuture<'_, Result<(), ProjectionError>> {
+        Box::pin(ProjectionRunner::reset_for_rebuild(self))
+    }
+
+    fn wait_caught_up(&self, timeout: Duration) -> BoxFuture<'_, Result<(), ProjectionError>> {
+        Box::pin(ProjectionRunner::wait_caught_up(self, timeout))
+    }
+
+    fn events_applied(&self) -> BoxFuture<'_, Result<u64, ProjectionError>> {
+        Box::pin(ProjectionRunner::events_applied(self))
+    }
+}
+
+struct Running {
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+struct Supervised {
+    name: String,
+    runner: Arc<dyn Runner>,
+    /// The JetStream streams the projection reads.
+    source_streams: Vec<String>,
+    running: Mutex<Option<Running>>,
+}
+
+/// Runs every reporting projection, each from its own source streams, and serves the admin
+/// API's projection operations by projection name.
+pub struct Supervisor {
+    pool: PgPool,
+    nats: async_nats::Client,
+    shutdown: CancellationToken,
+    projections: Vec<Supervised>,
+}
+
+impl Supervisor {
+    pub fn new(pool: PgPool, nats: async_nats::Client, shutdown: CancellationToken) -> Self {
+        Supervisor {
+            pool,
+            nats,
+            shutdown,
+            projections: Vec::new(),
+        }
+    }
+
+    /// Adds a projection fed by the streams `config` names.
+    pub fn supervise<P: Projection>(mut self, projection: Arc<P>, config: RunnerConfig) -> Self {
+        let name = projection.name().to_string();
+        let source_streams = config
+            .source_services
+            .iter()
+            .map(|service| subject::stream_name(&config.subject_prefix, service))
+            .collect();
+        let runner =
+            ProjectionRunner::new(self.pool.clone(), self.nats.clone(), projection, config);
+        self.projections.push(Supervised {
+            name,
+            runner: Arc::new(runner),
+            source_streams,
+            running: Mutex::new(None),
+        });
+        self
+    }
+
+    /// The supervised projections' names.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.projections
+            .iter()
+            .map(|projection| projection.name.as_str())
+    }
+
+    /// Starts every projection; each begins consuming once all its source streams exist.
+    pub async fn start(self) -> Arc<Self> {
+        for projection in &self.projections {
+            *projection.running.lock().await = Some(self.spawn(projection));
+        }
+        Arc::new(self)
+    }
+
+    fn spawn(&self, projection: &Supervised) -> Running {
+        let stop = self.shutdown.child_token();
+        let jetstream = jetstream::new(self.nats.clone());
+        let name = projection.name.clone();
+        let streams = projection.source_streams.clone();
+        let run = projection.runner.run(stop.clone());
+        let waiting = stop.clone();
+        let task = tokio::spawn(async move {
+            if wait_for_streams(&jetstream, &name, &streams, &waiting).await {
+                run.await;
+            }
+        });
+        Running { stop, task }
+    }
+
+    fn find(&self, projection: &str) -> Result<&Supervised, ServiceError> {
+        self.projections
+            .iter()
+            .find(|supervised| supervised.name == projection)
+            .ok_or_else(|| ServiceError::NotFound {
+                resource: format!("projection {projection}"),
+            })
+    }
+
+    /// Waits for every runner to stop after shutdown.
+    pub async fn stopped(&self) {
+        for projection in &self.projections {
+            if let Some(running) = projection.running.lock().await.take() {
+                running.stop.cancel();
+                let _ = running.task.await;
+            }
+        }
+    }
+}
+
+/// The first of `streams` that does not exist or cannot be looked up right now, and why.
+async fn first_missing<'a>(
+    jetstream: &jetstream::Context,
+    streams: &'a [String],
+) -> Option<(&'a str, String)> {
+    for stream in streams {
+        if let Err(error) = jetstream.get_stream(stream).await {
+            return Some((stream, error.to_string()));
+        }
+    }
+    None
+}
+
+/// Waits until every stream exists; false when `stop` came first. A source service that is not
+/// deployed yet (no stream) is an expected state, not an error: it is announced once, and the
+/// runner, whose retries warn each time, starts only when there is something to consume.
+async fn wait_for_streams(
+    jetstream: &jetstream::Context,
+    projection: &str,
+    streams: &[String],
+    stop: &CancellationToken,
+) -> bool {
+    let mut pause = Duration::from_millis(100);
+    let mut announced = false;
+    loop {
+        let Some((missing, error)) = first_missing(jetstream, streams).await else {
+            if announced {
+                tracing::info!(projection, "source streams available; projection starting");
+            }
+            return true;
+        };
+        if announced {
+            tracing::debug!(projection, stream = missing, %error, "source stream still unavailable");
+        } else {
+            tracing::info!(projection, stream = missing, %error, "source stream unavailable; waiting for it");
+            announced = true;
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return false,
+            _ = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(STREAM_WAIT_MAX);
+    }
+}
+
+impl ProjectionAdmin for Supervisor {
+    fn dead_letters<'a>(
+        &'a self,
+        projection: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<DeadLetter>, ServiceError>> {
+        Box::pin(async move {
+            if !projection.is_empty() {
+                self.find(projection)?;
+            }
+            let letters = list_dead_letters(&self.pool, projection).await?;
+            Ok(letters
+                .into_iter()
+                .map(|letter| DeadLetter {
+                    projection: letter.projection,
+                    subject: letter.subject,
+                    event_id: letter.event_id,
+                    event_type: letter.event_type,
+                    deliveries: letter.deliveries,
+                    error: letter.error,
+                    recorded_at: letter.recorded_at.to_rfc3339(),
+                })
+                .collect())
+        })
+    }
+
+    fn rebuild<'a>(&'a self, projection: &'a str) -> BoxFuture<'a, Result<u64, ServiceError>> {
+        Box::pin(async move {
+            let supervised = self.find(projection)?;
+            let mut running = supervised.running.lock().await;
+            if let Some(current) = running.take() {
+                current.stop.cancel();
+                let _ = current.task.await;
+            }
+            let reset = supervised.runner.reset_for_rebuild().await;
+            *running = Some(self.spawn(supervised));
+            drop(running);
+            reset.map_err(|error| ServiceError::Unavailable(format!("rebuild failed: {error}")))?;
+            // Without its streams the rebuilt projection is empty, and stays so until they exist.
+            let jetstream = jetstream::new(self.nats.clone());
+            if first_missing(&jetstream, &supervised.source_streams)
+                .await
+                .is_none()
+            {
+                supervised
+                    .runner
+                    .wait_caught_up(REBUILD_CATCH_UP)
+                    .await
+                    .map_err(|error| ServiceError::Unavailable(error.to_string()))?;
+            }
+            supervised
+                .runner
+                .events_applied()
+                .await
+                .map_err(|error| ServiceError::Unavailable(error.to_string()))
+        })
+    }
+}
