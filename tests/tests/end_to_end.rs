@@ -1005,7 +1005,26 @@ async fn a_workshop_from_charter_to_follow_up_moves_the_ics_outcomes_on_an_open_
         .unwrap_err();
     assert_eq!(refused.code(), Code::FailedPrecondition);
 
-    // A closed value stream takes no new workshops.
+    // A workshop chartered on a value stream that then closes carries on; new ones are refused.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let chartered_before_closing = loop {
+        match workshops
+            .charter_workshop(authorized(&leeds, charter(&pathology, hours.clone())))
+            .await
+        {
+            Ok(result) => {
+                break result
+                    .into_inner()
+                    .stream_id
+                    .trim_start_matches("workshop-")
+                    .to_string();
+            }
+            Err(status) if status.code() == Code::NotFound && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(status) => panic!("charter refused: {status:?}"),
+        }
+    };
     trusts
         .close_value_stream(authorized(
             &leeds,
@@ -1036,6 +1055,20 @@ async fn a_workshop_from_charter_to_follow_up_moves_the_ics_outcomes_on_an_open_
             }
         }
     }
+
+    workshops
+        .schedule_workshop(authorized(
+            &leeds,
+            ScheduleWorkshopRequest {
+                options: options(),
+                workshop_id: chartered_before_closing,
+                starts_on: day(2017, 3, 6),
+                ends_on: day(2017, 3, 8),
+                duration_override_reason: String::new(),
+            },
+        ))
+        .await
+        .expect("a workshop chartered before its value stream closed carries on");
 
     // The board of West Yorkshire watches its outcomes.
     let mut watch = reporting
