@@ -12,7 +12,7 @@ mod runner;
 
 pub use runner::{
     DeadLetter, Projection, ProjectionError, ProjectionRunner, RunnerConfig, change_channel,
-    list_dead_letters,
+    decode_payload, delete_all, list_dead_letters,
 };
 
 /// Tables the runner keeps beside the projection's own; apply with `ics_eventstore::migrate`.

@@ -43,6 +43,27 @@ pub trait Projection: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<(), ProjectionError>>;
 }
 
+/// Decodes an event's payload as `M`. A payload that does not decode is `Rejected`: retrying
+/// cannot help, so it goes to the dead letters.
+pub fn decode_payload<M: Message + Default>(event: &EventEnvelope) -> Result<M, ProjectionError> {
+    M::decode(event.payload.as_slice()).map_err(|error| {
+        ProjectionError::Rejected(format!("{} does not decode: {error}", event.event_type))
+    })
+}
+
+/// Deletes every row of the projection's `tables`: what [`Projection::reset`] usually does.
+pub async fn delete_all(
+    connection: &mut PgConnection,
+    tables: &[&str],
+) -> Result<(), ProjectionError> {
+    for table in tables {
+        sqlx::query(&format!("DELETE FROM {table}"))
+            .execute(&mut *connection)
+            .await?;
+    }
+    Ok(())
+}
+
 /// The LISTEN/NOTIFY channel on which a projection announces each applied event; the payload
 /// is `organisation<TAB>event_type<TAB>event_id`. Watchers in any replica listen on it.
 pub fn change_channel(projection: &str) -> String {

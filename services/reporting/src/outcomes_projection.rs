@@ -2,7 +2,7 @@
 //! sheet with its report-out and follow-up values, fed by the workshops service's stream.
 
 use futures_util::future::BoxFuture;
-use ics_projection::{Projection, ProjectionError};
+use ics_projection::{Projection, ProjectionError, delete_all};
 use ics_proto::EventName;
 use ics_proto::date::to_naive;
 use ics_proto::events::v1::{
@@ -46,14 +46,7 @@ impl Projection for OutcomesProjection {
         &'a self,
         connection: &'a mut PgConnection,
     ) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(async move {
-            for table in TABLES {
-                sqlx::query(&format!("DELETE FROM {table}"))
-                    .execute(&mut *connection)
-                    .await?;
-            }
-            Ok(())
-        })
+        Box::pin(delete_all(connection, TABLES))
     }
 }
 

@@ -3,7 +3,7 @@
 
 use chrono::NaiveDate;
 use futures_util::future::BoxFuture;
-use ics_projection::{Projection, ProjectionError};
+use ics_projection::{Projection, ProjectionError, delete_all};
 use ics_proto::EventName;
 use ics_proto::date::to_naive;
 use ics_proto::events::v1::{
@@ -12,7 +12,6 @@ use ics_proto::events::v1::{
     ProgrammeTrustJoined, TrainingParticipationRecorded, ValueStreamClosed, ValueStreamDefined,
     ValueStreamRevised, ValueStreamStatus, ValueStreamStatusChanged,
 };
-use prost::Message;
 use sqlx::PgConnection;
 
 /// The projection's name: its checkpoints, consumer and change channel.
@@ -33,11 +32,7 @@ const TABLES: &[&str] = &[
 #[derive(Debug, Default)]
 pub struct OverviewProjection;
 
-pub(crate) fn decode<M: Message + Default>(event: &EventEnvelope) -> Result<M, ProjectionError> {
-    M::decode(event.payload.as_slice()).map_err(|error| {
-        ProjectionError::Rejected(format!("{} does not decode: {error}", event.event_type))
-    })
-}
+pub(crate) use ics_projection::decode_payload as decode;
 
 pub(crate) fn date(field: &str, value: Option<&Date>) -> Result<NaiveDate, ProjectionError> {
     value
@@ -62,14 +57,7 @@ impl Projection for OverviewProjection {
         &'a self,
         connection: &'a mut PgConnection,
     ) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(async move {
-            for table in TABLES {
-                sqlx::query(&format!("DELETE FROM {table}"))
-                    .execute(&mut *connection)
-                    .await?;
-            }
-            Ok(())
-        })
+        Box::pin(delete_all(connection, TABLES))
     }
 }
 

@@ -3,14 +3,13 @@
 //! catches up after the trusts service or NATS was away (a durable consumer).
 
 use futures_util::future::BoxFuture;
-use ics_projection::{Projection, ProjectionError};
+use ics_projection::{Projection, ProjectionError, delete_all};
 use ics_proto::EventName;
 use ics_proto::events::v1::{
     EventEnvelope, OrganisationKind, OrganisationRegistered, ValueStreamClosed, ValueStreamDefined,
     ValueStreamStatus, ValueStreamStatusChanged,
 };
 use ics_service_kit::error::ServiceError;
-use prost::Message;
 use sqlx::{PgConnection, PgPool};
 
 pub const REFERENCES: &str = "references";
@@ -18,11 +17,7 @@ pub const REFERENCES: &str = "references";
 #[derive(Debug, Default)]
 pub struct ReferencesProjection;
 
-fn decode<M: Message + Default>(event: &EventEnvelope) -> Result<M, ProjectionError> {
-    M::decode(event.payload.as_slice()).map_err(|error| {
-        ProjectionError::Rejected(format!("{} does not decode: {error}", event.event_type))
-    })
-}
+use ics_projection::decode_payload as decode;
 
 impl Projection for ReferencesProjection {
     fn name(&self) -> &str {
@@ -77,15 +72,10 @@ impl Projection for ReferencesProjection {
         &'a self,
         connection: &'a mut PgConnection,
     ) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(async move {
-            sqlx::query("DELETE FROM reference_organisations")
-                .execute(&mut *connection)
-                .await?;
-            sqlx::query("DELETE FROM reference_value_streams")
-                .execute(&mut *connection)
-                .await?;
-            Ok(())
-        })
+        Box::pin(delete_all(
+            connection,
+            &["reference_organisations", "reference_value_streams"],
+        ))
     }
 }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDate, Utc};
 use futures_util::future::BoxFuture;
 use ics_eventstore::{CommandContext, EventStore, ExpectedVersion};
-use ics_projection::{Projection, ProjectionError};
+use ics_projection::{Projection, ProjectionError, delete_all};
 use ics_proto::EventName;
 use ics_proto::date::to_naive;
 use ics_proto::events::v1::{
@@ -21,7 +21,6 @@ use ics_proto::events::v1::{
     WorkshopCancelled, WorkshopClosed, WorkshopHeld,
 };
 use ics_service_kit::error::ServiceError;
-use prost::Message;
 use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 
@@ -71,11 +70,7 @@ impl Clock for FixedClock {
 #[derive(Debug, Default)]
 pub struct FollowUpProjection;
 
-fn decode<M: Message + Default>(event: &EventEnvelope) -> Result<M, ProjectionError> {
-    M::decode(event.payload.as_slice()).map_err(|error| {
-        ProjectionError::Rejected(format!("{} does not decode: {error}", event.event_type))
-    })
-}
+use ics_projection::decode_payload as decode;
 
 impl Projection for FollowUpProjection {
     fn name(&self) -> &str {
@@ -94,15 +89,10 @@ impl Projection for FollowUpProjection {
         &'a self,
         connection: &'a mut PgConnection,
     ) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(async move {
-            sqlx::query("DELETE FROM follow_up_schedule")
-                .execute(&mut *connection)
-                .await?;
-            sqlx::query("DELETE FROM follow_up_workshops")
-                .execute(&mut *connection)
-                .await?;
-            Ok(())
-        })
+        Box::pin(delete_all(
+            connection,
+            &["follow_up_schedule", "follow_up_workshops"],
+        ))
     }
 }
 
