@@ -2,7 +2,7 @@ use chrono::{DateTime, Utc};
 use ics_proto::events::v1::{CommandResult, EventEnvelope, EventMetadata};
 use prost::Message;
 use sqlx::postgres::PgRow;
-use sqlx::{PgPool, Postgres, Row, Transaction};
+use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
 use crate::StoreError;
@@ -306,7 +306,13 @@ impl EventStore {
 
     /// Runs a command: replays the first result of a retried request id, otherwise reads the
     /// stream, lets `decide` produce events from its history, and appends them at the next
-    /// versions, all in one transaction.
+    /// versions.
+    ///
+    /// No explicit transaction is needed, which saves two round trips per command: the append,
+    /// the request's result and the relay's NOTIFY are one statement, so they commit together;
+    /// and whatever changed since the reads is caught by the unique keys on
+    /// `(stream_id, stream_version)` and `(principal, request_id)`, after which the command is
+    /// decided again, replayed or refused as a conflict.
     ///
     /// `fingerprint` identifies the command's content (its encoded request): the same request
     /// id with another fingerprint is refused rather than silently answered with the old result.
@@ -387,10 +393,10 @@ impl EventStore {
         F: Fn(&[RecordedEvent]) -> Result<Vec<NewEvent>, E>,
     {
         let failed = |error: sqlx::Error| AttemptError::Failed(E::from(StoreError::from(error)));
-        let mut transaction = self.pool.begin().await.map_err(failed)?;
+        let mut connection = self.pool.acquire().await.map_err(failed)?;
 
         if let Some(outcome) =
-            recorded_result_in(&mut transaction, context, command_type, fingerprint)
+            recorded_result_in(&mut connection, context, command_type, fingerprint)
                 .await
                 .map_err(|error| AttemptError::Failed(E::from(error)))?
         {
@@ -401,7 +407,7 @@ impl EventStore {
             "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = $1 ORDER BY stream_version"
         ))
         .bind(stream_id)
-        .fetch_all(&mut *transaction)
+        .fetch_all(&mut *connection)
         .await
         .map_err(failed)?;
         let history = rows
@@ -493,15 +499,10 @@ impl EventStore {
         .bind(fingerprint)
         .bind(outcome.encode_to_vec())
         .bind(self.notify_channel())
-        .execute(&mut *transaction)
+        .execute(&mut *connection)
         .await;
         match appended {
-            Ok(_) => {}
-            Err(error) if is_unique_violation(&error) => return Err(AttemptError::Raced),
-            Err(error) => return Err(failed(error)),
-        }
-        match transaction.commit().await {
-            Ok(()) => Ok(outcome),
+            Ok(_) => Ok(outcome),
             Err(error) if is_unique_violation(&error) => Err(AttemptError::Raced),
             Err(error) => Err(failed(error)),
         }
@@ -513,16 +514,13 @@ impl EventStore {
         command_type: &str,
         fingerprint: &[u8],
     ) -> Result<Option<CommandOutcome>, StoreError> {
-        let mut transaction = self.pool.begin().await?;
-        let outcome =
-            recorded_result_in(&mut transaction, context, command_type, fingerprint).await?;
-        transaction.rollback().await?;
-        Ok(outcome)
+        let mut connection = self.pool.acquire().await?;
+        recorded_result_in(&mut connection, context, command_type, fingerprint).await
     }
 }
 
 async fn recorded_result_in(
-    transaction: &mut Transaction<'_, Postgres>,
+    connection: &mut PgConnection,
     context: &CommandContext,
     command_type: &str,
     fingerprint: &[u8],
@@ -533,7 +531,7 @@ async fn recorded_result_in(
     )
     .bind(&context.principal)
     .bind(&context.request_id)
-    .fetch_optional(&mut **transaction)
+    .fetch_optional(&mut *connection)
     .await?;
     let Some(row) = row else {
         return Ok(None);
