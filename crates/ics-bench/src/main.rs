@@ -3,7 +3,7 @@
 //! 1. **Command latency** — single write commands (`RenameOrganisation` across many trusts) sent
 //!    at a constant arrival rate (open model: a slow reply does not delay the next send, and
 //!    latency counts from the scheduled send time), reported as p50/p95/p99 — and also from the
-//!    actual send, since the generator's timer itself fires up to a millisecond late.
+//!    actual send, to show how late the generator itself was.
 //! 2. **Freshness** — at a lower constant rate, the time from a command's ack to the moment a
 //!    board's live watch of the ICS overview shows its effect.
 //!
@@ -291,9 +291,8 @@ struct Run {
 pub(crate) struct Sample {
     /// From the scheduled send time (open model: includes any delay in sending).
     latencies: Vec<u64>,
-    /// From the moment the request was actually handed to the client. Tokio's timer fires up to
-    /// a millisecond late, so this is the server's share; the gap between the two lines is the
-    /// generator's own lateness.
+    /// From the moment the request was actually handed to the client: the gap between the two
+    /// lines is the generator's own lateness (a busy machine delays the sending task too).
     from_send: Vec<u64>,
     errors: usize,
     sent: usize,
@@ -331,14 +330,28 @@ where
     Fut: std::future::Future<Output = Result<(), tonic::Status>> + Send + 'static,
 {
     let interval = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
-    let start = tokio::time::Instant::now();
+    // Tokio's timer wheel rounds sleeps up to whole milliseconds, which would add up to a
+    // millisecond of the generator's own lateness to every figure. A thread with the OS timer
+    // keeps the schedule instead and hands each tick to the runtime.
+    let (ticks, mut scheduled_ticks) = tokio::sync::mpsc::unbounded_channel();
+    let start = Instant::now();
+    std::thread::spawn(move || {
+        for index in 0..total {
+            let scheduled = start + interval * u32::try_from(index).unwrap_or(u32::MAX);
+            let now = Instant::now();
+            if scheduled > now {
+                std::thread::sleep(scheduled - now);
+            }
+            if ticks.send((index, scheduled)).is_err() {
+                return;
+            }
+        }
+    });
     let mut tasks = Vec::with_capacity(total);
-    for index in 0..total {
-        let scheduled = start + interval * u32::try_from(index).unwrap_or(u32::MAX);
-        tokio::time::sleep_until(scheduled).await;
+    while let Some((index, scheduled)) = scheduled_ticks.recv().await {
         let request = send(index);
         tasks.push(tokio::spawn(async move {
-            let sent = tokio::time::Instant::now();
+            let sent = Instant::now();
             request
                 .await
                 .map(|()| (scheduled.elapsed(), sent.elapsed()))
