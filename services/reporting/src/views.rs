@@ -457,8 +457,10 @@ async fn scoped_workshops(
 
     let mut metric_index: HashMap<(String, String), (usize, usize)> = HashMap::new();
     for row in sqlx::query(
-        "SELECT workshop_id, metric_id, kind, unit, baseline, target, after_value
-         FROM workshop_metrics WHERE workshop_id = ANY($1) ORDER BY workshop_id, position",
+        // A join, not `= ANY($1)`: with thousands of ids the array would be scanned per row.
+        "SELECT m.workshop_id, m.metric_id, m.kind, m.unit, m.baseline, m.target, m.after_value
+         FROM workshop_metrics m JOIN unnest($1::text[]) AS scoped (workshop_id) USING (workshop_id)
+         ORDER BY m.workshop_id, m.position",
     )
     .bind(&ids)
     .fetch_all(pool)
@@ -488,9 +490,9 @@ async fn scoped_workshops(
     for row in sqlx::query(
         "SELECT f.workshop_id, f.checkpoint, f.state, v.metric_id, v.value
          FROM workshop_follow_ups f
+         JOIN unnest($1::text[]) AS scoped (workshop_id) ON scoped.workshop_id = f.workshop_id
          LEFT JOIN workshop_follow_up_values v
-           ON v.workshop_id = f.workshop_id AND v.checkpoint = f.checkpoint
-         WHERE f.workshop_id = ANY($1)",
+           ON v.workshop_id = f.workshop_id AND v.checkpoint = f.checkpoint",
     )
     .bind(&ids)
     .fetch_all(pool)
