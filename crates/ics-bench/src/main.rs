@@ -77,6 +77,12 @@ struct Cli {
     /// Skip the workshop runs (e.g. against a deployment without the workshops service).
     #[arg(long)]
     no_workshops: bool,
+    /// Only delete the JetStream streams of this subject prefix and exit: `scripts/bench` cleans
+    /// up its throw-away deployment with it. Never point it at a real deployment's prefix.
+    #[arg(long)]
+    delete_streams_of_prefix: Option<String>,
+    #[arg(long, env = "ICS_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    nats_url: String,
     /// Unmeasured warm-up before each run.
     #[arg(long, default_value_t = 2)]
     warmup_seconds: u64,
@@ -113,6 +119,9 @@ pub(crate) fn trust_code(index: usize) -> String {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Some(prefix) = &cli.delete_streams_of_prefix {
+        return delete_streams(&cli.nats_url, prefix).await;
+    }
     let token = |principal: &Principal| {
         mint_token(
             &cli.token_secret,
@@ -194,6 +203,25 @@ async fn main() -> anyhow::Result<()> {
 
     if !cli.no_workshops {
         workshops::run(&clients, &cli.workshops_url, cli.workshop_rate, cli.seconds).await?;
+    }
+    Ok(())
+}
+
+/// Deletes the streams `<PREFIX>_*` that a throw-away deployment created.
+async fn delete_streams(nats_url: &str, prefix: &str) -> anyhow::Result<()> {
+    let nats = async_nats::connect(nats_url).await?;
+    let jetstream = async_nats::jetstream::new(nats);
+    let wanted = format!("{}_", prefix.to_uppercase());
+    let mut names = jetstream.stream_names();
+    let mut doomed = Vec::new();
+    while let Some(name) = names.next().await {
+        let name = name?;
+        if name.starts_with(&wanted) {
+            doomed.push(name);
+        }
+    }
+    for name in doomed {
+        jetstream.delete_stream(&name).await?;
     }
     Ok(())
 }
