@@ -142,6 +142,36 @@ async fn wait_for_overview(
     }
 }
 
+/// Charters a workshop, retrying while the workshops service has not yet learnt of its trust
+/// and value stream from the trusts service's events; returns the workshop id.
+async fn charter_when_known(
+    workshops: &mut ics_proto::workshops::v1::workshops_service_client::WorkshopsServiceClient<
+        Channel,
+    >,
+    token: &str,
+    request: ics_proto::workshops::v1::CharterWorkshopRequest,
+) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match workshops
+            .charter_workshop(authorized(token, request.clone()))
+            .await
+        {
+            Ok(result) => {
+                return result
+                    .into_inner()
+                    .stream_id
+                    .trim_start_matches("workshop-")
+                    .to_string();
+            }
+            Err(status) if status.code() == Code::NotFound && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(status) => panic!("charter refused: {status:?}"),
+        }
+    }
+}
+
 async fn event_count(deployment: &Deployment) -> i64 {
     let pool = deployment.database.pool("trusts").await;
     let count = sqlx::query_scalar("SELECT count(*) FROM events")
@@ -927,26 +957,8 @@ async fn a_workshop_from_charter_to_follow_up_moves_the_ics_outcomes_on_an_open_
         baseline: 120.0,
         target: 48.0,
     };
-    // The workshops service learns of the value stream from events: retry until it has.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let workshop_id = loop {
-        match workshops
-            .charter_workshop(authorized(&leeds, charter(&outpatients, hours.clone())))
-            .await
-        {
-            Ok(result) => {
-                break result
-                    .into_inner()
-                    .stream_id
-                    .trim_start_matches("workshop-")
-                    .to_string();
-            }
-            Err(status) if status.code() == Code::NotFound && Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(status) => panic!("charter refused: {status:?}"),
-        }
-    };
+    let workshop_id =
+        charter_when_known(&mut workshops, &leeds, charter(&outpatients, hours.clone())).await;
 
     // Bad input: a unit that does not fit, an error rate over 100%, another trust's writer.
     let mut minutes_as_percent = hours.clone();
@@ -1006,25 +1018,8 @@ async fn a_workshop_from_charter_to_follow_up_moves_the_ics_outcomes_on_an_open_
     assert_eq!(refused.code(), Code::FailedPrecondition);
 
     // A workshop chartered on a value stream that then closes carries on; new ones are refused.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let chartered_before_closing = loop {
-        match workshops
-            .charter_workshop(authorized(&leeds, charter(&pathology, hours.clone())))
-            .await
-        {
-            Ok(result) => {
-                break result
-                    .into_inner()
-                    .stream_id
-                    .trim_start_matches("workshop-")
-                    .to_string();
-            }
-            Err(status) if status.code() == Code::NotFound && Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(status) => panic!("charter refused: {status:?}"),
-        }
-    };
+    let chartered_before_closing =
+        charter_when_known(&mut workshops, &leeds, charter(&pathology, hours.clone())).await;
     trusts
         .close_value_stream(authorized(
             &leeds,
