@@ -23,6 +23,30 @@ pub fn scope_of(args: ScopeArgs) -> Scope {
     Scope { scope }
 }
 
+/// Prints each update of a watch, as a JSON line or as `line` gives it, until the server ends
+/// the stream or the user presses Ctrl-C.
+async fn follow<U: render::Described>(
+    context: &Context,
+    mut updates: tonic::Streaming<U>,
+    line: fn(&U) -> String,
+) -> anyhow::Result<()> {
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
+    loop {
+        tokio::select! {
+            signal = &mut interrupted => {
+                signal?;
+                return Ok(());
+            }
+            update = updates.message() => match update? {
+                Some(update) if context.json() => render::print_json_line(&update)?,
+                Some(update) => outln!("{}", line(&update))?,
+                None => return Ok(()),
+            },
+        }
+    }
+}
+
 pub async fn report(context: &Context, command: ReportCommand) -> anyhow::Result<()> {
     let mut reporting = context.reporting().await?;
     match command {
@@ -45,27 +69,13 @@ pub async fn report(context: &Context, command: ReportCommand) -> anyhow::Result
             }
         }
         ReportCommand::Watch { scope } => {
-            let mut updates = reporting
+            let updates = reporting
                 .watch_overview(api::WatchOverviewRequest {
                     scope: Some(scope_of(scope)),
                 })
                 .await?
                 .into_inner();
-            let interrupted = tokio::signal::ctrl_c();
-            tokio::pin!(interrupted);
-            loop {
-                tokio::select! {
-                    signal = &mut interrupted => {
-                        signal?;
-                        return Ok(());
-                    }
-                    update = updates.message() => match update? {
-                        Some(update) if context.json() => render::print_json_line(&update)?,
-                        Some(update) => outln!("{}", update_line(&update))?,
-                        None => return Ok(()),
-                    },
-                }
-            }
+            follow(context, updates, update_line).await
         }
         ReportCommand::Outcomes { scope, as_of } => {
             let outcomes = get_outcomes(&mut reporting, scope_of(scope), as_of).await?;
@@ -78,27 +88,13 @@ pub async fn report(context: &Context, command: ReportCommand) -> anyhow::Result
             Ok(())
         }
         ReportCommand::WatchOutcomes { scope } => {
-            let mut updates = reporting
+            let updates = reporting
                 .watch_outcomes(api::WatchOutcomesRequest {
                     scope: Some(scope_of(scope)),
                 })
                 .await?
                 .into_inner();
-            let interrupted = tokio::signal::ctrl_c();
-            tokio::pin!(interrupted);
-            loop {
-                tokio::select! {
-                    signal = &mut interrupted => {
-                        signal?;
-                        return Ok(());
-                    }
-                    update = updates.message() => match update? {
-                        Some(update) if context.json() => render::print_json_line(&update)?,
-                        Some(update) => outln!("{}", outcomes::update_line(&update))?,
-                        None => return Ok(()),
-                    },
-                }
-            }
+            follow(context, updates, outcomes::update_line).await
         }
         ReportCommand::BoardPack {
             scope,
