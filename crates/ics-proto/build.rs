@@ -12,8 +12,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "ics/events/v1/command.proto",
         "ics/events/v1/trusts.proto",
         "ics/events/v1/workshops.proto",
+        "ics/events/v1/metrics.proto",
         "ics/trusts/v1/trusts.proto",
         "ics/workshops/v1/workshops.proto",
+        "ics/metrics/v1/metrics.proto",
+        "ics/reporting/v1/measures.proto",
         "ics/reporting/v1/reporting.proto",
         "ics/admin/v1/admin.proto",
     ];

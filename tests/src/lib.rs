@@ -48,8 +48,9 @@ pub struct Server {
     child: Option<Child>,
     /// The service's URL (`trusts` for `icsd all`).
     pub url: String,
-    /// The workshops and reporting URLs when the server runs every service.
+    /// The other services' URLs when the server runs every service.
     pub workshops_url: String,
+    pub metrics_url: String,
     pub reporting_url: String,
 }
 
@@ -57,6 +58,7 @@ pub struct Server {
 struct Listen {
     trusts: String,
     workshops: String,
+    metrics: String,
     reporting: String,
 }
 
@@ -118,22 +120,26 @@ impl Deployment {
         let listen = Listen {
             trusts: format!("127.0.0.1:{}", free_port()),
             workshops: format!("127.0.0.1:{}", free_port()),
+            metrics: format!("127.0.0.1:{}", free_port()),
             reporting: format!("127.0.0.1:{}", free_port()),
         };
         let own = match service {
             "reporting" => &listen.reporting,
             "workshops" => &listen.workshops,
+            "metrics" => &listen.metrics,
             _ => &listen.trusts,
         };
         let server = Server {
             child: Some(self.spawn(&["icsd", service], &listen)),
             url: format!("http://{own}"),
             workshops_url: format!("http://{}", listen.workshops),
+            metrics_url: format!("http://{}", listen.metrics),
             reporting_url: format!("http://{}", listen.reporting),
         };
         wait_serving(&server.url, service).await;
         if service == "all" {
             wait_serving(&server.workshops_url, "workshops").await;
+            wait_serving(&server.metrics_url, "metrics").await;
             wait_serving(&server.reporting_url, "reporting").await;
         }
         server
@@ -153,6 +159,7 @@ impl Deployment {
             )
             .env("ICS_TRUSTS_LISTEN", &listen.trusts)
             .env("ICS_WORKSHOPS_LISTEN", &listen.workshops)
+            .env("ICS_METRICS_LISTEN", &listen.metrics)
             .env("ICS_REPORTING_LISTEN", &listen.reporting)
             // Tests see follow-ups come due without waiting a minute.
             .env("ICS_FOLLOW_UP_SCAN_SECS", "1")
@@ -178,6 +185,7 @@ impl Deployment {
             .args(args)
             .env("ICS_TRUSTS_URL", &server.url)
             .env("ICS_WORKSHOPS_URL", &server.workshops_url)
+            .env("ICS_METRICS_URL", &server.metrics_url)
             .env("ICS_REPORTING_URL", &server.reporting_url)
             .env("ICS_TOKEN_SECRET", &self.secret);
         // Off the test's runtime thread, which must keep serving its own connections.
@@ -217,6 +225,7 @@ async fn wait_serving(url: &str, service: &str) {
         "trusts" => "ics.trusts.v1.TrustsService",
         "reporting" => "ics.reporting.v1.ReportingService",
         "workshops" => "ics.workshops.v1.WorkshopsService",
+        "metrics" => "ics.metrics.v1.MetricsService",
         "all" => "ics.trusts.v1.TrustsService",
         _ => "",
     };

@@ -21,6 +21,12 @@ pub mod workshops {
     }
 }
 
+pub mod metrics {
+    pub mod v1 {
+        tonic::include_proto!("ics.metrics.v1");
+    }
+}
+
 pub mod reporting {
     pub mod v1 {
         tonic::include_proto!("ics.reporting.v1");
@@ -90,6 +96,16 @@ event_names!(
     FollowUpMissed,
     WorkshopCancelled,
     WorkshopClosed,
+    MeasureDefined,
+    ObservationsRecorded,
+    ObservationCorrected,
+    ObservationGhosted,
+    PartitionMarked,
+    SeriesTargetSet,
+    SpecialCauseDetected,
+    VariationIconChanged,
+    AssuranceIconChanged,
+    PeerGroupDefined,
 );
 
 /// Conversions between the API's calendar [`Date`](events::v1::Date) and `chrono`.

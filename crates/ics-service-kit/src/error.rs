@@ -227,6 +227,11 @@ impl Violations {
         self.violations.is_empty()
     }
 
+    /// The violations recorded so far, in order.
+    pub fn into_vec(self) -> Vec<FieldViolation> {
+        self.violations
+    }
+
     pub fn len(&self) -> usize {
         self.violations.len()
     }

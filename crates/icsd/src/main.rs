@@ -3,6 +3,7 @@
 //! ```text
 //! icsd trusts       # the trusts service alone
 //! icsd workshops    # the workshops service alone
+//! icsd metrics      # the metrics service alone
 //! icsd reporting    # the reporting service alone
 //! icsd all          # every service in one process
 //! icsd healthcheck --url http://127.0.0.1:50051   # exit 0 when that server is SERVING
@@ -13,6 +14,7 @@
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use ics_metrics::MetricsConfig;
 use ics_reporting::ReportingConfig;
 use ics_service_kit::{CommonConfig, shutdown_on_signals, telemetry};
 use ics_trusts::TrustsConfig;
@@ -40,6 +42,8 @@ enum Command {
     Trusts(TrustsConfig),
     /// Improvement workshops from charter to 365-day follow-up.
     Workshops(WorkshopsConfig),
+    /// Measures, observations (bulk ingest), SPC signals and peer groups.
+    Metrics(MetricsConfig),
     /// Cross-trust views for ICS and programme boards.
     Reporting(ReportingConfig),
     /// Every service in one process.
@@ -48,6 +52,8 @@ enum Command {
         trusts: TrustsConfig,
         #[command(flatten)]
         workshops: WorkshopsConfig,
+        #[command(flatten)]
+        metrics: MetricsConfig,
         #[command(flatten)]
         reporting: ReportingConfig,
     },
@@ -111,6 +117,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let service_name = match &cli.command {
         Command::Trusts(_) => "ics-trusts",
         Command::Workshops(_) => "ics-workshops",
+        Command::Metrics(_) => "ics-metrics",
         Command::Reporting(_) => "ics-reporting",
         Command::All { .. } | Command::Healthcheck { .. } => "ics-all",
     };
@@ -119,12 +126,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let outcome = match &cli.command {
         Command::Trusts(config) => ics_trusts::run(&cli.common, config, shutdown).await,
         Command::Workshops(config) => ics_workshops::run(&cli.common, config, shutdown).await,
+        Command::Metrics(config) => ics_metrics::run(&cli.common, config, shutdown).await,
         Command::Reporting(config) => ics_reporting::run(&cli.common, config, shutdown).await,
         Command::All {
             trusts,
             workshops,
+            metrics,
             reporting,
-        } => run_all(&cli.common, trusts, workshops, reporting, shutdown).await,
+        } => {
+            let services = Services {
+                trusts,
+                workshops,
+                metrics,
+                reporting,
+            };
+            run_all(&cli.common, &services, shutdown).await
+        }
         Command::Healthcheck { .. } => Ok(()),
     };
     if let Err(error) = &outcome {
@@ -134,26 +151,39 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     outcome
 }
 
+/// The configuration of every service, for `all`.
+struct Services<'a> {
+    trusts: &'a TrustsConfig,
+    workshops: &'a WorkshopsConfig,
+    metrics: &'a MetricsConfig,
+    reporting: &'a ReportingConfig,
+}
+
 /// Runs every service; when one fails, the others are shut down too.
 async fn run_all(
     common: &CommonConfig,
-    trusts: &TrustsConfig,
-    workshops: &WorkshopsConfig,
-    reporting: &ReportingConfig,
+    services: &Services<'_>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let Services {
+        trusts,
+        workshops,
+        metrics,
+        reporting,
+    } = *services;
     let stop_on_failure = |result: anyhow::Result<()>| {
         if result.is_err() {
             shutdown.cancel();
         }
         result
     };
-    let (trusts, workshops, reporting) = tokio::join!(
+    let (trusts, workshops, metrics, reporting) = tokio::join!(
         async { stop_on_failure(ics_trusts::run(common, trusts, shutdown.clone()).await) },
         async { stop_on_failure(ics_workshops::run(common, workshops, shutdown.clone()).await) },
+        async { stop_on_failure(ics_metrics::run(common, metrics, shutdown.clone()).await) },
         async { stop_on_failure(ics_reporting::run(common, reporting, shutdown.clone()).await) },
     );
-    trusts.and(workshops).and(reporting)
+    trusts.and(workshops).and(metrics).and(reporting)
 }
 
 #[cfg(test)]
@@ -174,6 +204,8 @@ mod tests {
             "127.0.0.1:2",
             "--workshops-listen",
             "127.0.0.1:3",
+            "--metrics-listen",
+            "127.0.0.1:4",
         ]);
         assert!(matches!(
             all.map(|cli| cli.command),

@@ -7,11 +7,14 @@ use chrono::NaiveDate;
 use futures_util::Stream;
 use futures_util::future::BoxFuture;
 use ics_proto::date::to_naive;
+use ics_proto::events::v1::SpcSeries;
 use ics_proto::reporting::v1::{
-    self as api, Outcomes, OutcomesUpdate, Overview, OverviewUpdate, Scope,
-    reporting_service_server::ReportingService, scope,
+    self as api, MeasureView, MeasureViewUpdate, Outcomes, OutcomesUpdate, Overview,
+    OverviewUpdate, PeerChange, PeerComparison, Scope, reporting_service_server::ReportingService,
+    scope,
 };
 use ics_service_kit::error::{ServiceError, Violations};
+use ics_service_kit::validate;
 use ics_service_kit::{Principal, principal};
 use sqlx::PgPool;
 use tokio::sync::broadcast;
@@ -19,6 +22,8 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
+use crate::measures;
+use crate::measures_projection::MEASURES;
 use crate::outcomes_projection::OUTCOMES;
 use crate::projection::OVERVIEW;
 use crate::views;
@@ -92,22 +97,23 @@ fn as_of(value: Option<&ics_proto::events::v1::Date>) -> Result<NaiveDate, Servi
 
 type UpdateStream<U> = Pin<Box<dyn Stream<Item = Result<U, Status>> + Send>>;
 
-/// Computes a view of a scope on a date.
-type ViewFn<V> = fn(PgPool, Scope, NaiveDate) -> BoxFuture<'static, Result<V, ServiceError>>;
+/// Computes a view of a scope (an ICS or programme, or an ICS with a peer group) on a date.
+type ViewFn<K, V> = fn(PgPool, K, NaiveDate) -> BoxFuture<'static, Result<V, ServiceError>>;
 
 impl ReportingApi {
     /// Streams `first`, then the view again whenever a change of one of `projections` alters
     /// it; `update` wraps a view and the change that caused it.
-    fn watch<V, U>(
+    fn watch<K, V, U>(
         &self,
-        scope: Scope,
+        scope: K,
         projections: &'static [&'static str],
         mut changes: broadcast::Receiver<Change>,
         first: V,
-        view: ViewFn<V>,
+        view: ViewFn<K, V>,
         update: fn(V, Change) -> U,
     ) -> UpdateStream<U>
     where
+        K: Clone + Send + 'static,
         V: Clone + PartialEq + Send + 'static,
         U: Send + 'static,
     {
@@ -169,6 +175,36 @@ fn overview_view(
     as_of: NaiveDate,
 ) -> BoxFuture<'static, Result<Overview, ServiceError>> {
     Box::pin(async move { views::overview(&pool, &scope, as_of).await })
+}
+
+fn measure_view(
+    pool: PgPool,
+    (ics_ods_code, peer_group_id): (String, String),
+    as_of: NaiveDate,
+) -> BoxFuture<'static, Result<MeasureView, ServiceError>> {
+    Box::pin(
+        async move { measures::measure_view(&pool, &ics_ods_code, &peer_group_id, as_of).await },
+    )
+}
+
+/// The ICS a measures request names, which the caller must be allowed to read.
+fn authorize_ics(principal: &Principal, ics_ods_code: &str) -> Result<(), ServiceError> {
+    let mut violations = Violations::default();
+    validate::ods_code(&mut violations, "ics_ods_code", ics_ods_code);
+    violations.into_result()?;
+    principal.authorize_ics_read(ics_ods_code)
+}
+
+fn required_measure(violations: &mut Violations, measure_code: &str) {
+    if !ics_measures::is_measure_code(measure_code) {
+        violations.add("measure_code", "is not a measure code");
+    }
+}
+
+fn optional_peer_group(violations: &mut Violations, peer_group_id: &str) {
+    if !peer_group_id.is_empty() {
+        validate::uuid(violations, "peer_group_id", peer_group_id);
+    }
 }
 
 fn outcomes_view(
@@ -274,5 +310,140 @@ impl ReportingService for ReportingApi {
                 event_id: cause.event_id,
             },
         )))
+    }
+
+    async fn get_measure_view(
+        &self,
+        request: Request<api::GetMeasureViewRequest>,
+    ) -> Result<Response<MeasureView>, Status> {
+        let principal = principal(&request)?;
+        let body = request.into_inner();
+        let mut violations = Violations::default();
+        optional_peer_group(&mut violations, &body.peer_group_id);
+        violations.into_result()?;
+        authorize_ics(&principal, &body.ics_ods_code)?;
+        let as_of = as_of(body.as_of.as_ref())?;
+        let view =
+            measures::measure_view(&self.pool, &body.ics_ods_code, &body.peer_group_id, as_of)
+                .await?;
+        Ok(Response::new(view))
+    }
+
+    type WatchMeasureViewStream = UpdateStream<MeasureViewUpdate>;
+
+    async fn watch_measure_view(
+        &self,
+        request: Request<api::WatchMeasureViewRequest>,
+    ) -> Result<Response<Self::WatchMeasureViewStream>, Status> {
+        let principal = principal(&request)?;
+        let body = request.into_inner();
+        let mut violations = Violations::default();
+        optional_peer_group(&mut violations, &body.peer_group_id);
+        violations.into_result()?;
+        authorize_ics(&principal, &body.ics_ods_code)?;
+        let changes = self.changes.subscribe();
+        let today = chrono::Utc::now().date_naive();
+        let first =
+            measures::measure_view(&self.pool, &body.ics_ods_code, &body.peer_group_id, today)
+                .await?;
+        // Membership and names come from the overview, so its changes can alter the view too.
+        Ok(Response::new(self.watch(
+            (body.ics_ods_code, body.peer_group_id),
+            &[MEASURES, OVERVIEW],
+            changes,
+            first,
+            measure_view,
+            |view, cause| MeasureViewUpdate {
+                view: Some(view),
+                event_type: cause.event_type,
+                event_id: cause.event_id,
+            },
+        )))
+    }
+
+    async fn get_series_chart(
+        &self,
+        request: Request<api::GetSeriesChartRequest>,
+    ) -> Result<Response<SpcSeries>, Status> {
+        let principal = principal(&request)?;
+        let body = request.into_inner();
+        let mut violations = Violations::default();
+        ics_measures::validate_series_key(&mut violations, "series", body.series.as_ref());
+        violations.into_result()?;
+        authorize_ics(&principal, &body.ics_ods_code)?;
+        let key = body.series.unwrap_or_default();
+        let chart = measures::series_chart(
+            &self.pool,
+            &body.ics_ods_code,
+            &key,
+            chrono::Utc::now().date_naive(),
+        )
+        .await?;
+        Ok(Response::new(chart))
+    }
+
+    async fn get_peer_comparison(
+        &self,
+        request: Request<api::GetPeerComparisonRequest>,
+    ) -> Result<Response<PeerComparison>, Status> {
+        let principal = principal(&request)?;
+        let body = request.into_inner();
+        let mut violations = Violations::default();
+        required_measure(&mut violations, &body.measure_code);
+        optional_peer_group(&mut violations, &body.peer_group_id);
+        let period =
+            validate::optional_date(&mut violations, "period_start", body.period_start.as_ref());
+        violations.into_result()?;
+        authorize_ics(&principal, &body.ics_ods_code)?;
+        let comparison = measures::peer_comparison(
+            &self.pool,
+            &body.ics_ods_code,
+            &body.measure_code,
+            &body.peer_group_id,
+            period,
+            chrono::Utc::now().date_naive(),
+        )
+        .await?;
+        Ok(Response::new(comparison))
+    }
+
+    async fn get_peer_change(
+        &self,
+        request: Request<api::GetPeerChangeRequest>,
+    ) -> Result<Response<PeerChange>, Status> {
+        let principal = principal(&request)?;
+        let body = request.into_inner();
+        let mut violations = Violations::default();
+        required_measure(&mut violations, &body.measure_code);
+        optional_peer_group(&mut violations, &body.peer_group_id);
+        validate::ods_code(&mut violations, "ods_code", &body.ods_code);
+        let from = validate::required_date(
+            &mut violations,
+            "from_period_start",
+            body.from_period_start.as_ref(),
+        );
+        let to = validate::required_date(
+            &mut violations,
+            "to_period_start",
+            body.to_period_start.as_ref(),
+        );
+        if let (Some(from), Some(to)) = (from, to)
+            && to <= from
+        {
+            violations.add("to_period_start", "must be after from_period_start");
+        }
+        violations.into_result()?;
+        authorize_ics(&principal, &body.ics_ods_code)?;
+        let change = measures::peer_change(
+            &self.pool,
+            &body.ics_ods_code,
+            &body.measure_code,
+            &body.peer_group_id,
+            &body.ods_code,
+            (from.unwrap_or_default(), to.unwrap_or_default()),
+            chrono::Utc::now().date_naive(),
+        )
+        .await?;
+        Ok(Response::new(change))
     }
 }

@@ -10,8 +10,11 @@
 //!   dates, and its target sheet with report-out and follow-up values. Membership and names are
 //!   read from the overview's tables in the same schema.
 //!
-//! One [`Supervisor`] runs both; operators list dead letters and rebuild by projection name
-//! (`overview`, `outcomes`). A projection whose source stream does not exist yet (its service
+//! - `measures`, from the `metrics` stream: measure definitions, peer groups, and each series
+//!   with its SPC state (see [`measures`] for the ICS measure view and peer comparison).
+//!
+//! One [`Supervisor`] runs them; operators list dead letters and rebuild by projection name
+//! (`overview`, `outcomes`, `measures`). A projection whose source stream does not exist yet (its service
 //! is not deployed) says so once and starts when the stream appears.
 //!
 //! # Programme outcomes
@@ -46,6 +49,8 @@
 //! The arithmetic lives in [`outcomes`], free of storage; [`views::outcomes`] reads the scope.
 
 mod api;
+pub mod measures;
+mod measures_projection;
 pub mod outcomes;
 mod outcomes_projection;
 mod projection;
@@ -67,6 +72,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use api::ReportingApi;
 pub use ics_service_kit::supervisor::Supervisor;
+pub use measures_projection::{MEASURES, MeasuresProjection};
 pub use outcomes_projection::{OUTCOMES, OutcomesProjection};
 pub use projection::{OVERVIEW, OverviewProjection};
 pub use watch::{Change, ChangeHub};
@@ -80,8 +86,11 @@ pub const OVERVIEW_SOURCES: &[&str] = &["trusts"];
 /// the overview's tables in the same schema, so trusts events are not needed here.
 pub const OUTCOMES_SOURCES: &[&str] = &["workshops"];
 
+/// The services whose events feed the measures projection (membership again from the overview).
+pub const MEASURES_SOURCES: &[&str] = &["metrics"];
+
 /// Every service whose events feed a reporting projection.
-pub const SOURCES: &[&str] = &["trusts", "workshops"];
+pub const SOURCES: &[&str] = &["trusts", "workshops", "metrics"];
 
 /// The reporting schema's migrations, after `ics_projection::MIGRATIONS`.
 pub const MIGRATIONS: &[(&str, &str)] = &[
@@ -92,6 +101,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     (
         "reporting_0002_outcomes",
         include_str!("../migrations/0002_outcomes.sql"),
+    ),
+    (
+        "reporting_0003_measures",
+        include_str!("../migrations/0003_measures.sql"),
     ),
 ];
 
@@ -129,9 +142,17 @@ pub async fn run(
             Arc::new(OutcomesProjection),
             runner_config(OUTCOMES_SOURCES),
         )
+        .supervise(
+            Arc::new(MeasuresProjection),
+            runner_config(MEASURES_SOURCES),
+        )
         .start()
         .await;
-    let changes = ChangeHub::start(pool.clone(), &[OVERVIEW, OUTCOMES], shutdown.clone());
+    let changes = ChangeHub::start(
+        pool.clone(),
+        &[OVERVIEW, OUTCOMES, MEASURES],
+        shutdown.clone(),
+    );
 
     let authenticator = Authenticator::new(&common.auth)?;
     let admin = AdminApi::new(shutdown.clone()).with_projections(supervisor.clone());

@@ -21,10 +21,10 @@ use crate::outcomes::{MetricRecord, WorkshopRecord, kind_outcomes};
 const STABILITY_MONTHS: u32 = 24;
 
 /// A trust in a scope on a date, with the ICB it belonged to then.
-struct Member {
-    ods_code: String,
-    name: String,
-    icb_ods_code: String,
+pub(crate) struct Member {
+    pub(crate) ods_code: String,
+    pub(crate) name: String,
+    pub(crate) icb_ods_code: String,
 }
 
 /// The overview of an ICS or a programme as it stood on `as_of`.
@@ -218,7 +218,7 @@ fn members_from_rows(rows: &[sqlx::postgres::PgRow]) -> Result<Vec<Member>, sqlx
         .collect()
 }
 
-async fn ics_members(
+pub(crate) async fn ics_members(
     pool: &PgPool,
     ics_ods_code: &str,
     as_of: NaiveDate,

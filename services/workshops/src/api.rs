@@ -18,7 +18,6 @@ use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::references;
 use crate::workshop::{self, CHECKPOINTS, FollowUp, Workshop};
 
 /// Most metrics one target sheet may hold.
@@ -213,7 +212,7 @@ impl WorkshopsService for WorkshopsApi {
         }
         violations.into_result()?;
         principal.authorize_trust_write(&body.ods_code)?;
-        references::check_charter(&self.pool, &body.ods_code, &body.value_stream_id).await?;
+        ics_references::check_charter(&self.pool, &body.ods_code, &body.value_stream_id).await?;
         let workshop_id = Uuid::now_v7().to_string();
         let chartered = WorkshopChartered {
             workshop_id: workshop_id.clone(),

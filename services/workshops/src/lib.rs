@@ -3,11 +3,10 @@
 //! report-out and follow-ups at 30, 60, 90 and 365 days, to close.
 //!
 //! References to trusts and value streams are checked against the service's own read model of
-//! the trusts service's events ([`references`]). Follow-ups that fall due without a measurement
+//! the trusts service's events ([`ics_references`]). Follow-ups that fall due without a measurement
 //! are recorded as missed by the service itself, exactly once ([`schedule`]).
 
 mod api;
-pub mod references;
 pub mod schedule;
 pub mod workshop;
 
@@ -35,10 +34,7 @@ pub use api::WorkshopsApi;
 pub const SERVICE: &str = "workshops";
 
 pub const MIGRATIONS: &[(&str, &str)] = &[
-    (
-        "workshops_0001_references",
-        include_str!("../migrations/0001_references.sql"),
-    ),
+    ("workshops_0001_references", ics_references::MIGRATION),
     (
         "workshops_0002_follow_up_schedule",
         include_str!("../migrations/0002_follow_up_schedule.sql"),
@@ -93,7 +89,9 @@ pub async fn run(
     };
     let supervisor = Supervisor::new(pool.clone(), nats, shutdown.clone())
         .supervise(
-            Arc::new(references::ReferencesProjection),
+            Arc::new(ics_references::ReferencesProjection::named(
+                ics_references::REFERENCES,
+            )),
             runner_config(&["trusts"]),
         )
         .supervise(

@@ -18,9 +18,9 @@ use ics_proto::events::v1::{
     OrganisationRegistered, TargetMetric, ValueStreamClosed, ValueStreamDefined, ValueStreamStatus,
     WorkshopChartered,
 };
+use ics_references::{REFERENCES, ReferencesProjection, check_charter};
 use ics_service_kit::ServiceError;
 use ics_testing::{TestDatabase, unique_token};
-use ics_workshops::references::{ReferencesProjection, check_charter};
 use ics_workshops::schedule::{FixedClock, FollowUpProjection, record_missed_follow_ups};
 use ics_workshops::{MIGRATIONS, workshop};
 use sqlx::PgPool;
@@ -179,7 +179,7 @@ async fn references_come_from_trusts_events_and_survive_restarts_and_outages() {
         .await;
     fixture.publish_everything().await;
 
-    let references = fixture.runner(ReferencesProjection, "trusts");
+    let references = fixture.runner(ReferencesProjection::named(REFERENCES), "trusts");
     let stop = CancellationToken::new();
     let running = tokio::spawn(references.clone().run(stop.clone()));
     references

@@ -1,5 +1,5 @@
-//! The service's own read model of the organisations and value streams a workshop refers to,
-//! built from the trusts service's events. It survives restarts (it lives in Postgres) and
+//! A service's own read model of the organisations and value streams its commands refer to,
+//! built from the trusts service's events, so references are checked without calling it. It survives restarts (it lives in Postgres) and
 //! catches up after the trusts service or NATS was away (a durable consumer).
 
 use futures_util::future::BoxFuture;
@@ -10,18 +10,35 @@ use ics_proto::events::v1::{
     ValueStreamStatus, ValueStreamStatusChanged,
 };
 use ics_service_kit::error::ServiceError;
+use std::collections::HashMap;
+
 use sqlx::{PgConnection, PgPool};
 
+/// The workshops service's projection name (kept from before the read model was shared).
 pub const REFERENCES: &str = "references";
 
-#[derive(Debug, Default)]
-pub struct ReferencesProjection;
+/// The read model's tables; each service runs it among its own migrations.
+pub const MIGRATION: &str = include_str!("references.sql");
+
+/// The read model's projection. Its name keys its checkpoint and names its durable consumer on
+/// the trusts stream, which every service consuming that stream shares: each service gives its
+/// own name, or two services would split one consumer's messages between them.
+#[derive(Debug)]
+pub struct ReferencesProjection {
+    name: &'static str,
+}
+
+impl ReferencesProjection {
+    pub fn named(name: &'static str) -> Self {
+        ReferencesProjection { name }
+    }
+}
 
 use ics_projection::decode_payload as decode;
 
 impl Projection for ReferencesProjection {
     fn name(&self) -> &str {
-        REFERENCES
+        self.name
     }
 
     fn apply<'a>(
@@ -141,4 +158,44 @@ pub async fn check_charter(
         )));
     }
     Ok(())
+}
+
+/// Every organisation known so far, by ODS code, with its kind.
+pub async fn organisations(
+    pool: &PgPool,
+) -> Result<HashMap<String, OrganisationKind>, ServiceError> {
+    let rows: Vec<(String, i32)> =
+        sqlx::query_as("SELECT ods_code, kind FROM reference_organisations")
+            .fetch_all(pool)
+            .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(ods_code, kind)| {
+            (
+                ods_code,
+                OrganisationKind::try_from(kind).unwrap_or(OrganisationKind::Unspecified),
+            )
+        })
+        .collect())
+}
+
+/// The trust a value stream belongs to, if the value stream is known.
+pub async fn value_stream_owner(
+    pool: &PgPool,
+    value_stream_id: &str,
+) -> Result<Option<String>, ServiceError> {
+    Ok(sqlx::query_scalar(
+        "SELECT ods_code FROM reference_value_streams WHERE value_stream_id = $1",
+    )
+    .bind(value_stream_id)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// Whether an organisation kind is a provider trust.
+pub fn is_trust(kind: OrganisationKind) -> bool {
+    matches!(
+        kind,
+        OrganisationKind::Trust | OrganisationKind::FoundationTrust
+    )
 }

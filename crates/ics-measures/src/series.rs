@@ -1,0 +1,381 @@
+//! A series folded from its events, and its SPC.
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use ics_proto::EventName;
+use ics_proto::date::{from_naive, to_naive};
+use ics_proto::events::v1::{
+    MeasureDefinition, ObservationCorrected, ObservationGhosted, ObservationPoint,
+    ObservationsRecorded, PartitionMark, PartitionMarkKind, PartitionMarked, SeriesKey,
+    SeriesRecord, SeriesRecordPoint, SeriesTargetSet, SpcClassification, SpcPoint, SpcRule,
+    SpcSeries,
+};
+use ics_spc::{Analysis, Classification, Point, analyse};
+use prost::Message;
+
+use crate::definition::{direction, rule_set};
+use crate::signals::{assurance_proto, rule_set_version, variation_proto};
+
+/// One point of a series: its current revision and whether it is ghosted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesPoint {
+    pub observation: ObservationPoint,
+    pub ghosted: bool,
+}
+
+/// How an incoming observation compares with what the series holds for its period.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Comparison {
+    /// Nothing recorded for the period.
+    New,
+    /// Recorded with the same period end, value, numerator and denominator.
+    Unchanged,
+    /// Recorded with other content: a conflict, described.
+    Conflict(String),
+}
+
+/// A series as its events leave it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Series {
+    pub key: SeriesKey,
+    points: BTreeMap<NaiveDate, SeriesPoint>,
+    marks: BTreeMap<NaiveDate, PartitionMark>,
+    /// `Some(target)` when the series set its own target (which may be none).
+    own_target: Option<Option<f64>>,
+}
+
+/// Whether two observations of the same period carry the same figures (the source and
+/// revision do not count).
+pub fn same_observation(a: &ObservationPoint, b: &ObservationPoint) -> bool {
+    a.period_end == b.period_end
+        && a.value.to_bits() == b.value.to_bits()
+        && a.numerator.map(f64::to_bits) == b.numerator.map(f64::to_bits)
+        && a.denominator.map(f64::to_bits) == b.denominator.map(f64::to_bits)
+}
+
+fn start_of(point: &ObservationPoint) -> Option<NaiveDate> {
+    point.period_start.as_ref().and_then(to_naive)
+}
+
+/// The series an event of a series stream is about; `None` for other event types.
+pub fn series_key_of(
+    event_type: &str,
+    payload: &[u8],
+) -> Result<Option<SeriesKey>, prost::DecodeError> {
+    use ics_proto::events::v1::{AssuranceIconChanged, SpecialCauseDetected, VariationIconChanged};
+    let key = if event_type == ObservationsRecorded::EVENT_TYPE {
+        ObservationsRecorded::decode(payload)?.series
+    } else if event_type == ObservationCorrected::EVENT_TYPE {
+        ObservationCorrected::decode(payload)?.series
+    } else if event_type == ObservationGhosted::EVENT_TYPE {
+        ObservationGhosted::decode(payload)?.series
+    } else if event_type == PartitionMarked::EVENT_TYPE {
+        PartitionMarked::decode(payload)?.series
+    } else if event_type == SeriesTargetSet::EVENT_TYPE {
+        SeriesTargetSet::decode(payload)?.series
+    } else if event_type == SpecialCauseDetected::EVENT_TYPE {
+        SpecialCauseDetected::decode(payload)?.series
+    } else if event_type == VariationIconChanged::EVENT_TYPE {
+        VariationIconChanged::decode(payload)?.series
+    } else if event_type == AssuranceIconChanged::EVENT_TYPE {
+        AssuranceIconChanged::decode(payload)?.series
+    } else {
+        return Ok(None);
+    };
+    Ok(key)
+}
+
+/// Whether the event changes a series' data (rather than reporting its SPC).
+pub fn changes_series_data(event_type: &str) -> bool {
+    [
+        ObservationsRecorded::EVENT_TYPE,
+        ObservationCorrected::EVENT_TYPE,
+        ObservationGhosted::EVENT_TYPE,
+        PartitionMarked::EVENT_TYPE,
+        SeriesTargetSet::EVENT_TYPE,
+    ]
+    .contains(&event_type)
+}
+
+impl Series {
+    pub fn new(key: SeriesKey) -> Series {
+        Series {
+            key,
+            ..Series::default()
+        }
+    }
+
+    pub fn from_record(record: &SeriesRecord) -> Series {
+        let mut series = Series::new(record.series.clone().unwrap_or_default());
+        for point in &record.points {
+            if let Some(observation) = &point.observation
+                && let Some(start) = start_of(observation)
+            {
+                series.points.insert(
+                    start,
+                    SeriesPoint {
+                        observation: observation.clone(),
+                        ghosted: point.ghosted,
+                    },
+                );
+            }
+        }
+        for mark in &record.marks {
+            if let Some(start) = mark.period_start.as_ref().and_then(to_naive) {
+                series.marks.insert(start, *mark);
+            }
+        }
+        if record.has_own_target {
+            series.own_target = Some(record.own_target);
+        }
+        series
+    }
+
+    pub fn to_record(&self) -> SeriesRecord {
+        SeriesRecord {
+            series: Some(self.key.clone()),
+            points: self
+                .points
+                .values()
+                .map(|point| SeriesRecordPoint {
+                    observation: Some(point.observation.clone()),
+                    ghosted: point.ghosted,
+                })
+                .collect(),
+            marks: self.marks.values().cloned().collect(),
+            has_own_target: self.own_target.is_some(),
+            own_target: self.own_target.flatten(),
+        }
+    }
+
+    /// Folds one event into the series; other event types (SPC signals) change nothing.
+    pub fn apply(&mut self, event_type: &str, payload: &[u8]) -> Result<(), prost::DecodeError> {
+        if event_type == ObservationsRecorded::EVENT_TYPE {
+            let recorded = ObservationsRecorded::decode(payload)?;
+            for observation in recorded.observations {
+                self.put(observation);
+            }
+        } else if event_type == ObservationCorrected::EVENT_TYPE {
+            let corrected = ObservationCorrected::decode(payload)?;
+            if let Some(observation) = corrected.observation {
+                self.put(observation);
+            }
+        } else if event_type == ObservationGhosted::EVENT_TYPE {
+            let ghosted = ObservationGhosted::decode(payload)?;
+            if let Some(start) = ghosted.period_start.as_ref().and_then(to_naive)
+                && let Some(point) = self.points.get_mut(&start)
+            {
+                point.ghosted = ghosted.ghosted;
+            }
+        } else if event_type == PartitionMarked::EVENT_TYPE {
+            let marked = PartitionMarked::decode(payload)?;
+            if let Some(start) = marked.period_start.as_ref().and_then(to_naive) {
+                if marked.removed {
+                    self.marks.remove(&start);
+                } else {
+                    self.marks.insert(
+                        start,
+                        PartitionMark {
+                            period_start: marked.period_start,
+                            kind: marked.kind,
+                            baseline_points: marked.baseline_points,
+                        },
+                    );
+                }
+            }
+        } else if event_type == SeriesTargetSet::EVENT_TYPE {
+            let set = SeriesTargetSet::decode(payload)?;
+            self.own_target = Some(set.target);
+        }
+        Ok(())
+    }
+
+    /// Records or supersedes the observation of its period (ghosting is kept).
+    pub fn put(&mut self, observation: ObservationPoint) {
+        if let Some(start) = start_of(&observation) {
+            let ghosted = self.points.get(&start).is_some_and(|point| point.ghosted);
+            self.points.insert(
+                start,
+                SeriesPoint {
+                    observation,
+                    ghosted,
+                },
+            );
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.points.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.points.is_empty()
+    }
+
+    pub fn point(&self, period_start: NaiveDate) -> Option<&SeriesPoint> {
+        self.points.get(&period_start)
+    }
+
+    pub fn points(&self) -> impl Iterator<Item = &SeriesPoint> {
+        self.points.values()
+    }
+
+    /// The latest point that is not ghosted.
+    pub fn latest(&self) -> Option<&SeriesPoint> {
+        self.points.values().rev().find(|point| !point.ghosted)
+    }
+
+    pub fn mark(&self, period_start: NaiveDate) -> Option<&PartitionMark> {
+        self.marks.get(&period_start)
+    }
+
+    pub fn compare(&self, period_start: NaiveDate, observation: &ObservationPoint) -> Comparison {
+        match self.points.get(&period_start) {
+            None => Comparison::New,
+            Some(recorded) if same_observation(&recorded.observation, observation) => {
+                Comparison::Unchanged
+            }
+            Some(recorded) => Comparison::Conflict(format!(
+                "period starting {period_start} is already recorded with value {} (revision {}); \
+                 send a correction to change it",
+                recorded.observation.value, recorded.observation.revision
+            )),
+        }
+    }
+
+    /// The target the assurance icon is judged against: the series' own, else the measure's.
+    pub fn target(&self, measure: &MeasureDefinition) -> Option<f64> {
+        match self.own_target {
+            Some(own) => own,
+            None => measure.target,
+        }
+    }
+
+    /// The series' points as the SPC analysis takes them, with their partition marks.
+    fn spc_points(&self) -> Vec<Point> {
+        self.points
+            .iter()
+            .map(|(start, point)| {
+                let mut spc = if point.ghosted {
+                    Point::ghost(point.observation.value)
+                } else {
+                    Point::new(point.observation.value)
+                };
+                if let Some(mark) = self.marks.get(start) {
+                    spc = spc.recalculate();
+                    if mark.kind == PartitionMarkKind::Baseline as i32 {
+                        spc = spc.with_baseline(mark.baseline_points as usize);
+                    }
+                }
+                spc
+            })
+            .collect()
+    }
+
+    pub fn analyse(&self, measure: &MeasureDefinition) -> Analysis {
+        analyse(
+            &self.spc_points(),
+            direction(measure),
+            self.target(measure),
+            &rule_set(measure),
+        )
+    }
+
+    /// The series with its SPC, as the APIs return it.
+    pub fn spc_series(&self, measure: &MeasureDefinition) -> SpcSeries {
+        let analysis = self.analyse(measure);
+        self.spc_series_from(measure, &analysis)
+    }
+
+    pub fn spc_series_from(&self, measure: &MeasureDefinition, analysis: &Analysis) -> SpcSeries {
+        let points = self
+            .points
+            .iter()
+            .zip(&analysis.points)
+            .map(|((start, point), result)| {
+                let mark = self.marks.get(start);
+                SpcPoint {
+                    period_start: Some(from_naive(*start)),
+                    period_end: point.observation.period_end,
+                    value: point.observation.value,
+                    numerator: point.observation.numerator,
+                    denominator: point.observation.denominator,
+                    revision: point.observation.revision,
+                    ghosted: point.ghosted,
+                    partition: u32::try_from(result.partition).unwrap_or(u32::MAX),
+                    mean: result.mean,
+                    upper_process_limit: result.limits.map(|l| l.upper_process_limit),
+                    lower_process_limit: result.limits.map(|l| l.lower_process_limit),
+                    upper_two_sigma: result.limits.map(|l| l.upper_two_sigma),
+                    lower_two_sigma: result.limits.map(|l| l.lower_two_sigma),
+                    classification: result
+                        .classification
+                        .map_or(SpcClassification::Unspecified, classification_proto)
+                        as i32,
+                    rules: rules_of(result.flags),
+                    recalculate_from: mark.is_some(),
+                    baseline_points: mark
+                        .filter(|mark| mark.kind == PartitionMarkKind::Baseline as i32)
+                        .map_or(0, |mark| mark.baseline_points),
+                }
+            })
+            .collect();
+        SpcSeries {
+            series: Some(self.key.clone()),
+            measure: Some(measure.clone()),
+            target: self.target(measure),
+            points,
+            variation: variation_proto(analysis.variation) as i32,
+            assurance: assurance_proto(analysis.assurance) as i32,
+            run_chart: analysis.run_chart,
+            rule_set: Some(rule_set_version(analysis)),
+            warnings: analysis
+                .warnings
+                .iter()
+                .map(|warning| format!("{warning:?}"))
+                .collect(),
+        }
+    }
+}
+
+pub fn classification_proto(classification: Classification) -> SpcClassification {
+    match classification {
+        Classification::CommonCause => SpcClassification::CommonCause,
+        Classification::Improvement => SpcClassification::Improvement,
+        Classification::Concern => SpcClassification::Concern,
+        Classification::NeitherHigh => SpcClassification::NeitherHigh,
+        Classification::NeitherLow => SpcClassification::NeitherLow,
+    }
+}
+
+pub(crate) fn rules_of(flags: ics_spc::Flags) -> Vec<i32> {
+    let mut rules = Vec::new();
+    if flags.astronomical.any() {
+        rules.push(SpcRule::Astronomical as i32);
+    }
+    if flags.shift.any() {
+        rules.push(SpcRule::Shift as i32);
+    }
+    if flags.trend.any() {
+        rules.push(SpcRule::Trend as i32);
+    }
+    if flags.two_in_three.any() {
+        rules.push(SpcRule::TwoInThree as i32);
+    }
+    rules
+}
+
+/// An observation at revision 1, for tests.
+#[cfg(test)]
+pub(crate) fn observation(start: NaiveDate, end: NaiveDate, value: f64) -> ObservationPoint {
+    ObservationPoint {
+        period_start: Some(from_naive(start)),
+        period_end: Some(from_naive(end)),
+        value,
+        numerator: None,
+        denominator: None,
+        source: String::new(),
+        revision: 1,
+    }
+}

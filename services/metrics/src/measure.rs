@@ -1,0 +1,79 @@
+//! The measure aggregate: a definition and its revisions (stream `measure-<CODE>`).
+
+use ics_eventstore::{NewEvent, RecordedEvent};
+use ics_proto::EventName;
+use ics_proto::events::v1::{MeasureDefined, MeasureDefinition};
+use ics_service_kit::error::ServiceError;
+
+/// A measure as its events leave it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Measure {
+    pub definition: MeasureDefinition,
+    pub revision: u32,
+}
+
+impl Measure {
+    pub fn fold(history: &[RecordedEvent]) -> Result<Option<Measure>, ServiceError> {
+        let mut measure = None;
+        for event in history {
+            if event.event_type == MeasureDefined::EVENT_TYPE {
+                let defined: MeasureDefined = event.decode().map_err(ServiceError::internal)?;
+                measure = Some(Measure {
+                    definition: defined.definition.unwrap_or_default(),
+                    revision: defined.revision,
+                });
+            }
+        }
+        Ok(measure)
+    }
+}
+
+/// Defines the measure, or redefines it as the next revision; the same definition again writes
+/// nothing.
+pub fn define(
+    history: &[RecordedEvent],
+    definition: &MeasureDefinition,
+) -> Result<Vec<NewEvent>, ServiceError> {
+    let current = Measure::fold(history)?;
+    if current
+        .as_ref()
+        .is_some_and(|measure| &measure.definition == definition)
+    {
+        return Ok(Vec::new());
+    }
+    let revision = current.map_or(1, |measure| measure.revision + 1);
+    Ok(vec![NewEvent::encode(
+        "",
+        &MeasureDefined {
+            definition: Some(definition.clone()),
+            revision,
+        },
+    )])
+}
+
+#[cfg(test)]
+mod tests {
+    use ics_eventstore::{history_of, history_then};
+
+    use super::*;
+
+    #[test]
+    fn redefining_makes_a_revision_and_the_same_definition_is_a_no_op() {
+        let first = MeasureDefinition {
+            code: "RCI".into(),
+            name: "Reference cost index".into(),
+            ..MeasureDefinition::default()
+        };
+        let history = history_of(define(&[], &first).expect("defined"));
+        assert!(define(&history, &first).expect("same").is_empty());
+        let second = MeasureDefinition {
+            target: Some(100.0),
+            ..first
+        };
+        let revised = define(&history, &second).expect("revised");
+        let history = history_then(history, revised);
+        let measure = Measure::fold(&history).expect("folds").expect("exists");
+        assert_eq!(measure.revision, 2);
+        assert_eq!(measure.definition.target, Some(100.0));
+    }
+}

@@ -1,0 +1,214 @@
+//! The measures projection, from the metrics service's events: measure definitions, peer groups,
+//! and one row per series holding the series itself (as a `SeriesRecord`) with what the ICS view
+//! reads without unpacking it — latest value, icons, target, rule set, and the latest points
+//! with a numerator and denominator for peer bands. The icons are computed here with the same
+//! rules the metrics service records its signals with (`ics-measures`), so they agree.
+
+use futures_util::future::BoxFuture;
+use ics_measures::{Series, changes_series_data, series_key_of};
+use ics_projection::{Projection, ProjectionError, decode_payload as decode, delete_all};
+use ics_proto::EventName;
+use ics_proto::date::to_naive;
+use ics_proto::events::v1::{
+    EventEnvelope, MeasureDefined, MeasureDefinition, PeerGroupDefined, SeriesKey, SeriesRecord,
+};
+use prost::Message;
+use sqlx::{PgConnection, Row};
+
+pub const MEASURES: &str = "measures";
+
+/// How many of a series' latest points with a numerator and denominator the row keeps.
+const RECENT_POINTS: usize = 36;
+
+#[derive(Debug, Default)]
+pub struct MeasuresProjection;
+
+fn malformed(detail: impl std::fmt::Display) -> ProjectionError {
+    ProjectionError::Rejected(detail.to_string())
+}
+
+async fn definition(
+    connection: &mut PgConnection,
+    code: &str,
+) -> Result<MeasureDefinition, ProjectionError> {
+    let bytes: Option<Vec<u8>> =
+        sqlx::query_scalar("SELECT definition FROM measure_definitions WHERE code = $1")
+            .bind(code)
+            .fetch_optional(&mut *connection)
+            .await?;
+    // Measures are defined before their observations in the same log; a missing one (a
+    // definition dead-lettered, say) still keeps the data, without direction or target.
+    match bytes {
+        Some(bytes) => MeasureDefinition::decode(bytes.as_slice()).map_err(malformed),
+        None => Ok(MeasureDefinition {
+            code: code.to_string(),
+            display_scale: 1.0,
+            ..MeasureDefinition::default()
+        }),
+    }
+}
+
+async fn load(connection: &mut PgConnection, key: &SeriesKey) -> Result<Series, ProjectionError> {
+    let bytes: Option<Vec<u8>> = sqlx::query_scalar(
+        "SELECT record FROM measure_series
+         WHERE measure_code = $1 AND ods_code = $2 AND value_stream_id = $3",
+    )
+    .bind(&key.measure_code)
+    .bind(&key.ods_code)
+    .bind(&key.value_stream_id)
+    .fetch_optional(&mut *connection)
+    .await?;
+    match bytes {
+        Some(bytes) => Ok(Series::from_record(
+            &SeriesRecord::decode(bytes.as_slice()).map_err(malformed)?,
+        )),
+        None => Ok(Series::new(key.clone())),
+    }
+}
+
+/// Writes the series row with its SPC recomputed under `measure`.
+async fn store(
+    connection: &mut PgConnection,
+    series: &Series,
+    measure: &MeasureDefinition,
+) -> Result<(), ProjectionError> {
+    let analysis = series.analyse(measure);
+    let spc = series.spc_series_from(measure, &analysis);
+    let latest = series.latest();
+    let recent: Vec<_> = series
+        .points()
+        .filter(|point| {
+            !point.ghosted
+                && point.observation.numerator.is_some()
+                && point.observation.denominator.is_some()
+        })
+        .collect();
+    let recent = &recent[recent.len().saturating_sub(RECENT_POINTS)..];
+    let starts: Vec<chrono::NaiveDate> = recent
+        .iter()
+        .filter_map(|point| point.observation.period_start.as_ref().and_then(to_naive))
+        .collect();
+    let numerators: Vec<f64> = recent
+        .iter()
+        .map(|point| point.observation.numerator.unwrap_or_default())
+        .collect();
+    let denominators: Vec<f64> = recent
+        .iter()
+        .map(|point| point.observation.denominator.unwrap_or_default())
+        .collect();
+    let rule_set = spc.rule_set.unwrap_or_default();
+    sqlx::query(
+        "INSERT INTO measure_series (measure_code, ods_code, value_stream_id, record, points,
+             latest_start, latest_end, latest_value, variation, assurance, target, rule_set,
+             rule_set_version, recent_starts, recent_numerators, recent_denominators)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+         ON CONFLICT (measure_code, ods_code, value_stream_id) DO UPDATE SET
+             record = excluded.record, points = excluded.points,
+             latest_start = excluded.latest_start, latest_end = excluded.latest_end,
+             latest_value = excluded.latest_value, variation = excluded.variation,
+             assurance = excluded.assurance, target = excluded.target,
+             rule_set = excluded.rule_set, rule_set_version = excluded.rule_set_version,
+             recent_starts = excluded.recent_starts,
+             recent_numerators = excluded.recent_numerators,
+             recent_denominators = excluded.recent_denominators",
+    )
+    .bind(&series.key.measure_code)
+    .bind(&series.key.ods_code)
+    .bind(&series.key.value_stream_id)
+    .bind(series.to_record().encode_to_vec())
+    .bind(i32::try_from(series.len()).unwrap_or(i32::MAX))
+    .bind(latest.and_then(|point| point.observation.period_start.as_ref().and_then(to_naive)))
+    .bind(latest.and_then(|point| point.observation.period_end.as_ref().and_then(to_naive)))
+    .bind(latest.map(|point| point.observation.value))
+    .bind(spc.variation)
+    .bind(spc.assurance)
+    .bind(spc.target)
+    .bind(rule_set.name)
+    .bind(rule_set.version)
+    .bind(starts)
+    .bind(numerators)
+    .bind(denominators)
+    .execute(&mut *connection)
+    .await?;
+    Ok(())
+}
+
+impl Projection for MeasuresProjection {
+    fn name(&self) -> &str {
+        MEASURES
+    }
+
+    fn apply<'a>(
+        &'a self,
+        connection: &'a mut PgConnection,
+        event: &'a EventEnvelope,
+    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
+        Box::pin(async move {
+            let event_type = event.event_type.as_str();
+            if changes_series_data(event_type) {
+                let key = series_key_of(event_type, &event.payload)
+                    .map_err(malformed)?
+                    .ok_or_else(|| malformed("series event without a series"))?;
+                let measure = definition(connection, &key.measure_code).await?;
+                let mut series = load(connection, &key).await?;
+                series
+                    .apply(event_type, &event.payload)
+                    .map_err(malformed)?;
+                store(connection, &series, &measure).await?;
+            } else if event_type == MeasureDefined::EVENT_TYPE {
+                let defined: MeasureDefined = decode(event)?;
+                let definition = defined.definition.unwrap_or_default();
+                sqlx::query(
+                    "INSERT INTO measure_definitions (code, definition, revision)
+                     VALUES ($1, $2, $3)
+                     ON CONFLICT (code) DO UPDATE
+                     SET definition = excluded.definition, revision = excluded.revision",
+                )
+                .bind(&definition.code)
+                .bind(definition.encode_to_vec())
+                .bind(i32::try_from(defined.revision).unwrap_or(i32::MAX))
+                .execute(&mut *connection)
+                .await?;
+                // A new direction, target or rule set changes every series' icons.
+                let records: Vec<Vec<u8>> =
+                    sqlx::query("SELECT record FROM measure_series WHERE measure_code = $1")
+                        .bind(&definition.code)
+                        .fetch_all(&mut *connection)
+                        .await?
+                        .iter()
+                        .map(|row| row.try_get("record"))
+                        .collect::<Result<_, _>>()?;
+                for record in records {
+                    let series = Series::from_record(
+                        &SeriesRecord::decode(record.as_slice()).map_err(malformed)?,
+                    );
+                    store(connection, &series, &definition).await?;
+                }
+            } else if event_type == PeerGroupDefined::EVENT_TYPE {
+                let defined: PeerGroupDefined = decode(event)?;
+                sqlx::query(
+                    "INSERT INTO peer_groups (peer_group_id, definition, version)
+                     VALUES ($1, $2, $3)
+                     ON CONFLICT (peer_group_id) DO UPDATE
+                     SET definition = excluded.definition, version = excluded.version",
+                )
+                .bind(&defined.peer_group_id)
+                .bind(defined.encode_to_vec())
+                .bind(i32::try_from(defined.version).unwrap_or(i32::MAX))
+                .execute(&mut *connection)
+                .await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn reset<'a>(
+        &'a self,
+        connection: &'a mut PgConnection,
+    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
+        Box::pin(delete_all(
+            connection,
+            &["measure_definitions", "measure_series", "peer_groups"],
+        ))
+    }
+}
