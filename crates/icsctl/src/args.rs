@@ -5,9 +5,10 @@ use chrono::NaiveDate;
 use clap::ValueEnum;
 use ics_proto::date::from_naive;
 use ics_proto::events::v1::{
-    BoardRole, CqcRating, Date, ExecutiveRole, FollowUpCheckpoint, MetricKind, MetricUnit,
-    MetricValue, OrganisationKind, TargetMetric, ValueStreamOrigin, ValueStreamStatus,
-    WorkshopKind,
+    BoardRole, CqcRating, Date, ExecutiveRole, FollowUpCheckpoint, ImprovementDirection,
+    MeasureFrequency, MeasureScoring, MetricKind, MetricUnit, MetricValue, OrganisationKind,
+    PartitionMarkKind, PeerGroupMethod, SpcConflictRule, SpcRuleSet, TargetMetric,
+    ValueStreamOrigin, ValueStreamStatus, WorkshopKind,
 };
 use ics_service_kit::Principal;
 
@@ -247,6 +248,141 @@ impl From<Checkpoint> for FollowUpCheckpoint {
     }
 }
 
+/// Which way is better for a measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Direction {
+    Increase,
+    Decrease,
+    Neither,
+}
+
+impl From<Direction> for ImprovementDirection {
+    fn from(direction: Direction) -> Self {
+        match direction {
+            Direction::Increase => ImprovementDirection::Increase,
+            Direction::Decrease => ImprovementDirection::Decrease,
+            Direction::Neither => ImprovementDirection::Neither,
+        }
+    }
+}
+
+/// How a measure's value is formed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scoring {
+    /// numerator ÷ denominator as a fraction 0–1.
+    Proportion,
+    /// numerator ÷ denominator (numerator ≤ denominator), shown scaled.
+    Rate,
+    /// A value with no numerator or denominator: a score, an index.
+    Continuous,
+}
+
+impl From<Scoring> for MeasureScoring {
+    fn from(scoring: Scoring) -> Self {
+        match scoring {
+            Scoring::Proportion => MeasureScoring::Proportion,
+            Scoring::Rate => MeasureScoring::Rate,
+            Scoring::Continuous => MeasureScoring::Continuous,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Frequency {
+    Daily,
+    Weekly,
+    Monthly,
+    Quarterly,
+    Annual,
+}
+
+impl From<Frequency> for MeasureFrequency {
+    fn from(frequency: Frequency) -> Self {
+        match frequency {
+            Frequency::Daily => MeasureFrequency::Daily,
+            Frequency::Weekly => MeasureFrequency::Weekly,
+            Frequency::Monthly => MeasureFrequency::Monthly,
+            Frequency::Quarterly => MeasureFrequency::Quarterly,
+            Frequency::Annual => MeasureFrequency::Annual,
+        }
+    }
+}
+
+/// The SPC rule set. `mdc-v2-5` is how the rest of the client prints it; `mdc-v2.5` is how
+/// people write it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RuleSet {
+    /// NHS England Making Data Count v2.5.
+    #[value(name = "mdc-v2-5", alias = "mdc-v2.5")]
+    MdcV2_5,
+    /// The NHSRplotthedots R package's choices.
+    NhsrPlotthedots,
+}
+
+impl From<RuleSet> for SpcRuleSet {
+    fn from(rule_set: RuleSet) -> Self {
+        match rule_set {
+            RuleSet::MdcV2_5 => SpcRuleSet::MdcV25,
+            RuleSet::NhsrPlotthedots => SpcRuleSet::NhsrPlotthedots,
+        }
+    }
+}
+
+/// Which classification wins when a point triggers both an improvement and a concern rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ConflictRule {
+    Improvement,
+    Concern,
+}
+
+impl From<ConflictRule> for SpcConflictRule {
+    fn from(rule: ConflictRule) -> Self {
+        match rule {
+            ConflictRule::Improvement => SpcConflictRule::Improvement,
+            ConflictRule::Concern => SpcConflictRule::Concern,
+        }
+    }
+}
+
+/// A partition marker on a series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PartitionKind {
+    /// A new centre line and limits from this period on.
+    RecalculateFrom,
+    /// A new partition whose limits are fixed from its first --baseline-points points.
+    Baseline,
+}
+
+impl From<PartitionKind> for PartitionMarkKind {
+    fn from(kind: PartitionKind) -> Self {
+        match kind {
+            PartitionKind::RecalculateFrom => PartitionMarkKind::RecalculateFrom,
+            PartitionKind::Baseline => PartitionMarkKind::Baseline,
+        }
+    }
+}
+
+/// How a peer group's members are found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PeerMethod {
+    /// The trusts of an ICB (--anchor) on the day of comparison.
+    IcsMembers,
+    /// The trusts of every ICB of an NHS region (--anchor) on the day of comparison.
+    Region,
+    /// The trusts listed with --member.
+    Custom,
+}
+
+impl From<PeerMethod> for PeerGroupMethod {
+    fn from(method: PeerMethod) -> Self {
+        match method {
+            PeerMethod::IcsMembers => PeerGroupMethod::IcsMembers,
+            PeerMethod::Region => PeerGroupMethod::Region,
+            PeerMethod::Custom => PeerGroupMethod::Custom,
+        }
+    }
+}
+
 const METRIC_KEYS: [&str; 6] = ["id", "name", "kind", "unit", "baseline", "target"];
 
 /// Parses one target-sheet line: `id=m1,name=Length of stay,kind=process-time,unit=hours,
@@ -360,6 +496,11 @@ fn is_key_like(text: &str) -> bool {
         && text
             .chars()
             .all(|character| character.is_ascii_alphanumeric() || "-_".contains(character))
+}
+
+/// A finite number given as a flag's value (`--value 0.93`, `--target 100`).
+pub fn parse_finite(text: &str) -> Result<f64, String> {
+    parse_number(text.trim(), "value")
 }
 
 /// Rust also reads `inf` and `NaN`; neither is a measurement.

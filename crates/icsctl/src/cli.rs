@@ -5,8 +5,9 @@ use ics_proto::events::v1::{Date, MetricValue, TargetMetric};
 use ics_service_kit::Principal;
 
 use crate::args::{
-    Checkpoint, EventKind, ExecRole, Kind, Origin, Rating, Seat, Status, parse_date, parse_metric,
-    parse_metric_value, parse_principal,
+    Checkpoint, ConflictRule, Direction, EventKind, ExecRole, Frequency, Kind, Origin,
+    PartitionKind, PeerMethod, Rating, RuleSet, Scoring, Seat, Status, parse_date, parse_finite,
+    parse_metric, parse_metric_value, parse_principal,
 };
 
 #[derive(Debug, Parser)]
@@ -45,6 +46,16 @@ pub struct GlobalArgs {
         default_value = "http://127.0.0.1:50052"
     )]
     pub workshops_url: String,
+
+    /// URL of the metrics service (measures, observations, SPC, peer groups).
+    #[arg(
+        long,
+        alias = "metrics",
+        global = true,
+        env = "ICS_METRICS_URL",
+        default_value = "http://127.0.0.1:50053"
+    )]
+    pub metrics_url: String,
 
     /// URL of the reporting service.
     #[arg(
@@ -119,6 +130,7 @@ pub enum OutputFormat {
 pub enum ServiceName {
     Trusts,
     Workshops,
+    Metrics,
     Reporting,
 }
 
@@ -145,6 +157,22 @@ pub enum Command {
     /// Improvement events (RPIW, kaizen, 3P, value-stream analysis) from charter to close.
     #[command(subcommand)]
     Workshop(WorkshopCommand),
+    /// Measure definitions: what is measured, which way is better, how SPC reads it.
+    #[command(subcommand)]
+    Measure(MeasureCommand),
+    /// Observations of a series (a measure at an organisation): record, correct, ghost,
+    /// partition, target.
+    #[command(subcommand)]
+    Observation(ObservationCommand),
+    /// A series with its statistical process control (Making Data Count) analysis.
+    #[command(subcommand)]
+    Series(SeriesCommand),
+    /// Groups of trusts that measures are compared across.
+    #[command(subcommand)]
+    PeerGroup(PeerGroupCommand),
+    /// Bulk loads from files.
+    #[command(subcommand)]
+    Import(ImportCommand),
     /// Cross-trust views from the reporting service.
     #[command(subcommand)]
     Report(ReportCommand),
@@ -546,6 +574,211 @@ pub enum WorkshopCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum MeasureCommand {
+    /// Define a measure, or redefine it as a new revision (operators). The same definition
+    /// again writes nothing.
+    Define(MeasureDefineArgs),
+    /// Show one measure's current definition.
+    Get {
+        /// Measure code, e.g. FFT_POSITIVE.
+        code: String,
+    },
+    /// List every measure.
+    List,
+    /// Define the reference measures that ship with icsctl (Friends and Family Test, staff
+    /// leaver rate, stability index, NHS Staff Survey themes, reference cost index). Each is
+    /// sent with a fixed request id (reference-measure-<CODE>-v1), so running it again writes
+    /// nothing; --request-id and --expected-version do not apply.
+    InstallReference,
+}
+
+#[derive(Debug, Args)]
+pub struct MeasureDefineArgs {
+    /// Upper-case letters, digits and underscores, 2–40 characters, e.g. FFT_INPATIENT.
+    pub code: String,
+    #[arg(long)]
+    pub name: String,
+    #[arg(long, default_value = "")]
+    pub description: String,
+    /// Display unit, e.g. '%', 'score 0-10'.
+    #[arg(long, default_value = "")]
+    pub unit: String,
+    /// Which way is better.
+    #[arg(long, value_enum)]
+    pub direction: Direction,
+    #[arg(long, value_enum)]
+    pub scoring: Scoring,
+    #[arg(long, value_enum)]
+    pub frequency: Frequency,
+    /// Default target of every series, on the stored scale (a proportion as 0–1).
+    #[arg(long, value_parser = parse_finite)]
+    pub target: Option<f64>,
+    #[arg(long, value_enum, default_value_t = RuleSet::MdcV2_5)]
+    pub rule_set: RuleSet,
+    /// Which classification wins when a point triggers both an improvement and a concern rule.
+    #[arg(long, value_enum, default_value_t = ConflictRule::Improvement)]
+    pub conflict_rule: ConflictRule,
+    /// Proportions and rates are shown multiplied by this (100 for a percentage) [server
+    /// default: 1].
+    #[arg(long, value_parser = parse_finite)]
+    pub display_scale: Option<f64>,
+}
+
+/// One series: a measure at an organisation, optionally for one of its value streams.
+#[derive(Debug, Clone, Args)]
+pub struct SeriesArgs {
+    /// ODS code of the organisation, e.g. RR8.
+    #[arg(long, value_name = "ODS")]
+    pub ods: String,
+    /// Measure code, e.g. FFT_POSITIVE.
+    #[arg(long, value_name = "CODE")]
+    pub measure: String,
+    /// One of the organisation's value streams [default: the organisation as a whole].
+    #[arg(long, value_name = "ID")]
+    pub value_stream: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ObservationArgs {
+    #[command(flatten)]
+    pub series: SeriesArgs,
+    /// First day of the period (the observation's key within the series).
+    #[arg(long, value_name = "DATE", value_parser = parse_date)]
+    pub period_start: Date,
+    /// Last day of the period.
+    #[arg(long, value_name = "DATE", value_parser = parse_date)]
+    pub period_end: Date,
+    /// The value; a proportion as a fraction 0–1. May be left out for a proportion or rate
+    /// when --numerator and --denominator are given.
+    #[arg(long, value_parser = parse_finite)]
+    pub value: Option<f64>,
+    #[arg(long, value_parser = parse_finite, requires = "denominator")]
+    pub numerator: Option<f64>,
+    #[arg(long, value_parser = parse_finite, requires = "numerator")]
+    pub denominator: Option<f64>,
+    /// Where the figure came from (an extract, a file).
+    #[arg(long, default_value = "")]
+    pub source: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ObservationCommand {
+    /// Record one observation. The same observation again is a no-op; a different value for
+    /// a recorded period is refused (use correct).
+    Record(ObservationArgs),
+    /// Supersede a recorded observation; the earlier value stays in the log.
+    Correct {
+        #[command(flatten)]
+        observation: ObservationArgs,
+        /// Why it changed.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Ghost a point: shown on charts, left out of every calculation (--restore undoes it).
+    Ghost {
+        #[command(flatten)]
+        series: SeriesArgs,
+        #[arg(long, value_name = "DATE", value_parser = parse_date)]
+        period_start: Date,
+        /// Restore a ghosted point instead.
+        #[arg(long)]
+        restore: bool,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Start a new partition (new centre line and limits) at a period, or take one off.
+    MarkPartition {
+        #[command(flatten)]
+        series: SeriesArgs,
+        #[arg(long, value_name = "DATE", value_parser = parse_date)]
+        period_start: Date,
+        #[arg(long, value_enum)]
+        kind: PartitionKind,
+        /// For a baseline: how many points fix its limits (at least 2).
+        #[arg(long, value_name = "N", required_if_eq("kind", "baseline"))]
+        baseline_points: Option<u32>,
+        /// Take the marker off instead.
+        #[arg(long)]
+        remove: bool,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Set a series' own target, or clear it to fall back to the measure's.
+    SetTarget(SetTargetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SetTargetArgs {
+    #[command(flatten)]
+    pub series: SeriesArgs,
+    /// On the stored scale (a proportion as 0–1).
+    #[arg(long, value_parser = parse_finite, required_unless_present = "clear")]
+    pub target: Option<f64>,
+    /// Fall back to the measure's target.
+    #[arg(long, conflicts_with = "target")]
+    pub clear: bool,
+    #[arg(long)]
+    pub reason: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SeriesCommand {
+    /// A series point by point: value, mean, process limits, classification, rules; its
+    /// variation and assurance icons and rule set on top.
+    Get(SeriesArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PeerGroupCommand {
+    /// Define a peer group (operators); prints its id. Defining an existing id with other
+    /// content makes a new version.
+    Define {
+        /// The group's UUID [default: a new one].
+        #[arg(long, value_name = "UUID")]
+        id: Option<String>,
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_enum)]
+        method: PeerMethod,
+        /// The ICB (ics-members) or NHS region (region) whose trusts form the group.
+        #[arg(long, value_name = "ODS")]
+        anchor: Option<String>,
+        /// A trust of a custom group; repeat, or list several after one flag.
+        #[arg(long = "member", value_name = "ODS", num_args = 1..)]
+        members: Vec<String>,
+    },
+    /// Show a peer group's current version.
+    Get { peer_group_id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// Load observations from a long-format CSV, one observation a row:
+    /// ods_code,measure_code,period_start,period_end,value,numerator,denominator[,value_stream_id]
+    /// (dates YYYY-MM-DD; value may be empty when numerator and denominator are given; the
+    /// last three columns may be left off). A wrong header or a file that is not UTF-8 is
+    /// refused whole; bad rows are listed by line and not sent; the good rows are streamed
+    /// in chunks on one call. Exits 1 if any row was rejected, after the good rows landed.
+    Observations(ImportObservationsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportObservationsArgs {
+    /// The CSV file.
+    #[arg(value_name = "FILE.csv")]
+    pub file: std::path::PathBuf,
+    /// Observations per message.
+    #[arg(long, value_name = "N", default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..=20_000))]
+    pub chunk: u32,
+    /// Where the figures came from, written into every observation [default: the file name].
+    #[arg(long, value_name = "TEXT")]
+    pub source: Option<String>,
+    /// Read and check the file, report, and send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
 /// Which cross-trust view to read: one ICS or one programme.
 #[derive(Debug, Clone, Args)]
 #[group(required = true, multiple = false)]
@@ -607,6 +840,66 @@ pub enum ReportCommand {
         /// Membership as it held on this date [default: today].
         #[arg(long, value_name = "DATE", value_parser = parse_date)]
         as_of: Option<Date>,
+    },
+    /// Each member trust × measure of an ICS: latest value, points, variation and assurance
+    /// icons, peer band.
+    Measures {
+        /// ODS code of the ICB, e.g. QWO.
+        #[arg(long, value_name = "ODS")]
+        ics: String,
+        /// Peer group the bands are read against [default: the ICS's member trusts].
+        #[arg(long, value_name = "ID")]
+        peer_group: Option<String>,
+        /// Membership as it held on this date [default: today].
+        #[arg(long, value_name = "DATE", value_parser = parse_date, conflicts_with = "watch")]
+        as_of: Option<Date>,
+        /// Print the view again after every change until Ctrl-C.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// SPC chart data of one series of a trust of the ICS.
+    Series {
+        /// ODS code of the ICB, e.g. QWO.
+        #[arg(long, value_name = "ODS")]
+        ics: String,
+        #[command(flatten)]
+        series: SeriesArgs,
+    },
+    /// Funnel plot of a proportion measure across a peer group for one period.
+    Peers {
+        /// ODS code of the ICB, e.g. QWO.
+        #[arg(long, value_name = "ODS")]
+        ics: String,
+        /// Measure code, e.g. FFT_POSITIVE.
+        #[arg(long, value_name = "CODE")]
+        measure: String,
+        /// [default: the ICS's member trusts]
+        #[arg(long, value_name = "ID")]
+        peer_group: Option<String>,
+        /// Start of the period compared [default: the latest with data from two peers].
+        #[arg(long, value_name = "DATE", value_parser = parse_date)]
+        period: Option<Date>,
+    },
+    /// A trust's change between two periods against its peers' changes.
+    PeerChange {
+        /// ODS code of the ICB, e.g. QWO.
+        #[arg(long, value_name = "ODS")]
+        ics: String,
+        /// Measure code, e.g. FFT_POSITIVE.
+        #[arg(long, value_name = "CODE")]
+        measure: String,
+        /// ODS code of the trust judged.
+        #[arg(long, value_name = "ODS")]
+        ods: String,
+        /// [default: the ICS's member trusts]
+        #[arg(long, value_name = "ID")]
+        peer_group: Option<String>,
+        /// Start of the first period compared.
+        #[arg(long, value_name = "DATE", value_parser = parse_date)]
+        from: Date,
+        /// Start of the last period compared.
+        #[arg(long, value_name = "DATE", value_parser = parse_date)]
+        to: Date,
     },
 }
 
@@ -1003,6 +1296,234 @@ mod tests {
         assert!(parse(&["report", "board-pack", "--ics", "QWO", "--format", "csv"]).is_err());
         assert!(parse(&["report", "outcomes", "--ics", "QWO"]).is_ok());
         assert!(parse(&["report", "watch-outcomes"]).is_err());
+    }
+
+    #[test]
+    fn the_metrics_url_has_a_default_a_flag_and_an_alias() {
+        let cli = parse(&["measure", "list"]).expect("parses");
+        assert_eq!(cli.global.metrics_url, "http://127.0.0.1:50053");
+        let cli = parse(&["measure", "list", "--metrics-url", "http://m:1"]).expect("parses");
+        assert_eq!(cli.global.metrics_url, "http://m:1");
+        let cli = parse(&["--metrics", "http://m:2", "measure", "list"]).expect("parses");
+        assert_eq!(cli.global.metrics_url, "http://m:2");
+    }
+
+    #[test]
+    fn measures_are_defined_with_mdc_v2_5_unless_told_otherwise() {
+        let cli = parse(&[
+            "measure",
+            "define",
+            "FFT_AE",
+            "--name",
+            "FFT A&E",
+            "--direction",
+            "increase",
+            "--scoring",
+            "proportion",
+            "--frequency",
+            "monthly",
+            "--target",
+            "0.9",
+        ])
+        .expect("parses");
+        let Command::Measure(MeasureCommand::Define(define)) = cli.command else {
+            panic!("wrong command");
+        };
+        assert_eq!(define.rule_set, RuleSet::MdcV2_5);
+        assert_eq!(define.conflict_rule, ConflictRule::Improvement);
+        assert_eq!(define.target, Some(0.9));
+        assert_eq!(define.display_scale, None);
+        let dotted = parse(&[
+            "measure",
+            "define",
+            "X1",
+            "--name",
+            "x",
+            "--direction",
+            "neither",
+            "--scoring",
+            "continuous",
+            "--frequency",
+            "annual",
+            "--rule-set",
+            "mdc-v2.5",
+            "--target",
+            "NaN",
+        ])
+        .expect_err("NaN is no target");
+        assert_eq!(dotted.exit_code(), 2);
+        assert!(parse(&["measure", "install-reference"]).is_ok());
+    }
+
+    #[test]
+    fn observations_name_their_series_and_period() {
+        let cli = parse(&[
+            "observation",
+            "record",
+            "--ods",
+            "RR8",
+            "--measure",
+            "FFT_POSITIVE",
+            "--period-start",
+            "2024-04-01",
+            "--period-end",
+            "2024-04-30",
+            "--numerator",
+            "912",
+            "--denominator",
+            "960",
+        ])
+        .expect("parses");
+        let Command::Observation(ObservationCommand::Record(record)) = cli.command else {
+            panic!("wrong command");
+        };
+        assert_eq!(record.series.ods, "RR8");
+        assert_eq!(record.value, None);
+        assert_eq!(record.numerator, Some(912.0));
+        let half = parse(&[
+            "observation",
+            "record",
+            "--ods",
+            "RR8",
+            "--measure",
+            "M",
+            "--period-start",
+            "2024-04-01",
+            "--period-end",
+            "2024-04-30",
+            "--numerator",
+            "912",
+        ])
+        .expect_err("--denominator missing");
+        assert_eq!(half.kind(), ErrorKind::MissingRequiredArgument);
+
+        let series = ["--ods", "RR8", "--measure", "M", "--reason", "r"];
+        let with = |extra: &[&'static str]| {
+            let mut argv = vec!["observation", "set-target"];
+            argv.extend_from_slice(&series);
+            argv.extend_from_slice(extra);
+            parse(&argv)
+        };
+        assert!(with(&["--target", "0.9"]).is_ok());
+        assert!(with(&["--clear"]).is_ok());
+        assert!(with(&[]).is_err());
+        assert!(with(&["--target", "0.9", "--clear"]).is_err());
+
+        let mark = |extra: &[&'static str]| {
+            let mut argv = vec![
+                "observation",
+                "mark-partition",
+                "--period-start",
+                "2024-04-01",
+            ];
+            argv.extend_from_slice(&series);
+            argv.extend_from_slice(extra);
+            parse(&argv)
+        };
+        assert!(mark(&["--kind", "recalculate-from"]).is_ok());
+        assert!(mark(&["--kind", "baseline", "--baseline-points", "12"]).is_ok());
+        assert!(mark(&["--kind", "baseline"]).is_err());
+    }
+
+    #[test]
+    fn imports_default_to_chunks_of_5000() {
+        let cli = parse(&["import", "observations", "data.csv"]).expect("parses");
+        let Command::Import(ImportCommand::Observations(import)) = cli.command else {
+            panic!("wrong command");
+        };
+        assert_eq!(import.chunk, 5000);
+        assert!(!import.dry_run);
+        assert_eq!(import.source, None);
+        assert!(parse(&["import", "observations", "d.csv", "--chunk", "0"]).is_err());
+        assert!(
+            parse(&[
+                "import",
+                "observations",
+                "d.csv",
+                "--chunk",
+                "10",
+                "--dry-run",
+                "--source",
+                "ESR extract"
+            ])
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn measure_reports_take_an_ics() {
+        assert!(parse(&["report", "measures", "--ics", "QWO", "--watch"]).is_ok());
+        assert!(parse(&["report", "measures"]).is_err());
+        let both = parse(&[
+            "report",
+            "measures",
+            "--ics",
+            "QWO",
+            "--watch",
+            "--as-of",
+            "2025-01-31",
+        ])
+        .expect_err("a watch has no as-of");
+        assert_eq!(both.kind(), ErrorKind::ArgumentConflict);
+        assert!(
+            parse(&[
+                "report",
+                "series",
+                "--ics",
+                "QWO",
+                "--measure",
+                "M",
+                "--ods",
+                "RR8"
+            ])
+            .is_ok()
+        );
+        assert!(
+            parse(&[
+                "report",
+                "peers",
+                "--ics",
+                "QWO",
+                "--measure",
+                "M",
+                "--period",
+                "2024-04-01"
+            ])
+            .is_ok()
+        );
+        assert!(
+            parse(&[
+                "report",
+                "peer-change",
+                "--ics",
+                "QWO",
+                "--measure",
+                "M",
+                "--ods",
+                "RR8",
+                "--from",
+                "2023-04-01",
+                "--to",
+                "2024-04-01"
+            ])
+            .is_ok()
+        );
+        assert!(
+            parse(&[
+                "peer-group",
+                "define",
+                "--name",
+                "Acute peers",
+                "--method",
+                "custom",
+                "--member",
+                "RR8",
+                "RAE",
+                "--member",
+                "RXF"
+            ])
+            .is_ok()
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use ics_proto::admin::v1::admin_service_client::AdminServiceClient;
 use ics_proto::events::v1::CommandOptions;
+use ics_proto::metrics::v1::metrics_service_client::MetricsServiceClient;
 use ics_proto::reporting::v1::reporting_service_client::ReportingServiceClient;
 use ics_proto::trusts::v1::trusts_service_client::TrustsServiceClient;
 use ics_proto::workshops::v1::workshops_service_client::WorkshopsServiceClient;
@@ -26,6 +27,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub type Trusts = TrustsServiceClient<InterceptedService<Channel, Bearer>>;
 pub type Workshops = WorkshopsServiceClient<InterceptedService<Channel, Bearer>>;
+pub type Metrics = MetricsServiceClient<InterceptedService<Channel, Bearer>>;
 pub type Reporting = ReportingServiceClient<InterceptedService<Channel, Bearer>>;
 pub type Admin = AdminServiceClient<InterceptedService<Channel, Bearer>>;
 
@@ -112,6 +114,7 @@ pub fn resolve_token(global: &GlobalArgs) -> anyhow::Result<Option<String>> {
 pub struct Context {
     pub trusts_url: String,
     pub workshops_url: String,
+    pub metrics_url: String,
     pub reporting_url: String,
     pub bearer: Bearer,
     pub request_id: Option<String>,
@@ -125,6 +128,7 @@ impl Context {
         Ok(Self {
             trusts_url: global.trusts_url.clone(),
             workshops_url: global.workshops_url.clone(),
+            metrics_url: global.metrics_url.clone(),
             reporting_url: global.reporting_url.clone(),
             bearer: Bearer::new(token.as_deref())?,
             request_id: global.request_id.clone(),
@@ -165,6 +169,14 @@ impl Context {
         ))
     }
 
+    pub async fn metrics(&self) -> anyhow::Result<Metrics> {
+        let channel = connect(&self.metrics_url, "metrics").await?;
+        Ok(MetricsServiceClient::with_interceptor(
+            channel,
+            self.bearer.clone(),
+        ))
+    }
+
     pub async fn reporting(&self) -> anyhow::Result<Reporting> {
         let channel = connect(&self.reporting_url, "reporting").await?;
         Ok(ReportingServiceClient::with_interceptor(
@@ -178,6 +190,7 @@ impl Context {
         let (url, name) = match service {
             ServiceName::Trusts => (&self.trusts_url, "trusts"),
             ServiceName::Workshops => (&self.workshops_url, "workshops"),
+            ServiceName::Metrics => (&self.metrics_url, "metrics"),
             ServiceName::Reporting => (&self.reporting_url, "reporting"),
         };
         let channel = connect(url, name).await?;

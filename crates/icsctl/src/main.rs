@@ -7,9 +7,12 @@ mod board_pack;
 mod cli;
 mod commands;
 mod connect;
+mod csv_import;
 mod demo;
 mod failure;
 mod outcomes;
+mod progress;
+mod reference_measures;
 mod render;
 
 use std::process::ExitCode;
@@ -17,7 +20,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::cli::{Cli, Command};
-use crate::commands::{admin, report, trusts, workshops};
+use crate::commands::{admin, metrics, report, trusts, workshops};
 use crate::connect::Context;
 
 #[tokio::main(flavor = "current_thread")]
@@ -49,6 +52,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Training(command) => trusts::training(&context, command).await,
         Command::Programme(command) => trusts::programme(&context, command).await,
         Command::Workshop(command) => workshops::workshop(&context, command).await,
+        Command::Measure(command) => metrics::measure(&context, command).await,
+        Command::Observation(command) => metrics::observation(&context, command).await,
+        Command::Series(command) => metrics::series(&context, command).await,
+        Command::PeerGroup(command) => metrics::peer_group(&context, command).await,
+        Command::Import(command) => metrics::import(&context, command).await,
         Command::Report(command) => report::report(&context, command).await,
         Command::Events(command) => admin::events(&context, command).await,
         Command::Admin(command) => admin::admin(&context, command).await,

@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use std::sync::LazyLock;
 
 use anyhow::{Context as _, anyhow};
-use ics_proto::{admin, events, reporting, trusts, workshops};
+use ics_proto::{admin, events, metrics, reporting, trusts, workshops};
 use prost_reflect::{DescriptorPool, DynamicMessage, ReflectMessage, SerializeOptions};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
@@ -60,6 +60,14 @@ described!(
     reporting::v1::OutcomesUpdate => "ics.reporting.v1.OutcomesUpdate",
     reporting::v1::OverviewUpdate => "ics.reporting.v1.OverviewUpdate",
     reporting::v1::CqcHistory => "ics.reporting.v1.CqcHistory",
+    events::v1::SpcSeries => "ics.events.v1.SpcSeries",
+    events::v1::PeerGroupDefined => "ics.events.v1.PeerGroupDefined",
+    metrics::v1::Measure => "ics.metrics.v1.Measure",
+    metrics::v1::ListMeasuresResponse => "ics.metrics.v1.ListMeasuresResponse",
+    reporting::v1::MeasureView => "ics.reporting.v1.MeasureView",
+    reporting::v1::MeasureViewUpdate => "ics.reporting.v1.MeasureViewUpdate",
+    reporting::v1::PeerComparison => "ics.reporting.v1.PeerComparison",
+    reporting::v1::PeerChange => "ics.reporting.v1.PeerChange",
     admin::v1::RepublishResponse => "ics.admin.v1.RepublishResponse",
     admin::v1::ListDeadLettersResponse => "ics.admin.v1.ListDeadLettersResponse",
     admin::v1::RebuildProjectionResponse => "ics.admin.v1.RebuildProjectionResponse",
@@ -262,6 +270,83 @@ pub fn checkpoint_days(number: i32) -> String {
         Ok(FollowUpCheckpoint::Unspecified) => "-".to_owned(),
         Err(_) => number.to_string(),
     }
+}
+
+pub fn direction_word(number: i32) -> String {
+    enum_word("ics.events.v1.ImprovementDirection", number)
+}
+
+pub fn scoring_word(number: i32) -> String {
+    enum_word("ics.events.v1.MeasureScoring", number)
+}
+
+pub fn frequency_word(number: i32) -> String {
+    enum_word("ics.events.v1.MeasureFrequency", number)
+}
+
+pub fn rule_set_word(number: i32) -> String {
+    enum_word("ics.events.v1.SpcRuleSet", number)
+}
+
+pub fn conflict_rule_word(number: i32) -> String {
+    enum_word("ics.events.v1.SpcConflictRule", number)
+}
+
+pub fn classification_word(number: i32) -> String {
+    enum_word("ics.events.v1.SpcClassification", number)
+}
+
+pub fn spc_rule_word(number: i32) -> String {
+    enum_word("ics.events.v1.SpcRule", number)
+}
+
+pub fn variation_word(number: i32) -> String {
+    enum_word("ics.events.v1.VariationIcon", number)
+}
+
+pub fn assurance_word(number: i32) -> String {
+    enum_word("ics.events.v1.AssuranceIcon", number)
+}
+
+pub fn peer_method_word(number: i32) -> String {
+    enum_word("ics.events.v1.PeerGroupMethod", number)
+}
+
+pub fn peer_band_word(number: i32) -> String {
+    enum_word("ics.reporting.v1.PeerBand", number)
+}
+
+/// The rule set that produced an SPC result, e.g. `MDC 2.5`; `-` when none is named.
+pub fn rule_set_text(rule_set: Option<&events::v1::SpcRuleSetVersion>) -> String {
+    match rule_set {
+        Some(rule_set) if !rule_set.name.is_empty() => {
+            format!("{} {}", rule_set.name, rule_set.version)
+                .trim_end()
+                .to_owned()
+        }
+        _ => "-".to_owned(),
+    }
+}
+
+/// A measure's display scale, 1 when unset (or nonsensical).
+pub fn display_scale(scale: f64) -> f64 {
+    if scale.is_finite() && scale > 0.0 {
+        scale
+    } else {
+        1.0
+    }
+}
+
+/// A stored value as people read it: multiplied by the display scale, two decimals.
+pub fn scaled_text(value: f64, scale: f64) -> String {
+    format!("{:.2}", value * display_scale(scale))
+}
+
+/// As [`scaled_text`], `-` when absent.
+pub fn optional_scaled_text(value: Option<f64>, scale: f64) -> String {
+    value
+        .map(|value| scaled_text(value, scale))
+        .unwrap_or_else(|| "-".to_owned())
 }
 
 /// The scope of a report in words, for when the server sent no name.

@@ -1,6 +1,8 @@
 //! One module per area of the API.
 
 pub mod admin;
+pub mod measure_report;
+pub mod metrics;
 pub mod report;
 pub mod trusts;
 pub mod workshops;

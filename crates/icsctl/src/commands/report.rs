@@ -9,6 +9,8 @@ use ics_proto::reporting::v1::{
 
 use crate::board_pack;
 use crate::cli::{BoardPackFormat, ReportCommand, ScopeArgs};
+use crate::commands::measure_report;
+use crate::commands::metrics::series_key;
 use crate::connect::{Context, Reporting};
 use crate::outcomes;
 use crate::render::{self, Align, Table, date_text, outln, rating_word, scope_text, share_text};
@@ -25,7 +27,7 @@ pub fn scope_of(args: ScopeArgs) -> Scope {
 
 /// Prints each update of a watch, as a JSON line or as `line` gives it, until the server ends
 /// the stream or the user presses Ctrl-C.
-async fn follow<U: render::Described>(
+pub(crate) async fn follow<U: render::Described>(
     context: &Context,
     mut updates: tonic::Streaming<U>,
     line: fn(&U) -> String,
@@ -123,6 +125,47 @@ pub async fn report(context: &Context, command: ReportCommand) -> anyhow::Result
                 text.len()
             )?;
             Ok(())
+        }
+        ReportCommand::Measures {
+            ics,
+            peer_group,
+            as_of,
+            watch,
+        } => measure_report::measures(context, &mut reporting, ics, peer_group, as_of, watch).await,
+        ReportCommand::Series { ics, series } => {
+            measure_report::series(context, &mut reporting, ics, series_key(series)).await
+        }
+        ReportCommand::Peers {
+            ics,
+            measure,
+            peer_group,
+            period,
+        } => {
+            let request = api::GetPeerComparisonRequest {
+                ics_ods_code: ics,
+                measure_code: measure,
+                peer_group_id: peer_group.unwrap_or_default(),
+                period_start: period,
+            };
+            measure_report::peers(context, &mut reporting, request).await
+        }
+        ReportCommand::PeerChange {
+            ics,
+            measure,
+            ods,
+            peer_group,
+            from,
+            to,
+        } => {
+            let request = api::GetPeerChangeRequest {
+                ics_ods_code: ics,
+                measure_code: measure,
+                peer_group_id: peer_group.unwrap_or_default(),
+                ods_code: ods,
+                from_period_start: Some(from),
+                to_period_start: Some(to),
+            };
+            measure_report::peer_change(context, &mut reporting, request).await
         }
     }
 }
