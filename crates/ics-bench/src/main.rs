@@ -7,9 +7,14 @@
 //! 2. **Freshness** — at a lower constant rate, the time from a command's ack to the moment a
 //!    board's live watch of the ICS overview shows its effect.
 //!
+//! 3. **Bulk ingest** — observations acknowledged as durable per second over client-streaming
+//!    calls, against `COPY` of the same rows into a plain table, and the time until all of it
+//!    is visible in the ICS measure view ([`ingest`]).
+//!
 //! `scripts/bench` starts a fresh deployment and runs this against it; pointed at an existing
 //! deployment it needs an operator and board token secret (`ICS_TOKEN_SECRET`).
 
+mod ingest;
 mod workshops;
 
 use std::collections::HashMap;
@@ -34,10 +39,13 @@ use tonic::transport::Channel;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 /// The ICS the benchmark's trusts belong to: a made-up ODS code, not a real ICB.
-const BENCH_ICS: &str = "QZB";
+pub(crate) const BENCH_ICS: &str = "QZB";
 
 #[derive(Debug, Parser)]
-#[command(name = "ics-bench", about = "Command latency and freshness benchmark")]
+#[command(
+    name = "ics-bench",
+    about = "Command latency, freshness and bulk ingest benchmark"
+)]
 struct Cli {
     #[arg(long, env = "ICS_TRUSTS_URL", default_value = "http://127.0.0.1:50051")]
     trusts_url: String,
@@ -53,6 +61,12 @@ struct Cli {
         default_value = "http://127.0.0.1:50052"
     )]
     workshops_url: String,
+    #[arg(
+        long,
+        env = "ICS_METRICS_URL",
+        default_value = "http://127.0.0.1:50053"
+    )]
+    metrics_url: String,
     #[arg(long, env = "ICS_TOKEN_SECRET", hide_env_values = true)]
     token_secret: String,
     #[arg(long, env = "ICS_TOKEN_ISSUER", default_value = "ics")]
@@ -77,6 +91,14 @@ struct Cli {
     /// Skip the workshop runs (e.g. against a deployment without the workshops service).
     #[arg(long)]
     no_workshops: bool,
+    /// Skip the bulk ingest run.
+    #[arg(long)]
+    no_ingest: bool,
+    /// Run only the bulk ingest (after setting up the trusts).
+    #[arg(long, conflicts_with = "no_ingest")]
+    ingest_only: bool,
+    #[command(flatten)]
+    ingest: ingest::IngestArgs,
     /// Only delete the JetStream streams of this subject prefix and exit: `scripts/bench` cleans
     /// up its throw-away deployment with it. Never point it at a real deployment's prefix.
     #[arg(long)]
@@ -146,6 +168,9 @@ async fn main() -> anyhow::Result<()> {
     wait_for_members(&clients, cli.trusts).await?;
 
     println!("ics-bench: {} trusts in ICS {BENCH_ICS}", cli.trusts);
+    if cli.ingest_only {
+        return ingest::run(&clients, &cli.metrics_url, cli.trusts, &cli.ingest).await;
+    }
     let run = Run {
         clients: clients.clone(),
         trusts: cli.trusts,
@@ -203,6 +228,9 @@ async fn main() -> anyhow::Result<()> {
 
     if !cli.no_workshops {
         workshops::run(&clients, &cli.workshops_url, cli.workshop_rate, cli.seconds).await?;
+    }
+    if !cli.no_ingest {
+        ingest::run(&clients, &cli.metrics_url, cli.trusts, &cli.ingest).await?;
     }
     Ok(())
 }

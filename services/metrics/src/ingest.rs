@@ -7,7 +7,7 @@
 //! committed; sending it again is safe, because observations are idempotent per key.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use futures_util::StreamExt;
 use ics_eventstore::{CommandContext, EventStore, ExpectedVersion};
@@ -62,7 +62,7 @@ struct Ingest<'a> {
     principal: &'a Principal,
     references: References,
     summary: IngestSummary,
-    batch: BTreeMap<String, (SeriesKey, MeasureDefinition, Vec<Incoming>)>,
+    batch: BTreeMap<String, (SeriesKey, Arc<MeasureDefinition>, Vec<Incoming>)>,
     batched: usize,
     series_seen: std::collections::HashSet<String>,
     trace: (String, String),

@@ -3,6 +3,7 @@
 //! the read model of the trusts service's events.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use ics_eventstore::EventStore;
 use ics_measures::{Checked, check_observation, is_measure_code, measure_stream};
@@ -39,14 +40,14 @@ impl Rejection {
 #[derive(Debug, Clone)]
 pub struct Resolved {
     pub checked: Checked,
-    pub measure: MeasureDefinition,
+    pub measure: Arc<MeasureDefinition>,
 }
 
 #[derive(Debug)]
 pub struct References {
     store: EventStore,
     pool: PgPool,
-    measures: HashMap<String, Option<MeasureDefinition>>,
+    measures: HashMap<String, Option<Arc<MeasureDefinition>>>,
     organisations: HashMap<String, OrganisationKind>,
     organisations_loaded: bool,
     value_streams: HashMap<String, Option<String>>,
@@ -64,12 +65,15 @@ impl References {
         }
     }
 
-    pub async fn measure(&mut self, code: &str) -> Result<Option<MeasureDefinition>, ServiceError> {
+    pub async fn measure(
+        &mut self,
+        code: &str,
+    ) -> Result<Option<Arc<MeasureDefinition>>, ServiceError> {
         if let Some(known) = self.measures.get(code) {
             return Ok(known.clone());
         }
         let history = self.store.read_stream(&measure_stream(code)).await?;
-        let definition = Measure::fold(&history)?.map(|measure| measure.definition);
+        let definition = Measure::fold(&history)?.map(|measure| Arc::new(measure.definition));
         self.measures.insert(code.to_string(), definition.clone());
         Ok(definition)
     }

@@ -1,0 +1,331 @@
+//! Bulk observation ingest: how fast a trust's back-load is acknowledged as durable, against how
+//! fast `COPY` loads the same observations one row each into a plain table on the same Postgres
+//! in the same run; and how soon after the last acknowledgement all of it is visible in the
+//! ICS measure view.
+//!
+//! The data: every benchmark trust × `measures` proportion measures × `periods` consecutive days
+//! (numerator and denominator, value derived), sent as chunks of `chunk` observations over
+//! `streams` concurrent client-streaming calls, each carrying whole trusts in period order — the
+//! shape of a warehouse export.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use ics_proto::events::v1::{
+    Date, ImprovementDirection, MeasureDefinition, MeasureFrequency, MeasureScoring,
+    SpcConflictRule, SpcRuleSet,
+};
+use ics_proto::metrics::v1::{
+    DefineMeasureRequest, IngestObservationsRequest, IngestSummary, ObservationInput,
+    metrics_service_client::MetricsServiceClient,
+};
+use ics_proto::reporting::v1::GetMeasureViewRequest;
+use sqlx::Connection;
+use tonic::transport::Channel;
+
+use crate::{BENCH_ICS, Clients, authorized, options, trust_code};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct IngestArgs {
+    /// Proportion measures per trust in the ingest run.
+    #[arg(long = "ingest-measures", default_value_t = 10)]
+    pub measures: usize,
+    /// Daily periods per series in the ingest run.
+    #[arg(long = "ingest-periods", default_value_t = 1_000)]
+    pub periods: usize,
+    /// Concurrent client-streaming calls.
+    #[arg(long = "ingest-streams", default_value_t = 2)]
+    pub streams: usize,
+    /// Observations per streamed message.
+    #[arg(long = "ingest-chunk", default_value_t = 5_000)]
+    pub chunk: usize,
+    /// The deployment's database, for the `COPY` comparison (a scratch table is created and
+    /// dropped there).
+    #[arg(long, env = "ICS_DATABASE_URL")]
+    pub database_url: Option<String>,
+}
+
+fn measure_code(index: usize) -> String {
+    format!("BENCH_PROPORTION_{index:02}")
+}
+
+fn day(offset: usize) -> Date {
+    let start = chrono::NaiveDate::from_ymd_opt(2019, 1, 1).unwrap_or_default();
+    ics_proto::date::from_naive(start + chrono::Days::new(offset as u64))
+}
+
+/// The observations of one trust, deterministic, in measure then period order.
+fn observations_of(trust: usize, args: &IngestArgs) -> Vec<ObservationInput> {
+    let ods_code = trust_code(trust);
+    let mut observations = Vec::with_capacity(args.measures * args.periods);
+    for measure in 0..args.measures {
+        let measure_code = measure_code(measure);
+        for period in 0..args.periods {
+            let denominator = 400.0 + ((trust * 7 + measure * 13 + period * 31) % 200) as f64;
+            let numerator =
+                (denominator * (0.85 + ((period * 17 + trust) % 10) as f64 / 100.0)).floor();
+            let date = day(period);
+            observations.push(ObservationInput {
+                measure_code: measure_code.clone(),
+                ods_code: ods_code.clone(),
+                value_stream_id: String::new(),
+                period_start: Some(date),
+                period_end: Some(date),
+                value: None,
+                numerator: Some(numerator),
+                denominator: Some(denominator),
+                source: String::new(),
+            });
+        }
+    }
+    observations
+}
+
+async fn define_measures(
+    metrics: &mut MetricsServiceClient<Channel>,
+    operator: &str,
+    measures: usize,
+) -> anyhow::Result<()> {
+    for index in 0..measures {
+        let code = measure_code(index);
+        metrics
+            .define_measure(authorized(
+                operator,
+                DefineMeasureRequest {
+                    options: options(format!("bench-define-{code}")),
+                    definition: Some(MeasureDefinition {
+                        code,
+                        name: format!("Benchmark proportion {index}"),
+                        description: String::new(),
+                        unit: "%".into(),
+                        direction: ImprovementDirection::Increase as i32,
+                        scoring: MeasureScoring::Proportion as i32,
+                        frequency: MeasureFrequency::Daily as i32,
+                        target: Some(0.9),
+                        rule_set: SpcRuleSet::MdcV25 as i32,
+                        conflict_rule: SpcConflictRule::Improvement as i32,
+                        display_scale: 100.0,
+                    }),
+                },
+            )?)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn send(
+    mut metrics: MetricsServiceClient<Channel>,
+    operator: String,
+    chunks: Vec<Vec<ObservationInput>>,
+) -> anyhow::Result<IngestSummary> {
+    let requests = futures_util::stream::iter(
+        chunks
+            .into_iter()
+            .map(|observations| IngestObservationsRequest { observations }),
+    );
+    Ok(metrics
+        .ingest_observations(authorized(&operator, requests)?)
+        .await?
+        .into_inner())
+}
+
+/// Waits until the metrics service knows every benchmark trust (it learns them from the trusts
+/// service's events) by sending the last trust's first observation until it is accepted.
+async fn wait_for_organisations(
+    metrics: &MetricsServiceClient<Channel>,
+    operator: &str,
+    probe: ObservationInput,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let summary = send(
+            metrics.clone(),
+            operator.to_string(),
+            vec![vec![probe.clone()]],
+        )
+        .await?;
+        if summary.rejected == 0 {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the metrics service never accepted the probe: {:?}",
+            summary.rejections
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn observations_in_view(clients: &Clients) -> anyhow::Result<u64> {
+    let view = clients
+        .reporting
+        .clone()
+        .get_measure_view(authorized(
+            &clients.board,
+            GetMeasureViewRequest {
+                ics_ods_code: BENCH_ICS.to_string(),
+                peer_group_id: String::new(),
+                as_of: None,
+            },
+        )?)
+        .await?
+        .into_inner();
+    Ok(view.observations)
+}
+
+fn csv_number(value: Option<f64>) -> String {
+    value.map(|value| value.to_string()).unwrap_or_default()
+}
+
+/// Loads the same observations with `COPY` into a plain table; returns rows per second.
+async fn copy_rate(
+    database_url: &str,
+    all: &[Vec<ObservationInput>],
+) -> anyhow::Result<(f64, usize)> {
+    let mut connection = sqlx::PgConnection::connect(database_url)
+        .await
+        .context("connecting for the COPY comparison")?;
+    let table = format!("bench_copy_{}", std::process::id());
+    sqlx::query(&format!(
+        "CREATE TABLE {table} (ods_code text, measure_code text, value_stream_id text,
+             period_start date, period_end date, value double precision,
+             numerator double precision, denominator double precision)"
+    ))
+    .execute(&mut connection)
+    .await?;
+    let mut data = String::new();
+    let mut rows = 0;
+    for observations in all {
+        for observation in observations {
+            let date =
+                |date: &Option<Date>| date.as_ref().map(ics_proto::date::iso).unwrap_or_default();
+            let value = match (observation.numerator, observation.denominator) {
+                (Some(numerator), Some(denominator)) => Some(numerator / denominator),
+                _ => observation.value,
+            };
+            data.push_str(&format!(
+                "{},{},{},{},{},{},{},{}\n",
+                observation.ods_code,
+                observation.measure_code,
+                observation.value_stream_id,
+                date(&observation.period_start),
+                date(&observation.period_end),
+                csv_number(value),
+                csv_number(observation.numerator),
+                csv_number(observation.denominator),
+            ));
+            rows += 1;
+        }
+    }
+    let started = Instant::now();
+    let mut copy = connection
+        .copy_in_raw(&format!("COPY {table} FROM STDIN (FORMAT csv)"))
+        .await?;
+    copy.send(data.into_bytes()).await?;
+    let copied = copy.finish().await?;
+    let elapsed = started.elapsed();
+    sqlx::query(&format!("DROP TABLE {table}"))
+        .execute(&mut connection)
+        .await?;
+    anyhow::ensure!(
+        copied as usize == rows,
+        "COPY loaded {copied} of {rows} rows"
+    );
+    Ok((rows as f64 / elapsed.as_secs_f64(), rows))
+}
+
+pub async fn run(
+    clients: &Clients,
+    metrics_url: &str,
+    trusts: usize,
+    args: &IngestArgs,
+) -> anyhow::Result<()> {
+    let channel = Channel::from_shared(metrics_url.to_string())?
+        .connect()
+        .await
+        .with_context(|| format!("cannot reach {metrics_url}"))?;
+    let mut metrics =
+        MetricsServiceClient::new(channel).max_encoding_message_size(64 * 1024 * 1024);
+    define_measures(&mut metrics, &clients.operator, args.measures).await?;
+
+    // Build everything before the clock starts: the run measures the service, not the generator.
+    let per_trust: Vec<Vec<ObservationInput>> = (0..trusts)
+        .map(|trust| observations_of(trust, args))
+        .collect();
+    let total: usize = per_trust.iter().map(Vec::len).sum();
+    if let Some(probe) = per_trust
+        .last()
+        .and_then(|observations| observations.first())
+    {
+        wait_for_organisations(&metrics, &clients.operator, probe.clone()).await?;
+    }
+    let streams = args.streams.max(1);
+    let mut calls: Vec<Vec<Vec<ObservationInput>>> = vec![Vec::new(); streams];
+    for (trust, observations) in per_trust.iter().enumerate() {
+        for chunk in observations.chunks(args.chunk.max(1)) {
+            calls[trust % streams].push(chunk.to_vec());
+        }
+    }
+
+    println!(
+        "bulk ingest: {total} observations ({trusts} trusts x {} measures x {} days) over {streams} \
+         client streams, {} per message",
+        args.measures, args.periods, args.chunk
+    );
+    let started = Instant::now();
+    let tasks: Vec<_> = calls
+        .into_iter()
+        .map(|chunks| tokio::spawn(send(metrics.clone(), clients.operator.clone(), chunks)))
+        .collect();
+    let mut recorded = 0;
+    let mut unchanged = 0;
+    let mut rejected = 0;
+    for task in tasks {
+        let summary = task.await??;
+        recorded += summary.recorded;
+        unchanged += summary.unchanged;
+        rejected += summary.rejected;
+    }
+    let acked = Instant::now();
+    let elapsed = acked - started;
+    let ingest_rate = total as f64 / elapsed.as_secs_f64();
+    println!(
+        "  acknowledged as durable: {total} in {:.2} s = {ingest_rate:.0} observations/s \
+         (recorded {recorded}, already there {unchanged}, rejected {rejected})",
+        elapsed.as_secs_f64()
+    );
+    println!("  target: >= 100,000 observations/s");
+
+    // Visible: the ICS view counts every observation of its trusts (the probe included).
+    let visible = loop {
+        let seen = observations_in_view(clients).await?;
+        if seen >= total as u64 {
+            break acked.elapsed();
+        }
+        anyhow::ensure!(
+            acked.elapsed() < Duration::from_secs(120),
+            "only {seen} of {total} observations visible after 120 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    println!(
+        "  all of it visible in the ICS measure view {:.0} ms after the last ack (target: <= 2,000 ms)",
+        visible.as_secs_f64() * 1000.0
+    );
+
+    match &args.database_url {
+        Some(url) => {
+            let (copy_rate, rows) = copy_rate(url, &per_trust).await?;
+            println!(
+                "  COPY of the same {rows} observations, one row each, into a plain table: \
+                 {copy_rate:.0} rows/s"
+            );
+            println!(
+                "  ingest / COPY = {:.2} (target: >= 0.5)",
+                ingest_rate / copy_rate
+            );
+        }
+        None => println!("  COPY comparison skipped: no --database-url / ICS_DATABASE_URL"),
+    }
+    Ok(())
+}
