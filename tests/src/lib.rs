@@ -94,6 +94,16 @@ impl Drop for Server {
     }
 }
 
+/// What one `icsctl` run printed, and how it exited.
+#[derive(Debug)]
+pub struct IcsctlOutput {
+    pub success: bool,
+    /// The exit code (none when a signal ended it).
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
 /// One isolated deployment: a database, a NATS namespace and a token secret.
 #[derive(Debug)]
 pub struct Deployment {
@@ -180,6 +190,16 @@ impl Deployment {
     /// Runs `icsctl` against a server started with `start("all")`; returns its exit status and
     /// standard output.
     pub async fn icsctl(&self, server: &Server, args: &[&str]) -> (bool, String) {
+        let output = self.icsctl_output(server, args).await;
+        if !output.success {
+            eprintln!("{}", output.stderr);
+        }
+        (output.success, output.stdout)
+    }
+
+    /// As [`icsctl`](Self::icsctl), keeping standard error apart (where a refusal is reported)
+    /// rather than echoing it.
+    pub async fn icsctl_output(&self, server: &Server, args: &[&str]) -> IcsctlOutput {
         let mut command = Command::new(binary("icsctl"));
         command
             .args(args)
@@ -193,13 +213,12 @@ impl Deployment {
             .await
             .expect("icsctl task")
             .expect("run icsctl");
-        if !output.status.success() {
-            eprintln!("{}", String::from_utf8_lossy(&output.stderr));
+        IcsctlOutput {
+            success: output.status.success(),
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         }
-        (
-            output.status.success(),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-        )
     }
 
     pub fn token(&self, principal: &Principal) -> String {

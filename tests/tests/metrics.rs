@@ -17,8 +17,9 @@ use ics_proto::metrics::v1::{
     metrics_service_client::MetricsServiceClient,
 };
 use ics_proto::reporting::v1::{
-    GetMeasureViewRequest, GetPeerComparisonRequest, GetSeriesChartRequest, MeasureView, PeerBand,
-    WatchMeasureViewRequest, reporting_service_client::ReportingServiceClient,
+    GetMeasureViewRequest, GetPeerChangeRequest, GetPeerComparisonRequest, GetSeriesChartRequest,
+    MeasureView, PeerBand, WatchMeasureViewRequest,
+    reporting_service_client::ReportingServiceClient,
 };
 use ics_proto::trusts::v1::{
     LinkOrganisationRequest, RegisterOrganisationRequest,
@@ -79,6 +80,11 @@ async fn setup(deployment: &Deployment, server: &Server) -> String {
         ("QWO", "NHS West Yorkshire ICB", OrganisationKind::Icb),
         ("RR8", "Leeds Teaching Hospitals", OrganisationKind::Trust),
         ("RXF", "Mid Yorkshire Teaching", OrganisationKind::Trust),
+        (
+            "RAE",
+            "Bradford Teaching Hospitals",
+            OrganisationKind::Trust,
+        ),
     ] {
         trusts
             .register_organisation(authorized(
@@ -301,6 +307,34 @@ async fn a_trust_streams_a_series_across_a_process_limit_and_the_ics_watch_shows
     assert_eq!((summary.recorded, summary.unchanged), (0, 21));
     assert_eq!(signals(pool.clone()).await, before);
 
+    // Two streams racing with the same new months: each month is recorded once.
+    let months: Vec<ObservationInput> = (21..41)
+        .map(|offset| fft("RR8", offset, 900.0 + f64::from(offset % 4) * 10.0, 1000.0))
+        .collect();
+    let (mut one, mut other) = (metrics.clone(), metrics.clone());
+    let (first, second) = tokio::join!(
+        ingest(&mut one, &leeds, vec![months.clone()]),
+        ingest(&mut other, &leeds, vec![months])
+    );
+    let (first, second) = (first.unwrap(), second.unwrap());
+    assert_eq!(first.recorded + second.recorded, 20);
+    assert_eq!(first.unchanged + second.unchanged, 20);
+    let series = metrics
+        .get_series(authorized(
+            &leeds,
+            GetSeriesRequest {
+                series: Some(SeriesKey {
+                    measure_code: FFT.into(),
+                    ods_code: "RR8".into(),
+                    value_stream_id: String::new(),
+                }),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(series.points.len(), 41);
+
     // Other boards are kept out.
     let other_board = deployment.token(&Principal::BoardReader {
         ics_ods_code: Some("QXU".into()),
@@ -495,6 +529,53 @@ async fn bad_observations_are_refused_by_field_and_the_good_ones_land() {
         bands,
         [PeerBand::AsExpected as i32, PeerBand::AsExpected as i32]
     );
+
+    // Change against peers from month 1 to month 9: Leeds 92% → 93%, Mid Yorkshire 65% → 70%,
+    // Bradford 86% → 88%. Leeds improved, but less than its peers did — not distinctly.
+    let bradford = deployment.token(&Principal::TrustWriter {
+        ods_code: "RAE".into(),
+    });
+    let more = ingest(
+        &mut metrics,
+        &mid_yorks,
+        vec![vec![fft("RXF", 1, 650.0, 1000.0)]],
+    )
+    .await
+    .unwrap();
+    assert_eq!(more.recorded, 1);
+    let more = ingest_when_known(
+        &mut metrics,
+        &bradford,
+        vec![fft("RAE", 1, 860.0, 1000.0), fft("RAE", 9, 880.0, 1000.0)],
+    )
+    .await;
+    assert_eq!(more.recorded, 2);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let change = loop {
+        let change = reporting
+            .get_peer_change(authorized(
+                &operator,
+                GetPeerChangeRequest {
+                    ics_ods_code: "QWO".into(),
+                    measure_code: FFT.into(),
+                    peer_group_id: String::new(),
+                    ods_code: "RR8".into(),
+                    from_period_start: Some(month(1).0),
+                    to_period_start: Some(month(9).0),
+                },
+            ))
+            .await;
+        match change {
+            Ok(change) if change.get_ref().units.len() == 3 => break change.into_inner(),
+            Ok(_) | Err(_) if Instant::now() < deadline => {}
+            other => panic!("no change against peers: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(change.units.len(), 3);
+    assert!((change.change - 0.01).abs() < 1e-9);
+    assert!((change.peer_mean_change - 0.035).abs() < 1e-9);
+    assert_eq!(change.label, "improved, not distinctly from peers");
 
     let mut server = server;
     assert!(server.terminate().await);

@@ -6,10 +6,10 @@ use chrono::NaiveDate;
 use ics_proto::EventName;
 use ics_proto::date::{from_naive, to_naive};
 use ics_proto::events::v1::{
-    MeasureDefinition, ObservationCorrected, ObservationGhosted, ObservationPoint,
+    AssuranceIcon, MeasureDefinition, ObservationCorrected, ObservationGhosted, ObservationPoint,
     ObservationsRecorded, PartitionMark, PartitionMarkKind, PartitionMarked, SeriesKey,
     SeriesRecord, SeriesRecordPoint, SeriesTargetSet, SpcClassification, SpcPoint, SpcRule,
-    SpcSeries,
+    SpcRuleSetVersion, SpcSeries, VariationIcon,
 };
 use ics_spc::{Analysis, Classification, Point, analyse};
 use prost::Message;
@@ -22,6 +22,15 @@ use crate::signals::{assurance_proto, rule_set_version, variation_proto};
 pub struct SeriesPoint {
     pub observation: ObservationPoint,
     pub ghosted: bool,
+}
+
+/// What a board's summary of a series shows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpcSummary {
+    pub variation: VariationIcon,
+    pub assurance: AssuranceIcon,
+    pub target: Option<f64>,
+    pub rule_set: SpcRuleSetVersion,
 }
 
 /// How an incoming observation compares with what the series holds for its period.
@@ -280,6 +289,17 @@ impl Series {
             self.target(measure),
             &rule_set(measure),
         )
+    }
+
+    /// The icons, target and rule set of the series' SPC, without the per-point detail.
+    pub fn summary(&self, measure: &MeasureDefinition) -> SpcSummary {
+        let analysis = self.analyse(measure);
+        SpcSummary {
+            variation: variation_proto(analysis.variation),
+            assurance: assurance_proto(analysis.assurance),
+            target: self.target(measure),
+            rule_set: rule_set_version(&analysis),
+        }
     }
 
     /// The series with its SPC, as the APIs return it.

@@ -429,6 +429,46 @@ mod tests {
     }
 
     #[test]
+    fn a_recalculation_mark_starts_a_new_partition_and_signals_the_change() {
+        // Twenty points around 10, then twenty around 20: one partition sees a shift.
+        let rows: Vec<Incoming> = (0..40)
+            .map(|i| incoming(i, i, if i < 20 { 10.0 } else { 20.0 } + (i % 3) as f64))
+            .collect();
+        let (events, _) = record(&key(), &measure(), &[], &rows).expect("records");
+        let history = history_of(events);
+        let before = fold(&key(), &history).expect("folds");
+        assert_eq!(
+            before.analyse(&measure()).partitions.len(),
+            1,
+            "one partition before the mark"
+        );
+        let change = MarkChange {
+            period_start: day(20),
+            kind: PartitionMarkKind::RecalculateFrom,
+            baseline_points: 0,
+            remove: false,
+            reason: "new discharge pathway",
+        };
+        let marked = mark(&key(), &measure(), &history, &change).expect("marks");
+        assert_eq!(marked[0].event_type, PartitionMarked::EVENT_TYPE);
+        assert!(
+            marked
+                .iter()
+                .any(|event| event.event_type == VariationIconChanged::EVENT_TYPE),
+            "the last point is common cause within its own partition"
+        );
+        let history = history_then(history, marked);
+        let after = fold(&key(), &history).expect("folds");
+        assert_eq!(after.analyse(&measure()).partitions.len(), 2);
+        // The same mark again writes nothing.
+        assert!(
+            mark(&key(), &measure(), &history, &change)
+                .expect("no-op")
+                .is_empty()
+        );
+    }
+
+    #[test]
     fn marks_and_ghosts_need_a_recorded_point() {
         assert!(matches!(
             ghost(&key(), &measure(), &[], day(3), true, ""),

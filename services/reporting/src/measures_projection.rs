@@ -72,8 +72,7 @@ async fn store(
     series: &Series,
     measure: &MeasureDefinition,
 ) -> Result<(), ProjectionError> {
-    let analysis = series.analyse(measure);
-    let spc = series.spc_series_from(measure, &analysis);
+    let spc = series.summary(measure);
     let latest = series.latest();
     let recent: Vec<_> = series
         .points()
@@ -96,7 +95,7 @@ async fn store(
         .iter()
         .map(|point| point.observation.denominator.unwrap_or_default())
         .collect();
-    let rule_set = spc.rule_set.unwrap_or_default();
+    let rule_set = spc.rule_set;
     sqlx::query(
         "INSERT INTO measure_series (measure_code, ods_code, value_stream_id, record, points,
              latest_start, latest_end, latest_value, variation, assurance, target, rule_set,
@@ -120,8 +119,8 @@ async fn store(
     .bind(latest.and_then(|point| point.observation.period_start.as_ref().and_then(to_naive)))
     .bind(latest.and_then(|point| point.observation.period_end.as_ref().and_then(to_naive)))
     .bind(latest.map(|point| point.observation.value))
-    .bind(spc.variation)
-    .bind(spc.assurance)
+    .bind(spc.variation as i32)
+    .bind(spc.assurance as i32)
     .bind(spc.target)
     .bind(rule_set.name)
     .bind(rule_set.version)
