@@ -4,7 +4,8 @@
 //! A service's `run(config, shutdown)` typically:
 //!
 //! 1. [`telemetry::init`] (in the binary, once per process);
-//! 2. [`db::connect_postgres`] for its schema and [`nats::connect_nats`];
+//! 2. [`startup::EventLog::start`] (its schema, migrations, event store, NATS and relay), or
+//!    [`db::connect_postgres`] and [`nats::connect_nats`] for a service without a log;
 //! 3. builds its gRPC service behind [`auth::Authenticator::interceptor`];
 //! 4. [`server::serve`]s it until the [`server::shutdown_on_signals`] token is cancelled.
 //!
@@ -20,6 +21,7 @@ pub mod error;
 pub mod nats;
 mod retry;
 pub mod server;
+pub mod startup;
 pub mod supervisor;
 pub mod telemetry;
 pub mod validate;
@@ -31,4 +33,5 @@ pub use error::{FieldViolation, ServiceError, Violations, conflict_version};
 pub use nats::connect_nats;
 pub use retry::STARTUP_RETRY_WINDOW;
 pub use server::{ServeOptions, serve, shutdown_on_signals};
+pub use startup::EventLog;
 pub use telemetry::TelemetryGuard;

@@ -18,16 +18,12 @@ pub mod series;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use ics_eventstore::relay::{Relay, RelayConfig};
-use ics_eventstore::{EventStore, migrate};
 use ics_projection::RunnerConfig;
 use ics_proto::admin::v1::admin_service_server::AdminServiceServer;
 use ics_proto::metrics::v1::metrics_service_server::MetricsServiceServer;
 use ics_service_kit::admin::AdminApi;
 use ics_service_kit::supervisor::Supervisor;
-use ics_service_kit::{
-    Authenticator, CommonConfig, ServeOptions, connect_nats, connect_postgres, serve,
-};
+use ics_service_kit::{Authenticator, CommonConfig, EventLog, ServeOptions, serve};
 use tokio_util::sync::CancellationToken;
 
 pub use api::MetricsApi;
@@ -61,18 +57,9 @@ pub async fn run(
     config: &MetricsConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let pool = connect_postgres(&common.database_url, SERVICE, &shutdown).await?;
-    migrate(&pool, &[ics_projection::MIGRATIONS, MIGRATIONS].concat()).await?;
-    let store = EventStore::new(pool.clone(), SERVICE);
-    let nats = connect_nats(&common.nats_url).await?;
-    let relay_config = RelayConfig {
-        replicas: usize::from(common.stream_replicas),
-        ..RelayConfig::new(&common.subject_prefix)
-    };
-    let relay = Relay::new(store.clone(), nats.clone(), relay_config);
-    let relay_task = tokio::spawn(relay.clone().run(shutdown.clone()));
+    let log = EventLog::start(common, SERVICE, MIGRATIONS, &shutdown).await?;
 
-    let supervisor = Supervisor::new(pool.clone(), nats, shutdown.clone())
+    let supervisor = Supervisor::new(log.pool.clone(), log.nats.clone(), shutdown.clone())
         .supervise(
             Arc::new(ics_references::ReferencesProjection::named(REFERENCES)),
             RunnerConfig {
@@ -85,9 +72,9 @@ pub async fn run(
 
     let authenticator = Authenticator::new(&common.auth)?;
     let admin = AdminApi::new(shutdown.clone())
-        .with_event_log(store.clone(), relay)
+        .with_event_log(log.store.clone(), log.relay.clone())
         .with_projections(supervisor.clone());
-    let metrics = MetricsServiceServer::new(MetricsApi::new(store, pool))
+    let metrics = MetricsServiceServer::new(MetricsApi::new(log.store.clone(), log.pool.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let routes = tonic::service::Routes::new(tonic::service::interceptor::InterceptedService::new(
         metrics,
@@ -106,6 +93,6 @@ pub async fn run(
     .with_grace(common.shutdown_grace());
     serve(options, routes, shutdown).await?;
     supervisor.stopped().await;
-    let _ = relay_task.await;
+    log.stopped().await;
     Ok(())
 }

@@ -14,14 +14,10 @@ mod tests;
 
 use std::net::SocketAddr;
 
-use ics_eventstore::relay::{Relay, RelayConfig};
-use ics_eventstore::{EventStore, migrate};
 use ics_proto::admin::v1::admin_service_server::AdminServiceServer;
 use ics_proto::trusts::v1::trusts_service_server::TrustsServiceServer;
 use ics_service_kit::admin::AdminApi;
-use ics_service_kit::{
-    Authenticator, CommonConfig, ServeOptions, connect_nats, connect_postgres, serve,
-};
+use ics_service_kit::{Authenticator, CommonConfig, EventLog, ServeOptions, serve};
 use tokio_util::sync::CancellationToken;
 
 pub use api::TrustsApi;
@@ -48,21 +44,13 @@ pub async fn run(
     config: &TrustsConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let pool = connect_postgres(&common.database_url, SERVICE, &shutdown).await?;
-    migrate(&pool, &[]).await?;
-    let store = EventStore::new(pool, SERVICE);
-    let nats = connect_nats(&common.nats_url).await?;
-    let relay = Relay::new(
-        store.clone(),
-        nats,
-        RelayConfig::new(&common.subject_prefix),
-    );
-    let relay_task = tokio::spawn(relay.clone().run(shutdown.clone()));
+    let log = EventLog::start(common, SERVICE, &[], &shutdown).await?;
 
     let authenticator = Authenticator::new(&common.auth)?;
-    let admin = AdminApi::new(shutdown.clone()).with_event_log(store.clone(), relay);
+    let admin =
+        AdminApi::new(shutdown.clone()).with_event_log(log.store.clone(), log.relay.clone());
     let routes = tonic::service::Routes::new(TrustsServiceServer::with_interceptor(
-        TrustsApi::new(store),
+        TrustsApi::new(log.store.clone()),
         authenticator.interceptor(),
     ))
     .add_service(AdminServiceServer::with_interceptor(
@@ -77,6 +65,6 @@ pub async fn run(
     )
     .with_grace(common.shutdown_grace());
     serve(options, routes, shutdown).await?;
-    let _ = relay_task.await;
+    log.stopped().await;
     Ok(())
 }

@@ -17,16 +17,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ics_eventstore::relay::{Relay, RelayConfig};
-use ics_eventstore::{EventStore, migrate};
 use ics_projection::RunnerConfig;
 use ics_proto::admin::v1::admin_service_server::AdminServiceServer;
 use ics_proto::workshops::v1::workshops_service_server::WorkshopsServiceServer;
 use ics_service_kit::admin::AdminApi;
 use ics_service_kit::supervisor::Supervisor;
-use ics_service_kit::{
-    Authenticator, CommonConfig, ServeOptions, connect_nats, connect_postgres, serve,
-};
+use ics_service_kit::{Authenticator, CommonConfig, EventLog, ServeOptions, serve};
 use tokio_util::sync::CancellationToken;
 
 pub use api::WorkshopsApi;
@@ -72,22 +68,14 @@ pub async fn run(
     config: &WorkshopsConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let pool = connect_postgres(&common.database_url, SERVICE, &shutdown).await?;
-    migrate(&pool, &[ics_projection::MIGRATIONS, MIGRATIONS].concat()).await?;
-    let store = EventStore::new(pool.clone(), SERVICE);
-    let nats = connect_nats(&common.nats_url).await?;
-    let relay_config = RelayConfig {
-        replicas: usize::from(common.stream_replicas),
-        ..RelayConfig::new(&common.subject_prefix)
-    };
-    let relay = Relay::new(store.clone(), nats.clone(), relay_config);
-    let mut tasks = vec![tokio::spawn(relay.clone().run(shutdown.clone()))];
+    let log = EventLog::start(common, SERVICE, MIGRATIONS, &shutdown).await?;
+    let (pool, store) = (log.pool.clone(), log.store.clone());
 
     let runner_config = |sources: &[&str]| RunnerConfig {
         continue_trace: Some(ics_service_kit::telemetry::continue_stored_trace),
         ..RunnerConfig::new(&common.subject_prefix, sources)
     };
-    let supervisor = Supervisor::new(pool.clone(), nats, shutdown.clone())
+    let supervisor = Supervisor::new(pool.clone(), log.nats.clone(), shutdown.clone())
         .supervise(
             Arc::new(ics_references::ReferencesProjection::named(
                 ics_references::REFERENCES,
@@ -100,18 +88,18 @@ pub async fn run(
         )
         .start()
         .await;
-    tasks.push(tokio::spawn(schedule::run_scheduler(
+    let scheduler = tokio::spawn(schedule::run_scheduler(
         store.clone(),
         pool.clone(),
         Arc::new(schedule::SystemClock),
         Duration::from_secs(config.follow_up_scan_secs.max(1)),
         config.follow_up_grace_days,
         shutdown.clone(),
-    )));
+    ));
 
     let authenticator = Authenticator::new(&common.auth)?;
     let admin = AdminApi::new(shutdown.clone())
-        .with_event_log(store.clone(), relay)
+        .with_event_log(store.clone(), log.relay.clone())
         .with_projections(supervisor.clone());
     let routes = tonic::service::Routes::new(WorkshopsServiceServer::with_interceptor(
         WorkshopsApi::new(store, pool, config.workshop_max_days),
@@ -133,8 +121,7 @@ pub async fn run(
     .with_grace(common.shutdown_grace());
     serve(options, routes, shutdown).await?;
     supervisor.stopped().await;
-    for task in tasks {
-        let _ = task.await;
-    }
+    let _ = scheduler.await;
+    log.stopped().await;
     Ok(())
 }

@@ -40,6 +40,8 @@ struct Fixture {
     workshops: EventStore,
     workshops_relay: Relay,
     pool: PgPool,
+    /// Events each relay has published so far (trusts, workshops).
+    published: [std::sync::atomic::AtomicUsize; 2],
 }
 
 impl Fixture {
@@ -69,6 +71,7 @@ impl Fixture {
             workshops,
             workshops_relay,
             pool,
+            published: Default::default(),
         }
     }
 
@@ -123,15 +126,26 @@ impl Fixture {
     }
 
     async fn publish_everything(&self) {
-        for relay in [&self.trusts_relay, &self.workshops_relay] {
+        use std::sync::atomic::Ordering;
+        let relays = [
+            (&self.trusts_relay, &self.trusts),
+            (&self.workshops_relay, &self.workshops),
+        ];
+        for ((relay, store), published) in relays.into_iter().zip(&self.published) {
+            let appended: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
             // Transaction ids are cluster-wide: another test's open transaction can hold back
-            // what is visible, so publish until a pass finds nothing.
-            let mut idle_passes = 0;
-            while idle_passes < 3 {
-                if relay.publish_pending().await.unwrap() == 0 {
-                    idle_passes += 1;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
+            // what is visible for a while, so publish until every appended event is out.
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while published.load(Ordering::SeqCst) < appended as usize {
+                published.fetch_add(relay.publish_pending().await.unwrap(), Ordering::SeqCst);
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "events never published"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
     }

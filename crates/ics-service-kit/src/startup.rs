@@ -1,0 +1,58 @@
+//! The start-up every event-sourced service shares: its schema (created and migrated), its event
+//! store, NATS, and the relay publishing its log — one place, so a setting such as the stream
+//! replicas reaches every service.
+
+use ics_eventstore::relay::{Relay, RelayConfig};
+use ics_eventstore::{EventStore, migrate};
+use sqlx::PgPool;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::CommonConfig;
+use crate::db::connect_postgres;
+use crate::nats::connect_nats;
+
+/// A service's storage and event log, with its relay running until shutdown.
+#[derive(Debug)]
+pub struct EventLog {
+    pub pool: PgPool,
+    pub store: EventStore,
+    pub nats: async_nats::Client,
+    /// For the admin API (re-publishing); already running.
+    pub relay: Relay,
+    relay_task: JoinHandle<()>,
+}
+
+impl EventLog {
+    /// Connects to the service's schema, applies the projection runner's and the service's
+    /// `migrations`, connects to NATS and starts the relay.
+    pub async fn start(
+        common: &CommonConfig,
+        service: &str,
+        migrations: &[(&str, &str)],
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<EventLog> {
+        let pool = connect_postgres(&common.database_url, service, shutdown).await?;
+        migrate(&pool, &[ics_projection::MIGRATIONS, migrations].concat()).await?;
+        let store = EventStore::new(pool.clone(), service);
+        let nats = connect_nats(&common.nats_url).await?;
+        let relay_config = RelayConfig {
+            replicas: usize::from(common.stream_replicas),
+            ..RelayConfig::new(&common.subject_prefix)
+        };
+        let relay = Relay::new(store.clone(), nats.clone(), relay_config);
+        let relay_task = tokio::spawn(relay.clone().run(shutdown.clone()));
+        Ok(EventLog {
+            pool,
+            store,
+            nats,
+            relay,
+            relay_task,
+        })
+    }
+
+    /// Waits for the relay to stop (after shutdown was cancelled).
+    pub async fn stopped(self) {
+        let _ = self.relay_task.await;
+    }
+}
