@@ -182,6 +182,16 @@ async fn event_count(deployment: &Deployment) -> i64 {
     count
 }
 
+async fn metrics_event_count(deployment: &Deployment) -> i64 {
+    let pool = deployment.database.pool("metrics").await;
+    let count = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    count
+}
+
 #[tokio::test]
 async fn a_rating_reaches_the_ics_overview_and_an_open_watch_and_no_other_board() {
     let deployment = Deployment::new().await;
@@ -860,13 +870,75 @@ async fn the_demo_runs_against_every_service_in_one_process_and_replays_on_a_sec
             "{expected} missing from:\n{first}"
         );
     }
+    // The reference measures and SYNTHETIC monthly figures: 10 trusts × 2 measures × 36
+    // months, and the ICS's measure view with Bradford's last FFT month a concern.
+    assert!(
+        first.contains("reference measures: 13 (13 defined, 0 already installed)"),
+        "{first}"
+    );
+    assert!(
+        first.contains("20 series, 720 observations: 720 recorded, 0 unchanged"),
+        "{first}"
+    );
+    let measure_rows = |output: &str, ods_code: &str, measure_code: &str| {
+        output
+            .lines()
+            .find(|line| {
+                line.starts_with(&format!("{ods_code} "))
+                    && line.contains(&format!(" {measure_code} "))
+            })
+            .unwrap_or_else(|| panic!("no {measure_code} row of {ods_code} in:\n{output}"))
+            .to_owned()
+    };
+    assert!(measure_rows(&first, "RAE", "FFT_POSITIVE").contains("concern-low"));
+    assert!(measure_rows(&first, "RR8", "FFT_POSITIVE").contains("common-cause"));
+    assert!(measure_rows(&first, "RXF", "STAFF_LEAVER_RATE").contains("improvement-low"));
+
     // Deterministic request ids: a second run replays every command, writes nothing, and prints
-    // the same overviews.
+    // the same overviews; the same observations again are left unchanged.
     let events = event_count(&deployment).await;
+    let measure_events = metrics_event_count(&deployment).await;
     let (succeeded, second) = deployment.icsctl(&server, &["demo"]).await;
     assert!(succeeded, "a second icsctl demo failed:\n{second}");
     assert!(second.contains(" 0 written"), "{second}");
+    assert!(
+        second.contains("reference measures: 13 (0 defined, 13 already installed)"),
+        "{second}"
+    );
+    assert!(
+        second.contains("20 series, 720 observations: 0 recorded, 720 unchanged"),
+        "{second}"
+    );
     assert_eq!(event_count(&deployment).await, events);
+    assert_eq!(metrics_event_count(&deployment).await, measure_events);
+
+    // The ICS's board pack shows the measures: an XmR chart per series, a funnel for FFT.
+    let pack = std::env::temp_dir().join(format!("ics-e2e-{}-qwo.html", uuid::Uuid::now_v7()));
+    let (succeeded, output) = deployment
+        .icsctl(
+            &server,
+            &[
+                "report",
+                "board-pack",
+                "--ics",
+                "QWO",
+                "--format",
+                "html",
+                "--out",
+                pack.to_str().unwrap(),
+            ],
+        )
+        .await;
+    assert!(succeeded, "{output}");
+    assert!(
+        output.contains("with 12 measure rows, 12 XmR charts and 1 funnel plot)"),
+        "{output}"
+    );
+    let page = std::fs::read_to_string(&pack).unwrap();
+    std::fs::remove_file(&pack).ok();
+    let measures = &page[page.find("<h2>Measures</h2>").expect("a measures section")..];
+    assert_eq!(measures.matches("<svg ").count(), 13);
+    assert!(measures.contains("<td>special cause concern (low values)</td>"));
     let overviews =
         |output: &str| output[output.find("Programme overview").unwrap_or(0)..].to_string();
     assert_eq!(overviews(&first), overviews(&second));

@@ -1,6 +1,12 @@
 //! Board packs: the workshop outcomes as a CSV of every figure, or as one HTML page a board
 //! member can open offline (inline CSS and SVG, nothing fetched). Pure functions of the
-//! [`Outcomes`] message, so that what a board reads can be tested without a server.
+//! [`Outcomes`] message — and, for an ICS, of its measures ([`MeasurePack`]: a trust × measure
+//! table, XmR charts and funnel plots) — so that what a board reads can be tested without a
+//! server.
+
+mod measures;
+
+pub use measures::{MeasurePack, is_proportion};
 
 use ics_proto::events::v1::MetricKind;
 use ics_proto::reporting::v1::{KindOutcome, OutcomeGroup, Outcomes, scope};
@@ -79,7 +85,17 @@ fn csv_header() -> Vec<String> {
 }
 
 /// One line per scope, trust and value stream and improvement kind, every figure unformatted.
-pub fn csv(outcomes: &Outcomes) -> String {
+/// An ICS's measures follow as a second table of their own, after a blank line.
+pub fn csv(outcomes: &Outcomes, measures: Option<&MeasurePack>) -> String {
+    let mut text = outcomes_csv(outcomes);
+    if let Some(measures) = measures {
+        text.push_str("\r\n");
+        text.push_str(&measures::csv(measures));
+    }
+    text
+}
+
+fn outcomes_csv(outcomes: &Outcomes) -> String {
     let (scope_type, scope_id) = scope_parts(outcomes);
     let name = scope_name(outcomes);
     let as_of = date_text(outcomes.as_of.as_ref());
@@ -168,7 +184,9 @@ table.headline td { font-size: 1.15rem; }
 table.detail { font-size: .9rem; }
 .note { color: #4c6272; font-size: .9rem; }
 svg { display: block; max-width: 100%; height: auto; margin: .5rem 0 1rem; }
-svg text { font-family: inherit; fill: #212b32; }
+svg text { font-family: inherit; }
+svg text:not([fill]) { fill: #212b32; }
+h3 { font-size: 1.05rem; margin: 1.5rem 0 .2rem; }
 dl dt { font-weight: 600; margin-top: .5rem; }
 dl dd { margin: 0; }
 footer { margin-top: 2.5rem; padding-top: .5rem; border-top: 1px solid #d8dde0;
@@ -485,9 +503,10 @@ fn capitalised(text: &str) -> String {
     }
 }
 
-/// One self-contained page: the headline, per-trust figures, a chart per improvement kind and
-/// the definitions. `generated_at` is printed as given, so that the caller owns the clock.
-pub fn html(outcomes: &Outcomes, generated_at: &str) -> String {
+/// One self-contained page: the headline, per-trust figures, a chart per improvement kind, an
+/// ICS's measures when given, and the definitions. `generated_at` is printed as given, so that
+/// the caller owns the clock.
+pub fn html(outcomes: &Outcomes, measures: Option<&MeasurePack>, generated_at: &str) -> String {
     let name = scope_name(outcomes);
     let as_of = date_text(outcomes.as_of.as_ref());
     let (scope_type, scope_id) = scope_parts(outcomes);
@@ -537,6 +556,9 @@ pub fn html(outcomes: &Outcomes, generated_at: &str) -> String {
         ));
         html.push_str("</section>\n");
     }
+    if let Some(measures) = measures {
+        html.push_str(&measures::html(measures));
+    }
 
     html.push_str("<section><h2>Definitions</h2><dl>");
     for (term, definition) in DEFINITIONS {
@@ -561,7 +583,7 @@ mod tests {
 
     #[test]
     fn the_csv_has_a_header_and_a_row_per_group_and_kind() {
-        let text = csv(&programme_outcomes());
+        let text = csv(&programme_outcomes(), None);
         let lines: Vec<&str> = text.split("\r\n").collect();
         assert_eq!(
             lines[0],
@@ -616,7 +638,7 @@ mod tests {
 
     #[test]
     fn the_html_page_shows_the_headline_charts_and_escapes_every_name() {
-        let page = html(&programme_outcomes(), "2025-01-31 12:00 UTC");
+        let page = html(&programme_outcomes(), None, "2025-01-31 12:00 UTC");
         assert!(page.starts_with("<!DOCTYPE html>"));
         assert!(page.contains(
             "<title>NHS–Virginia Mason Institute partnership — workshop outcomes as of \
@@ -656,15 +678,93 @@ mod tests {
         outcomes
             .headline
             .retain(|outcome| outcome.kind != MetricKind::ErrorCount as i32);
-        let page = html(&outcomes, "now");
+        let page = html(&outcomes, None, "now");
         assert_eq!(page.matches("<svg ").count(), 2);
         assert!(page.contains("No workshops of this kind in this scope."));
         assert!(page.contains("<td>total errors</td><td class=\"num\">0</td><td>-</td>"));
     }
 
+    fn ics_outcomes() -> Outcomes {
+        Outcomes {
+            scope: Some(ics_proto::reporting::v1::Scope {
+                scope: Some(scope::Scope::IcsOdsCode("QWO".to_owned())),
+            }),
+            ..programme_outcomes()
+        }
+    }
+
+    #[test]
+    fn an_ics_pack_has_a_measure_table_an_xmr_chart_per_series_and_a_funnel_per_proportion() {
+        let pack = measures::tests::pack();
+        let page = html(&ics_outcomes(), Some(&pack), "2025-01-31 12:00 UTC");
+        assert!(page.contains("<section><h2>Measures</h2>"));
+        assert!(page.contains(
+            "<tr><td>RR8</td><td>Leeds &lt;Teaching&gt;</td>\
+             <td>Friends and Family Test: % positive</td><td>2023-09-01</td>\
+             <td class=\"num\">80.00 %</td><td class=\"num\">21</td>\
+             <td>special cause concern (low values)</td>\
+             <td>consistently failing the target</td><td>worse than peers</td></tr>"
+        ));
+        assert!(page.contains(
+            "<td>RAE</td><td>Bradford</td><td>Reference cost index</td><td>-</td>\
+             <td class=\"num\">-</td><td class=\"num\">0</td><td>-</td><td>-</td><td>-</td>"
+        ));
+        // Three outcome charts, an XmR chart per series and one funnel plot.
+        assert_eq!(page.matches("<svg ").count(), 3 + 2 + 1);
+        assert!(page.contains(
+            "<h3>Friends and Family Test: % positive — Leeds &lt;Teaching&gt; (RR8)</h3>"
+        ));
+        assert!(
+            page.contains(
+                "<h3>Friends and Family Test: % positive: period starting 2023-09-01</h3>"
+            )
+        );
+        assert!(page.contains(
+            "Special cause concern (low values); assurance: hit and miss (target within the \
+             process limits); rule set mdc-sql 2.5."
+        ));
+        // The measures come before the definitions, and the page still fetches nothing: the
+        // charts' only references are to their own clip paths.
+        let measures_at = page.find("<h2>Measures</h2>").expect("measures");
+        assert!(measures_at < page.find("<h2>Definitions</h2>").expect("definitions"));
+        for external in [
+            "http:", "https:", "<link", "<script", "<img", "<image", "@import",
+        ] {
+            assert!(!page.contains(external), "{external}");
+        }
+        assert_eq!(page.matches("url(").count(), page.matches("url(#").count());
+        // Without measures (a programme's pack) the page is as before.
+        assert!(!html(&programme_outcomes(), None, "now").contains("<h2>Measures</h2>"));
+    }
+
+    #[test]
+    fn a_measure_view_without_rows_says_so_and_draws_nothing() {
+        let pack = MeasurePack::default();
+        let page = html(&ics_outcomes(), Some(&pack), "now");
+        assert!(page.contains("No measure has data for this ICS's trusts."));
+        assert_eq!(page.matches("<svg ").count(), 3);
+    }
+
+    #[test]
+    fn the_csv_of_an_ics_adds_its_measures_as_a_second_table() {
+        let pack = measures::tests::pack();
+        let outcomes = ics_outcomes();
+        let text = csv(&outcomes, Some(&pack));
+        let alone = csv(&outcomes, None);
+        let (first, second) = text.split_once("\r\n\r\n").expect("a blank line");
+        assert_eq!(format!("{first}\r\n"), alone);
+        assert_eq!(second, measures::csv(&pack));
+        assert!(second.starts_with("scope_type,scope_id,scope_name,as_of,ods_code,"));
+        assert_eq!(
+            second.split("\r\n").count(),
+            5,
+            "a header, three rows, the end"
+        );
+    }
+
     #[test]
     fn the_generated_time_is_escaped_too() {
-        assert!(html(&Outcomes::default(), "<now>").contains("generated &lt;now&gt;"));
+        assert!(html(&Outcomes::default(), None, "<now>").contains("generated &lt;now&gt;"));
         assert_eq!(escape("a'b\"c"), "a&#39;b&quot;c");
     }
 }

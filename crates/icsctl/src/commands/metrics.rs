@@ -110,7 +110,7 @@ pub async fn measure(context: &Context, command: MeasureCommand) -> anyhow::Resu
 
 /// What a define command did: `defined`, `unchanged` (same definition, nothing written) or
 /// `already installed` (this request id was used before: the server replayed its answer).
-fn define_outcome(result: &CommandResult) -> &'static str {
+pub fn define_outcome(result: &CommandResult) -> &'static str {
     if result.replayed {
         "already installed"
     } else if result.event_ids.is_empty() {
@@ -120,15 +120,14 @@ fn define_outcome(result: &CommandResult) -> &'static str {
     }
 }
 
-async fn install_reference(context: &Context, metrics: &mut Metrics) -> anyhow::Result<()> {
-    let definitions = reference_measures::definitions();
-    let width = definitions
-        .iter()
-        .map(|definition| definition.code.len())
-        .max()
-        .unwrap_or(0);
-    let mut written = 0;
-    for definition in definitions {
+/// Defines every reference measure in order, each under its own deterministic request id (so
+/// that installing again writes nothing), and hands each answer to `each`. Shared by `measure
+/// install-reference` and the demo.
+pub async fn define_reference_measures(
+    metrics: &mut Metrics,
+    mut each: impl FnMut(&str, &CommandResult) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    for definition in reference_measures::definitions() {
         let code = definition.code.clone();
         let result = metrics
             .define_measure(api::DefineMeasureRequest {
@@ -141,12 +140,25 @@ async fn install_reference(context: &Context, metrics: &mut Metrics) -> anyhow::
             .await
             .with_context(|| format!("defining the reference measure {code}"))?
             .into_inner();
-        let outcome = define_outcome(&result);
+        each(&code, &result)?;
+    }
+    Ok(())
+}
+
+async fn install_reference(context: &Context, metrics: &mut Metrics) -> anyhow::Result<()> {
+    let width = reference_measures::definitions()
+        .iter()
+        .map(|definition| definition.code.len())
+        .max()
+        .unwrap_or(0);
+    let mut written = 0;
+    define_reference_measures(metrics, |code, result| {
+        let outcome = define_outcome(result);
         if outcome == "defined" {
             written += 1;
         }
         if context.json() {
-            render::print_json_line(&result)?;
+            render::print_json_line(result)?;
         } else {
             outln!(
                 "{code:<width$}  {outcome:<17}  {} at version {}",
@@ -154,7 +166,9 @@ async fn install_reference(context: &Context, metrics: &mut Metrics) -> anyhow::
                 result.version
             )?;
         }
-    }
+        Ok(())
+    })
+    .await?;
     if !context.json() {
         outln!(
             "{} reference measures ({}): {written} written",

@@ -104,21 +104,50 @@ pub async fn report(context: &Context, command: ReportCommand) -> anyhow::Result
             out,
             as_of,
         } => {
-            let outcomes = get_outcomes(&mut reporting, scope_of(scope), as_of).await?;
+            let scope = scope_of(scope);
+            let ics = match &scope.scope {
+                Some(scope::Scope::IcsOdsCode(ics)) => Some(ics.clone()),
+                _ => None,
+            };
+            let outcomes = get_outcomes(&mut reporting, scope, as_of).await?;
+            // Measure views are per ICS: a programme's pack has the outcomes only.
+            let measures = match &ics {
+                Some(ics) => {
+                    let with_charts = format == BoardPackFormat::Html;
+                    Some(
+                        measure_report::measure_pack(&mut reporting, ics, as_of, with_charts)
+                            .await?,
+                    )
+                }
+                None => None,
+            };
             let (text, format_name) = match format {
-                BoardPackFormat::Csv => (board_pack::csv(&outcomes), "CSV"),
+                BoardPackFormat::Csv => (board_pack::csv(&outcomes, measures.as_ref()), "CSV"),
                 BoardPackFormat::Html => {
                     let generated_at = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC");
                     (
-                        board_pack::html(&outcomes, &generated_at.to_string()),
+                        board_pack::html(&outcomes, measures.as_ref(), &generated_at.to_string()),
                         "HTML",
                     )
                 }
             };
             std::fs::write(&out, &text)
                 .with_context(|| format!("writing the board pack to {}", out.display()))?;
+            let contents = match &measures {
+                Some(measures) if format == BoardPackFormat::Csv => format!(
+                    ", with {}",
+                    counted(measures.view.rows.len(), "measure row", "measure rows")
+                ),
+                Some(measures) => format!(
+                    ", with {}, {} and {}",
+                    counted(measures.view.rows.len(), "measure row", "measure rows"),
+                    counted(measures.charts.len(), "XmR chart", "XmR charts"),
+                    counted(measures.comparisons.len(), "funnel plot", "funnel plots")
+                ),
+                None => String::new(),
+            };
             outln!(
-                "wrote the {format_name} board pack of {} as of {} to {} ({} bytes)",
+                "wrote the {format_name} board pack of {} as of {} to {} ({} bytes{contents})",
                 outcomes::scope_name(&outcomes),
                 date_text(outcomes.as_of.as_ref()),
                 out.display(),
@@ -167,6 +196,15 @@ pub async fn report(context: &Context, command: ReportCommand) -> anyhow::Result
             };
             measure_report::peer_change(context, &mut reporting, request).await
         }
+    }
+}
+
+/// `1 funnel plot`, `12 XmR charts`.
+fn counted(count: usize, one: &str, many: &str) -> String {
+    if count == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{count} {many}")
     }
 }
 

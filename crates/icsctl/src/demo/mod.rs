@@ -1,6 +1,8 @@
-//! `icsctl demo`: loads the SAMPLE data set of [`data`] and the SYNTHETIC workshop programme of
-//! [`workshops`] through the same gRPC commands as the rest of the client, then prints the
-//! programme overview, the West Yorkshire ICS overview and the programme's workshop outcomes.
+//! `icsctl demo`: loads the SAMPLE data set of [`data`], the SYNTHETIC workshop programme of
+//! [`workshops`] and the reference measures with SYNTHETIC monthly figures of [`measures`]
+//! through the same gRPC commands as the rest of the client, then prints the programme
+//! overview, the West Yorkshire ICS overview, the programme's workshop outcomes and the ICS's
+//! measure view.
 //!
 //! Re-running is safe: every command carries a deterministic request id
 //! (`demo-v1-register-RTP`), so the server answers a repeat with the first run's result instead
@@ -8,9 +10,11 @@
 //! come back the same. The server remembers request ids per principal, though: under other
 //! credentials, naturally keyed commands (an ODS code, a rating date) fail with
 //! FAILED_PRECONDITION "already …" and count as present, and the demo stops before it would
-//! create a second programme (see [`Loader::cqc_ratings`]).
+//! create a second programme (see [`Loader::cqc_ratings`]). Observations need no request id:
+//! the same figures for a recorded period are left unchanged, so a re-run records none.
 
 pub mod data;
+mod measures;
 mod workshop_loader;
 pub mod workshops;
 
@@ -30,6 +34,7 @@ use tonic::{Code, Response, Status};
 
 use crate::args::parse_date;
 use crate::cli::DemoArgs;
+use crate::commands::measure_report::measure_view_lines;
 use crate::commands::report::{get_overview, overview_lines};
 use crate::commands::trusts::{
     PROGRAMME_STREAM, TRAINING_COHORT_STREAM, VALUE_STREAM_STREAM, created_id, find_appointment,
@@ -88,6 +93,32 @@ pub async fn run(context: &Context, arguments: &DemoArgs) -> anyhow::Result<()> 
         tally.written, tally.replayed, tally.present
     ))?;
 
+    loader.say(measures::NOTICE)?;
+    loader.say(&format!(
+        "Installing the reference measures and loading SYNTHETIC monthly figures through the \
+         metrics service at {} …",
+        context.metrics_url
+    ))?;
+    let mut metrics = context.metrics().await?;
+    let installed = measures::install(&mut metrics).await?;
+    loader.say(&format!(
+        "  reference measures: {} ({} defined, {} already installed)",
+        installed.measures, installed.defined, installed.present
+    ))?;
+    let loaded = measures::load(&mut metrics).await?;
+    let waited = match loaded.retries {
+        0 => String::new(),
+        retries => format!(
+            " (sent {} more time{} while the metrics service learnt of the trusts)",
+            retries,
+            if retries == 1 { "" } else { "s" }
+        ),
+    };
+    loader.say(&format!(
+        "  SYNTHETIC observations: {} series, {} observations: {} recorded, {} unchanged{waited}",
+        loaded.series, loaded.observations, loaded.recorded, loaded.unchanged
+    ))?;
+
     let mut reporting = context.reporting().await?;
     // One budget for both overviews: by the time the first is complete the second usually is.
     let deadline = Instant::now() + Duration::from_secs(arguments.wait);
@@ -133,14 +164,22 @@ pub async fn run(context: &Context, arguments: &DemoArgs) -> anyhow::Result<()> 
     )
     .await?;
 
+    let measures_deadline = Instant::now() + Duration::from_secs(arguments.wait);
+    let (measure_view, measures_missing) =
+        measures::wait_for_view(&mut reporting, measures_deadline).await?;
+
     if context.json() {
-        // JSON Lines: the programme overview, the ICS overview, then the programme's outcomes.
+        // JSON Lines: the programme overview, the ICS overview, the programme's outcomes, then
+        // the ICS's measure view.
         for waited in [&programme_overview, &ics_overview] {
             if let Some(overview) = &waited.overview {
                 render::print_json_line(overview)?;
             }
         }
         render::print_json_line(&outcomes.outcomes)?;
+        if let Some(view) = &measure_view {
+            render::print_json_line(view)?;
+        }
     } else {
         outln!()?;
         outln!(
@@ -164,8 +203,25 @@ pub async fn run(context: &Context, arguments: &DemoArgs) -> anyhow::Result<()> 
         }
         outln!("{DEFINITIONS_LINE}")?;
         outln!()?;
+        let (first, _) = measures::month(0);
+        let (last, _) = measures::month(measures::MONTHS - 1);
+        outln!(
+            "West Yorkshire ICS ({}) measures today: SYNTHETIC monthly figures from {} to {} \
+             ({} stands out on the Friends and Family Test; leaver rates fall everywhere):",
+            data::ICS,
+            first.format("%B %Y"),
+            last.format("%B %Y"),
+            measures::CONCERN_TRUST
+        )?;
+        if let Some(view) = &measure_view {
+            for line in measure_view_lines(view) {
+                outln!("{line}")?;
+            }
+        }
+        outln!()?;
         outln!("{}", data::SAMPLE_REMINDER)?;
         outln!("{}", data::SYNTHETIC_REMINDER)?;
+        outln!("{}", measures::REMINDER)?;
     }
 
     for waited in [&programme_overview, &ics_overview] {
@@ -184,6 +240,14 @@ pub async fn run(context: &Context, arguments: &DemoArgs) -> anyhow::Result<()> 
              (projections are eventually consistent; run the demo again to re-check): {}",
             arguments.outcomes_wait,
             outcomes.missing.join("; ")
+        );
+    }
+    if !measures_missing.is_empty() {
+        anyhow::bail!(
+            "the reporting service did not show every SYNTHETIC measure series within {} s \
+             (projections are eventually consistent; run the demo again to re-check): {}",
+            arguments.wait,
+            measures_missing.join("; ")
         );
     }
     Ok(())
