@@ -9,12 +9,13 @@ use ics_e2e::{Deployment, Server, authorized, channel, options, violated_fields}
 use ics_proto::date::from_naive;
 use ics_proto::events::v1::{
     Date, ImprovementDirection, MeasureDefinition, MeasureFrequency, MeasureScoring,
-    OrganisationKind, SeriesKey, SpcClassification, SpcConflictRule, SpcRuleSet, VariationIcon,
+    OrganisationKind, PeerGroupMethod, SeriesKey, SpcClassification, SpcConflictRule, SpcRuleSet,
+    VariationIcon,
 };
 use ics_proto::metrics::v1::{
-    CorrectObservationRequest, DefineMeasureRequest, GetSeriesRequest, IngestObservationsRequest,
-    IngestSummary, ObservationInput, RecordObservationRequest,
-    metrics_service_client::MetricsServiceClient,
+    CorrectObservationRequest, DefineMeasureRequest, DefinePeerGroupRequest, GetPeerGroupRequest,
+    GetSeriesRequest, IngestObservationsRequest, IngestSummary, ObservationInput,
+    RecordObservationRequest, metrics_service_client::MetricsServiceClient,
 };
 use ics_proto::reporting::v1::{
     GetMeasureViewRequest, GetPeerChangeRequest, GetPeerComparisonRequest, GetSeriesChartRequest,
@@ -576,6 +577,71 @@ async fn bad_observations_are_refused_by_field_and_the_good_ones_land() {
     assert!((change.change - 0.01).abs() < 1e-9);
     assert!((change.peer_mean_change - 0.035).abs() < 1e-9);
     assert_eq!(change.label, "improved, not distinctly from peers");
+
+    // A custom peer group, versioned: Leeds compared with Mid Yorkshire alone.
+    let group_id = uuid::Uuid::now_v7().to_string();
+    let define = |members: Vec<&str>| DefinePeerGroupRequest {
+        options: options(),
+        peer_group_id: group_id.clone(),
+        name: "Leeds and Mid Yorkshire".into(),
+        method: PeerGroupMethod::Custom as i32,
+        anchor_ods_code: String::new(),
+        members: members.into_iter().map(String::from).collect(),
+    };
+    let unknown_member = metrics
+        .define_peer_group(authorized(&operator, define(vec!["RR8", "QQQ"])))
+        .await
+        .unwrap_err();
+    assert_eq!(unknown_member.code(), Code::NotFound);
+    let not_a_trust = metrics
+        .define_peer_group(authorized(&operator, define(vec!["RR8", "QWO"])))
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&not_a_trust), ["members[1]"]);
+    let by_a_trust = metrics
+        .define_peer_group(authorized(&leeds, define(vec!["RR8", "RXF"])))
+        .await
+        .unwrap_err();
+    assert_eq!(by_a_trust.code(), Code::PermissionDenied);
+    metrics
+        .define_peer_group(authorized(&operator, define(vec!["RR8", "RAE", "RXF"])))
+        .await
+        .unwrap();
+    metrics
+        .define_peer_group(authorized(&operator, define(vec!["RR8", "RXF"])))
+        .await
+        .unwrap();
+    let group = metrics
+        .get_peer_group(authorized(
+            &operator,
+            GetPeerGroupRequest {
+                peer_group_id: group_id.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((group.version, group.members.len()), (2, 2));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let view = reporting
+            .get_measure_view(authorized(
+                &operator,
+                GetMeasureViewRequest {
+                    ics_ods_code: "QWO".into(),
+                    peer_group_id: group_id.clone(),
+                    as_of: None,
+                },
+            ))
+            .await;
+        match view {
+            Ok(view) if view.get_ref().peer_group_version == 2 => break,
+            _ if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => panic!("the peer group never reached reporting: {other:?}"),
+        }
+    }
 
     let mut server = server;
     assert!(server.terminate().await);
