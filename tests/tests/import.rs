@@ -245,12 +245,35 @@ async fn an_import_names_bad_rows_by_line_and_field_lands_the_good_ones_and_repe
         "{text}"
     );
 
-    // The same file again: nothing recorded, the good rows unchanged, the bad ones named again.
+    // A dry run reads and reports without sending anything.
     let events = metrics_events(&deployment).await;
+    let dry = deployment
+        .icsctl_output(
+            &server,
+            &["import", "observations", file.path(), "--dry-run"],
+        )
+        .await;
+    assert!(
+        dry.stdout.contains("dry run: nothing was sent"),
+        "{}",
+        dry.stdout
+    );
+    assert_eq!(metrics_events(&deployment).await, events);
+
+    // The same file again, two rows per message on one call: nothing recorded, the good rows
+    // unchanged, the bad ones named again by their lines.
     let second = deployment
-        .icsctl_output(&server, &["import", "observations", file.path()])
+        .icsctl_output(
+            &server,
+            &["import", "observations", file.path(), "--chunk", "2"],
+        )
         .await;
     assert!(!second.success);
+    assert!(
+        second.stdout.contains("5 sent in 3 messages"),
+        "{}",
+        second.stdout
+    );
     for expected in [
         "received:  5",
         "recorded:  0",
