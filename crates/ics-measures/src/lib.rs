@@ -27,7 +27,7 @@ pub use keys::{
 };
 pub use observation::{Checked, MAX_SOURCE_CHARS, check_observation};
 pub use series::{
-    Comparison, Series, SeriesPoint, SpcSummary, changes_series_data, classification_proto,
-    same_observation, series_key_of,
+    Comparison, Series, SeriesChange, SeriesPoint, SpcSummary, classification_proto,
+    same_observation,
 };
 pub use signals::{SpcSignal, rule_set_version, signals};

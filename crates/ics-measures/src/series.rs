@@ -67,44 +67,44 @@ fn start_of(point: &ObservationPoint) -> Option<NaiveDate> {
     point.period_start.as_ref().and_then(to_naive)
 }
 
-/// The series an event of a series stream is about; `None` for other event types.
-pub fn series_key_of(
-    event_type: &str,
-    payload: &[u8],
-) -> Result<Option<SeriesKey>, prost::DecodeError> {
-    use ics_proto::events::v1::{AssuranceIconChanged, SpecialCauseDetected, VariationIconChanged};
-    let key = if event_type == ObservationsRecorded::EVENT_TYPE {
-        ObservationsRecorded::decode(payload)?.series
-    } else if event_type == ObservationCorrected::EVENT_TYPE {
-        ObservationCorrected::decode(payload)?.series
-    } else if event_type == ObservationGhosted::EVENT_TYPE {
-        ObservationGhosted::decode(payload)?.series
-    } else if event_type == PartitionMarked::EVENT_TYPE {
-        PartitionMarked::decode(payload)?.series
-    } else if event_type == SeriesTargetSet::EVENT_TYPE {
-        SeriesTargetSet::decode(payload)?.series
-    } else if event_type == SpecialCauseDetected::EVENT_TYPE {
-        SpecialCauseDetected::decode(payload)?.series
-    } else if event_type == VariationIconChanged::EVENT_TYPE {
-        VariationIconChanged::decode(payload)?.series
-    } else if event_type == AssuranceIconChanged::EVENT_TYPE {
-        AssuranceIconChanged::decode(payload)?.series
-    } else {
-        return Ok(None);
-    };
-    Ok(key)
+/// An event that changes a series' data (rather than reporting its SPC), decoded once.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SeriesChange {
+    Recorded(ObservationsRecorded),
+    Corrected(ObservationCorrected),
+    Ghosted(ObservationGhosted),
+    Marked(PartitionMarked),
+    Target(SeriesTargetSet),
 }
 
-/// Whether the event changes a series' data (rather than reporting its SPC).
-pub fn changes_series_data(event_type: &str) -> bool {
-    [
-        ObservationsRecorded::EVENT_TYPE,
-        ObservationCorrected::EVENT_TYPE,
-        ObservationGhosted::EVENT_TYPE,
-        PartitionMarked::EVENT_TYPE,
-        SeriesTargetSet::EVENT_TYPE,
-    ]
-    .contains(&event_type)
+impl SeriesChange {
+    /// The change an event makes; `None` for other event types.
+    pub fn decode(event_type: &str, payload: &[u8]) -> Result<Option<Self>, prost::DecodeError> {
+        Ok(Some(if event_type == ObservationsRecorded::EVENT_TYPE {
+            SeriesChange::Recorded(ObservationsRecorded::decode(payload)?)
+        } else if event_type == ObservationCorrected::EVENT_TYPE {
+            SeriesChange::Corrected(ObservationCorrected::decode(payload)?)
+        } else if event_type == ObservationGhosted::EVENT_TYPE {
+            SeriesChange::Ghosted(ObservationGhosted::decode(payload)?)
+        } else if event_type == PartitionMarked::EVENT_TYPE {
+            SeriesChange::Marked(PartitionMarked::decode(payload)?)
+        } else if event_type == SeriesTargetSet::EVENT_TYPE {
+            SeriesChange::Target(SeriesTargetSet::decode(payload)?)
+        } else {
+            return Ok(None);
+        }))
+    }
+
+    /// The series the change is about.
+    pub fn series(&self) -> Option<&SeriesKey> {
+        match self {
+            SeriesChange::Recorded(event) => event.series.as_ref(),
+            SeriesChange::Corrected(event) => event.series.as_ref(),
+            SeriesChange::Ghosted(event) => event.series.as_ref(),
+            SeriesChange::Marked(event) => event.series.as_ref(),
+            SeriesChange::Target(event) => event.series.as_ref(),
+        }
+    }
 }
 
 impl Series {
@@ -160,44 +160,50 @@ impl Series {
 
     /// Folds one event into the series; other event types (SPC signals) change nothing.
     pub fn apply(&mut self, event_type: &str, payload: &[u8]) -> Result<(), prost::DecodeError> {
-        if event_type == ObservationsRecorded::EVENT_TYPE {
-            let recorded = ObservationsRecorded::decode(payload)?;
-            for observation in recorded.observations {
-                self.put(observation);
-            }
-        } else if event_type == ObservationCorrected::EVENT_TYPE {
-            let corrected = ObservationCorrected::decode(payload)?;
-            if let Some(observation) = corrected.observation {
-                self.put(observation);
-            }
-        } else if event_type == ObservationGhosted::EVENT_TYPE {
-            let ghosted = ObservationGhosted::decode(payload)?;
-            if let Some(start) = ghosted.period_start.as_ref().and_then(to_naive)
-                && let Some(point) = self.points.get_mut(&start)
-            {
-                point.ghosted = ghosted.ghosted;
-            }
-        } else if event_type == PartitionMarked::EVENT_TYPE {
-            let marked = PartitionMarked::decode(payload)?;
-            if let Some(start) = marked.period_start.as_ref().and_then(to_naive) {
-                if marked.removed {
-                    self.marks.remove(&start);
-                } else {
-                    self.marks.insert(
-                        start,
-                        PartitionMark {
-                            period_start: marked.period_start,
-                            kind: marked.kind,
-                            baseline_points: marked.baseline_points,
-                        },
-                    );
-                }
-            }
-        } else if event_type == SeriesTargetSet::EVENT_TYPE {
-            let set = SeriesTargetSet::decode(payload)?;
-            self.own_target = Some(set.target);
+        if let Some(change) = SeriesChange::decode(event_type, payload)? {
+            self.apply_change(change);
         }
         Ok(())
+    }
+
+    /// Folds one decoded change into the series.
+    pub fn apply_change(&mut self, change: SeriesChange) {
+        match change {
+            SeriesChange::Recorded(recorded) => {
+                for observation in recorded.observations {
+                    self.put(observation);
+                }
+            }
+            SeriesChange::Corrected(corrected) => {
+                if let Some(observation) = corrected.observation {
+                    self.put(observation);
+                }
+            }
+            SeriesChange::Ghosted(ghosted) => {
+                if let Some(start) = ghosted.period_start.as_ref().and_then(to_naive)
+                    && let Some(point) = self.points.get_mut(&start)
+                {
+                    point.ghosted = ghosted.ghosted;
+                }
+            }
+            SeriesChange::Marked(marked) => {
+                if let Some(start) = marked.period_start.as_ref().and_then(to_naive) {
+                    if marked.removed {
+                        self.marks.remove(&start);
+                    } else {
+                        self.marks.insert(
+                            start,
+                            PartitionMark {
+                                period_start: marked.period_start,
+                                kind: marked.kind,
+                                baseline_points: marked.baseline_points,
+                            },
+                        );
+                    }
+                }
+            }
+            SeriesChange::Target(set) => self.own_target = Some(set.target),
+        }
     }
 
     /// Records or supersedes the observation of its period (ghosting is kept).

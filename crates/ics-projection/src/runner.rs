@@ -64,8 +64,9 @@ pub async fn delete_all(
     Ok(())
 }
 
-/// The LISTEN/NOTIFY channel on which a projection announces each applied event; the payload
-/// is `organisation<TAB>event_type<TAB>event_id`. Watchers in any replica listen on it.
+/// The LISTEN/NOTIFY channel on which a projection announces, once per applying transaction,
+/// that it changed; the payload names the last event applied:
+/// `organisation<TAB>event_type<TAB>event_id`. Watchers in any replica listen on it.
 pub fn change_channel(projection: &str) -> String {
     format!("projection_{projection}_changed")
 }
@@ -367,13 +368,20 @@ impl<P: Projection> ProjectionRunner<P> {
     ) -> Result<(), ProjectionError> {
         let mut transaction = self.pool.begin().await?;
         let mut applied = 0i64;
+        let mut last_applied = None;
         for (message, envelope) in batch.iter().zip(envelopes) {
             let span = self.event_span(message);
             let outcome = self
                 .apply_ordered(&mut transaction, envelope)
                 .instrument(span)
                 .await?;
+            if outcome.events_applied() > 0 {
+                last_applied = Some(envelope);
+            }
             applied += outcome.events_applied();
+        }
+        if let Some(envelope) = last_applied {
+            self.notify_changed(&mut transaction, envelope).await?;
         }
         let last_sequence = batch
             .iter()
@@ -493,6 +501,9 @@ impl<P: Projection> ProjectionRunner<P> {
     ) -> Result<Outcome, ProjectionError> {
         let mut transaction = self.pool.begin().await?;
         let outcome = self.apply_ordered(&mut transaction, envelope).await?;
+        if outcome.events_applied() > 0 {
+            self.notify_changed(&mut transaction, envelope).await?;
+        }
         self.record_checkpoint(
             &mut transaction,
             stream_name,
@@ -581,8 +592,18 @@ impl<P: Projection> ProjectionRunner<P> {
         connection: &mut PgConnection,
         envelope: &EventEnvelope,
     ) -> Result<(), ProjectionError> {
-        self.projection.apply(connection, envelope).await?;
-        // Transactional: watchers hear of the change only once it is committed.
+        self.projection.apply(connection, envelope).await
+    }
+
+    /// Tells watchers the projection changed, naming the last event applied. Once per
+    /// transaction, not per event: a watcher recomputes its view on a signal anyway, and a batch
+    /// of thousands of events would otherwise send thousands of notifications. Transactional:
+    /// watchers hear of the change only once it is committed.
+    async fn notify_changed(
+        &self,
+        connection: &mut PgConnection,
+        envelope: &EventEnvelope,
+    ) -> Result<(), ProjectionError> {
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(change_channel(self.projection.name()))
             .bind(format!(
@@ -601,18 +622,14 @@ impl<P: Projection> ProjectionRunner<P> {
         connection: &mut PgConnection,
         envelope: &EventEnvelope,
     ) -> Result<u64, ProjectionError> {
-        sqlx::query(
-            "INSERT INTO projection_stream_versions (projection, source_service, stream_id, version)
-             VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING",
-        )
-        .bind(self.projection.name())
-        .bind(&envelope.source_service)
-        .bind(&envelope.stream_id)
-        .execute(&mut *connection)
-        .await?;
+        // The no-op update locks the row (as FOR UPDATE would) and returns it, new or not, in
+        // one round trip.
         let version: i64 = sqlx::query_scalar(
-            "SELECT version FROM projection_stream_versions
-             WHERE projection = $1 AND source_service = $2 AND stream_id = $3 FOR UPDATE",
+            "INSERT INTO projection_stream_versions (projection, source_service, stream_id, version)
+             VALUES ($1, $2, $3, 0)
+             ON CONFLICT (projection, source_service, stream_id)
+             DO UPDATE SET version = projection_stream_versions.version
+             RETURNING version",
         )
         .bind(self.projection.name())
         .bind(&envelope.source_service)

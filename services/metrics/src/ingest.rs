@@ -4,18 +4,22 @@
 //! signals it caused, so back-loading years of history costs a few appends per series rather
 //! than one per observation. The summary is sent only after every batch has committed: an
 //! acknowledged observation is durable. A stream that breaks off keeps the batches already
-//! committed; sending it again is safe, because observations are idempotent per key.
+//! committed; sending it again is safe, because observations are idempotent per key. One batch
+//! is written while the next is read and checked.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use futures_util::StreamExt;
 use ics_eventstore::{CommandContext, EventStore, ExpectedVersion};
-use ics_measures::series_stream;
+use ics_measures::{Checked, check_observation, series_stream};
 use ics_proto::events::v1::{MeasureDefinition, SeriesKey};
-use ics_proto::metrics::v1::{IngestObservationsRequest, IngestRejection, IngestSummary};
+use ics_proto::metrics::v1::{
+    IngestObservationsRequest, IngestRejection, IngestSummary, ObservationInput,
+};
 use ics_service_kit::Principal;
 use ics_service_kit::error::ServiceError;
+use tokio::task::JoinHandle;
 use tonic::Status;
 use uuid::Uuid;
 
@@ -57,15 +61,40 @@ fn describe(error: &ServiceError) -> String {
     }
 }
 
+/// Observations of one batch, by series stream id.
+type Batch = BTreeMap<String, (SeriesKey, Arc<MeasureDefinition>, Vec<Incoming>)>;
+
+/// The series the previous accepted row belonged to: rows of the same series (the usual shape
+/// of an export) skip the measure, organisation and permission checks it already passed.
+struct LastSeries {
+    stream_id: String,
+    key: SeriesKey,
+    measure: Arc<MeasureDefinition>,
+}
+
+impl LastSeries {
+    fn holds(&self, input: &ObservationInput) -> bool {
+        self.key.measure_code == input.measure_code
+            && self.key.ods_code == input.ods_code
+            && self
+                .key
+                .value_stream_id
+                .eq_ignore_ascii_case(&input.value_stream_id)
+    }
+}
+
 struct Ingest<'a> {
     store: &'a EventStore,
     principal: &'a Principal,
     references: References,
     summary: IngestSummary,
-    batch: BTreeMap<String, (SeriesKey, Arc<MeasureDefinition>, Vec<Incoming>)>,
+    batch: Batch,
     batched: usize,
-    series_seen: std::collections::HashSet<String>,
+    last: Option<LastSeries>,
+    series_seen: HashSet<String>,
     trace: (String, String),
+    /// The batch being written while the next one is read and checked.
+    in_flight: Option<JoinHandle<Result<Vec<Recorded>, ServiceError>>>,
 }
 
 impl Ingest<'_> {
@@ -81,10 +110,81 @@ impl Ingest<'_> {
         }
     }
 
+    /// Checks one row and adds it to the batch, or records its rejection.
+    async fn accept(
+        &mut self,
+        position: u64,
+        input: &ObservationInput,
+    ) -> Result<(), ServiceError> {
+        if let Some(last) = &self.last
+            && last.holds(input)
+        {
+            match check_observation(input, &last.measure, "") {
+                Ok(checked) => {
+                    let stream_id = last.stream_id.clone();
+                    let (key, measure) = (last.key.clone(), last.measure.clone());
+                    self.push(stream_id, key, measure, position, checked);
+                }
+                Err(violations) => {
+                    let field = violations
+                        .first()
+                        .map(|violation| violation.field.clone())
+                        .unwrap_or_default();
+                    let error = ServiceError::InvalidArgument(violations);
+                    let reason = describe(&error);
+                    self.reject(position, field, &error, reason);
+                }
+            }
+            return Ok(());
+        }
+        match self.references.resolve(self.principal, input, "").await? {
+            Ok(resolved) => {
+                let stream_id = series_stream(&resolved.checked.key);
+                self.series_seen.insert(stream_id.clone());
+                self.last = Some(LastSeries {
+                    stream_id: stream_id.clone(),
+                    key: resolved.checked.key.clone(),
+                    measure: resolved.measure.clone(),
+                });
+                let key = resolved.checked.key.clone();
+                self.push(stream_id, key, resolved.measure, position, resolved.checked);
+            }
+            Err(Rejection { field, error }) => {
+                let reason = describe(&error);
+                self.reject(position, field, &error, reason);
+            }
+        }
+        Ok(())
+    }
+
+    fn push(
+        &mut self,
+        stream_id: String,
+        key: SeriesKey,
+        measure: Arc<MeasureDefinition>,
+        position: u64,
+        checked: Checked,
+    ) {
+        self.batch
+            .entry(stream_id)
+            .or_insert_with(|| (key, measure, Vec::new()))
+            .2
+            .push(Incoming {
+                index: position,
+                period_start: checked.period_start,
+                point: checked.point,
+            });
+        self.batched += 1;
+    }
+
+    /// Starts writing the current batch once the one before it has been written.
     async fn flush(&mut self) -> Result<(), ServiceError> {
+        self.settle().await?;
         let batch = std::mem::take(&mut self.batch);
         self.batched = 0;
-        let store = self.store;
+        if batch.is_empty() {
+            return Ok(());
+        }
         let context = CommandContext {
             request_id: String::new(),
             principal: self.principal.label(),
@@ -93,43 +193,21 @@ impl Ingest<'_> {
             traceparent: self.trace.0.clone(),
             tracestate: self.trace.1.clone(),
         };
-        let results: Vec<Result<Recorded, ServiceError>> = futures_util::stream::iter(
-            batch.into_iter().map(|(stream_id, (key, measure, rows))| {
-                let context = CommandContext {
-                    // Idempotency is per observation key here, so each append only needs a
-                    // request id of its own.
-                    request_id: Uuid::now_v7().to_string(),
-                    correlation_id: context.correlation_id.clone(),
-                    ..context.clone()
-                };
-                async move {
-                    let outcome = Mutex::new(Recorded::default());
-                    store
-                        .execute(
-                            &context,
-                            COMMAND_TYPE,
-                            &[],
-                            &stream_id,
-                            ExpectedVersion::Any,
-                            |history| {
-                                let (events, recorded) =
-                                    series::record(&key, &measure, history, &rows)?;
-                                if let Ok(mut slot) = outcome.lock() {
-                                    *slot = recorded;
-                                }
-                                Ok::<_, ServiceError>(events)
-                            },
-                        )
-                        .await?;
-                    Ok(outcome.into_inner().unwrap_or_default())
-                }
-            }),
-        )
-        .buffer_unordered(CONCURRENT_SERIES)
-        .collect()
-        .await;
-        for result in results {
-            let recorded = result?;
+        self.in_flight = Some(tokio::spawn(write_batch(
+            self.store.clone(),
+            context,
+            batch,
+        )));
+        Ok(())
+    }
+
+    /// Waits for the batch in flight and counts what it did.
+    async fn settle(&mut self) -> Result<(), ServiceError> {
+        let Some(in_flight) = self.in_flight.take() else {
+            return Ok(());
+        };
+        let results = in_flight.await.map_err(ServiceError::internal)??;
+        for recorded in results {
             self.summary.recorded += recorded.recorded.len() as u64;
             self.summary.unchanged += recorded.unchanged.len() as u64;
             self.summary.spc_events += u32::try_from(recorded.spc_events).unwrap_or(u32::MAX);
@@ -140,6 +218,50 @@ impl Ingest<'_> {
         }
         Ok(())
     }
+}
+
+/// Appends one batch, a few series at a time, each as one command on its series.
+async fn write_batch(
+    store: EventStore,
+    context: CommandContext,
+    batch: Batch,
+) -> Result<Vec<Recorded>, ServiceError> {
+    let store = &store;
+    let context = &context;
+    let results: Vec<Result<Recorded, ServiceError>> =
+        futures_util::stream::iter(batch.into_iter().map(|(stream_id, (key, measure, rows))| {
+            let context = CommandContext {
+                // Idempotency is per observation key here, so each append only needs a
+                // request id of its own.
+                request_id: Uuid::now_v7().to_string(),
+                ..context.clone()
+            };
+            async move {
+                let outcome = Mutex::new(Recorded::default());
+                store
+                    .execute(
+                        &context,
+                        COMMAND_TYPE,
+                        &[],
+                        &stream_id,
+                        ExpectedVersion::Any,
+                        |history| {
+                            let (events, recorded) =
+                                series::record(&key, &measure, history, &rows)?;
+                            if let Ok(mut slot) = outcome.lock() {
+                                *slot = recorded;
+                            }
+                            Ok::<_, ServiceError>(events)
+                        },
+                    )
+                    .await?;
+                Ok(outcome.into_inner().unwrap_or_default())
+            }
+        }))
+        .buffer_unordered(CONCURRENT_SERIES)
+        .collect()
+        .await;
+    results.into_iter().collect()
 }
 
 /// Runs one ingest stream to its summary.
@@ -156,44 +278,25 @@ pub async fn ingest(
         summary: IngestSummary::default(),
         batch: BTreeMap::new(),
         batched: 0,
-        series_seen: std::collections::HashSet::new(),
+        last: None,
+        series_seen: HashSet::new(),
         trace: ics_service_kit::telemetry::current_traceparent(),
+        in_flight: None,
     };
     let mut index: u64 = 0;
     while let Some(chunk) = chunks.message().await? {
-        for input in chunk.observations {
+        for input in &chunk.observations {
             let position = index;
             index += 1;
             ingest.summary.received += 1;
-            match ingest.references.resolve(principal, &input, "").await? {
-                Ok(resolved) => {
-                    let stream_id = series_stream(&resolved.checked.key);
-                    ingest.series_seen.insert(stream_id.clone());
-                    let entry = ingest.batch.entry(stream_id).or_insert_with(|| {
-                        (
-                            resolved.checked.key.clone(),
-                            resolved.measure.clone(),
-                            Vec::new(),
-                        )
-                    });
-                    entry.2.push(Incoming {
-                        index: position,
-                        period_start: resolved.checked.period_start,
-                        point: resolved.checked.point,
-                    });
-                    ingest.batched += 1;
-                }
-                Err(Rejection { field, error }) => {
-                    let reason = describe(&error);
-                    ingest.reject(position, field, &error, reason);
-                }
-            }
+            ingest.accept(position, input).await?;
         }
         if ingest.batched >= BATCH_OBSERVATIONS {
             ingest.flush().await?;
         }
     }
     ingest.flush().await?;
+    ingest.settle().await?;
     ingest.summary.series = u32::try_from(ingest.series_seen.len()).unwrap_or(u32::MAX);
     ingest
         .summary

@@ -5,7 +5,7 @@
 //! rules the metrics service records its signals with (`ics-measures`), so they agree.
 
 use futures_util::future::BoxFuture;
-use ics_measures::{Series, changes_series_data, series_key_of};
+use ics_measures::{Series, SeriesChange};
 use ics_projection::{Projection, ProjectionError, decode_payload as decode, delete_all};
 use ics_proto::EventName;
 use ics_proto::date::to_naive;
@@ -144,15 +144,16 @@ impl Projection for MeasuresProjection {
     ) -> BoxFuture<'a, Result<(), ProjectionError>> {
         Box::pin(async move {
             let event_type = event.event_type.as_str();
-            if changes_series_data(event_type) {
-                let key = series_key_of(event_type, &event.payload)
-                    .map_err(malformed)?
+            if let Some(change) =
+                SeriesChange::decode(event_type, &event.payload).map_err(malformed)?
+            {
+                let key = change
+                    .series()
+                    .cloned()
                     .ok_or_else(|| malformed("series event without a series"))?;
                 let measure = definition(connection, &key.measure_code).await?;
                 let mut series = load(connection, &key).await?;
-                series
-                    .apply(event_type, &event.payload)
-                    .map_err(malformed)?;
+                series.apply_change(change);
                 store(connection, &series, &measure).await?;
             } else if event_type == MeasureDefined::EVENT_TYPE {
                 let defined: MeasureDefined = decode(event)?;
