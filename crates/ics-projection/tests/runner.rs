@@ -295,6 +295,55 @@ async fn an_event_ahead_of_its_stream_is_held_until_the_gap_is_filled() {
 }
 
 #[tokio::test]
+async fn one_batch_with_a_gap_and_a_duplicate_applies_in_stream_order() {
+    let fixture = Fixture::new().await;
+    // Everything is in the stream before the runner starts, so it arrives as one batch.
+    for (stream, version, name) in [
+        ("organisation-A", 1, "a1"),
+        ("organisation-B", 1, "b1"),
+        ("organisation-A", 3, "a3"),
+        ("organisation-B", 2, "b2"),
+        ("organisation-B", 1, "b1 again"),
+    ] {
+        fixture.publish_raw(&envelope(stream, version, name)).await;
+    }
+    let shutdown = CancellationToken::new();
+    let runner = fixture.runner();
+    let running = tokio::spawn(runner.clone().run(shutdown.clone()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    runner
+        .wait_caught_up(Duration::from_secs(20))
+        .await
+        .unwrap();
+    let names = |rows: Vec<(String,)>| rows.into_iter().map(|(name,)| name).collect::<Vec<_>>();
+    let applied: Vec<(String,)> = sqlx::query_as("SELECT name FROM journal ORDER BY id")
+        .fetch_all(&fixture.projection_pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        names(applied),
+        ["a1", "b1", "b2"],
+        "a3 waits for a2; b1 once"
+    );
+
+    fixture
+        .publish_raw(&envelope("organisation-A", 2, "a2"))
+        .await;
+    runner
+        .wait_caught_up(Duration::from_secs(20))
+        .await
+        .unwrap();
+    let applied: Vec<(String,)> = sqlx::query_as("SELECT name FROM journal ORDER BY id")
+        .fetch_all(&fixture.projection_pool)
+        .await
+        .unwrap();
+    assert_eq!(names(applied), ["a1", "b1", "b2", "a2", "a3"]);
+    shutdown.cancel();
+    running.await.unwrap();
+    fixture.finish().await;
+}
+
+#[tokio::test]
 async fn a_poison_message_is_dead_lettered_and_the_rest_flow() {
     let fixture = Fixture::new().await;
     let shutdown = CancellationToken::new();
