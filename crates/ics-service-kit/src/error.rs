@@ -93,8 +93,58 @@ fn describe_violations(violations: &[FieldViolation]) -> String {
         .join("; ")
 }
 
+impl ServiceError {
+    /// The gRPC code this error answers with: the one place errors meet codes.
+    pub fn code(&self) -> Code {
+        match self {
+            ServiceError::InvalidArgument(_) => Code::InvalidArgument,
+            ServiceError::NotFound { .. } => Code::NotFound,
+            ServiceError::FailedPrecondition(_) => Code::FailedPrecondition,
+            ServiceError::Conflict { .. } => Code::Aborted,
+            ServiceError::PermissionDenied(_) => Code::PermissionDenied,
+            ServiceError::Unauthenticated(_) => Code::Unauthenticated,
+            ServiceError::Unavailable(_) => Code::Unavailable,
+            ServiceError::Internal(_) => Code::Internal,
+        }
+    }
+
+    /// What is wrong, without the "invalid request" framing: for one item's refusal listed
+    /// among many (a bulk call's rejections).
+    pub fn reason(&self) -> String {
+        match self {
+            ServiceError::InvalidArgument(violations) => describe_violations(violations),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// A code's canonical name, as gRPC documents it (`INVALID_ARGUMENT`), for answers that list
+/// the code of each item rather than fail the call.
+pub fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
 impl From<ServiceError> for Status {
     fn from(error: ServiceError) -> Self {
+        let code = error.code();
         match error {
             ServiceError::InvalidArgument(violations) => {
                 let message = format!("invalid request: {}", describe_violations(&violations));
@@ -106,12 +156,8 @@ impl From<ServiceError> for Status {
                         })
                         .collect::<Vec<_>>(),
                 );
-                Status::with_error_details(Code::InvalidArgument, message, details)
+                Status::with_error_details(code, message, details)
             }
-            ServiceError::NotFound { resource } => {
-                Status::not_found(format!("{resource} not found"))
-            }
-            ServiceError::FailedPrecondition(message) => Status::failed_precondition(message),
             ServiceError::Conflict {
                 stream_id,
                 current_version,
@@ -125,17 +171,15 @@ impl From<ServiceError> for Status {
                 ]);
                 let details =
                     ErrorDetails::with_error_info(VERSION_CONFLICT_REASON, ERROR_DOMAIN, metadata);
-                Status::with_error_details(Code::Aborted, message, details)
+                Status::with_error_details(code, message, details)
             }
-            ServiceError::PermissionDenied(message) => Status::permission_denied(message),
-            ServiceError::Unauthenticated(message) => Status::unauthenticated(message),
-            ServiceError::Unavailable(message) => Status::unavailable(message),
             ServiceError::Internal(detail) => {
                 // The detail may carry SQL, paths or payload fragments: it goes to the log for
                 // operators, and the caller gets nothing it could use to probe the system.
                 tracing::error!(detail = %detail, "internal error");
-                Status::internal("internal error")
+                Status::new(code, "internal error")
             }
+            other => Status::new(code, other.to_string()),
         }
     }
 }

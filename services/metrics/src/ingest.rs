@@ -18,7 +18,7 @@ use ics_proto::metrics::v1::{
     IngestObservationsRequest, IngestRejection, IngestSummary, ObservationInput,
 };
 use ics_service_kit::Principal;
-use ics_service_kit::error::ServiceError;
+use ics_service_kit::error::{ServiceError, code_name};
 use tokio::task::JoinHandle;
 use tonic::Status;
 use uuid::Uuid;
@@ -34,32 +34,6 @@ const CONCURRENT_SERIES: usize = 4;
 const MAX_LISTED_REJECTIONS: usize = 1_000;
 
 pub const COMMAND_TYPE: &str = "IngestObservations";
-
-/// The gRPC code name an error would have had on its own.
-pub fn code_name(error: &ServiceError) -> &'static str {
-    match error {
-        ServiceError::InvalidArgument(_) => "INVALID_ARGUMENT",
-        ServiceError::NotFound { .. } => "NOT_FOUND",
-        ServiceError::FailedPrecondition(_) => "FAILED_PRECONDITION",
-        ServiceError::Conflict { .. } => "ABORTED",
-        ServiceError::PermissionDenied(_) => "PERMISSION_DENIED",
-        ServiceError::Unauthenticated(_) => "UNAUTHENTICATED",
-        ServiceError::Unavailable(_) => "UNAVAILABLE",
-        ServiceError::Internal(_) => "INTERNAL",
-    }
-}
-
-fn describe(error: &ServiceError) -> String {
-    match error {
-        ServiceError::InvalidArgument(violations) => violations
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; "),
-        ServiceError::NotFound { resource } => format!("{resource} not found"),
-        other => other.to_string(),
-    }
-}
 
 /// Observations of one batch, by series stream id.
 type Batch = BTreeMap<String, (SeriesKey, Arc<MeasureDefinition>, Vec<Incoming>)>;
@@ -105,7 +79,7 @@ impl Ingest<'_> {
                 index,
                 field,
                 reason,
-                code: code_name(error).to_string(),
+                code: code_name(error.code()).to_string(),
             });
         }
     }
@@ -131,7 +105,7 @@ impl Ingest<'_> {
                         .map(|violation| violation.field.clone())
                         .unwrap_or_default();
                     let error = ServiceError::InvalidArgument(violations);
-                    let reason = describe(&error);
+                    let reason = error.reason();
                     self.reject(position, field, &error, reason);
                 }
             }
@@ -150,7 +124,7 @@ impl Ingest<'_> {
                 self.push(stream_id, key, resolved.measure, position, resolved.checked);
             }
             Err(Rejection { field, error }) => {
-                let reason = describe(&error);
+                let reason = error.reason();
                 self.reject(position, field, &error, reason);
             }
         }
