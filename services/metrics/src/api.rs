@@ -44,10 +44,7 @@ impl MetricsApi {
     }
 
     async fn measure(&self, code: &str) -> Result<MeasureDefinition, ServiceError> {
-        let history = self.store.read_stream(&measure_stream(code)).await?;
-        Measure::fold(&history)?
-            .map(|measure| measure.definition)
-            .ok_or_else(|| ServiceError::not_found(format!("measure {code}")))
+        Ok(crate::measure::require(&self.store, code).await?.definition)
     }
 
     /// Checks a series command's key, reason and caller, and returns the series' measure.
@@ -115,13 +112,7 @@ impl MetricsService for MetricsApi {
     ) -> Result<Response<api::Measure>, Status> {
         principal(&request)?;
         let code = request.into_inner().code;
-        let history = self
-            .store
-            .read_stream(&measure_stream(&code))
-            .await
-            .map_err(ServiceError::from)?;
-        let measure = Measure::fold(&history)?
-            .ok_or_else(|| ServiceError::not_found(format!("measure {code}")))?;
+        let measure = crate::measure::require(&self.store, &code).await?;
         Ok(Response::new(api::Measure {
             definition: Some(measure.definition),
             revision: measure.revision,

@@ -1,6 +1,7 @@
 //! The measure aggregate: a definition and its revisions (stream `measure-<CODE>`).
 
-use ics_eventstore::{NewEvent, RecordedEvent};
+use ics_eventstore::{EventStore, NewEvent, RecordedEvent};
+use ics_measures::measure_stream;
 use ics_proto::EventName;
 use ics_proto::events::v1::{MeasureDefined, MeasureDefinition};
 use ics_service_kit::error::ServiceError;
@@ -26,6 +27,19 @@ impl Measure {
         }
         Ok(measure)
     }
+}
+
+/// The measure `code` as its stream leaves it; `None` when it was never defined.
+pub async fn load(store: &EventStore, code: &str) -> Result<Option<Measure>, ServiceError> {
+    let history = store.read_stream(&measure_stream(code)).await?;
+    Measure::fold(&history)
+}
+
+/// The measure `code`, or NOT_FOUND.
+pub async fn require(store: &EventStore, code: &str) -> Result<Measure, ServiceError> {
+    load(store, code)
+        .await?
+        .ok_or_else(|| ServiceError::not_found(format!("measure {code}")))
 }
 
 /// Defines the measure, or redefines it as the next revision; the same definition again writes

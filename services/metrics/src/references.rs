@@ -6,14 +6,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use ics_eventstore::EventStore;
-use ics_measures::{Checked, check_observation, is_measure_code, measure_stream};
+use ics_measures::{Checked, check_observation, is_measure_code};
 use ics_proto::events::v1::{MeasureDefinition, OrganisationKind};
 use ics_proto::metrics::v1::ObservationInput;
 use ics_service_kit::Principal;
 use ics_service_kit::error::{FieldViolation, ServiceError};
 use sqlx::PgPool;
-
-use crate::measure::Measure;
 
 /// Why one observation was refused: the field to blame and the error it would have had alone.
 #[derive(Debug)]
@@ -72,8 +70,9 @@ impl References {
         if let Some(known) = self.measures.get(code) {
             return Ok(known.clone());
         }
-        let history = self.store.read_stream(&measure_stream(code)).await?;
-        let definition = Measure::fold(&history)?.map(|measure| Arc::new(measure.definition));
+        let definition = crate::measure::load(&self.store, code)
+            .await?
+            .map(|measure| Arc::new(measure.definition));
         self.measures.insert(code.to_string(), definition.clone());
         Ok(definition)
     }
