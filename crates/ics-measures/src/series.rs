@@ -115,7 +115,17 @@ impl Series {
         }
     }
 
-    pub fn from_record(record: &SeriesRecord) -> Series {
+    /// A series as readers store it: an encoded `SeriesRecord`.
+    pub fn decode(bytes: &[u8]) -> Result<Series, prost::DecodeError> {
+        Ok(Series::from_record(&SeriesRecord::decode(bytes)?))
+    }
+
+    /// The series encoded for storage, as [`Series::decode`] reads it back.
+    pub fn encode(&self) -> Vec<u8> {
+        self.to_record().encode_to_vec()
+    }
+
+    fn from_record(record: &SeriesRecord) -> Series {
         let mut series = Series::new(record.series.clone().unwrap_or_default());
         for point in &record.points {
             if let Some(observation) = &point.observation
@@ -141,7 +151,7 @@ impl Series {
         series
     }
 
-    pub fn to_record(&self) -> SeriesRecord {
+    fn to_record(&self) -> SeriesRecord {
         SeriesRecord {
             series: Some(self.key.clone()),
             points: self
@@ -257,6 +267,12 @@ impl Series {
                 recorded.observation.value, recorded.observation.revision
             )),
         }
+    }
+
+    /// The series' own target (`Some(None)`: explicitly none), or `None` when it follows its
+    /// measure's.
+    pub fn own_target(&self) -> Option<Option<f64>> {
+        self.own_target
     }
 
     /// The target the assurance icon is judged against: the series' own, else the measure's.

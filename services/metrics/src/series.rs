@@ -256,8 +256,7 @@ pub fn set_target(
         target,
         reason: reason.to_string(),
     };
-    let record = before.to_record();
-    if record.has_own_target && record.own_target == target {
+    if before.own_target() == Some(target) {
         return Ok(Vec::new());
     }
     apply_then_signal(&before, measure, NewEvent::encode(&key.ods_code, &event))

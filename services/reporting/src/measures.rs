@@ -19,7 +19,7 @@ use ics_peers::{ChangeUnit, Direction, FunnelUnit, Performance, compare_change, 
 use ics_proto::date::{from_naive, to_naive};
 use ics_proto::events::v1::{
     ImprovementDirection, MeasureDefinition, MeasureScoring, PeerGroupDefined, PeerGroupMethod,
-    SeriesKey, SeriesRecord, SpcRuleSetVersion, SpcSeries,
+    SeriesKey, SpcRuleSetVersion, SpcSeries,
 };
 use ics_proto::reporting::v1::{
     FunnelUnit as FunnelUnitView, MeasureRow, MeasureView, PeerBand, PeerChange, PeerComparison,
@@ -339,8 +339,8 @@ async fn series_of(
     .await?
     {
         let bytes: Vec<u8> = row.try_get("record")?;
-        let record = SeriesRecord::decode(bytes.as_slice()).map_err(ServiceError::internal)?;
-        series.insert(row.try_get("ods_code")?, Series::from_record(&record));
+        let decoded = Series::decode(&bytes).map_err(ServiceError::internal)?;
+        series.insert(row.try_get("ods_code")?, decoded);
     }
     Ok(series)
 }
@@ -373,8 +373,8 @@ pub async fn series_chart(
     .fetch_optional(pool)
     .await?;
     let bytes = bytes.ok_or_else(not_found)?;
-    let record = SeriesRecord::decode(bytes.as_slice()).map_err(ServiceError::internal)?;
-    Ok(Series::from_record(&record).spc_series(&measure))
+    let series = Series::decode(&bytes).map_err(ServiceError::internal)?;
+    Ok(series.spc_series(&measure))
 }
 
 fn values_at(series: &Series, start: NaiveDate) -> Option<(f64, Option<f64>, Option<f64>)> {

@@ -10,7 +10,7 @@ use ics_projection::{Projection, ProjectionError, decode_payload as decode, dele
 use ics_proto::EventName;
 use ics_proto::date::to_naive;
 use ics_proto::events::v1::{
-    EventEnvelope, MeasureDefined, MeasureDefinition, PeerGroupDefined, SeriesKey, SeriesRecord,
+    EventEnvelope, MeasureDefined, MeasureDefinition, PeerGroupDefined, SeriesKey,
 };
 use prost::Message;
 use sqlx::{PgConnection, Row};
@@ -59,9 +59,7 @@ async fn load(connection: &mut PgConnection, key: &SeriesKey) -> Result<Series, 
     .fetch_optional(&mut *connection)
     .await?;
     match bytes {
-        Some(bytes) => Ok(Series::from_record(
-            &SeriesRecord::decode(bytes.as_slice()).map_err(malformed)?,
-        )),
+        Some(bytes) => Series::decode(&bytes).map_err(malformed),
         None => Ok(Series::new(key.clone())),
     }
 }
@@ -114,7 +112,7 @@ async fn store(
     .bind(&series.key.measure_code)
     .bind(&series.key.ods_code)
     .bind(&series.key.value_stream_id)
-    .bind(series.to_record().encode_to_vec())
+    .bind(series.encode())
     .bind(i32::try_from(series.len()).unwrap_or(i32::MAX))
     .bind(latest.and_then(|point| point.observation.period_start.as_ref().and_then(to_naive)))
     .bind(latest.and_then(|point| point.observation.period_end.as_ref().and_then(to_naive)))
@@ -179,9 +177,7 @@ impl Projection for MeasuresProjection {
                         .map(|row| row.try_get("record"))
                         .collect::<Result<_, _>>()?;
                 for record in records {
-                    let series = Series::from_record(
-                        &SeriesRecord::decode(record.as_slice()).map_err(malformed)?,
-                    );
+                    let series = Series::decode(&record).map_err(malformed)?;
                     store(connection, &series, &definition).await?;
                 }
             } else if event_type == PeerGroupDefined::EVENT_TYPE {
