@@ -246,6 +246,23 @@ impl Series {
         self.points.values()
     }
 
+    /// Every point with its period start, in period order.
+    pub fn dated_points(&self) -> impl DoubleEndedIterator<Item = (NaiveDate, &SeriesPoint)> {
+        self.points.iter().map(|(start, point)| (*start, point))
+    }
+
+    /// The points that are not ghosted and carry a numerator and denominator, as
+    /// `(period start, numerator, denominator)` in period order: what peers are compared on.
+    pub fn counts(&self) -> impl DoubleEndedIterator<Item = (NaiveDate, f64, f64)> + '_ {
+        self.dated_points().filter_map(|(start, point)| {
+            if point.ghosted {
+                return None;
+            }
+            let observation = &point.observation;
+            Some((start, observation.numerator?, observation.denominator?))
+        })
+    }
+
     /// The latest point that is not ghosted.
     pub fn latest(&self) -> Option<&SeriesPoint> {
         self.points.values().rev().find(|point| !point.ghosted)

@@ -52,20 +52,14 @@ pub(crate) fn assurance_proto(icon: Option<ics_spc::AssuranceIcon>) -> Assurance
 /// Period starts of the points flagged as special cause.
 fn flagged(series: &Series, analysis: &Analysis) -> BTreeSet<chrono::NaiveDate> {
     series
-        .points()
+        .dated_points()
         .zip(&analysis.points)
         .filter(|(_, result)| {
             result
                 .classification
                 .is_some_and(|classification| classification.is_special_cause())
         })
-        .filter_map(|(point, _)| {
-            point
-                .observation
-                .period_start
-                .as_ref()
-                .and_then(ics_proto::date::to_naive)
-        })
+        .map(|((start, _), _)| start)
         .collect()
 }
 
@@ -81,15 +75,10 @@ pub fn signals(before: &Series, after: &Series, measure: &MeasureDefinition) -> 
 
     let previously = flagged(before, &old);
     let points: Vec<SpecialCausePoint> = after
-        .points()
+        .dated_points()
         .zip(&new.points)
-        .filter_map(|(point, result)| {
+        .filter_map(|((start, point), result)| {
             let classification = result.classification?;
-            let start = point
-                .observation
-                .period_start
-                .as_ref()
-                .and_then(ics_proto::date::to_naive)?;
             (classification.is_special_cause() && !previously.contains(&start)).then(|| {
                 SpecialCausePoint {
                     period_start: Some(from_naive(start)),

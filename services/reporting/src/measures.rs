@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use chrono::NaiveDate;
 use ics_measures::Series;
 use ics_peers::{ChangeUnit, Direction, FunnelUnit, Performance, compare_change, funnel};
-use ics_proto::date::{from_naive, to_naive};
+use ics_proto::date::from_naive;
 use ics_proto::events::v1::{
     ImprovementDirection, MeasureDefinition, MeasureScoring, PeerGroupDefined, PeerGroupMethod,
     SeriesKey, SpcRuleSetVersion, SpcSeries,
@@ -415,16 +415,9 @@ pub async fn peer_comparison(
         .iter()
         .map(|(ods_code, series)| {
             let points = series
-                .points()
-                .filter(|point| !point.ghosted)
-                .filter_map(|point| {
-                    let start = point.observation.period_start.as_ref().and_then(to_naive)?;
-                    Some((
-                        start,
-                        (point.observation.numerator?, point.observation.denominator?),
-                    ))
-                })
-                .filter(|(start, _)| period.is_none_or(|period| *start == period))
+                .counts()
+                .filter(|(start, ..)| period.is_none_or(|period| *start == period))
+                .map(|(start, numerator, denominator)| (start, (numerator, denominator)))
                 .collect();
             (ods_code.clone(), points)
         })

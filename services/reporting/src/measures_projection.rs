@@ -72,26 +72,13 @@ async fn store(
 ) -> Result<(), ProjectionError> {
     let spc = series.summary(measure);
     let latest = series.latest();
-    let recent: Vec<_> = series
-        .points()
-        .filter(|point| {
-            !point.ghosted
-                && point.observation.numerator.is_some()
-                && point.observation.denominator.is_some()
-        })
-        .collect();
-    let recent = &recent[recent.len().saturating_sub(RECENT_POINTS)..];
-    let starts: Vec<chrono::NaiveDate> = recent
-        .iter()
-        .filter_map(|point| point.observation.period_start.as_ref().and_then(to_naive))
-        .collect();
-    let numerators: Vec<f64> = recent
-        .iter()
-        .map(|point| point.observation.numerator.unwrap_or_default())
-        .collect();
+    let mut recent: Vec<_> = series.counts().rev().take(RECENT_POINTS).collect();
+    recent.reverse();
+    let starts: Vec<chrono::NaiveDate> = recent.iter().map(|(start, ..)| *start).collect();
+    let numerators: Vec<f64> = recent.iter().map(|(_, numerator, _)| *numerator).collect();
     let denominators: Vec<f64> = recent
         .iter()
-        .map(|point| point.observation.denominator.unwrap_or_default())
+        .map(|(.., denominator)| *denominator)
         .collect();
     let rule_set = spc.rule_set;
     sqlx::query(
