@@ -12,7 +12,8 @@ use ics_proto::events::v1::{
     PeerGroupMethod, SeriesKey, SpcSeries,
 };
 use ics_proto::metrics::v1::{
-    self as api, IngestObservationsRequest, IngestSummary, metrics_service_server::MetricsService,
+    self as api, IngestObservationsRequest, IngestSummary, ObservationInput,
+    metrics_service_server::MetricsService,
 };
 use ics_references::is_trust;
 use ics_service_kit::command::{self, Command};
@@ -23,7 +24,7 @@ use sqlx::PgPool;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::measure::Measure;
-use crate::references::References;
+use crate::references::{References, Resolved};
 use crate::series::{self, Incoming, MarkChange};
 use crate::{ingest, peer_group};
 
@@ -69,6 +70,20 @@ impl MetricsApi {
         let measure = self.measure(&key.measure_code).await?;
         principal.authorize_trust_write(&key.ods_code)?;
         Ok((key, measure))
+    }
+
+    /// Checks the one observation a unary command carries, as bulk ingest checks each row.
+    async fn resolve_observation(
+        &self,
+        principal: &Principal,
+        input: Option<&ObservationInput>,
+    ) -> Result<Resolved, ServiceError> {
+        let input =
+            input.ok_or_else(|| ServiceError::invalid_field("observation", "is required"))?;
+        References::new(self.store.clone(), self.pool.clone())
+            .resolve(principal, input, "observation.")
+            .await?
+            .map_err(|rejection| rejection.into_error())
     }
 
     async fn execute<F>(&self, command: Command<'_>, stream_id: &str, decide: F) -> Reply
@@ -147,14 +162,9 @@ impl MetricsService for MetricsApi {
         let mut violations = Violations::default();
         validate::options(&mut violations, body.options.as_ref());
         violations.into_result()?;
-        let Some(input) = body.observation.as_ref() else {
-            return Err(ServiceError::invalid_field("observation", "is required").into());
-        };
-        let mut references = References::new(self.store.clone(), self.pool.clone());
-        let resolved = references
-            .resolve(&principal, input, "observation.")
-            .await?
-            .map_err(|rejection| rejection.into_error())?;
+        let resolved = self
+            .resolve_observation(&principal, body.observation.as_ref())
+            .await?;
         let key = resolved.checked.key.clone();
         let incoming = [Incoming {
             index: 0,
@@ -204,14 +214,9 @@ impl MetricsService for MetricsApi {
             MAX_LONG_TEXT_CHARS,
         );
         violations.into_result()?;
-        let Some(input) = body.observation.as_ref() else {
-            return Err(ServiceError::invalid_field("observation", "is required").into());
-        };
-        let mut references = References::new(self.store.clone(), self.pool.clone());
-        let resolved = references
-            .resolve(&principal, input, "observation.")
-            .await?
-            .map_err(|rejection| rejection.into_error())?;
+        let resolved = self
+            .resolve_observation(&principal, body.observation.as_ref())
+            .await?;
         let key = resolved.checked.key.clone();
         let measure = resolved.measure;
         let period_start = resolved.checked.period_start;
