@@ -344,10 +344,6 @@ impl Series {
     /// The series with its SPC, as the APIs return it.
     pub fn spc_series(&self, measure: &MeasureDefinition) -> SpcSeries {
         let analysis = self.analyse(measure);
-        self.spc_series_from(measure, &analysis)
-    }
-
-    pub fn spc_series_from(&self, measure: &MeasureDefinition, analysis: &Analysis) -> SpcSeries {
         let points = self
             .points
             .iter()
@@ -388,7 +384,7 @@ impl Series {
             variation: variation_proto(analysis.variation) as i32,
             assurance: assurance_proto(analysis.assurance) as i32,
             run_chart: analysis.run_chart,
-            rule_set: Some(rule_set_version(analysis)),
+            rule_set: Some(rule_set_version(&analysis)),
             warnings: analysis
                 .warnings
                 .iter()
