@@ -18,6 +18,10 @@ pub enum StoreError {
     /// Any other database failure.
     #[error("event store failure: {0}")]
     Database(#[source] sqlx::Error),
+    /// A stored value is not what the store ever writes (a negative version, an unreadable
+    /// transaction id): reported, never read as a default.
+    #[error("stored value is corrupt: {what}")]
+    Corrupt { what: String },
     /// A stored payload could not be decoded.
     #[error("stored event {event_id} could not be decoded: {source}")]
     Decode {

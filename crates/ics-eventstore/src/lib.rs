@@ -6,6 +6,8 @@
 //! from which the [`relay`] publishes to NATS JetStream in commit-safe order.
 
 mod error;
+pub mod fault;
+pub mod identity;
 mod migrate;
 pub mod relay;
 mod store;

@@ -3,10 +3,16 @@ use sqlx::PgPool;
 use crate::StoreError;
 
 /// Migrations of the event store itself, applied to every service's schema.
-const EVENT_STORE_MIGRATIONS: &[(&str, &str)] = &[(
-    "eventstore_0001",
-    include_str!("../migrations/0001_event_store.sql"),
-)];
+const EVENT_STORE_MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "eventstore_0001",
+        include_str!("../migrations/0001_event_store.sql"),
+    ),
+    (
+        "eventstore_0002_log_identity",
+        include_str!("../migrations/0002_log_identity.sql"),
+    ),
+];
 
 /// Applies the event store's migrations and then the service's own, each once, in order.
 ///

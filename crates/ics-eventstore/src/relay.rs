@@ -16,11 +16,11 @@ use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::store::{LogCursor, RecordedEvent, to_i64, to_u64};
-use crate::{EventStore, StoreError, subject};
+use ics_proto::events::v1::EventEnvelope;
+use uuid::Uuid;
 
-/// Name of the relay's row in `relay_checkpoints`.
-const CHECKPOINT_NAME: &str = "jetstream";
+use crate::store::{LogCursor, RecordedEvent, parse_transaction_id, stored_u64, to_i64};
+use crate::{EventStore, StoreError, fault, subject};
 
 /// Session-level advisory lock electing the one relaying replica (advisory locks are per
 /// database, and the key includes the service, so services sharing a database do not compete).
@@ -42,6 +42,19 @@ pub enum RelayError {
     StreamSetup(String),
     #[error("publishing event {event_id} failed: {reason}")]
     Publish { event_id: String, reason: String },
+    #[error("reading the stream's last message failed: {0}")]
+    StreamRead(String),
+}
+
+/// Where the relay's stream ends, as a position in its log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamEnd {
+    /// The stream holds nothing: none of the log has reached it.
+    Empty,
+    /// The stream's last message is this event of the log.
+    At(LogCursor),
+    /// The stream's last message is not an event of this log (its id, or why it is unreadable).
+    Foreign(String),
 }
 
 /// How the relay names and paces its work.
@@ -182,8 +195,23 @@ impl Relay {
         shutdown: &CancellationToken,
     ) {
         let mut listener = self.listen().await;
-        tracing::info!(stream = %self.stream_name(), "relay started");
         let mut backoff = Duration::from_millis(50);
+        // Nothing is published until the checkpoint agrees with what the stream holds.
+        let mut cursor = loop {
+            match self.reconcile().await {
+                Ok(cursor) => break cursor,
+                Err(error) => {
+                    tracing::warn!(%error, stream = %self.stream_name(), "relay cannot reconcile its checkpoint with its stream yet");
+                    if sleep_or_shutdown(backoff, shutdown).await {
+                        unlock(&mut leadership, &self.lock_name()).await;
+                        return;
+                    }
+                    backoff = (backoff * 2).min(self.config.max_backoff);
+                }
+            }
+        };
+        tracing::info!(stream = %self.stream_name(), transaction_id = cursor.transaction_id, global_position = cursor.global_position, "relay started");
+        backoff = Duration::from_millis(50);
         let mut last_lock_check = tokio::time::Instant::now();
         loop {
             if shutdown.is_cancelled() {
@@ -200,7 +228,7 @@ impl Relay {
                     return;
                 }
             }
-            match self.publish_pending().await {
+            match self.publish_after(&mut cursor).await {
                 Ok(published) => {
                     backoff = Duration::from_millis(50);
                     if published >= self.config.batch_size as usize {
@@ -240,12 +268,7 @@ impl Relay {
                 }
             }
         }
-        // Session advisory locks are released with the session; say so explicitly on a clean
-        // stop so a standby takes over at once rather than when the pool recycles the connection.
-        let _ = sqlx::query(LEADERSHIP_UNLOCK)
-            .bind(self.lock_name())
-            .execute(&mut *leadership)
-            .await;
+        unlock(&mut leadership, &self.lock_name()).await;
     }
 
     async fn listen(&self) -> Option<PgListener> {
@@ -267,11 +290,18 @@ impl Relay {
 
     /// One pass: publishes the next batch of committed events after the checkpoint and
     /// advances the checkpoint past those JetStream acknowledged. Returns how many it published.
+    /// For tests and tools; the running relay keeps its cursor in memory.
     pub async fn publish_pending(&self) -> Result<usize, RelayError> {
-        let cursor = self.checkpoint().await?;
+        let mut cursor = self.reconcile().await?;
+        self.publish_after(&mut cursor).await
+    }
+
+    /// Publishes the next batch after `cursor` and moves it, and the stored checkpoint, past
+    /// the events JetStream acknowledged.
+    async fn publish_after(&self, cursor: &mut LogCursor) -> Result<usize, RelayError> {
         let batch = self
             .store
-            .read_committed(cursor, 0, self.config.batch_size)
+            .read_committed(*cursor, 0, self.config.batch_size)
             .await?;
         if batch.is_empty() {
             return Ok(0);
@@ -281,12 +311,91 @@ impl Relay {
             .checked_sub(1)
             .and_then(|index| batch.get(index))
         {
-            self.save_checkpoint(LogCursor::after(last)).await?;
+            // Tests kill the relay here to show that a crash between JetStream's ack and the
+            // checkpoint only re-publishes (R2).
+            fault::point("relay-after-ack");
+            let next = LogCursor::after(last);
+            self.save_checkpoint(next).await?;
+            *cursor = next;
         }
         match failure {
             Some(error) => Err(error),
             None => Ok(acknowledged),
         }
+    }
+
+    /// Decides where publication resumes, from the checkpoint and from what the stream holds,
+    /// and stores it. The checkpoint alone is not trusted:
+    /// - a stream that ends before it (lost, purged, re-created, or a new subject prefix) gets
+    ///   what it lacks again;
+    /// - a log restored from a backup (see [`crate::identity`]) has its restored events
+    ///   renumbered below this cluster's transactions, and publication resumes at the first
+    ///   restored event the stream does not hold.
+    ///
+    /// Whatever is published twice is dropped by `Nats-Msg-Id` or skipped by consumers.
+    pub async fn reconcile(&self) -> Result<LogCursor, RelayError> {
+        let stream_end = self.stream_end().await?;
+        let mut transaction = self.store.pool().begin().await.map_err(StoreError::from)?;
+        let restored_below: Option<i64> =
+            sqlx::query_scalar("SELECT restored_below FROM log_identity FOR UPDATE")
+                .fetch_optional(&mut *transaction)
+                .await
+                .map_err(StoreError::from)?
+                .flatten();
+        let checkpoint = read_checkpoint(&mut transaction, &self.stream_name()).await?;
+        let mut cursor = match (&stream_end, checkpoint) {
+            (StreamEnd::Empty, _) => LogCursor::default(),
+            // Behind the checkpoint means the stream lost events; ahead of it, a crash came
+            // between JetStream's ack and the checkpoint. The earlier of the two is safe.
+            (StreamEnd::At(end), Some(checkpoint)) => (*end).min(checkpoint),
+            (StreamEnd::At(end), None) => *end,
+            (StreamEnd::Foreign(last), checkpoint) => {
+                tracing::warn!(stream = %self.stream_name(), last_event = %last, "the stream's last message is not from this log; resuming from the checkpoint");
+                checkpoint.unwrap_or_default()
+            }
+        };
+        if let Some(restored_below) = restored_below {
+            cursor = renumber_restored(&mut transaction, restored_below, cursor).await?;
+            tracing::warn!(stream = %self.stream_name(), restored_below, resume_after = cursor.global_position, "restored events reconciled with the stream");
+        }
+        save_checkpoint_in(&mut transaction, &self.stream_name(), cursor).await?;
+        transaction.commit().await.map_err(StoreError::from)?;
+        Ok(cursor)
+    }
+
+    /// Where the stream ends, as a position in the log.
+    pub async fn stream_end(&self) -> Result<StreamEnd, RelayError> {
+        let mut stream = self
+            .jetstream
+            .get_stream(self.stream_name())
+            .await
+            .map_err(|error| RelayError::StreamRead(error.to_string()))?;
+        let state = stream
+            .info()
+            .await
+            .map_err(|error| RelayError::StreamRead(error.to_string()))?
+            .state
+            .clone();
+        if state.messages == 0 {
+            return Ok(StreamEnd::Empty);
+        }
+        let last = stream
+            .get_raw_message(state.last_sequence)
+            .await
+            .map_err(|error| RelayError::StreamRead(error.to_string()))?;
+        let event_id = EventEnvelope::decode(last.payload)
+            .ok()
+            .and_then(|envelope| Uuid::parse_str(&envelope.event_id).ok());
+        let Some(event_id) = event_id else {
+            return Ok(StreamEnd::Foreign(format!(
+                "undecodable message at sequence {}",
+                state.last_sequence
+            )));
+        };
+        Ok(match self.store.position_of(event_id).await? {
+            Some(position) => StreamEnd::At(position),
+            None => StreamEnd::Foreign(event_id.to_string()),
+        })
     }
 
     /// Publishes every committed event from `from_position` on again, in commit order, without
@@ -377,38 +486,111 @@ impl Relay {
             })
     }
 
-    /// Where the relay resumes: strictly after this point in commit order.
-    pub async fn checkpoint(&self) -> Result<LogCursor, StoreError> {
-        let row: Option<(String, i64)> = sqlx::query_as(
-            "SELECT transaction_id::text, global_position FROM relay_checkpoints WHERE relay = $1",
-        )
-        .bind(CHECKPOINT_NAME)
-        .fetch_optional(self.store.pool())
-        .await?;
-        Ok(row
-            .map(|(transaction_id, global_position)| LogCursor {
-                transaction_id: transaction_id.parse().unwrap_or_default(),
-                global_position: to_u64(global_position),
-            })
-            .unwrap_or_default())
+    /// Where the relay resumes for its stream, strictly after this point in commit order; none
+    /// before the relay first reconciled with the stream.
+    pub async fn checkpoint(&self) -> Result<Option<LogCursor>, StoreError> {
+        let mut connection = self.store.pool().acquire().await?;
+        read_checkpoint(&mut connection, &self.stream_name()).await
     }
 
     async fn save_checkpoint(&self, cursor: LogCursor) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO relay_checkpoints (relay, transaction_id, global_position)
-             VALUES ($1, $2::text::xid8, $3)
-             ON CONFLICT (relay) DO UPDATE
-             SET transaction_id = excluded.transaction_id,
-                 global_position = excluded.global_position,
-                 updated_at = now()",
-        )
-        .bind(CHECKPOINT_NAME)
-        .bind(cursor.transaction_id.to_string())
-        .bind(to_i64(cursor.global_position))
-        .execute(self.store.pool())
-        .await?;
-        Ok(())
+        let mut connection = self.store.pool().acquire().await?;
+        save_checkpoint_in(&mut connection, &self.stream_name(), cursor).await
     }
+}
+
+/// The checkpoint of the relay publishing to `stream` (rows are keyed by stream name).
+async fn read_checkpoint(
+    connection: &mut sqlx::PgConnection,
+    stream: &str,
+) -> Result<Option<LogCursor>, StoreError> {
+    let row: Option<(String, i64)> = sqlx::query_as(
+        "SELECT transaction_id::text, global_position FROM relay_checkpoints WHERE relay = $1",
+    )
+    .bind(stream)
+    .fetch_optional(&mut *connection)
+    .await?;
+    row.map(|(transaction_id, global_position)| {
+        Ok(LogCursor {
+            transaction_id: parse_transaction_id(&transaction_id)?,
+            global_position: stored_u64("relay checkpoint position", global_position)?,
+        })
+    })
+    .transpose()
+}
+
+async fn save_checkpoint_in(
+    connection: &mut sqlx::PgConnection,
+    stream: &str,
+    cursor: LogCursor,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO relay_checkpoints (relay, transaction_id, global_position)
+         VALUES ($1, $2::text::xid8, $3)
+         ON CONFLICT (relay) DO UPDATE
+         SET transaction_id = excluded.transaction_id,
+             global_position = excluded.global_position,
+             updated_at = now()",
+    )
+    .bind(stream)
+    .bind(cursor.transaction_id.to_string())
+    .bind(to_i64(cursor.global_position))
+    .execute(&mut *connection)
+    .await?;
+    Ok(())
+}
+
+/// Transaction id given to events restored from another cluster: below every id this cluster
+/// hands out, so they are read before its own events and never wait for a transaction that
+/// does not exist here.
+const RESTORED_TRANSACTION_ID: u64 = 0;
+
+/// Renumbers the restored events (global position below `restored_below`) to
+/// [`RESTORED_TRANSACTION_ID`] and returns where publication resumes among them: just before
+/// the first one that comes after `published` in the old cluster's commit order, which is what
+/// the stream lacks. Among renumbered events, commit order is global-position order; within a
+/// stream the two orders always agree, so consumers still see every stream in order. Other
+/// streams' checkpoints are in the old numbering too: they are dropped and rebuilt the same way.
+async fn renumber_restored(
+    transaction: &mut sqlx::PgConnection,
+    restored_below: i64,
+    published: LogCursor,
+) -> Result<LogCursor, StoreError> {
+    let first_unpublished: Option<i64> = sqlx::query_scalar(
+        "SELECT min(global_position) FROM events
+         WHERE global_position < $1
+           AND (transaction_id, global_position) > ($2::text::xid8, $3)",
+    )
+    .bind(restored_below)
+    .bind(published.transaction_id.to_string())
+    .bind(to_i64(published.global_position))
+    .fetch_one(&mut *transaction)
+    .await?;
+    sqlx::query("UPDATE events SET transaction_id = $2::text::xid8 WHERE global_position < $1")
+        .bind(restored_below)
+        .bind(RESTORED_TRANSACTION_ID.to_string())
+        .execute(&mut *transaction)
+        .await?;
+    sqlx::query("UPDATE log_identity SET restored_below = NULL")
+        .execute(&mut *transaction)
+        .await?;
+    sqlx::query("DELETE FROM relay_checkpoints")
+        .execute(&mut *transaction)
+        .await?;
+    let resume_before = first_unpublished.unwrap_or(restored_below);
+    Ok(LogCursor {
+        transaction_id: RESTORED_TRANSACTION_ID,
+        global_position: stored_u64("restored position", resume_before)?.saturating_sub(1),
+    })
+}
+
+/// Session advisory locks are released with the session; say so explicitly on a clean stop so
+/// a standby takes over at once rather than when the pool recycles the connection.
+async fn unlock(leadership: &mut PoolConnection<Postgres>, lock_name: &str) {
+    let _ = sqlx::query(LEADERSHIP_UNLOCK)
+        .bind(lock_name)
+        .execute(&mut **leadership)
+        .await;
 }
 
 /// Sleeps, returning early (with `true`) when shutdown is requested.

@@ -10,9 +10,12 @@ use crate::StoreError;
 /// How many times a command with [`ExpectedVersion::Any`] is re-decided after losing a race.
 const MAX_DECIDE_ATTEMPTS: usize = 5;
 
-const EVENT_COLUMNS: &str = "global_position, transaction_id::text AS transaction_id, stream_id, \
-     stream_version, event_id, event_type, schema_version, organisation, payload, request_id, \
-     correlation_id, causation_id, traceparent, tracestate, principal, recorded_at";
+/// The columns of a stored event. `xid8` has no binary mapping in sqlx, so the transaction id
+/// leaves SQL as text — under a name of its own: aliased `transaction_id`, an `ORDER BY
+/// transaction_id` would resolve to the text and sort `'10000'` before `'9998'`.
+const EVENT_COLUMNS: &str = "global_position, transaction_id::text AS transaction_id_text, \
+     stream_id, stream_version, event_id, event_type, schema_version, organisation, payload, \
+     request_id, correlation_id, causation_id, traceparent, tracestate, principal, recorded_at";
 
 /// What a command expects of its aggregate's stream before it appends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,16 +87,19 @@ pub struct RecordedEvent {
 
 impl RecordedEvent {
     fn from_row(row: &PgRow) -> Result<Self, StoreError> {
-        let transaction_id: String = row.try_get("transaction_id")?;
+        let transaction_id: String = row.try_get("transaction_id_text")?;
         Ok(RecordedEvent {
-            global_position: to_u64(row.try_get("global_position")?),
-            // xid8 is a 64-bit counter rendered as decimal text; it always parses.
-            transaction_id: transaction_id.parse().unwrap_or_default(),
+            global_position: stored_u64("global_position", row.try_get("global_position")?)?,
+            transaction_id: parse_transaction_id(&transaction_id)?,
             stream_id: row.try_get("stream_id")?,
-            stream_version: to_u64(row.try_get("stream_version")?),
+            stream_version: stored_u64("stream_version", row.try_get("stream_version")?)?,
             event_id: row.try_get("event_id")?,
             event_type: row.try_get("event_type")?,
-            schema_version: u32::try_from(row.try_get::<i32, _>("schema_version")?).unwrap_or(0),
+            schema_version: u32::try_from(row.try_get::<i32, _>("schema_version")?).map_err(
+                |_| StoreError::Corrupt {
+                    what: "schema_version".to_string(),
+                },
+            )?,
             organisation: row.try_get("organisation")?,
             payload: row.try_get("payload")?,
             metadata: EventMetadata {
@@ -304,6 +310,23 @@ impl EventStore {
         rows.iter().map(RecordedEvent::from_row).collect()
     }
 
+    /// Where an event lies in commit order; none when the log does not hold it.
+    pub async fn position_of(&self, event_id: Uuid) -> Result<Option<LogCursor>, StoreError> {
+        let row: Option<(String, i64)> = sqlx::query_as(
+            "SELECT transaction_id::text, global_position FROM events WHERE event_id = $1",
+        )
+        .bind(event_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|(transaction_id, global_position)| {
+            Ok(LogCursor {
+                transaction_id: parse_transaction_id(&transaction_id)?,
+                global_position: stored_u64("global_position", global_position)?,
+            })
+        })
+        .transpose()
+    }
+
     /// Runs a command: replays the first result of a retried request id, otherwise reads the
     /// stream, lets `decide` produce events from its history, and appends them at the next
     /// versions.
@@ -376,7 +399,8 @@ impl EventStore {
                 .bind(stream_id)
                 .fetch_one(&self.pool)
                 .await?;
-        Ok(version.map(to_u64).unwrap_or(0))
+        // No row at all is a stream that does not exist yet: version 0.
+        version.map_or(Ok(0), |version| stored_u64("stream_version", version))
     }
 
     async fn try_execute<E, F>(
@@ -557,9 +581,19 @@ fn is_unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(database_error) if database_error.code().as_deref() == Some("23505"))
 }
 
-/// Positions and versions are positive `bigint`s in Postgres and `u64` in the API.
-pub(crate) fn to_u64(value: i64) -> u64 {
-    u64::try_from(value).unwrap_or(0)
+/// Positions and versions are positive `bigint`s in Postgres and `u64` in the API; a negative
+/// one read back is corruption, never "nothing yet".
+pub(crate) fn stored_u64(what: &str, value: i64) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| StoreError::Corrupt {
+        what: format!("{what} {value}"),
+    })
+}
+
+/// An `xid8` as its decimal text (the only way it leaves SQL).
+pub(crate) fn parse_transaction_id(text: &str) -> Result<u64, StoreError> {
+    text.parse().map_err(|_| StoreError::Corrupt {
+        what: format!("transaction id {text:?}"),
+    })
 }
 
 pub(crate) fn to_i64(value: u64) -> i64 {

@@ -840,6 +840,24 @@ impl<P: Projection> ProjectionRunner<P> {
         Ok(())
     }
 
+    /// Deletes the projection's durable consumers but keeps what it built, so that its next
+    /// [`run`](Self::run) reads every stream from the beginning and skips what it already
+    /// applied: after a restore, the consumers may have acknowledged events the restored
+    /// projection never saw. Call it while the runner is stopped.
+    pub async fn replay_streams(&self) -> Result<(), ProjectionError> {
+        for service in &self.config.source_services {
+            let stream_name = subject::stream_name(&self.config.subject_prefix, service);
+            if let Ok(stream) = self.jetstream.get_stream(&stream_name).await {
+                let _ = stream.delete_consumer(&self.consumer_name()).await;
+            }
+        }
+        tracing::info!(
+            projection = self.projection.name(),
+            "projection will replay its streams from the beginning"
+        );
+        Ok(())
+    }
+
     /// Events applied so far, over all sources.
     pub async fn events_applied(&self) -> Result<u64, ProjectionError> {
         let applied: Option<i64> = sqlx::query_scalar(

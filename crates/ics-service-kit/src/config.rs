@@ -27,6 +27,11 @@ pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/ics";
 pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 pub const DEFAULT_SUBJECT_PREFIX: &str = "ics";
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 25;
+pub const DEFAULT_SHUTDOWN_DRAIN_SECS: u64 = 1;
+/// Connections one `icsd` process opens at most, pools and notification listeners together;
+/// `icsd all` shares them among its four services, so three instances stay well inside
+/// PostgreSQL's default `max_connections` of 100.
+pub const DEFAULT_DB_MAX_CONNECTIONS: u32 = 20;
 pub const DEFAULT_TOKEN_ISSUER: &str = "ics";
 pub const DEFAULT_TOKEN_AUDIENCE: &str = "ics-platform";
 pub const DEFAULT_LOG_FILTER: &str = "info";
@@ -67,6 +72,16 @@ pub struct CommonConfig {
     #[arg(long, env = "ICS_SHUTDOWN_GRACE_SECS", default_value_t = DEFAULT_SHUTDOWN_GRACE_SECS)]
     pub shutdown_grace_secs: u64,
 
+    /// Seconds health answers NOT_SERVING after a shutdown signal while calls are still
+    /// accepted, so that load balancers polling health stop routing here first.
+    #[arg(long, env = "ICS_SHUTDOWN_DRAIN_SECS", default_value_t = DEFAULT_SHUTDOWN_DRAIN_SECS)]
+    pub shutdown_drain_secs: u64,
+
+    /// Most PostgreSQL connections this process opens (`icsd all` shares them among its
+    /// services; each keeps one for its notifications and pools the rest).
+    #[arg(long, env = "ICS_DB_MAX_CONNECTIONS", default_value_t = DEFAULT_DB_MAX_CONNECTIONS, value_parser = clap::value_parser!(u32).range(2..=1000))]
+    pub db_max_connections: u32,
+
     /// Replicas of each service's JetStream stream: 1 on a single NATS server, 3 on a cluster.
     #[arg(long, env = "ICS_STREAM_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
     pub stream_replicas: u8,
@@ -75,6 +90,19 @@ pub struct CommonConfig {
 impl CommonConfig {
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    pub fn shutdown_drain(&self) -> Duration {
+        Duration::from_secs(self.shutdown_drain_secs)
+    }
+
+    /// The configuration of one of `services` services sharing this process: each gets an
+    /// equal part of the connection budget.
+    pub fn shared_by(&self, services: u32) -> CommonConfig {
+        CommonConfig {
+            db_max_connections: (self.db_max_connections / services.max(1)).max(2),
+            ..self.clone()
+        }
     }
 }
 
@@ -87,6 +115,8 @@ impl Default for CommonConfig {
             auth: AuthConfig::default(),
             telemetry: TelemetryConfig::default(),
             shutdown_grace_secs: DEFAULT_SHUTDOWN_GRACE_SECS,
+            shutdown_drain_secs: DEFAULT_SHUTDOWN_DRAIN_SECS,
+            db_max_connections: DEFAULT_DB_MAX_CONNECTIONS,
             stream_replicas: 1,
         }
     }
@@ -102,6 +132,8 @@ impl fmt::Debug for CommonConfig {
             .field("auth", &self.auth)
             .field("telemetry", &self.telemetry)
             .field("shutdown_grace_secs", &self.shutdown_grace_secs)
+            .field("shutdown_drain_secs", &self.shutdown_drain_secs)
+            .field("db_max_connections", &self.db_max_connections)
             .field("stream_replicas", &self.stream_replicas)
             .finish()
     }

@@ -10,7 +10,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::retry::{STARTUP_RETRY_WINDOW, StartupBackoff};
 
-pub const MAX_CONNECTIONS: u32 = 16;
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const MAINTENANCE_DATABASE: &str = "postgres";
@@ -23,11 +22,15 @@ const UNIQUE_VIOLATION: &str = "23505";
 /// Connects to `database_url`, creating the database and `schema` when missing, and returns a
 /// pool whose connections resolve unqualified names in `schema` (their `search_path`).
 ///
+/// `connection_budget` is the most connections the service may open: one is left outside the
+/// pool for its LISTEN/NOTIFY listener, the rest are pooled.
+///
 /// Waits up to ~30 s for Postgres to start listening, so that services and Postgres can be
 /// started together; gives up early if `shutdown` is cancelled.
 pub async fn connect_postgres(
     database_url: &str,
     schema: &str,
+    connection_budget: u32,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<PgPool> {
     validate_schema_name(schema)?;
@@ -59,7 +62,7 @@ pub async fn connect_postgres(
     let _ = connection.close().await;
 
     let pool = PgPoolOptions::new()
-        .max_connections(MAX_CONNECTIONS)
+        .max_connections(connection_budget.saturating_sub(1).max(1))
         .acquire_timeout(ACQUIRE_TIMEOUT)
         // A ping before every acquire costs each command a round trip. A connection that died
         // (Postgres restarted) fails its next query instead: that call answers UNAVAILABLE,

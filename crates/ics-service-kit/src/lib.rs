@@ -18,6 +18,7 @@ pub mod command;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod host;
 pub mod nats;
 mod retry;
 pub mod server;
@@ -30,6 +31,7 @@ pub use auth::{AuthError, Authenticator, Principal, TokenVerifier, mint_token, p
 pub use config::{AuthConfig, AuthMode, CommonConfig, LogFormat, TelemetryConfig};
 pub use db::connect_postgres;
 pub use error::{FieldViolation, ServiceError, Violations, conflict_version};
+pub use host::{Log, ServiceHost};
 pub use nats::connect_nats;
 pub use retry::STARTUP_RETRY_WINDOW;
 pub use server::{ServeOptions, serve, shutdown_on_signals};

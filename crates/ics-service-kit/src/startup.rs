@@ -2,6 +2,7 @@
 //! store, NATS, and the relay publishing its log — one place, so a setting such as the stream
 //! replicas reaches every service.
 
+use ics_eventstore::identity::{Identity, record_identity};
 use ics_eventstore::relay::{Relay, RelayConfig};
 use ics_eventstore::{EventStore, migrate};
 use sqlx::PgPool;
@@ -20,6 +21,9 @@ pub struct EventLog {
     pub nats: async_nats::Client,
     /// For the admin API (re-publishing); already running.
     pub relay: Relay,
+    /// Whether the schema was restored from a backup taken elsewhere: the service's
+    /// projections must then replay their streams (see `ics_eventstore::identity`).
+    pub identity: Identity,
     relay_task: JoinHandle<()>,
 }
 
@@ -32,8 +36,15 @@ impl EventLog {
         migrations: &[(&str, &str)],
         shutdown: &CancellationToken,
     ) -> anyhow::Result<EventLog> {
-        let pool = connect_postgres(&common.database_url, service, shutdown).await?;
+        let pool = connect_postgres(
+            &common.database_url,
+            service,
+            common.db_max_connections,
+            shutdown,
+        )
+        .await?;
         migrate(&pool, &[ics_projection::MIGRATIONS, migrations].concat()).await?;
+        let identity = record_identity(&pool).await?;
         let store = EventStore::new(pool.clone(), service);
         let nats = connect_nats(&common.nats_url).await?;
         let relay_config = RelayConfig {
@@ -47,6 +58,7 @@ impl EventLog {
             store,
             nats,
             relay,
+            identity,
             relay_task,
         })
     }

@@ -27,6 +27,7 @@ const STREAM_WAIT_MAX: Duration = Duration::from_secs(2);
 trait Runner: Send + Sync {
     fn run(&self, stop: CancellationToken) -> BoxFuture<'static, ()>;
     fn reset_for_rebuild(&self) -> BoxFuture<'_, Result<(), ProjectionError>>;
+    fn replay_streams(&self) -> BoxFuture<'_, Result<(), ProjectionError>>;
     fn wait_caught_up(&self, timeout: Duration) -> BoxFuture<'_, Result<(), ProjectionError>>;
     fn events_applied(&self) -> BoxFuture<'_, Result<u64, ProjectionError>>;
 }
@@ -38,6 +39,10 @@ impl<P: Projection> Runner for ProjectionRunner<P> {
 
     fn reset_for_rebuild(&self) -> BoxFuture<'_, Result<(), ProjectionError>> {
         Box::pin(ProjectionRunner::reset_for_rebuild(self))
+    }
+
+    fn replay_streams(&self) -> BoxFuture<'_, Result<(), ProjectionError>> {
+        Box::pin(ProjectionRunner::replay_streams(self))
     }
 
     fn wait_caught_up(&self, timeout: Duration) -> BoxFuture<'_, Result<(), ProjectionError>> {
@@ -69,6 +74,7 @@ pub struct Supervisor {
     nats: async_nats::Client,
     shutdown: CancellationToken,
     projections: Vec<Supervised>,
+    replay_from_start: bool,
 }
 
 impl Supervisor {
@@ -78,6 +84,7 @@ impl Supervisor {
             nats,
             shutdown,
             projections: Vec::new(),
+            replay_from_start: false,
         }
     }
 
@@ -100,6 +107,13 @@ impl Supervisor {
         self
     }
 
+    /// When `replay` (the schema was restored from a backup), the projections read their
+    /// streams from the beginning once more, skipping what the restored state already holds.
+    pub fn replay_from_start(mut self, replay: bool) -> Self {
+        self.replay_from_start = replay;
+        self
+    }
+
     /// The supervised projections' names.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.projections
@@ -110,6 +124,11 @@ impl Supervisor {
     /// Starts every projection; each begins consuming once all its source streams exist.
     pub async fn start(self) -> Arc<Self> {
         for projection in &self.projections {
+            if self.replay_from_start
+                && let Err(error) = projection.runner.replay_streams().await
+            {
+                tracing::error!(projection = %projection.name, %error, "cannot restart the projection's consumers after a restore");
+            }
             *projection.running.lock().await = Some(self.spawn(projection));
         }
         Arc::new(self)

@@ -18,7 +18,7 @@ async fn postgres_database_and_schema_are_created_and_become_the_search_path() {
     let database_url = format!("{SERVER_URL}/{database}");
     let shutdown = CancellationToken::new();
 
-    let pool = connect_postgres(&database_url, "kit_schema", &shutdown)
+    let pool = connect_postgres(&database_url, "kit_schema", 4, &shutdown)
         .await
         .expect("database and schema are created");
     let (current_schema,): (String,) = sqlx::query_as("SELECT current_schema()")
@@ -28,7 +28,7 @@ async fn postgres_database_and_schema_are_created_and_become_the_search_path() {
     assert_eq!(current_schema, "kit_schema");
 
     // A second service starting against the same database finds everything in place.
-    let again = connect_postgres(&database_url, "kit_schema", &shutdown)
+    let again = connect_postgres(&database_url, "kit_schema", 4, &shutdown)
         .await
         .expect("connecting again is idempotent");
     again.close().await;
@@ -48,6 +48,7 @@ async fn invalid_schema_names_are_refused_before_connecting() {
     let error = connect_postgres(
         "postgres://postgres@127.0.0.1:5432/ics",
         "trusts; drop table events",
+        4,
         &CancellationToken::new(),
     )
     .await
@@ -76,8 +77,8 @@ async fn services_starting_together_both_get_the_new_database() {
         let database = format!("ics_kit_test_{}_{nanos}_{round}", std::process::id());
         let database_url = format!("{SERVER_URL}/{database}");
         let (trusts, reporting) = tokio::join!(
-            connect_postgres(&database_url, "trusts", &shutdown),
-            connect_postgres(&database_url, "reporting", &shutdown),
+            connect_postgres(&database_url, "trusts", 4, &shutdown),
+            connect_postgres(&database_url, "reporting", 4, &shutdown),
         );
         trusts.expect("trusts connects").close().await;
         reporting.expect("reporting connects").close().await;

@@ -13,6 +13,9 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool};
 
+mod private_postgres;
+pub use private_postgres::PrivatePostgres;
+
 /// The Postgres server tests use; `ICS_TEST_POSTGRES_URL` overrides it.
 pub fn postgres_server_url() -> String {
     std::env::var("ICS_TEST_POSTGRES_URL")
@@ -36,12 +39,20 @@ pub fn unique_token() -> String {
 pub struct TestDatabase {
     pub name: String,
     pub url: String,
+    /// The server's URL, without a database.
+    pub server: String,
 }
 
 impl TestDatabase {
+    /// A database on the machine's shared server.
     pub async fn create() -> Self {
+        Self::create_on(&postgres_server_url()).await
+    }
+
+    /// A database on the server at `server` (e.g. a [`PrivatePostgres`]).
+    pub async fn create_on(server: &str) -> Self {
         let name = format!("ics_test_{}", unique_token());
-        let server = postgres_server_url();
+        let server = server.to_string();
         let mut admin = format!("{server}/postgres")
             .parse::<PgConnectOptions>()
             .expect("postgres url parses")
@@ -60,6 +71,7 @@ impl TestDatabase {
         TestDatabase {
             url: format!("{server}/{name}"),
             name,
+            server,
         }
     }
 
@@ -88,7 +100,7 @@ impl TestDatabase {
     }
 
     pub async fn drop_database(self) {
-        let server = postgres_server_url();
+        let server = &self.server;
         let Ok(mut admin) = format!("{server}/postgres")
             .parse::<PgConnectOptions>()
             .expect("postgres url parses")

@@ -177,11 +177,13 @@ async fn run_all(
         }
         result
     };
+    // The connection budget is the process's: each service gets its share.
+    let share = &common.shared_by(4);
     let (trusts, workshops, metrics, reporting) = tokio::join!(
-        async { stop_on_failure(ics_trusts::run(common, trusts, shutdown.clone()).await) },
-        async { stop_on_failure(ics_workshops::run(common, workshops, shutdown.clone()).await) },
-        async { stop_on_failure(ics_metrics::run(common, metrics, shutdown.clone()).await) },
-        async { stop_on_failure(ics_reporting::run(common, reporting, shutdown.clone()).await) },
+        async { stop_on_failure(ics_trusts::run(share, trusts, shutdown.clone()).await) },
+        async { stop_on_failure(ics_workshops::run(share, workshops, shutdown.clone()).await) },
+        async { stop_on_failure(ics_metrics::run(share, metrics, shutdown.clone()).await) },
+        async { stop_on_failure(ics_reporting::run(share, reporting, shutdown.clone()).await) },
     );
     trusts.and(workshops).and(metrics).and(reporting)
 }

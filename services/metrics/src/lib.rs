@@ -18,12 +18,8 @@ pub mod series;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use ics_projection::RunnerConfig;
-use ics_proto::admin::v1::admin_service_server::AdminServiceServer;
 use ics_proto::metrics::v1::metrics_service_server::MetricsServiceServer;
-use ics_service_kit::admin::AdminApi;
-use ics_service_kit::supervisor::Supervisor;
-use ics_service_kit::{Authenticator, CommonConfig, EventLog, ServeOptions, serve};
+use ics_service_kit::{CommonConfig, Log, ServiceHost};
 use tokio_util::sync::CancellationToken;
 
 pub use api::MetricsApi;
@@ -57,42 +53,17 @@ pub async fn run(
     config: &MetricsConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let log = EventLog::start(common, SERVICE, MIGRATIONS, &shutdown).await?;
-
-    let supervisor = Supervisor::new(log.pool.clone(), log.nats.clone(), shutdown.clone())
-        .supervise(
+    let mut host =
+        ServiceHost::start(common, SERVICE, Log::Recorded(MIGRATIONS), &shutdown).await?;
+    let references = host.runner_config(&["trusts"]);
+    host.supervise(|supervisor| {
+        supervisor.supervise(
             Arc::new(ics_references::ReferencesProjection::named(REFERENCES)),
-            RunnerConfig {
-                continue_trace: Some(ics_service_kit::telemetry::continue_stored_trace),
-                ..RunnerConfig::new(&common.subject_prefix, &["trusts"])
-            },
+            references,
         )
-        .start()
-        .await;
-
-    let authenticator = Authenticator::new(&common.auth)?;
-    let admin = AdminApi::new(shutdown.clone())
-        .with_event_log(log.store.clone(), log.relay.clone())
-        .with_projections(supervisor.clone());
-    let metrics = MetricsServiceServer::new(MetricsApi::new(log.store.clone(), log.pool.clone()))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES);
-    let routes = tonic::service::Routes::new(tonic::service::interceptor::InterceptedService::new(
-        metrics,
-        authenticator.interceptor(),
-    ))
-    .add_service(AdminServiceServer::with_interceptor(
-        admin,
-        authenticator.interceptor(),
-    ));
-    let listener = tokio::net::TcpListener::bind(config.listen).await?;
-    tracing::info!(service = SERVICE, listen = %listener.local_addr()?, "serving");
-    let options = ServeOptions::new(
-        listener,
-        vec!["ics.metrics.v1.MetricsService", "ics.admin.v1.AdminService"],
-    )
-    .with_grace(common.shutdown_grace());
-    serve(options, routes, shutdown).await?;
-    supervisor.stopped().await;
-    log.stopped().await;
-    Ok(())
+    })
+    .await;
+    let api = MetricsApi::new(host.store()?.clone(), host.pool.clone());
+    host.add_service(MetricsServiceServer::new(api).max_decoding_message_size(MAX_MESSAGE_BYTES));
+    host.serve(config.listen).await
 }

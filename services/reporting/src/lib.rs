@@ -60,14 +60,8 @@ mod watch;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use ics_eventstore::migrate;
-use ics_projection::RunnerConfig;
-use ics_proto::admin::v1::admin_service_server::AdminServiceServer;
 use ics_proto::reporting::v1::reporting_service_server::ReportingServiceServer;
-use ics_service_kit::admin::AdminApi;
-use ics_service_kit::{
-    Authenticator, CommonConfig, ServeOptions, connect_nats, connect_postgres, serve,
-};
+use ics_service_kit::{CommonConfig, Log, ServiceHost};
 use tokio_util::sync::CancellationToken;
 
 pub use api::ReportingApi;
@@ -126,55 +120,26 @@ pub async fn run(
     config: &ReportingConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let pool = connect_postgres(&common.database_url, SERVICE, &shutdown).await?;
-    migrate(&pool, &[ics_projection::MIGRATIONS, MIGRATIONS].concat()).await?;
-    let nats = connect_nats(&common.nats_url).await?;
-    let runner_config = |sources: &[&str]| RunnerConfig {
-        continue_trace: Some(ics_service_kit::telemetry::continue_stored_trace),
-        ..RunnerConfig::new(&common.subject_prefix, sources)
-    };
-    let supervisor = Supervisor::new(pool.clone(), nats, shutdown.clone())
-        .supervise(
-            Arc::new(OverviewProjection),
-            runner_config(OVERVIEW_SOURCES),
-        )
-        .supervise(
-            Arc::new(OutcomesProjection),
-            runner_config(OUTCOMES_SOURCES),
-        )
-        .supervise(
-            Arc::new(MeasuresProjection),
-            runner_config(MEASURES_SOURCES),
-        )
-        .start()
-        .await;
+    let mut host =
+        ServiceHost::start(common, SERVICE, Log::ProjectionsOnly(MIGRATIONS), &shutdown).await?;
+    let (overview, outcomes, measures) = (
+        host.runner_config(OVERVIEW_SOURCES),
+        host.runner_config(OUTCOMES_SOURCES),
+        host.runner_config(MEASURES_SOURCES),
+    );
+    host.supervise(|supervisor| {
+        supervisor
+            .supervise(Arc::new(OverviewProjection), overview)
+            .supervise(Arc::new(OutcomesProjection), outcomes)
+            .supervise(Arc::new(MeasuresProjection), measures)
+    })
+    .await;
     let changes = ChangeHub::start(
-        pool.clone(),
+        host.pool.clone(),
         &[OVERVIEW, OUTCOMES, MEASURES],
         shutdown.clone(),
     );
-
-    let authenticator = Authenticator::new(&common.auth)?;
-    let admin = AdminApi::new(shutdown.clone()).with_projections(supervisor.clone());
-    let routes = tonic::service::Routes::new(ReportingServiceServer::with_interceptor(
-        ReportingApi::new(pool, changes, shutdown.clone()),
-        authenticator.interceptor(),
-    ))
-    .add_service(AdminServiceServer::with_interceptor(
-        admin,
-        authenticator.interceptor(),
-    ));
-    let listener = tokio::net::TcpListener::bind(config.listen).await?;
-    tracing::info!(service = SERVICE, listen = %listener.local_addr()?, "serving");
-    let options = ServeOptions::new(
-        listener,
-        vec![
-            "ics.reporting.v1.ReportingService",
-            "ics.admin.v1.AdminService",
-        ],
-    )
-    .with_grace(common.shutdown_grace());
-    serve(options, routes, shutdown).await?;
-    supervisor.stopped().await;
-    Ok(())
+    let api = ReportingApi::new(host.pool.clone(), changes, shutdown.clone());
+    host.add_service(ReportingServiceServer::new(api));
+    host.serve(config.listen).await
 }

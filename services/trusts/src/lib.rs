@@ -14,10 +14,8 @@ mod tests;
 
 use std::net::SocketAddr;
 
-use ics_proto::admin::v1::admin_service_server::AdminServiceServer;
 use ics_proto::trusts::v1::trusts_service_server::TrustsServiceServer;
-use ics_service_kit::admin::AdminApi;
-use ics_service_kit::{Authenticator, CommonConfig, EventLog, ServeOptions, serve};
+use ics_service_kit::{CommonConfig, Log, ServiceHost};
 use tokio_util::sync::CancellationToken;
 
 pub use api::TrustsApi;
@@ -44,27 +42,8 @@ pub async fn run(
     config: &TrustsConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let log = EventLog::start(common, SERVICE, &[], &shutdown).await?;
-
-    let authenticator = Authenticator::new(&common.auth)?;
-    let admin =
-        AdminApi::new(shutdown.clone()).with_event_log(log.store.clone(), log.relay.clone());
-    let routes = tonic::service::Routes::new(TrustsServiceServer::with_interceptor(
-        TrustsApi::new(log.store.clone()),
-        authenticator.interceptor(),
-    ))
-    .add_service(AdminServiceServer::with_interceptor(
-        admin,
-        authenticator.interceptor(),
-    ));
-    let listener = tokio::net::TcpListener::bind(config.listen).await?;
-    tracing::info!(service = SERVICE, listen = %listener.local_addr()?, "serving");
-    let options = ServeOptions::new(
-        listener,
-        vec!["ics.trusts.v1.TrustsService", "ics.admin.v1.AdminService"],
-    )
-    .with_grace(common.shutdown_grace());
-    serve(options, routes, shutdown).await?;
-    log.stopped().await;
-    Ok(())
+    let mut host = ServiceHost::start(common, SERVICE, Log::Recorded(&[]), &shutdown).await?;
+    let api = TrustsApi::new(host.store()?.clone());
+    host.add_service(TrustsServiceServer::new(api));
+    host.serve(config.listen).await
 }

@@ -17,12 +17,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ics_projection::RunnerConfig;
-use ics_proto::admin::v1::admin_service_server::AdminServiceServer;
 use ics_proto::workshops::v1::workshops_service_server::WorkshopsServiceServer;
-use ics_service_kit::admin::AdminApi;
-use ics_service_kit::supervisor::Supervisor;
-use ics_service_kit::{Authenticator, CommonConfig, EventLog, ServeOptions, serve};
+use ics_service_kit::{CommonConfig, Log, ServiceHost};
 use tokio_util::sync::CancellationToken;
 
 pub use api::WorkshopsApi;
@@ -68,60 +64,33 @@ pub async fn run(
     config: &WorkshopsConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let log = EventLog::start(common, SERVICE, MIGRATIONS, &shutdown).await?;
-    let (pool, store) = (log.pool.clone(), log.store.clone());
-
-    let runner_config = |sources: &[&str]| RunnerConfig {
-        continue_trace: Some(ics_service_kit::telemetry::continue_stored_trace),
-        ..RunnerConfig::new(&common.subject_prefix, sources)
-    };
-    let supervisor = Supervisor::new(pool.clone(), log.nats.clone(), shutdown.clone())
-        .supervise(
-            Arc::new(ics_references::ReferencesProjection::named(
-                ics_references::REFERENCES,
-            )),
-            runner_config(&["trusts"]),
-        )
-        .supervise(
-            Arc::new(schedule::FollowUpProjection),
-            runner_config(&[SERVICE]),
-        )
-        .start()
-        .await;
-    let scheduler = tokio::spawn(schedule::run_scheduler(
+    let mut host =
+        ServiceHost::start(common, SERVICE, Log::Recorded(MIGRATIONS), &shutdown).await?;
+    let (references, follow_ups) = (
+        host.runner_config(&["trusts"]),
+        host.runner_config(&[SERVICE]),
+    );
+    host.supervise(|supervisor| {
+        supervisor
+            .supervise(
+                Arc::new(ics_references::ReferencesProjection::named(
+                    ics_references::REFERENCES,
+                )),
+                references,
+            )
+            .supervise(Arc::new(schedule::FollowUpProjection), follow_ups)
+    })
+    .await;
+    let store = host.store()?.clone();
+    host.spawn(schedule::run_scheduler(
         store.clone(),
-        pool.clone(),
+        host.pool.clone(),
         Arc::new(schedule::SystemClock),
         Duration::from_secs(config.follow_up_scan_secs.max(1)),
         config.follow_up_grace_days,
         shutdown.clone(),
     ));
-
-    let authenticator = Authenticator::new(&common.auth)?;
-    let admin = AdminApi::new(shutdown.clone())
-        .with_event_log(store.clone(), log.relay.clone())
-        .with_projections(supervisor.clone());
-    let routes = tonic::service::Routes::new(WorkshopsServiceServer::with_interceptor(
-        WorkshopsApi::new(store, pool, config.workshop_max_days),
-        authenticator.interceptor(),
-    ))
-    .add_service(AdminServiceServer::with_interceptor(
-        admin,
-        authenticator.interceptor(),
-    ));
-    let listener = tokio::net::TcpListener::bind(config.listen).await?;
-    tracing::info!(service = SERVICE, listen = %listener.local_addr()?, "serving");
-    let options = ServeOptions::new(
-        listener,
-        vec![
-            "ics.workshops.v1.WorkshopsService",
-            "ics.admin.v1.AdminService",
-        ],
-    )
-    .with_grace(common.shutdown_grace());
-    serve(options, routes, shutdown).await?;
-    supervisor.stopped().await;
-    let _ = scheduler.await;
-    log.stopped().await;
-    Ok(())
+    let api = WorkshopsApi::new(store, host.pool.clone(), config.workshop_max_days);
+    host.add_service(WorkshopsServiceServer::new(api));
+    host.serve(config.listen).await
 }

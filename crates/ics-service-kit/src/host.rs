@@ -1,0 +1,239 @@
+//! One way to start a service (architecture decision 8): every service's `run()` is a
+//! [`ServiceHost`] that
+//!
+//! 1. connects to its schema (created if missing, pool sized by `ICS_DB_MAX_CONNECTIONS`),
+//!    applies the event store's, the projection runner's and the service's migrations, and
+//!    records the schema's identity (a restored backup is recognised, `ics_eventstore::identity`);
+//! 2. connects to NATS and, for a service that records events, starts the relay of its log;
+//! 3. runs the service's projections under a [`Supervisor`], replaying them from the start of
+//!    their streams after a restore;
+//! 4. serves the service's gRPC APIs behind authentication, plus the admin API, health and
+//!    reflection, with health names taken from the generated servers' types;
+//! 5. on shutdown drains (health `NOT_SERVING` for `ICS_SHUTDOWN_DRAIN_SECS`, then in-flight calls
+//!    for `ICS_SHUTDOWN_GRACE_SECS`) and stops its background tasks, projections and relay.
+//!
+//! ```ignore
+//! let mut host = ServiceHost::start(common, SERVICE, Log::Recorded(MIGRATIONS), &shutdown).await?;
+//! host.add_service(TrustsServiceServer::new(TrustsApi::new(host.store()?.clone())));
+//! host.serve(config.listen).await
+//! ```
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use ics_eventstore::identity::{Identity, record_identity};
+use ics_eventstore::relay::Relay;
+use ics_eventstore::{EventStore, migrate};
+use ics_projection::RunnerConfig;
+use ics_proto::admin::v1::admin_service_server::AdminServiceServer;
+use sqlx::PgPool;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::body::Body;
+use tonic::codegen::{Service, http};
+use tonic::server::NamedService;
+use tonic::service::Routes;
+use tonic::service::interceptor::InterceptedService;
+
+use crate::admin::AdminApi;
+use crate::auth::{AuthInterceptor, Authenticator};
+use crate::config::CommonConfig;
+use crate::db::connect_postgres;
+use crate::nats::connect_nats;
+use crate::server::{ServeOptions, serve};
+use crate::startup::EventLog;
+use crate::supervisor::Supervisor;
+
+/// Whether a service records events of its own.
+#[derive(Debug, Clone, Copy)]
+pub enum Log<'a> {
+    /// It owns an event log (and relay); these are its own migrations.
+    Recorded(&'a [(&'a str, &'a str)]),
+    /// It keeps only projections (the reporting service); these are its migrations.
+    ProjectionsOnly(&'a [(&'a str, &'a str)]),
+}
+
+/// A service being started: see the module documentation.
+pub struct ServiceHost {
+    common: CommonConfig,
+    service: &'static str,
+    shutdown: CancellationToken,
+    pub pool: PgPool,
+    pub nats: async_nats::Client,
+    /// Whether the schema was restored from a backup taken elsewhere.
+    pub identity: Identity,
+    log: Option<EventLog>,
+    supervisor: Option<Arc<Supervisor>>,
+    authenticator: Authenticator,
+    routes: Routes,
+    service_names: Vec<&'static str>,
+    max_message_bytes: usize,
+    background: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for ServiceHost {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("ServiceHost")
+            .field("service", &self.service)
+            .field("identity", &self.identity)
+            .field("service_names", &self.service_names)
+            .finish()
+    }
+}
+
+impl ServiceHost {
+    /// Steps 1 and 2 of the module documentation.
+    pub async fn start(
+        common: &CommonConfig,
+        service: &'static str,
+        log: Log<'_>,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<ServiceHost> {
+        let authenticator = Authenticator::new(&common.auth)?;
+        let (pool, nats, identity, log) = match log {
+            Log::Recorded(migrations) => {
+                let log = EventLog::start(common, service, migrations, shutdown).await?;
+                (log.pool.clone(), log.nats.clone(), log.identity, Some(log))
+            }
+            Log::ProjectionsOnly(migrations) => {
+                let pool = connect_postgres(
+                    &common.database_url,
+                    service,
+                    common.db_max_connections,
+                    shutdown,
+                )
+                .await?;
+                migrate(&pool, &[ics_projection::MIGRATIONS, migrations].concat()).await?;
+                let identity = record_identity(&pool).await?;
+                let nats = connect_nats(&common.nats_url).await?;
+                (pool, nats, identity, None)
+            }
+        };
+        Ok(ServiceHost {
+            common: common.clone(),
+            service,
+            shutdown: shutdown.clone(),
+            pool,
+            nats,
+            identity,
+            log,
+            supervisor: None,
+            authenticator,
+            routes: Routes::default(),
+            service_names: Vec::new(),
+            max_message_bytes: crate::server::DEFAULT_MAX_MESSAGE_BYTES,
+            background: Vec::new(),
+        })
+    }
+
+    /// The service's event store.
+    pub fn store(&self) -> anyhow::Result<&EventStore> {
+        self.log
+            .as_ref()
+            .map(|log| &log.store)
+            .ok_or_else(|| anyhow::anyhow!("service {} records no events", self.service))
+    }
+
+    pub fn shutdown(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+
+    pub fn subject_prefix(&self) -> &str {
+        &self.common.subject_prefix
+    }
+
+    /// A projection runner's configuration for the given source services, continuing each
+    /// event's stored trace.
+    pub fn runner_config(&self, source_services: &[&str]) -> RunnerConfig {
+        RunnerConfig {
+            continue_trace: Some(crate::telemetry::continue_stored_trace),
+            ..RunnerConfig::new(&self.common.subject_prefix, source_services)
+        }
+    }
+
+    /// Starts the projections `build` adds to a supervisor (step 3), and serves their admin
+    /// operations.
+    pub async fn supervise(
+        &mut self,
+        build: impl FnOnce(Supervisor) -> Supervisor,
+    ) -> Arc<Supervisor> {
+        let supervisor = build(Supervisor::new(
+            self.pool.clone(),
+            self.nats.clone(),
+            self.shutdown.clone(),
+        ))
+        .replay_from_start(self.identity == Identity::Restored)
+        .start()
+        .await;
+        self.supervisor = Some(supervisor.clone());
+        supervisor
+    }
+
+    /// A task that runs until shutdown (e.g. a scheduler); awaited when the service stops.
+    pub fn spawn(&mut self, task: impl Future<Output = ()> + Send + 'static) {
+        self.background.push(tokio::spawn(task));
+    }
+
+    /// Largest request message accepted (4 MiB unless raised, e.g. for bulk ingest).
+    pub fn with_max_message_bytes(mut self, max_message_bytes: usize) -> Self {
+        self.max_message_bytes = max_message_bytes;
+        self
+    }
+
+    /// Serves a generated gRPC server behind authentication; its health status is reported
+    /// under the name its type carries.
+    pub fn add_service<S>(&mut self, service: S)
+    where
+        S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+            + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        self.service_names.push(S::NAME);
+        let intercepted: InterceptedService<S, AuthInterceptor> =
+            InterceptedService::new(service, self.authenticator.interceptor());
+        self.routes = std::mem::take(&mut self.routes).add_service(intercepted);
+    }
+
+    /// Steps 4 and 5: serves until shutdown, then stops everything it started.
+    pub async fn serve(mut self, listen: SocketAddr) -> anyhow::Result<()> {
+        let mut admin = AdminApi::new(self.shutdown.clone());
+        if let Some(log) = &self.log {
+            admin = admin.with_event_log(log.store.clone(), log.relay.clone());
+        }
+        if let Some(supervisor) = &self.supervisor {
+            admin = admin.with_projections(supervisor.clone());
+        }
+        self.add_service(AdminServiceServer::new(admin));
+        let listener = tokio::net::TcpListener::bind(listen).await?;
+        tracing::info!(service = self.service, listen = %listener.local_addr()?, "serving");
+        let options = ServeOptions::new(listener, self.service_names.clone())
+            .with_grace(self.common.shutdown_grace())
+            .with_drain_delay(self.common.shutdown_drain())
+            .with_max_message_bytes(self.max_message_bytes);
+        let served = serve(options, self.routes, self.shutdown.clone()).await;
+        // Whatever ended serving, the rest of the service stops with it.
+        self.shutdown.cancel();
+        for task in self.background {
+            let _ = task.await;
+        }
+        if let Some(supervisor) = &self.supervisor {
+            supervisor.stopped().await;
+        }
+        if let Some(log) = self.log {
+            log.stopped().await;
+        }
+        served
+    }
+
+    /// The relay of the service's log, when it records events.
+    pub fn relay(&self) -> Option<&Relay> {
+        self.log.as_ref().map(|log| &log.relay)
+    }
+}
