@@ -46,6 +46,9 @@ pub fn binary(name: &str) -> PathBuf {
 #[derive(Debug)]
 pub struct Server {
     child: Option<Child>,
+    /// What the process runs (`all`, `trusts`…), and where, for a restart on the same ports.
+    service: String,
+    listen: Listen,
     /// The service's URL (`trusts` for `icsd all`).
     pub url: String,
     /// The other services' URLs when the server runs every service.
@@ -55,6 +58,7 @@ pub struct Server {
 }
 
 /// Where each service of a server listens.
+#[derive(Debug, Clone)]
 struct Listen {
     trusts: String,
     workshops: String,
@@ -82,6 +86,43 @@ impl Server {
         let _ = child.kill();
         let _ = child.wait();
         false
+    }
+}
+
+impl Server {
+    async fn wait_serving(&self) {
+        wait_serving(&self.url, &self.service).await;
+        if self.service == "all" {
+            wait_serving(&self.workshops_url, "workshops").await;
+            wait_serving(&self.metrics_url, "metrics").await;
+            wait_serving(&self.reporting_url, "reporting").await;
+        }
+    }
+
+    /// Kills the process as `kill -9` would: no drain, no cleanup.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Whether the process has exited by itself (a fault point, say), waiting up to `within`.
+    pub async fn exited(&mut self, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match self.child.as_mut().map(|child| child.try_wait()) {
+                None | Some(Ok(Some(_))) => {
+                    self.child = None;
+                    return true;
+                }
+                _ => {}
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
 
@@ -113,15 +154,26 @@ pub struct Deployment {
     /// `ICS_FOLLOW_UP_GRACE_DAYS` for the servers: 0 (tests see overdue follow-ups missed at
     /// once) unless a test back-loads history and wants the production default.
     pub follow_up_grace_days: u32,
+    /// The NATS server the deployment's processes use.
+    pub nats_url: String,
+    /// Further environment for the servers (fault points, drain delays…).
+    pub environment: Vec<(String, String)>,
 }
 
 impl Deployment {
     pub async fn new() -> Self {
+        Self::on(TestDatabase::create().await, ics_testing::nats_url())
+    }
+
+    /// A deployment on a given database and NATS server (private ones, for fault tests).
+    pub fn on(database: TestDatabase, nats_url: String) -> Self {
         Deployment {
-            database: TestDatabase::create().await,
+            database,
             subject_prefix: unique_token(),
             secret: format!("secret-{}-{}", unique_token(), unique_token()),
             follow_up_grace_days: 0,
+            nats_url,
+            environment: Vec::new(),
         }
     }
 
@@ -145,14 +197,19 @@ impl Deployment {
             workshops_url: format!("http://{}", listen.workshops),
             metrics_url: format!("http://{}", listen.metrics),
             reporting_url: format!("http://{}", listen.reporting),
+            service: service.to_string(),
+            listen,
         };
-        wait_serving(&server.url, service).await;
-        if service == "all" {
-            wait_serving(&server.workshops_url, "workshops").await;
-            wait_serving(&server.metrics_url, "metrics").await;
-            wait_serving(&server.reporting_url, "reporting").await;
-        }
+        server.wait_serving().await;
         server
+    }
+
+    /// Starts a server again on the ports it had (after a kill, a crash or a stop), and waits
+    /// until it serves.
+    pub async fn restart(&self, server: &mut Server) {
+        server.kill();
+        server.child = Some(self.spawn(&["icsd", &server.service], &server.listen));
+        server.wait_serving().await;
     }
 
     fn spawn(&self, command_line: &[&str], listen: &Listen) -> Child {
@@ -160,7 +217,8 @@ impl Deployment {
         command
             .args(&command_line[1..])
             .env("ICS_DATABASE_URL", &self.database.url)
-            .env("ICS_NATS_URL", ics_testing::nats_url())
+            .env("ICS_NATS_URL", &self.nats_url)
+            .envs(self.environment.iter().map(|(name, value)| (name, value)))
             .env("ICS_SUBJECT_PREFIX", &self.subject_prefix)
             .env("ICS_TOKEN_SECRET", &self.secret)
             .env(
@@ -232,7 +290,7 @@ impl Deployment {
     }
 
     pub async fn finish(self) {
-        if let Ok(nats) = async_nats::connect(ics_testing::nats_url()).await {
+        if let Ok(nats) = async_nats::connect(&self.nats_url).await {
             ics_testing::delete_streams(&nats, &self.subject_prefix).await;
         }
         self.database.drop_database().await;

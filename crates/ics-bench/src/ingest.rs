@@ -11,6 +11,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use ics_client::RetryingChannel;
 use ics_proto::events::v1::{
     Date, ImprovementDirection, MeasureDefinition, MeasureFrequency, MeasureScoring,
     SpcConflictRule, SpcRuleSet,
@@ -21,7 +22,6 @@ use ics_proto::metrics::v1::{
 };
 use ics_proto::reporting::v1::GetMeasureViewRequest;
 use sqlx::Connection;
-use tonic::transport::Channel;
 
 use crate::{BENCH_ICS, Clients, authorized, options, trust_code};
 
@@ -82,7 +82,7 @@ fn observations_of(trust: usize, args: &IngestArgs) -> Vec<ObservationInput> {
 }
 
 async fn define_measures(
-    metrics: &mut MetricsServiceClient<Channel>,
+    metrics: &mut MetricsServiceClient<RetryingChannel>,
     operator: &str,
     measures: usize,
 ) -> anyhow::Result<()> {
@@ -114,7 +114,7 @@ async fn define_measures(
 }
 
 async fn send(
-    mut metrics: MetricsServiceClient<Channel>,
+    mut metrics: MetricsServiceClient<RetryingChannel>,
     operator: String,
     chunks: Vec<Vec<ObservationInput>>,
 ) -> anyhow::Result<IngestSummary> {
@@ -132,7 +132,7 @@ async fn send(
 /// Waits until the metrics service knows every benchmark trust (it learns them from the trusts
 /// service's events) by sending the last trust's first observation until it is accepted.
 async fn wait_for_organisations(
-    metrics: &MetricsServiceClient<Channel>,
+    metrics: &MetricsServiceClient<RetryingChannel>,
     operator: &str,
     probe: ObservationInput,
 ) -> anyhow::Result<()> {
@@ -240,10 +240,12 @@ pub async fn run(
     trusts: usize,
     args: &IngestArgs,
 ) -> anyhow::Result<()> {
-    let channel = Channel::from_shared(metrics_url.to_string())?
-        .connect()
-        .await
-        .with_context(|| format!("cannot reach {metrics_url}"))?;
+    let channel = RetryingChannel::new(
+        tonic::transport::Channel::from_shared(metrics_url.to_string())?
+            .connect()
+            .await
+            .with_context(|| format!("cannot reach {metrics_url}"))?,
+    );
     let mut metrics =
         MetricsServiceClient::new(channel).max_encoding_message_size(64 * 1024 * 1024);
     define_measures(&mut metrics, &clients.operator, args.measures).await?;

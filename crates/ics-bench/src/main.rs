@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Parser;
 use futures_util::StreamExt;
+use ics_client::RetryingChannel;
 use ics_proto::events::v1::{CommandOptions, Date, OrganisationKind};
 use ics_proto::reporting::v1::{
     GetOverviewRequest, Overview, Scope, WatchOverviewRequest,
@@ -35,7 +36,6 @@ use ics_proto::trusts::v1::{
 };
 use ics_service_kit::{Principal, mint_token};
 use tokio::sync::Mutex;
-use tonic::transport::Channel;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 /// The ICS the benchmark's trusts belong to: a made-up ODS code, not a real ICB.
@@ -112,9 +112,9 @@ struct Cli {
 
 #[derive(Clone)]
 pub(crate) struct Clients {
-    channel: Channel,
-    trusts: TrustsServiceClient<Channel>,
-    reporting: ReportingServiceClient<Channel>,
+    channel: RetryingChannel,
+    trusts: TrustsServiceClient<RetryingChannel>,
+    reporting: ReportingServiceClient<RetryingChannel>,
     operator: String,
     board: String,
 }
@@ -254,11 +254,14 @@ async fn delete_streams(nats_url: &str, prefix: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn connect(url: &str) -> anyhow::Result<Channel> {
-    Channel::from_shared(url.to_string())?
+/// A channel that retries calls a restarting or overloaded server could not take, with the
+/// same request id; a retried call's latency includes its retries.
+async fn connect(url: &str) -> anyhow::Result<RetryingChannel> {
+    let channel = tonic::transport::Channel::from_shared(url.to_string())?
         .connect()
         .await
-        .with_context(|| format!("cannot reach {url}"))
+        .with_context(|| format!("cannot reach {url}"))?;
+    Ok(RetryingChannel::new(channel))
 }
 
 /// Registers the benchmark ICS and its trusts; deterministic request ids make it re-runnable.

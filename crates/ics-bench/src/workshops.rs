@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures_util::StreamExt;
+use ics_client::RetryingChannel;
 use ics_proto::events::v1::{
     Date, FollowUpCheckpoint, MetricKind, MetricUnit, MetricValue, TargetMetric,
     ValueStreamDefinition, ValueStreamOrigin, ValueStreamStatus,
@@ -18,7 +19,6 @@ use ics_proto::workshops::v1::{
     workshops_service_client::WorkshopsServiceClient,
 };
 use tokio::sync::Mutex;
-use tonic::transport::Channel;
 
 use crate::{Clients, Sample, authorized, count, ics_scope, open_loop, options, trust_code};
 
@@ -55,10 +55,12 @@ pub async fn run(
     rate: u32,
     seconds: u64,
 ) -> anyhow::Result<()> {
-    let channel = Channel::from_shared(workshops_url.to_string())?
-        .connect()
-        .await
-        .with_context(|| format!("cannot reach {workshops_url}"))?;
+    let channel = RetryingChannel::new(
+        tonic::transport::Channel::from_shared(workshops_url.to_string())?
+            .connect()
+            .await
+            .with_context(|| format!("cannot reach {workshops_url}"))?,
+    );
     let workshops = WorkshopsServiceClient::new(channel);
     let value_streams = define_value_streams(clients).await?;
     let total = count(rate, Duration::from_secs(seconds));
@@ -236,7 +238,7 @@ async fn define_value_streams(clients: &Clients) -> anyhow::Result<Vec<(String, 
 /// Charters, schedules and holds `total` workshops; returns their ids.
 async fn prepare(
     clients: &Clients,
-    workshops: &WorkshopsServiceClient<Channel>,
+    workshops: &WorkshopsServiceClient<RetryingChannel>,
     value_streams: &[(String, String)],
     total: usize,
 ) -> anyhow::Result<Vec<String>> {
@@ -254,7 +256,7 @@ async fn prepare(
 }
 
 async fn prepare_one(
-    client: &mut WorkshopsServiceClient<Channel>,
+    client: &mut WorkshopsServiceClient<RetryingChannel>,
     token: &str,
     code: &str,
     value_stream_id: &str,

@@ -21,6 +21,9 @@ pub enum ProjectionError {
     Database(#[from] sqlx::Error),
     #[error("jetstream failed: {0}")]
     JetStream(String),
+    /// A value the runner stored is not one it ever writes.
+    #[error("projection state is corrupt: {0}")]
+    Corrupt(String),
 }
 
 /// A read model built from events.
@@ -41,6 +44,15 @@ pub trait Projection: Send + Sync + 'static {
         &'a self,
         connection: &'a mut PgConnection,
     ) -> BoxFuture<'a, Result<(), ProjectionError>>;
+}
+
+/// A stored applied version: never negative, and never read as "nothing applied yet" when it is.
+fn stored_version(version: i64) -> Result<u64, ProjectionError> {
+    u64::try_from(version).map_err(|_| {
+        ProjectionError::Corrupt(format!(
+            "projection_stream_versions holds version {version}"
+        ))
+    })
 }
 
 /// Decodes an event's payload as `M`. A payload that does not decode is `Rejected`: retrying
@@ -95,7 +107,8 @@ impl RunnerConfig {
             subject_prefix: subject_prefix.to_string(),
             source_services: source_services.iter().map(|s| s.to_string()).collect(),
             max_deliver: 5,
-            ack_wait: Duration::from_secs(30),
+            // Redelivery to another replica within 5 s of a crash; long batches send progress.
+            ack_wait: Duration::from_secs(4),
             batch: 256,
             continue_trace: None,
         }
@@ -207,17 +220,23 @@ impl<P: Projection> ProjectionRunner<P> {
     }
 
     /// Consumes every source stream until `shutdown`.
+    /// A consumer that panics takes the others down and the panic on to the caller (the
+    /// service's supervisor restarts the runner), rather than leaving the projection half fed.
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut tasks = Vec::new();
+        let mut tasks = tokio::task::JoinSet::new();
         for service in self.config.source_services.clone() {
             let runner = self.clone();
             let shutdown = shutdown.clone();
-            tasks.push(tokio::spawn(async move {
+            tasks.spawn(async move {
                 runner.consume_service(&service, shutdown).await;
-            }));
+            });
         }
-        for task in tasks {
-            let _ = task.await;
+        while let Some(finished) = tasks.join_next().await {
+            if let Err(error) = finished
+                && error.is_panic()
+            {
+                std::panic::resume_unwind(error.into_panic());
+            }
         }
     }
 
@@ -312,10 +331,41 @@ impl<P: Projection> ProjectionRunner<P> {
         }
     }
 
+    /// Handles a batch while telling JetStream, every third of the ack wait, that its messages
+    /// are still in progress: the ack wait stays short, so the messages of a consumer that
+    /// crashed are redelivered within seconds, without a long batch being redelivered under a
+    /// live one.
+    async fn handle_batch(&self, stream_name: &str, batch: Vec<jetstream::Message>) {
+        let in_progress: Vec<(async_nats::Client, async_nats::Subject)> = batch
+            .iter()
+            .filter_map(|message| {
+                message
+                    .reply
+                    .clone()
+                    .map(|reply| (message.context.client(), reply))
+            })
+            .collect();
+        let work = self.apply_batch_or_each(stream_name, batch);
+        tokio::pin!(work);
+        let period = (self.config.ack_wait / 3).max(Duration::from_millis(100));
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        loop {
+            tokio::select! {
+                () = &mut work => return,
+                _ = ticker.tick() => {
+                    for (client, reply) in &in_progress {
+                        // A lost progress note only risks a harmless redelivery.
+                        let _ = client.publish(reply.clone(), "+WPI".into()).await;
+                    }
+                }
+            }
+        }
+    }
+
     /// Applies a batch in one transaction and acks it after commit. If anything in it fails,
     /// the transaction is rolled back and each message is handled on its own, so that only the
     /// failing one is retried or dead-lettered.
-    async fn handle_batch(&self, stream_name: &str, batch: Vec<jetstream::Message>) {
+    async fn apply_batch_or_each(&self, stream_name: &str, batch: Vec<jetstream::Message>) {
         if batch.len() <= 1 {
             for message in batch {
                 self.handle(stream_name, message).await;
@@ -429,7 +479,7 @@ impl<P: Projection> ProjectionRunner<P> {
             let service: String = row.try_get("source_service")?;
             let stream_id: String = row.try_get("stream_id")?;
             let version: i64 = row.try_get("version")?;
-            versions.insert((service, stream_id), u64::try_from(version).unwrap_or(0));
+            versions.insert((service, stream_id), stored_version(version)?);
         }
         let parked: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM projection_parked
@@ -737,7 +787,7 @@ impl<P: Projection> ProjectionRunner<P> {
         .bind(&envelope.stream_id)
         .fetch_one(&mut *connection)
         .await?;
-        Ok(u64::try_from(version).unwrap_or(0))
+        stored_version(version)
     }
 
     /// Records a message the projection gave up on and, for a decodable event that was next in

@@ -204,8 +204,14 @@ pub async fn serve(
     health
         .set_service_status("", ServingStatus::NotServing)
         .await;
-    if !drain_delay.is_zero() {
-        tokio::time::sleep(drain_delay).await;
+    // The server goes on accepting and answering during the delay (it must be polled for
+    // that): pollers see NOT_SERVING, and calls still complete.
+    tokio::select! {
+        result = &mut server => {
+            result.context("the gRPC server stopped while draining")?;
+            return Ok(());
+        }
+        () = tokio::time::sleep(drain_delay) => {}
     }
 
     stop_accepting.cancel();

@@ -2,6 +2,9 @@
 //! store, NATS, and the relay publishing its log — one place, so a setting such as the stream
 //! replicas reaches every service.
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
 use ics_eventstore::identity::{Identity, record_identity};
 use ics_eventstore::relay::{Relay, RelayConfig};
 use ics_eventstore::{EventStore, migrate};
@@ -12,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::CommonConfig;
 use crate::db::connect_postgres;
 use crate::nats::connect_nats;
+use crate::supervisor::keep_running;
 
 /// A service's storage and event log, with its relay running until shutdown.
 #[derive(Debug)]
@@ -52,7 +56,16 @@ impl EventLog {
             ..RelayConfig::new(&common.subject_prefix)
         };
         let relay = Relay::new(store.clone(), nats.clone(), relay_config);
-        let relay_task = tokio::spawn(relay.clone().run(shutdown.clone()));
+        let relay_task = {
+            let relay = relay.clone();
+            let stop = shutdown.clone();
+            tokio::spawn(keep_running(
+                format!("relay {service}"),
+                shutdown.clone(),
+                Arc::new(AtomicU64::new(0)),
+                move || relay.clone().run(stop.clone()),
+            ))
+        };
         Ok(EventLog {
             pool,
             store,

@@ -1,6 +1,8 @@
 //! Keeps a service's projections running and rebuilds one on an operator's request.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::admin::ProjectionAdmin;
@@ -22,6 +24,46 @@ const REBUILD_CATCH_UP: Duration = Duration::from_secs(300);
 
 /// Longest pause between looks for a source stream that does not exist yet.
 const STREAM_WAIT_MAX: Duration = Duration::from_secs(2);
+
+/// Pause before restarting a task that died, doubling up to the maximum.
+const RESTART_BACKOFF_FIRST: Duration = Duration::from_millis(100);
+const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+/// Runs the task `start` makes until `stop` is cancelled, starting it again (after a growing
+/// pause) whenever it panics or returns before then; each restart is logged and counted in
+/// `restarts`. Relays and projection runners only return on `stop`, so anything else is a
+/// failure that must not leave the service serving without them.
+pub async fn keep_running<F, Fut>(
+    task_name: String,
+    stop: CancellationToken,
+    restarts: Arc<AtomicU64>,
+    start: F,
+) where
+    F: Fn() -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let mut backoff = RESTART_BACKOFF_FIRST;
+    loop {
+        let outcome = tokio::spawn(start()).await;
+        if stop.is_cancelled() {
+            return;
+        }
+        let restart = restarts.fetch_add(1, Ordering::SeqCst) + 1;
+        match outcome {
+            Err(error) if error.is_panic() => {
+                tracing::error!(task = %task_name, restart, backoff_ms = backoff.as_millis() as u64, "task panicked; restarting it");
+            }
+            _ => {
+                tracing::error!(task = %task_name, restart, backoff_ms = backoff.as_millis() as u64, "task stopped unexpectedly; restarting it");
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(RESTART_BACKOFF_MAX);
+    }
+}
 
 /// A projection runner with its projection type erased, so one supervisor can hold several.
 trait Runner: Send + Sync {
@@ -62,9 +104,12 @@ struct Running {
 struct Supervised {
     name: String,
     runner: Arc<dyn Runner>,
-    /// The JetStream streams the projection reads.
+    /// The services whose logs feed the projection, and their JetStream streams, pairwise.
+    source_services: Vec<String>,
     source_streams: Vec<String>,
     running: Mutex<Option<Running>>,
+    /// How often its runner died and was started again.
+    restarts: Arc<AtomicU64>,
 }
 
 /// Runs every reporting projection, each from its own source streams, and serves the admin
@@ -91,6 +136,7 @@ impl Supervisor {
     /// Adds a projection fed by the streams `config` names.
     pub fn supervise<P: Projection>(mut self, projection: Arc<P>, config: RunnerConfig) -> Self {
         let name = projection.name().to_string();
+        let config_services = config.source_services.clone();
         let source_streams = config
             .source_services
             .iter()
@@ -101,8 +147,10 @@ impl Supervisor {
         self.projections.push(Supervised {
             name,
             runner: Arc::new(runner),
+            source_services: config_services,
             source_streams,
             running: Mutex::new(None),
+            restarts: Arc::new(AtomicU64::new(0)),
         });
         self
     }
@@ -139,14 +187,24 @@ impl Supervisor {
         let jetstream = jetstream::new(self.nats.clone());
         let name = projection.name.clone();
         let streams = projection.source_streams.clone();
-        let run = projection.runner.run(stop.clone());
+        let runner = projection.runner.clone();
+        let restarts = projection.restarts.clone();
         let waiting = stop.clone();
         let task = tokio::spawn(async move {
             if wait_for_streams(&jetstream, &name, &streams, &waiting).await {
-                run.await;
+                let running = waiting.clone();
+                keep_running(format!("projection {name}"), waiting, restarts, move || {
+                    runner.run(running.clone())
+                })
+                .await;
             }
         });
         Running { stop, task }
+    }
+
+    /// How often the projection's runner died and was restarted.
+    pub fn restarts(&self, projection: &str) -> Result<u64, ServiceError> {
+        Ok(self.find(projection)?.restarts.load(Ordering::SeqCst))
     }
 
     fn find(&self, projection: &str) -> Result<&Supervised, ServiceError> {
@@ -242,6 +300,7 @@ impl ProjectionAdmin for Supervisor {
     fn rebuild<'a>(&'a self, projection: &'a str) -> BoxFuture<'a, Result<u64, ServiceError>> {
         Box::pin(async move {
             let supervised = self.find(projection)?;
+            let record = self.check_streams_hold_the_record(supervised).await?;
             let mut running = supervised.running.lock().await;
             if let Some(current) = running.take() {
                 current.stop.cancel();
@@ -263,11 +322,103 @@ impl ProjectionAdmin for Supervisor {
                     .await
                     .map_err(|error| ServiceError::Unavailable(error.to_string()))?;
             }
+            self.check_rebuilt_holds_the_record(supervised, &record)
+                .await?;
             supervised
                 .runner
                 .events_applied()
                 .await
                 .map_err(|error| ServiceError::Unavailable(error.to_string()))
         })
+    }
+}
+
+impl Supervisor {
+    /// How many events each source service's log holds now. Every service keeps its log in
+    /// the schema named after it in the one database the deployment shares; a service whose
+    /// schema does not exist has never run here, and its log holds nothing.
+    async fn record_counts(&self, services: &[String]) -> Result<Vec<u64>, ServiceError> {
+        let mut counts = Vec::with_capacity(services.len());
+        for service in services {
+            let table = format!("{service}.events");
+            let present: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+                .bind(&table)
+                .fetch_one(&self.pool)
+                .await?;
+            let count: i64 = if present {
+                // The name is a service's, validated as a schema name at start-up.
+                sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+                    .fetch_one(&self.pool)
+                    .await?
+            } else {
+                0
+            };
+            counts.push(u64::try_from(count).unwrap_or_default());
+        }
+        Ok(counts)
+    }
+
+    /// Refuses a rebuild, before anything is dropped, when a source stream holds fewer
+    /// messages than its service's log holds events: replaying it would build a partial view
+    /// (a restored backup whose relay has not re-published yet, a purged stream). Returns the
+    /// log counts the rebuilt projection must reach.
+    async fn check_streams_hold_the_record(
+        &self,
+        supervised: &Supervised,
+    ) -> Result<Vec<u64>, ServiceError> {
+        let record = self.record_counts(&supervised.source_services).await?;
+        let jetstream = jetstream::new(self.nats.clone());
+        for ((service, stream_name), logged) in supervised
+            .source_services
+            .iter()
+            .zip(&supervised.source_streams)
+            .zip(&record)
+        {
+            let messages = match jetstream.get_stream(stream_name).await {
+                Ok(mut stream) => {
+                    stream
+                        .info()
+                        .await
+                        .map_err(|error| ServiceError::Unavailable(error.to_string()))?
+                        .state
+                        .messages
+                }
+                Err(_) => 0,
+            };
+            if messages < *logged {
+                return Err(ServiceError::FailedPrecondition(format!(
+                    "stream {stream_name} holds {messages} messages but the {service} log holds                      {logged} events; its relay has not published them all yet, so nothing was                      rebuilt: try again once it has"
+                )));
+            }
+        }
+        Ok(record)
+    }
+
+    /// After a rebuild caught up: every stream of every source must have been applied up to
+    /// the events its log held when the rebuild began (applied versions add up to at least
+    /// that many events), or the rebuild is reported as incomplete rather than OK.
+    async fn check_rebuilt_holds_the_record(
+        &self,
+        supervised: &Supervised,
+        record: &[u64],
+    ) -> Result<(), ServiceError> {
+        for (service, logged) in supervised.source_services.iter().zip(record) {
+            let applied: i64 = sqlx::query_scalar(
+                "SELECT coalesce(sum(version), 0)::bigint FROM projection_stream_versions
+                 WHERE projection = $1 AND source_service = $2",
+            )
+            .bind(&supervised.name)
+            .bind(service)
+            .fetch_one(&self.pool)
+            .await?;
+            let applied = u64::try_from(applied).unwrap_or_default();
+            if applied < *logged {
+                return Err(ServiceError::FailedPrecondition(format!(
+                    "the rebuilt projection {} holds {applied} of the {logged} events of the                      {service} log; it goes on consuming, but is not complete yet",
+                    supervised.name
+                )));
+            }
+        }
+        Ok(())
     }
 }

@@ -4,6 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use ics_client::RetryingChannel;
 use ics_proto::admin::v1::admin_service_client::AdminServiceClient;
 use ics_proto::events::v1::CommandOptions;
 use ics_proto::metrics::v1::metrics_service_client::MetricsServiceClient;
@@ -14,7 +15,7 @@ use ics_service_kit::{Principal, mint_token};
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 use tonic::{Request, Status};
 
 use crate::cli::{GlobalArgs, OutputFormat, ServiceName};
@@ -25,11 +26,11 @@ const MINTED_TOKEN_TTL: Duration = Duration::from_secs(15 * 60);
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub type Trusts = TrustsServiceClient<InterceptedService<Channel, Bearer>>;
-pub type Workshops = WorkshopsServiceClient<InterceptedService<Channel, Bearer>>;
-pub type Metrics = MetricsServiceClient<InterceptedService<Channel, Bearer>>;
-pub type Reporting = ReportingServiceClient<InterceptedService<Channel, Bearer>>;
-pub type Admin = AdminServiceClient<InterceptedService<Channel, Bearer>>;
+pub type Trusts = TrustsServiceClient<InterceptedService<RetryingChannel, Bearer>>;
+pub type Workshops = WorkshopsServiceClient<InterceptedService<RetryingChannel, Bearer>>;
+pub type Metrics = MetricsServiceClient<InterceptedService<RetryingChannel, Bearer>>;
+pub type Reporting = ReportingServiceClient<InterceptedService<RetryingChannel, Bearer>>;
+pub type Admin = AdminServiceClient<InterceptedService<RetryingChannel, Bearer>>;
 
 /// Adds `authorization: Bearer …` to every call, or nothing when no token is configured (a
 /// server in development mode accepts that).
@@ -201,14 +202,13 @@ impl Context {
     }
 }
 
-async fn connect(url: &str, service: &str) -> anyhow::Result<Channel> {
+/// A channel that connects on first use and retries calls the server could not take (see
+/// [`RetryingChannel`]), so a restarting or draining server does not fail a demo or an import.
+async fn connect(url: &str, service: &str) -> anyhow::Result<RetryingChannel> {
     let endpoint = Endpoint::from_shared(url.to_owned())
         .with_context(|| format!("'{url}' is not a usable URL for the {service} service"))?
         .connect_timeout(CONNECT_TIMEOUT);
-    endpoint
-        .connect()
-        .await
-        .with_context(|| format!("cannot reach the {service} service at {url}"))
+    Ok(RetryingChannel::new(endpoint.connect_lazy()))
 }
 
 #[cfg(test)]

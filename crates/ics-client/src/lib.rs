@@ -1,0 +1,106 @@
+//! What clients of the platform (`icsctl`, `ics-bench`, hospital integrations written in Rust)
+//! share: a [`RetryingChannel`] that sends a call again when a server could not take it.
+//!
+//! Every command carries its client-chosen `request_id`, so sending the very same bytes again is
+//! safe: a command that did commit is answered with its first result (`replayed: true`) and
+//! writes nothing new. Queries are safe to repeat anyway.
+
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+use tonic::body::Body;
+use tonic::codegen::{BoxFuture, Bytes, Service, http};
+use tonic::transport::Channel;
+
+/// Attempts per call, the first included.
+pub const MAX_ATTEMPTS: u32 = 8;
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// `UNAVAILABLE` and `DEADLINE_EXCEEDED`: the server was unreachable, restarting, draining, or
+/// out of connections; nothing else is retried.
+const RETRYABLE_CODES: [&str; 2] = ["14", "4"];
+
+/// Calls whose requests stream (bulk ingest): they are sent once, never buffered for a retry.
+/// The import command resumes those itself (a re-sent stream records nothing twice).
+const STREAMING_REQUESTS: [&str; 1] = ["/ics.metrics.v1.MetricsService/IngestObservations"];
+
+/// A channel that retries unary-request calls on a transport failure or on `UNAVAILABLE` or
+/// `DEADLINE_EXCEEDED`, with the same request (and so the same request id), up to
+/// [`MAX_ATTEMPTS`] times, pausing 100 ms, doubling to 2 s, between attempts.
+#[derive(Debug, Clone)]
+pub struct RetryingChannel {
+    inner: Channel,
+}
+
+impl RetryingChannel {
+    pub fn new(inner: Channel) -> Self {
+        RetryingChannel { inner }
+    }
+}
+
+impl Service<http::Request<Body>> for RetryingChannel {
+    type Response = http::Response<Body>;
+    type Error = tonic::transport::Error;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(context)
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        // The channel that was polled ready serves the first attempt; clones serve retries.
+        let ready = self.inner.clone();
+        let mut first = std::mem::replace(&mut self.inner, ready);
+        if STREAMING_REQUESTS.contains(&request.uri().path()) {
+            return Box::pin(first.call(request));
+        }
+        let retries = self.inner.clone();
+        Box::pin(async move {
+            let (parts, body) = request.into_parts();
+            let bytes: Bytes = match body.collect().await {
+                Ok(collected) => collected.to_bytes(),
+                // The request body is the client's own encoded message; it cannot fail to
+                // collect short of a bug, and then sending it once is all one can do.
+                Err(_) => Bytes::new(),
+            };
+            let rebuild = || {
+                http::Request::from_parts(
+                    parts.clone(),
+                    Body::new(
+                        http_body_util::Full::new(bytes.clone()).map_err(|never| match never {}),
+                    ),
+                )
+            };
+            let mut backoff = FIRST_BACKOFF;
+            let mut attempt = 1;
+            let mut outcome = first.call(rebuild()).await;
+            while attempt < MAX_ATTEMPTS && retryable(&outcome) {
+                tracing::debug!(path = %parts.uri.path(), attempt, "call not taken; retrying with the same request");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                attempt += 1;
+                let mut channel = retries.clone();
+                outcome = match std::future::poll_fn(|context| channel.poll_ready(context)).await {
+                    Ok(()) => channel.call(rebuild()).await,
+                    Err(error) => Err(error),
+                };
+            }
+            outcome
+        })
+    }
+}
+
+/// A transport failure, or a response whose headers already carry a retryable `grpc-status`
+/// (an error answered before any message: "trailers only").
+fn retryable(outcome: &Result<http::Response<Body>, tonic::transport::Error>) -> bool {
+    match outcome {
+        Err(_) => true,
+        Ok(response) => response
+            .headers()
+            .get("grpc-status")
+            .and_then(|status| status.to_str().ok())
+            .is_some_and(|status| RETRYABLE_CODES.contains(&status)),
+    }
+}

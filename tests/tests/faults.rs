@@ -1,0 +1,633 @@
+//! The fault suite: the real binaries on a private PostgreSQL cluster and a private nats-server
+//! (spare loopback ports), writers under load, a fault injected, and a checker that compares
+//! every acknowledged command with the event log, the JetStream stream and the projections.
+//! Each scenario is bounded in count and time and prints one row:
+//! `| scenario | sent | acked | lost | duplicated in the log | duplicate stream messages |
+//! recovery ms |`, recovery being the time from the end of the fault until the stream and the
+//! views hold the whole log.
+//!
+//! The checker holds, for every scenario:
+//! - every acknowledged request id is in the log exactly once (lost = 0);
+//! - the stream holds every event of the log, by `Nats-Msg-Id` (message duplicates are counted);
+//! - the overview projection has applied every stream of the log to its last version, nothing
+//!   is parked, and it equals a rebuild of itself from the stream.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer};
+use futures_util::StreamExt;
+use ics_client::RetryingChannel;
+use ics_e2e::{Deployment, Server, authorized};
+use ics_proto::admin::v1::RebuildProjectionRequest;
+use ics_proto::admin::v1::admin_service_client::AdminServiceClient;
+use ics_proto::events::v1::{CommandOptions, EventEnvelope, OrganisationKind};
+use ics_proto::trusts::v1::trusts_service_client::TrustsServiceClient;
+use ics_proto::trusts::v1::{RegisterOrganisationRequest, RenameOrganisationRequest};
+use ics_service_kit::Principal;
+use ics_testing::{PrivateNats, PrivatePostgres, TestDatabase};
+use prost::Message;
+use sqlx::PgPool;
+use tokio::sync::Mutex;
+use tonic::transport::Endpoint;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+const ORGANISATIONS: usize = 8;
+const WRITERS: usize = 4;
+
+/// A deployment on private servers.
+struct Rig {
+    postgres: PrivatePostgres,
+    nats: PrivateNats,
+    deployment: Deployment,
+}
+
+impl Rig {
+    async fn new(next_transaction_id: Option<u64>) -> Rig {
+        let postgres = PrivatePostgres::start_with_next_transaction_id(next_transaction_id);
+        let nats = PrivateNats::start().await;
+        let database = TestDatabase::create_on(&postgres.server_url()).await;
+        let deployment = Deployment::on(database, nats.url());
+        Rig {
+            postgres,
+            nats,
+            deployment,
+        }
+    }
+
+    fn operator(&self) -> String {
+        self.deployment.token(&Principal::Operator)
+    }
+
+    async fn pool(&self) -> PgPool {
+        sqlx::postgres::PgPoolOptions::new()
+            .max_connections(4)
+            .connect(&self.deployment.database.url)
+            .await
+            .unwrap()
+    }
+}
+
+fn trusts_client(url: &str) -> TrustsServiceClient<RetryingChannel> {
+    TrustsServiceClient::new(RetryingChannel::new(
+        Endpoint::from_shared(url.to_string())
+            .unwrap()
+            .connect_timeout(Duration::from_secs(1))
+            .connect_lazy(),
+    ))
+}
+
+fn ods(index: usize) -> String {
+    format!("F{index:02}")
+}
+
+async fn register_organisations(url: &str, token: &str) {
+    let mut client = trusts_client(url);
+    for index in 0..ORGANISATIONS {
+        client
+            .register_organisation(authorized(
+                token,
+                RegisterOrganisationRequest {
+                    options: Some(CommandOptions {
+                        request_id: format!("register-{index}"),
+                        expected_version: None,
+                    }),
+                    ods_code: ods(index),
+                    name: format!("Trust {index}"),
+                    kind: OrganisationKind::Trust as i32,
+                },
+            ))
+            .await
+            .unwrap();
+    }
+}
+
+/// Writers renaming organisations as fast as they are answered, until stopped or `limit`
+/// commands were sent. Calls the client could not get through (after its retries, with the same
+/// request id) are counted as failed, never as acknowledged.
+struct Load {
+    sent: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    acked: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    writers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(url: &str, token: &str, limit: u64) -> Load {
+        let sent = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(AtomicU64::new(0));
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let writers = (0..WRITERS)
+            .map(|writer| {
+                let (sent, failed, acked, stop) =
+                    (sent.clone(), failed.clone(), acked.clone(), stop.clone());
+                let mut client = trusts_client(url);
+                let token = token.to_string();
+                tokio::spawn(async move {
+                    let started = Instant::now();
+                    let mut command = 0usize;
+                    while !stop.load(Ordering::SeqCst)
+                        && sent.load(Ordering::SeqCst) < limit
+                        && started.elapsed() < Duration::from_secs(120)
+                    {
+                        command += 1;
+                        sent.fetch_add(1, Ordering::SeqCst);
+                        let request_id = format!("w{writer}-{command}-{}", uuid::Uuid::now_v7());
+                        let renamed = client
+                            .rename_organisation(authorized(
+                                &token,
+                                RenameOrganisationRequest {
+                                    options: Some(CommandOptions {
+                                        request_id: request_id.clone(),
+                                        expected_version: None,
+                                    }),
+                                    ods_code: ods((writer + command * WRITERS) % ORGANISATIONS),
+                                    name: format!("Trust {request_id}"),
+                                },
+                            ))
+                            .await;
+                        match renamed {
+                            Ok(_) => acked.lock().await.push(request_id),
+                            Err(_) => {
+                                failed.fetch_add(1, Ordering::SeqCst);
+                            }
+                        }
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                })
+            })
+            .collect();
+        Load {
+            sent,
+            failed,
+            acked,
+            stop,
+            writers,
+        }
+    }
+
+    async fn until_sent(&self, count: u64) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.sent.load(Ordering::SeqCst) < count {
+            assert!(Instant::now() < deadline, "the load stalled");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn finish(self) -> (u64, u64, Vec<String>) {
+        self.stop.store(true, Ordering::SeqCst);
+        for writer in self.writers {
+            writer.await.unwrap();
+        }
+        let acked = self.acked.lock().await.clone();
+        (
+            self.sent.load(Ordering::SeqCst),
+            self.failed.load(Ordering::SeqCst),
+            acked,
+        )
+    }
+}
+
+/// What the checker found once everything converged.
+#[derive(Debug)]
+struct Verdict {
+    lost: usize,
+    log_duplicates: usize,
+    stream_duplicates: usize,
+    recovery: Duration,
+}
+
+/// Every event id in the stream, duplicates kept.
+async fn stream_event_ids(nats_url: &str, stream_name: &str) -> Vec<String> {
+    let nats = async_nats::connect(nats_url).await.unwrap();
+    let jetstream = jetstream::new(nats);
+    let Ok(mut stream) = jetstream.get_stream(stream_name).await else {
+        return Vec::new();
+    };
+    let total = stream.info().await.unwrap().state.messages as usize;
+    if total == 0 {
+        return Vec::new();
+    }
+    let consumer = stream
+        .create_consumer(consumer::pull::Config {
+            ack_policy: consumer::AckPolicy::None,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut messages = consumer.messages().await.unwrap();
+    let mut ids = Vec::with_capacity(total);
+    while ids.len() < total {
+        let message = messages.next().await.unwrap().unwrap();
+        ids.push(
+            EventEnvelope::decode(message.payload.clone())
+                .unwrap()
+                .event_id,
+        );
+    }
+    ids
+}
+
+/// Waits (bounded) until the stream holds the whole log and the overview has applied it, then
+/// checks the acknowledged commands and that the overview equals its own rebuild.
+async fn check(rig: &Rig, server: &Server, acked: &[String], fault_ended: Instant) -> Verdict {
+    let pool = rig.pool().await;
+    let stream_name = format!("{}_TRUSTS", rig.deployment.subject_prefix.to_uppercase());
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let (stream_ids, recovery) = loop {
+        let log: HashSet<String> = sqlx::query_scalar("SELECT event_id::text FROM trusts.events")
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+        let stream_ids = stream_event_ids(&rig.nats.url(), &stream_name).await;
+        let in_stream: HashSet<String> = stream_ids.iter().cloned().collect();
+        let unapplied: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM
+                 (SELECT stream_id, max(stream_version) AS version FROM trusts.events
+                  GROUP BY stream_id) AS log
+             FULL JOIN
+                 (SELECT stream_id, version FROM reporting.projection_stream_versions
+                  WHERE projection = 'overview' AND source_service = 'trusts') AS applied
+             USING (stream_id)
+             WHERE log.version IS DISTINCT FROM applied.version",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if in_stream == log && unapplied == 0 {
+            break (stream_ids, fault_ended.elapsed());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no convergence: log {} events, stream {} distinct ({} missing), {unapplied} streams \
+             not applied by the overview",
+            log.len(),
+            in_stream.len(),
+            log.difference(&in_stream).count()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+
+    let counts: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT request_id, count(*) FROM trusts.events WHERE request_id = ANY($1)
+         GROUP BY request_id",
+    )
+    .bind(acked)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let counts: HashMap<String, i64> = counts.into_iter().collect();
+    let lost = acked
+        .iter()
+        .filter(|request_id| !counts.contains_key(*request_id))
+        .count();
+    let log_duplicates = counts.values().filter(|count| **count > 1).count();
+    let distinct: HashSet<&String> = stream_ids.iter().collect();
+    let stream_duplicates = stream_ids.len() - distinct.len();
+    let parked: i64 = sqlx::query_scalar("SELECT count(*) FROM reporting.projection_parked")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(parked, 0, "nothing is left parked");
+
+    // The live overview equals a rebuild from the stream.
+    let overview = |pool: PgPool| async move {
+        sqlx::query_as::<_, (String, String)>(
+            "SELECT ods_code, name FROM reporting.organisations ORDER BY ods_code",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+    };
+    let live = overview(pool.clone()).await;
+    let mut admin = AdminServiceClient::new(
+        Endpoint::from_shared(server.reporting_url.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap(),
+    );
+    admin
+        .rebuild_projection(authorized(
+            &rig.operator(),
+            RebuildProjectionRequest {
+                projection: "overview".into(),
+            },
+        ))
+        .await
+        .unwrap();
+    assert_eq!(overview(pool.clone()).await, live, "rebuild equals live");
+    pool.close().await;
+    Verdict {
+        lost,
+        log_duplicates,
+        stream_duplicates,
+        recovery,
+    }
+}
+
+/// Prints the scenario's line and, when `ICS_FAULT_REPORT` names a file (scripts/test sets it),
+/// appends it there, so the table survives the test harness capturing output.
+fn report(scenario: &str, sent: u64, acked: usize, verdict: &Verdict) {
+    let line = format!(
+        "| {scenario} | {sent} | {acked} | {} | {} | {} | {} |",
+        verdict.lost,
+        verdict.log_duplicates,
+        verdict.stream_duplicates,
+        verdict.recovery.as_millis()
+    );
+    println!("{line}");
+    if let Ok(path) = std::env::var("ICS_FAULT_REPORT") {
+        use std::io::Write as _;
+        if let Ok(mut file) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = writeln!(file, "{line}");
+        }
+    }
+    assert_eq!(verdict.lost, 0, "{scenario}: acknowledged commands lost");
+    assert_eq!(
+        verdict.log_duplicates, 0,
+        "{scenario}: a request recorded twice"
+    );
+}
+
+/// R1: kill -9 the writing process mid-load; clients retry with the same request ids.
+#[tokio::test]
+async fn r1_kill_the_writer_mid_load() {
+    let rig = Rig::new(None).await;
+    let mut server = rig.deployment.start("all").await;
+    register_organisations(&server.url, &rig.operator()).await;
+    let load = Load::start(&server.url, &rig.operator(), 600);
+    load.until_sent(150).await;
+    server.kill();
+    rig.deployment.restart(&mut server).await;
+    let restarted = Instant::now();
+    let (sent, _failed, acked) = load.finish().await;
+    let verdict = check(&rig, &server, &acked, restarted).await;
+    report("R1 kill -9 writer", sent, acked.len(), &verdict);
+}
+
+/// R2: kill the relay between JetStream's ack and its checkpoint (a fault point aborts the
+/// process there); after the restart, every event is published and nothing applies twice.
+#[tokio::test]
+async fn r2_crash_between_the_jetstream_ack_and_the_checkpoint() {
+    let mut rig = Rig::new(None).await;
+    rig.deployment.environment = vec![("ICS_FAULT_POINT".into(), "relay-after-ack:40".into())];
+    let mut server = rig.deployment.start("all").await;
+    register_organisations(&server.url, &rig.operator()).await;
+    let load = Load::start(&server.url, &rig.operator(), 400);
+    assert!(
+        server.exited(Duration::from_secs(60)).await,
+        "the fault point ended the process"
+    );
+    rig.deployment.environment.clear();
+    rig.deployment.restart(&mut server).await;
+    let restarted = Instant::now();
+    let (sent, _failed, acked) = load.finish().await;
+    let verdict = check(&rig, &server, &acked, restarted).await;
+    report("R2 crash after ack", sent, acked.len(), &verdict);
+}
+
+/// R3: kill -9 and restart nats-server under load: writes go on (PostgreSQL is the record) and
+/// the relay resumes when NATS is back.
+#[tokio::test]
+async fn r3_kill_nats_under_load() {
+    let mut rig = Rig::new(None).await;
+    let server = rig.deployment.start("all").await;
+    register_organisations(&server.url, &rig.operator()).await;
+    let load = Load::start(&server.url, &rig.operator(), 800);
+    load.until_sent(100).await;
+    rig.nats.kill();
+    let during = load.sent.load(Ordering::SeqCst);
+    load.until_sent(during + 150).await;
+    rig.nats.restart().await;
+    let back = Instant::now();
+    let (sent, _failed, acked) = load.finish().await;
+    let verdict = check(&rig, &server, &acked, back).await;
+    report("R3 kill -9 nats", sent, acked.len(), &verdict);
+    assert!(
+        verdict.recovery < Duration::from_secs(30),
+        "converged {:?} after NATS came back",
+        verdict.recovery
+    );
+}
+
+/// R5: PostgreSQL stops immediately during writes and comes back: calls in flight fail
+/// (UNAVAILABLE, retried by the client with the same id), never OK without a commit, and the
+/// pool recovers without restarting the service.
+#[tokio::test]
+async fn r5_postgres_immediate_stop_during_writes() {
+    let mut rig = Rig::new(None).await;
+    let server = rig.deployment.start("all").await;
+    register_organisations(&server.url, &rig.operator()).await;
+    let load = Load::start(&server.url, &rig.operator(), 600);
+    load.until_sent(150).await;
+    rig.postgres.stop_immediately();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    rig.postgres.start_again();
+    let back = Instant::now();
+    let during = load.sent.load(Ordering::SeqCst);
+    load.until_sent(during + 100).await;
+    let (sent, _failed, acked) = load.finish().await;
+    let verdict = check(&rig, &server, &acked, back).await;
+    report("R5 postgres immediate stop", sent, acked.len(), &verdict);
+}
+
+/// R6: with NATS down, the unpublished backlog grows past the relay's batch (512) while the
+/// cluster's transaction ids cross 100,000; once NATS is back, every event is published.
+#[tokio::test]
+async fn r6_backlog_across_a_power_of_ten_transaction_id() {
+    let mut rig = Rig::new(Some(99_300)).await;
+    let server = rig.deployment.start("all").await;
+    register_organisations(&server.url, &rig.operator()).await;
+    rig.nats.kill();
+    let load = Load::start(&server.url, &rig.operator(), 1_200);
+    let (sent, _failed, acked) = load.finish_after_limit().await;
+    let pool = rig.pool().await;
+    let crossed: bool = sqlx::query_scalar(
+        "SELECT min(transaction_id::text::bigint) < 100000 AND max(transaction_id::text::bigint) >= 100000
+         FROM trusts.events",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    assert!(crossed, "the backlog spans 99,999 → 100,000");
+    rig.nats.restart().await;
+    let back = Instant::now();
+    let verdict = check(&rig, &server, &acked, back).await;
+    report("R6 backlog across 100,000", sent, acked.len(), &verdict);
+}
+
+impl Load {
+    /// Waits for the writers to send their whole limit, then stops them.
+    async fn finish_after_limit(self) -> (u64, u64, Vec<String>) {
+        for writer in self.writers {
+            writer.await.unwrap();
+        }
+        let acked = self.acked.lock().await.clone();
+        (
+            self.sent.load(Ordering::SeqCst),
+            self.failed.load(Ordering::SeqCst),
+            acked,
+        )
+    }
+}
+
+/// O2: SIGTERM under load: health answers NOT_SERVING to a polling check before the listener
+/// closes, calls in flight finish, the process exits in time, and nothing acknowledged is lost.
+#[tokio::test]
+async fn o2_sigterm_under_load() {
+    let mut rig = Rig::new(None).await;
+    rig.deployment.environment = vec![("ICS_SHUTDOWN_DRAIN_SECS".into(), "2".into())];
+    let mut server = rig.deployment.start("all").await;
+    register_organisations(&server.url, &rig.operator()).await;
+    let load = Load::start(&server.url, &rig.operator(), 5_000);
+    load.until_sent(100).await;
+
+    let health_url = server.url.clone();
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let poller = {
+        let seen = seen.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(20) {
+                let status = match Endpoint::from_shared(health_url.clone())
+                    .unwrap()
+                    .connect()
+                    .await
+                {
+                    Ok(channel) => match HealthClient::new(channel)
+                        .check(HealthCheckRequest {
+                            service: String::new(),
+                        })
+                        .await
+                    {
+                        Ok(response) => match response.into_inner().status() {
+                            ServingStatus::Serving => "SERVING",
+                            _ => "NOT_SERVING",
+                        },
+                        Err(_) => "UNAVAILABLE",
+                    },
+                    Err(_) => "UNAVAILABLE",
+                };
+                let mut seen = seen.lock().await;
+                if seen.last().map(String::as_str) != Some(status) {
+                    seen.push(status.to_string());
+                }
+                if status == "UNAVAILABLE" {
+                    return;
+                }
+                drop(seen);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let signalled = Instant::now();
+    let clean = server.terminate().await;
+    let exit_time = signalled.elapsed();
+    poller.await.unwrap();
+    let (sent, _failed, acked) = load.finish().await;
+    assert!(clean, "the server exits cleanly on SIGTERM");
+    assert!(
+        exit_time < Duration::from_secs(30),
+        "exit took {exit_time:?}"
+    );
+    assert_eq!(
+        *seen.lock().await,
+        vec!["SERVING", "NOT_SERVING", "UNAVAILABLE"],
+        "health goes NOT_SERVING before the listener closes"
+    );
+    rig.deployment.restart(&mut server).await;
+    let verdict = check(&rig, &server, &acked, Instant::now()).await;
+    report("O2 SIGTERM under load", sent, acked.len(), &verdict);
+}
+
+/// O3 (and R7): pg_dump → pg_restore into a fresh cluster whose transaction counter is far
+/// below the original's; the services started on the restore publish what the stream lacks and
+/// every new event, and the views equal the record.
+#[tokio::test]
+async fn o3_restore_into_a_fresh_cluster() {
+    let rig = Rig::new(Some(400_000)).await;
+    let mut server = rig.deployment.start("all").await;
+    register_organisations(&server.url, &rig.operator()).await;
+    let load = Load::start(&server.url, &rig.operator(), 300);
+    let (sent_before, _, mut acked) = load.finish_after_limit().await;
+    check(&rig, &server, &acked, Instant::now()).await;
+    server.terminate().await;
+    let dump = std::env::temp_dir().join(format!("ics-o3-{}", ics_testing::unique_token()));
+    rig.postgres.dump(&rig.deployment.database.name, &dump);
+
+    // The same deployment (NATS, prefix, secret) on a fresh cluster holding the backup.
+    let fresh = PrivatePostgres::start();
+    fresh.restore(&rig.deployment.database.name, &dump);
+    let _ = std::fs::remove_file(&dump);
+    let restored = Rig {
+        deployment: Deployment {
+            database: TestDatabase {
+                name: rig.deployment.database.name.clone(),
+                url: fresh.url(&rig.deployment.database.name),
+                server: fresh.server_url(),
+            },
+            subject_prefix: rig.deployment.subject_prefix.clone(),
+            secret: rig.deployment.secret.clone(),
+            follow_up_grace_days: 0,
+            nats_url: rig.nats.url(),
+            environment: Vec::new(),
+        },
+        postgres: fresh,
+        nats: rig.nats,
+    };
+    let server = restored.deployment.start("all").await;
+    let load = Load::start(&server.url, &restored.operator(), 200);
+    let (sent_after, _, acked_after) = load.finish_after_limit().await;
+    acked.extend(acked_after);
+    let verdict = check(&restored, &server, &acked, Instant::now()).await;
+    report(
+        "O3 restore into a fresh cluster",
+        sent_before + sent_after,
+        acked.len(),
+        &verdict,
+    );
+}
+
+/// R15 (and R14): the reporting process is killed while writers run, started, and killed again
+/// mid catch-up; it resumes from its checkpoint and its views equal the record.
+#[tokio::test]
+async fn r15_kill_the_projection_mid_catch_up() {
+    let rig = Rig::new(None).await;
+    let trusts = rig.deployment.start("trusts").await;
+    let mut reporting = rig.deployment.start("reporting").await;
+    register_organisations(&trusts.url, &rig.operator()).await;
+    let load = Load::start(&trusts.url, &rig.operator(), 1_000);
+    load.until_sent(100).await;
+    reporting.kill();
+    let during = load.sent.load(Ordering::SeqCst);
+    load.until_sent(during + 400).await;
+    rig.deployment.restart(&mut reporting).await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    reporting.kill();
+    rig.deployment.restart(&mut reporting).await;
+    let back = Instant::now();
+    let (sent, _failed, acked) = load.finish().await;
+    let verdict = check(&rig, &reporting, &acked, back).await;
+    report(
+        "R15 kill -9 projection mid catch-up",
+        sent,
+        acked.len(),
+        &verdict,
+    );
+}
