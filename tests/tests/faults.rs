@@ -39,6 +39,8 @@ use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 const ORGANISATIONS: usize = 8;
 const WRITERS: usize = 4;
+/// The checker's connections name themselves, so they are not counted as the services'.
+const CHECKER: &str = "ics-fault-checker";
 
 /// A deployment on private servers.
 struct Rig {
@@ -65,9 +67,11 @@ impl Rig {
     }
 
     async fn pool(&self) -> PgPool {
+        let options: sqlx::postgres::PgConnectOptions =
+            self.deployment.database.url.parse().unwrap();
         sqlx::postgres::PgPoolOptions::new()
             .max_connections(4)
-            .connect(&self.deployment.database.url)
+            .connect_with(options.application_name(CHECKER))
             .await
             .unwrap()
     }
@@ -630,4 +634,33 @@ async fn r15_kill_the_projection_mid_catch_up() {
         acked.len(),
         &verdict,
     );
+}
+
+/// `icsd all` under load opens at most `ICS_DB_MAX_CONNECTIONS` (20 by default) connections,
+/// pools and listeners together, so several instances fit PostgreSQL's default limit of 100.
+#[tokio::test]
+async fn icsd_all_stays_within_its_connection_budget() {
+    let rig = Rig::new(None).await;
+    let server = rig.deployment.start("all").await;
+    register_organisations(&server.url, &rig.operator()).await;
+    let load = Load::start(&server.url, &rig.operator(), 400);
+    let pool = rig.pool().await;
+    let mut most = 0i64;
+    while !load.writers.iter().all(|writer| writer.is_finished()) {
+        let open: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND application_name <> $1",
+        )
+        .bind(CHECKER)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        most = most.max(open);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_, _, acked) = load.finish().await;
+    pool.close().await;
+    assert!(!acked.is_empty());
+    assert!(most <= 20, "icsd all held {most} connections");
+    println!("icsd all held at most {most} connections under load");
 }
