@@ -67,14 +67,17 @@ impl Rig {
     }
 
     async fn pool(&self) -> PgPool {
-        let options: sqlx::postgres::PgConnectOptions =
-            self.deployment.database.url.parse().unwrap();
-        sqlx::postgres::PgPoolOptions::new()
-            .max_connections(4)
-            .connect_with(options.application_name(CHECKER))
-            .await
-            .unwrap()
+        checker_pool(&self.deployment).await
     }
+}
+
+async fn checker_pool(deployment: &Deployment) -> PgPool {
+    let options: sqlx::postgres::PgConnectOptions = deployment.database.url.parse().unwrap();
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .connect_with(options.application_name(CHECKER))
+        .await
+        .unwrap()
 }
 
 fn trusts_client(url: &str) -> TrustsServiceClient<RetryingChannel> {
@@ -242,8 +245,25 @@ async fn stream_event_ids(nats_url: &str, stream_name: &str) -> Vec<String> {
 /// Waits (bounded) until the stream holds the whole log and the overview has applied it, then
 /// checks the acknowledged commands and that the overview equals its own rebuild.
 async fn check(rig: &Rig, server: &Server, acked: &[String], fault_ended: Instant) -> Verdict {
-    let pool = rig.pool().await;
-    let stream_name = format!("{}_TRUSTS", rig.deployment.subject_prefix.to_uppercase());
+    check_deployment(
+        &rig.deployment,
+        &rig.nats.url(),
+        &server.reporting_url,
+        acked,
+        fault_ended,
+    )
+    .await
+}
+
+async fn check_deployment(
+    deployment: &Deployment,
+    nats_url: &str,
+    reporting_url: &str,
+    acked: &[String],
+    fault_ended: Instant,
+) -> Verdict {
+    let pool = checker_pool(deployment).await;
+    let stream_name = format!("{}_TRUSTS", deployment.subject_prefix.to_uppercase());
     let deadline = Instant::now() + Duration::from_secs(90);
     let (stream_ids, recovery) = loop {
         let log: HashSet<String> = sqlx::query_scalar("SELECT event_id::text FROM trusts.events")
@@ -252,7 +272,7 @@ async fn check(rig: &Rig, server: &Server, acked: &[String], fault_ended: Instan
             .unwrap()
             .into_iter()
             .collect();
-        let stream_ids = stream_event_ids(&rig.nats.url(), &stream_name).await;
+        let stream_ids = stream_event_ids(nats_url, &stream_name).await;
         let in_stream: HashSet<String> = stream_ids.iter().cloned().collect();
         let unapplied: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM
@@ -314,7 +334,7 @@ async fn check(rig: &Rig, server: &Server, acked: &[String], fault_ended: Instan
     };
     let live = overview(pool.clone()).await;
     let mut admin = AdminServiceClient::new(
-        Endpoint::from_shared(server.reporting_url.clone())
+        Endpoint::from_shared(reporting_url.to_string())
             .unwrap()
             .connect()
             .await
@@ -322,7 +342,7 @@ async fn check(rig: &Rig, server: &Server, acked: &[String], fault_ended: Instan
     );
     admin
         .rebuild_projection(authorized(
-            &rig.operator(),
+            &deployment.token(&Principal::Operator),
             RebuildProjectionRequest {
                 projection: "overview".into(),
             },
@@ -663,4 +683,123 @@ async fn icsd_all_stays_within_its_connection_budget() {
     assert!(!acked.is_empty());
     assert!(most <= 20, "icsd all held {most} connections");
     println!("icsd all held at most {most} connections under load");
+}
+
+/// `icsctl admin verify` finds nothing on a converged deployment, reports the events a relay
+/// could not publish while NATS is away (and exits 1), and nothing again once they are out.
+#[tokio::test]
+async fn admin_verify_reports_what_the_stream_and_views_lack() {
+    let mut rig = Rig::new(None).await;
+    let server = rig.deployment.start("all").await;
+    register_organisations(&server.url, &rig.operator()).await;
+    let (_, _, mut acked) = Load::start(&server.url, &rig.operator(), 60)
+        .finish_after_limit()
+        .await;
+    check(&rig, &server, &acked, Instant::now()).await;
+    let clean = rig
+        .deployment
+        .icsctl_output(&server, &["admin", "verify"])
+        .await;
+    assert!(clean.success, "{}{}", clean.stdout, clean.stderr);
+    assert!(clean.stdout.contains("no gaps"), "{}", clean.stdout);
+
+    rig.nats.kill();
+    let (_, _, acked_offline) = Load::start(&server.url, &rig.operator(), 20)
+        .finish_after_limit()
+        .await;
+    acked.extend(acked_offline);
+    let offline = rig
+        .deployment
+        .icsctl_output(&server, &["admin", "verify"])
+        .await;
+    assert!(!offline.success, "a gap fails the command");
+    assert!(
+        offline
+            .stdout
+            .contains("events of the log are not published yet"),
+        "{}",
+        offline.stdout
+    );
+
+    rig.nats.restart().await;
+    check(&rig, &server, &acked, Instant::now()).await;
+    let again = rig
+        .deployment
+        .icsctl_output(&server, &["admin", "verify"])
+        .await;
+    assert!(again.success, "{}{}", again.stdout, again.stderr);
+}
+
+/// R7, second half: a backup restored beside the original, into another database under a new
+/// subject prefix. Before its trusts service has published the log to the new stream, a rebuild
+/// of the overview is refused and the restored view is left as it was; once the relay has
+/// published, the rebuild succeeds and the view equals the record.
+#[tokio::test]
+async fn a_restore_under_a_new_prefix_refuses_a_rebuild_until_its_stream_holds_the_log() {
+    let rig = Rig::new(None).await;
+    let mut server = rig.deployment.start("all").await;
+    register_organisations(&server.url, &rig.operator()).await;
+    let (_, _, acked) = Load::start(&server.url, &rig.operator(), 100)
+        .finish_after_limit()
+        .await;
+    check(&rig, &server, &acked, Instant::now()).await;
+    server.terminate().await;
+    let dump = std::env::temp_dir().join(format!("ics-r7-{}", ics_testing::unique_token()));
+    rig.postgres.dump(&rig.deployment.database.name, &dump);
+    let copy_name = format!("{}_copy", rig.deployment.database.name);
+    rig.postgres.restore(&copy_name, &dump);
+    let _ = std::fs::remove_file(&dump);
+    let copy = Deployment::on(
+        TestDatabase {
+            url: rig.postgres.url(&copy_name),
+            name: copy_name,
+            server: rig.postgres.server_url(),
+        },
+        rig.nats.url(),
+    );
+    let operator = copy.token(&Principal::Operator);
+
+    let reporting = copy.start("reporting").await;
+    let mut admin = AdminServiceClient::new(
+        Endpoint::from_shared(reporting.url.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap(),
+    );
+    let refused = admin
+        .rebuild_projection(authorized(
+            &operator,
+            RebuildProjectionRequest {
+                projection: "overview".into(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::FailedPrecondition,
+        "{refused:?}"
+    );
+    let pool = checker_pool(&copy).await;
+    let organisations: i64 = sqlx::query_scalar("SELECT count(*) FROM reporting.organisations")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        organisations as usize, ORGANISATIONS,
+        "the refused rebuild dropped nothing"
+    );
+    pool.close().await;
+
+    let _trusts = copy.start("trusts").await;
+    let verdict = check_deployment(
+        &copy,
+        &rig.nats.url(),
+        &reporting.url,
+        &acked,
+        Instant::now(),
+    )
+    .await;
+    report("R7 restore under a new prefix", 100, acked.len(), &verdict);
 }

@@ -196,22 +196,10 @@ impl Relay {
     ) {
         let mut listener = self.listen().await;
         let mut backoff = Duration::from_millis(50);
-        // Nothing is published until the checkpoint agrees with what the stream holds.
-        let mut cursor = loop {
-            match self.reconcile().await {
-                Ok(cursor) => break cursor,
-                Err(error) => {
-                    tracing::warn!(%error, stream = %self.stream_name(), "relay cannot reconcile its checkpoint with its stream yet");
-                    if sleep_or_shutdown(backoff, shutdown).await {
-                        unlock(&mut leadership, &self.lock_name()).await;
-                        return;
-                    }
-                    backoff = (backoff * 2).min(self.config.max_backoff);
-                }
-            }
-        };
-        tracing::info!(stream = %self.stream_name(), transaction_id = cursor.transaction_id, global_position = cursor.global_position, "relay started");
-        backoff = Duration::from_millis(50);
+        // Nothing is published until the checkpoint agrees with what the stream holds; after a
+        // failed publication the stream is set up and checked again (it may have been deleted,
+        // or NATS may have lost it), so the relay never waits on a stream that is gone.
+        let mut cursor: Option<LogCursor> = None;
         let mut last_lock_check = tokio::time::Instant::now();
         loop {
             if shutdown.is_cancelled() {
@@ -228,7 +216,24 @@ impl Relay {
                     return;
                 }
             }
-            match self.publish_after(&mut cursor).await {
+            let current = match cursor.as_mut() {
+                Some(current) => current,
+                None => match self.ensure_and_reconcile().await {
+                    Ok(reconciled) => {
+                        tracing::info!(stream = %self.stream_name(), transaction_id = reconciled.transaction_id, global_position = reconciled.global_position, "relay publishing");
+                        cursor.insert(reconciled)
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, stream = %self.stream_name(), "relay cannot reconcile its checkpoint with its stream yet");
+                        if sleep_or_shutdown(backoff, shutdown).await {
+                            break;
+                        }
+                        backoff = (backoff * 2).min(self.config.max_backoff);
+                        continue;
+                    }
+                },
+            };
+            match self.publish_after(current).await {
                 Ok(published) => {
                     backoff = Duration::from_millis(50);
                     if published >= self.config.batch_size as usize {
@@ -237,6 +242,7 @@ impl Relay {
                 }
                 Err(error) => {
                     tracing::warn!(%error, "relay publish failed; retrying");
+                    cursor = None;
                     if sleep_or_shutdown(backoff, shutdown).await {
                         break;
                     }
@@ -361,6 +367,33 @@ impl Relay {
         save_checkpoint_in(&mut transaction, &self.stream_name(), cursor).await?;
         transaction.commit().await.map_err(StoreError::from)?;
         Ok(cursor)
+    }
+
+    /// How many messages the stream holds (0 when it does not exist).
+    pub async fn stream_messages(&self) -> Result<u64, RelayError> {
+        match self.jetstream.get_stream(self.stream_name()).await {
+            Ok(mut stream) => Ok(stream
+                .info()
+                .await
+                .map_err(|error| RelayError::StreamRead(error.to_string()))?
+                .state
+                .messages),
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    jetstream::context::GetStreamErrorKind::JetStream(inner)
+                        if inner.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+                ) =>
+            {
+                Ok(0)
+            }
+            Err(error) => Err(RelayError::StreamRead(error.to_string())),
+        }
+    }
+
+    async fn ensure_and_reconcile(&self) -> Result<LogCursor, RelayError> {
+        self.ensure_stream().await?;
+        self.reconcile().await
     }
 
     /// Where the stream ends, as a position in the log.

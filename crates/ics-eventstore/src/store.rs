@@ -310,6 +310,27 @@ impl EventStore {
         rows.iter().map(RecordedEvent::from_row).collect()
     }
 
+    /// How many events the log holds.
+    pub async fn count(&self) -> Result<u64, StoreError> {
+        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(&self.pool)
+            .await?;
+        stored_u64("event count", count)
+    }
+
+    /// How many events lie after `cursor` in commit order (committed or not).
+    pub async fn count_after(&self, cursor: LogCursor) -> Result<u64, StoreError> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM events
+             WHERE (transaction_id, global_position) > ($1::text::xid8, $2)",
+        )
+        .bind(cursor.transaction_id.to_string())
+        .bind(to_i64(cursor.global_position))
+        .fetch_one(&self.pool)
+        .await?;
+        stored_u64("event count", count)
+    }
+
     /// Where an event lies in commit order; none when the log does not hold it.
     pub async fn position_of(&self, event_id: Uuid) -> Result<Option<LogCursor>, StoreError> {
         let row: Option<(String, i64)> = sqlx::query_as(

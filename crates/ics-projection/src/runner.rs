@@ -843,6 +843,17 @@ impl<P: Projection> ProjectionRunner<P> {
         Ok(lag)
     }
 
+    /// Messages of one source service's stream not yet delivered or not yet acknowledged.
+    pub async fn pending(&self, service: &str) -> Result<u64, ProjectionError> {
+        let stream_name = subject::stream_name(&self.config.subject_prefix, service);
+        let mut consumer = self.consumer(&stream_name).await?;
+        let info = consumer
+            .info()
+            .await
+            .map_err(|error| ProjectionError::JetStream(error.to_string()))?;
+        Ok(info.num_pending + info.num_ack_pending as u64)
+    }
+
     /// Waits until the projection has consumed everything in its streams (or `timeout`).
     pub async fn wait_caught_up(&self, timeout: Duration) -> Result<(), ProjectionError> {
         let deadline = tokio::time::Instant::now() + timeout;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures_util::Stream;
 use futures_util::future::BoxFuture;
-use ics_eventstore::relay::Relay;
+use ics_eventstore::relay::{Relay, StreamEnd};
 use ics_eventstore::{EventStore, LogCursor};
 use ics_proto::admin::v1::{self as api, DeadLetter, admin_service_server::AdminService};
 use ics_proto::events::v1::EventEnvelope;
@@ -33,6 +33,9 @@ pub trait ProjectionAdmin: Send + Sync + 'static {
     /// Drops and rebuilds a projection from the beginning of its streams; returns how many
     /// events the rebuilt projection applied.
     fn rebuild<'a>(&'a self, projection: &'a str) -> BoxFuture<'a, Result<u64, ServiceError>>;
+
+    /// Each projection compared with the logs it reads, one check per source service.
+    fn verify(&self) -> BoxFuture<'_, Result<Vec<api::ProjectionCheck>, ServiceError>>;
 }
 
 #[derive(Clone)]
@@ -173,6 +176,22 @@ impl AdminService for AdminApi {
         Ok(Response::new(api::ListDeadLettersResponse { dead_letters }))
     }
 
+    async fn verify(
+        &self,
+        request: Request<api::VerifyRequest>,
+    ) -> Result<Response<api::VerifyResponse>, Status> {
+        principal(&request)?.authorize_operator()?;
+        let log = match (&self.store, &self.relay) {
+            (Some(store), Some(relay)) => Some(verify_log(store, relay).await?),
+            _ => None,
+        };
+        let projections = match &self.projections {
+            Some(projections) => projections.verify().await?,
+            None => Vec::new(),
+        };
+        Ok(Response::new(api::VerifyResponse { log, projections }))
+    }
+
     async fn rebuild_projection(
         &self,
         request: Request<api::RebuildProjectionRequest>,
@@ -190,4 +209,62 @@ impl AdminService for AdminApi {
             events_applied,
         }))
     }
+}
+
+/// The log compared with its relay checkpoint and its stream.
+async fn verify_log(store: &EventStore, relay: &Relay) -> Result<api::LogCheck, ServiceError> {
+    let log_events = store.count().await?;
+    let checkpoint = relay.checkpoint().await?;
+    let unpublished_events = store.count_after(checkpoint.unwrap_or_default()).await?;
+    let stream = relay.stream_name();
+    let mut gaps = Vec::new();
+    // NATS being away is itself worth reporting, with what the log alone can tell.
+    let (stream_messages, stream_end) = match relay.stream_messages().await {
+        Ok(0) => (0, StreamEnd::Empty),
+        Ok(messages) => match relay.stream_end().await {
+            Ok(end) => (messages, end),
+            Err(error) => {
+                gaps.push(format!("cannot read stream {stream}: {error}"));
+                (messages, StreamEnd::Empty)
+            }
+        },
+        Err(error) => {
+            gaps.push(format!("cannot read stream {stream}: {error}"));
+            (0, StreamEnd::Empty)
+        }
+    };
+    let published = log_events - unpublished_events.min(log_events);
+    if gaps.is_empty() && stream_messages < published {
+        gaps.push(format!(
+            "stream {stream} holds {stream_messages} messages but the relay's checkpoint covers              {published} events: the stream lost events (the relay re-publishes them when it              next starts relaying)"
+        ));
+    }
+    if unpublished_events > 0 {
+        gaps.push(format!(
+            "{unpublished_events} events of the log are not published yet"
+        ));
+    }
+    match (&stream_end, checkpoint) {
+        (StreamEnd::Foreign(last), _) => gaps.push(format!(
+            "stream {stream} ends with {last}, which is not an event of this log"
+        )),
+        (StreamEnd::At(end), Some(checkpoint)) if *end < checkpoint => gaps.push(format!(
+            "stream {stream} ends at global position {} before the relay's checkpoint at {}",
+            end.global_position, checkpoint.global_position
+        )),
+        _ => {}
+    }
+    if checkpoint.is_none() && log_events > 0 {
+        gaps.push("the relay has recorded no checkpoint for this stream yet".to_string());
+    }
+    Ok(api::LogCheck {
+        service: store.service().to_string(),
+        stream,
+        log_events,
+        stream_messages,
+        unpublished_events,
+        checkpoint_recorded: checkpoint.is_some(),
+        stream_ends_in_log: matches!(stream_end, StreamEnd::At(_)),
+        gaps,
+    })
 }

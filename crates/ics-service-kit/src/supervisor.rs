@@ -13,7 +13,7 @@ use ics_eventstore::subject;
 use ics_projection::{
     Projection, ProjectionError, ProjectionRunner, RunnerConfig, list_dead_letters,
 };
-use ics_proto::admin::v1::DeadLetter;
+use ics_proto::admin::v1::{DeadLetter, ProjectionCheck};
 use sqlx::PgPool;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
@@ -70,6 +70,7 @@ trait Runner: Send + Sync {
     fn run(&self, stop: CancellationToken) -> BoxFuture<'static, ()>;
     fn reset_for_rebuild(&self) -> BoxFuture<'_, Result<(), ProjectionError>>;
     fn replay_streams(&self) -> BoxFuture<'_, Result<(), ProjectionError>>;
+    fn pending(&self, service: &str) -> BoxFuture<'_, Result<u64, ProjectionError>>;
     fn wait_caught_up(&self, timeout: Duration) -> BoxFuture<'_, Result<(), ProjectionError>>;
     fn events_applied(&self) -> BoxFuture<'_, Result<u64, ProjectionError>>;
 }
@@ -85,6 +86,11 @@ impl<P: Projection> Runner for ProjectionRunner<P> {
 
     fn replay_streams(&self) -> BoxFuture<'_, Result<(), ProjectionError>> {
         Box::pin(ProjectionRunner::replay_streams(self))
+    }
+
+    fn pending(&self, service: &str) -> BoxFuture<'_, Result<u64, ProjectionError>> {
+        let service = service.to_string();
+        Box::pin(async move { ProjectionRunner::pending(self, &service).await })
     }
 
     fn wait_caught_up(&self, timeout: Duration) -> BoxFuture<'_, Result<(), ProjectionError>> {
@@ -297,6 +303,20 @@ impl ProjectionAdmin for Supervisor {
         })
     }
 
+    fn verify(&self) -> BoxFuture<'_, Result<Vec<ProjectionCheck>, ServiceError>> {
+        Box::pin(async move {
+            let mut pending = Vec::new();
+            for supervised in &self.projections {
+                let record = self.record_counts(&supervised.source_services).await?;
+                for (service, log_events) in supervised.source_services.iter().zip(record) {
+                    pending.push(self.verify_source(supervised, service, log_events));
+                }
+            }
+            // Together, so that NATS being away costs one timeout, not one per projection.
+            futures_util::future::try_join_all(pending).await
+        })
+    }
+
     fn rebuild<'a>(&'a self, projection: &'a str) -> BoxFuture<'a, Result<u64, ServiceError>> {
         Box::pin(async move {
             let supervised = self.find(projection)?;
@@ -334,6 +354,103 @@ impl ProjectionAdmin for Supervisor {
 }
 
 impl Supervisor {
+    /// One projection compared with one source service's log.
+    async fn verify_source(
+        &self,
+        supervised: &Supervised,
+        service: &str,
+        log_events: u64,
+    ) -> Result<ProjectionCheck, ServiceError> {
+        let projection = supervised.name.as_str();
+        let count = |sql: String| {
+            let pool = self.pool.clone();
+            async move {
+                let value: i64 = sqlx::query_scalar(&sql)
+                    .bind(projection)
+                    .bind(service)
+                    .fetch_one(&pool)
+                    .await?;
+                Ok::<u64, ServiceError>(u64::try_from(value).unwrap_or_default())
+            }
+        };
+        let applied_events = count(
+            "SELECT coalesce(sum(version), 0)::bigint FROM projection_stream_versions
+             WHERE projection = $1 AND source_service = $2"
+                .to_string(),
+        )
+        .await?;
+        let table = format!("{service}.events");
+        let log_present: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+            .bind(&table)
+            .fetch_one(&self.pool)
+            .await?;
+        let streams_behind = if log_present {
+            count(format!(
+                "SELECT count(*) FROM
+                     (SELECT stream_id, max(stream_version) AS version FROM {table}
+                      GROUP BY stream_id) AS logged
+                 FULL JOIN
+                     (SELECT stream_id, version FROM projection_stream_versions
+                      WHERE projection = $1 AND source_service = $2) AS applied
+                 USING (stream_id)
+                 WHERE logged.version IS DISTINCT FROM applied.version"
+            ))
+            .await?
+        } else {
+            count(
+                "SELECT count(*) FROM projection_stream_versions
+                 WHERE projection = $1 AND source_service = $2 AND version > 0"
+                    .to_string(),
+            )
+            .await?
+        };
+        let parked_events = count(
+            "SELECT count(*) FROM projection_parked WHERE projection = $1 AND source_service = $2"
+                .to_string(),
+        )
+        .await?;
+        let dead_letters = count(
+            "SELECT count(*) FROM dead_letters
+             WHERE projection = $1 AND split_part(subject, '.', 2) = $2"
+                .to_string(),
+        )
+        .await?;
+        let mut gaps = Vec::new();
+        let consumer_pending = match supervised.runner.pending(service).await {
+            Ok(pending) => pending,
+            Err(error) => {
+                gaps.push(format!("cannot read the {service} consumer: {error}"));
+                0
+            }
+        };
+        if streams_behind > 0 {
+            gaps.push(format!(
+                "{streams_behind} streams of the {service} log are not applied to their last                  version ({applied_events} of {log_events} events applied)"
+            ));
+        }
+        if parked_events > 0 {
+            gaps.push(format!(
+                "{parked_events} events wait parked for a predecessor"
+            ));
+        }
+        if dead_letters > 0 {
+            gaps.push(format!(
+                "{dead_letters} events were dead-lettered (icsctl admin dead-letters)"
+            ));
+        }
+        Ok(ProjectionCheck {
+            projection: projection.to_string(),
+            source_service: service.to_string(),
+            log_events,
+            applied_events,
+            streams_behind,
+            parked_events,
+            dead_letters,
+            consumer_pending,
+            gaps,
+        })
+    }
+
     /// How many events each source service's log holds now. Every service keeps its log in
     /// the schema named after it in the one database the deployment shares; a service whose
     /// schema does not exist has never run here, and its log holds nothing.

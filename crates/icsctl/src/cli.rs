@@ -947,6 +947,9 @@ pub enum AdminCommand {
         #[arg(long)]
         projection: String,
     },
+    /// Compare every service's event log with its stream and relay checkpoint, and every
+    /// projection with the logs it reads; print each gap and exit 1 when there is one.
+    Verify,
 }
 
 #[derive(Debug, Subcommand)]

@@ -93,6 +93,7 @@ pub async fn admin(context: &Context, command: AdminCommand) -> anyhow::Result<(
             outln!("{} dead letters", response.dead_letters.len())?;
             Ok(())
         }
+        AdminCommand::Verify => verify(context).await,
         AdminCommand::Rebuild { projection } => {
             let mut admin = context.admin(ServiceName::Reporting).await?;
             let response = admin
@@ -111,6 +112,99 @@ pub async fn admin(context: &Context, command: AdminCommand) -> anyhow::Result<(
             Ok(())
         }
     }
+}
+
+/// Asks every service for its checks, prints them, and fails when any found a gap.
+async fn verify(context: &Context) -> anyhow::Result<()> {
+    // The services answer independently; asked together, a slow one (NATS away) delays the
+    // report once, not four times.
+    let asked = [
+        ServiceName::Trusts,
+        ServiceName::Workshops,
+        ServiceName::Metrics,
+        ServiceName::Reporting,
+    ]
+    .map(|service| async move {
+        let mut admin = context.admin(service).await?;
+        anyhow::Ok(admin.verify(api::VerifyRequest {}).await?.into_inner())
+    });
+    let responses = futures_util::future::try_join_all(asked).await?;
+    let gaps: usize = responses
+        .iter()
+        .map(|response| {
+            response.log.as_ref().map_or(0, |log| log.gaps.len())
+                + response
+                    .projections
+                    .iter()
+                    .map(|check| check.gaps.len())
+                    .sum::<usize>()
+        })
+        .sum();
+    if context.json() {
+        for response in &responses {
+            render::print_json(response)?;
+        }
+    } else {
+        let mut logs = Table::new(&[
+            ("log", Align::Left),
+            ("stream", Align::Left),
+            ("events", Align::Right),
+            ("stream messages", Align::Right),
+            ("unpublished", Align::Right),
+        ]);
+        let mut projections = Table::new(&[
+            ("projection", Align::Left),
+            ("source", Align::Left),
+            ("log events", Align::Right),
+            ("applied", Align::Right),
+            ("streams behind", Align::Right),
+            ("parked", Align::Right),
+            ("dead letters", Align::Right),
+            ("pending", Align::Right),
+        ]);
+        let mut descriptions = Vec::new();
+        for response in &responses {
+            if let Some(log) = &response.log {
+                logs.row(vec![
+                    log.service.clone(),
+                    log.stream.clone(),
+                    log.log_events.to_string(),
+                    log.stream_messages.to_string(),
+                    log.unpublished_events.to_string(),
+                ]);
+                descriptions.extend(log.gaps.iter().map(|gap| format!("{}: {gap}", log.service)));
+            }
+            for check in &response.projections {
+                projections.row(vec![
+                    check.projection.clone(),
+                    check.source_service.clone(),
+                    check.log_events.to_string(),
+                    check.applied_events.to_string(),
+                    check.streams_behind.to_string(),
+                    check.parked_events.to_string(),
+                    check.dead_letters.to_string(),
+                    check.consumer_pending.to_string(),
+                ]);
+                descriptions.extend(
+                    check.gaps.iter().map(|gap| {
+                        format!("{} ← {}: {gap}", check.projection, check.source_service)
+                    }),
+                );
+            }
+        }
+        logs.print()?;
+        outln!()?;
+        projections.print()?;
+        outln!()?;
+        for description in &descriptions {
+            outln!("gap: {description}")?;
+        }
+    }
+    if gaps > 0 {
+        anyhow::bail!("{gaps} gaps found");
+    }
+    outln!("no gaps: every log is in its stream and every projection has applied its logs")?;
+    Ok(())
 }
 
 /// Needs no server, so it runs without a [`Context`] (and without resolving `--token`).
