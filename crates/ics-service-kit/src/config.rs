@@ -28,6 +28,7 @@ pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 pub const DEFAULT_SUBJECT_PREFIX: &str = "ics";
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 25;
 pub const DEFAULT_SHUTDOWN_DRAIN_SECS: u64 = 1;
+pub const DEFAULT_DUPLICATE_WINDOW_SECS: u64 = 120;
 /// Connections one `icsd` process opens at most, pools and notification listeners together;
 /// `icsd all` shares them among its four services, so three instances stay well inside
 /// PostgreSQL's default `max_connections` of 100.
@@ -82,6 +83,11 @@ pub struct CommonConfig {
     #[arg(long, env = "ICS_DB_MAX_CONNECTIONS", default_value_t = DEFAULT_DB_MAX_CONNECTIONS, value_parser = clap::value_parser!(u32).range(2..=1000))]
     pub db_max_connections: u32,
 
+    /// JetStream's duplicate window (seconds) on each service's stream: a re-published event
+    /// within it is dropped by its `Nats-Msg-Id`; after it, consumers skip it by version.
+    #[arg(long, env = "ICS_DUPLICATE_WINDOW_SECS", default_value_t = DEFAULT_DUPLICATE_WINDOW_SECS, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub duplicate_window_secs: u64,
+
     /// Replicas of each service's JetStream stream: 1 on a single NATS server, 3 on a cluster.
     #[arg(long, env = "ICS_STREAM_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
     pub stream_replicas: u8,
@@ -117,6 +123,7 @@ impl Default for CommonConfig {
             shutdown_grace_secs: DEFAULT_SHUTDOWN_GRACE_SECS,
             shutdown_drain_secs: DEFAULT_SHUTDOWN_DRAIN_SECS,
             db_max_connections: DEFAULT_DB_MAX_CONNECTIONS,
+            duplicate_window_secs: DEFAULT_DUPLICATE_WINDOW_SECS,
             stream_replicas: 1,
         }
     }
@@ -134,6 +141,7 @@ impl fmt::Debug for CommonConfig {
             .field("shutdown_grace_secs", &self.shutdown_grace_secs)
             .field("shutdown_drain_secs", &self.shutdown_drain_secs)
             .field("db_max_connections", &self.db_max_connections)
+            .field("duplicate_window_secs", &self.duplicate_window_secs)
             .field("stream_replicas", &self.stream_replicas)
             .finish()
     }

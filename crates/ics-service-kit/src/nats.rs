@@ -12,11 +12,21 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connects to NATS, waiting up to ~30 s for the server to come up. Once connected, the client
 /// reconnects forever: Postgres is the record, so a service keeps accepting writes while NATS is
 /// away and its relay catches up afterwards.
+///
+/// `url` may list several servers of a cluster, separated by commas; the client also learns the
+/// cluster's other servers from the one it reaches.
 pub async fn connect_nats(url: &str) -> anyhow::Result<async_nats::Client> {
     let display_url = redact_url_password(url);
+    let servers = url
+        .split(',')
+        .map(|server| server.trim().parse::<async_nats::ServerAddr>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| {
+            anyhow::anyhow!("ICS_NATS_URL is not a NATS URL or a comma-separated list of them")
+        })?;
     let mut backoff = StartupBackoff::new(STARTUP_RETRY_WINDOW);
     loop {
-        let error = match connect_options().connect(url).await {
+        let error = match connect_options().connect(servers.clone()).await {
             Ok(client) => {
                 tracing::info!(url = %display_url, "connected to nats");
                 return Ok(client);

@@ -53,6 +53,7 @@ impl EventLog {
         let nats = connect_nats(&common.nats_url).await?;
         let relay_config = RelayConfig {
             replicas: usize::from(common.stream_replicas),
+            duplicate_window: std::time::Duration::from_secs(common.duplicate_window_secs),
             ..RelayConfig::new(&common.subject_prefix)
         };
         let relay = Relay::new(store.clone(), nats.clone(), relay_config);

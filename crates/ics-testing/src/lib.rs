@@ -228,3 +228,157 @@ pub fn nats_server_binary() -> PathBuf {
         .find(|candidate| candidate.exists());
     on_path.unwrap_or_else(|| PathBuf::from("/usr/sbin/nats-server"))
 }
+
+/// Three nats-servers with JetStream, clustered on loopback, each with a store of its own that
+/// survives its restarts: for replicated (R3) streams and killing their leader.
+#[derive(Debug)]
+pub struct PrivateNatsCluster {
+    nodes: Vec<ClusterNode>,
+    root: PathBuf,
+}
+
+#[derive(Debug)]
+struct ClusterNode {
+    name: String,
+    port: u16,
+    config: PathBuf,
+    child: Option<Child>,
+}
+
+impl PrivateNatsCluster {
+    pub async fn start() -> Self {
+        let root = std::env::temp_dir().join(format!("ics-nats-cluster-{}", unique_token()));
+        std::fs::create_dir_all(&root).expect("create cluster dir");
+        let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+        let routes: Vec<String> = ports
+            .iter()
+            .map(|(_, cluster)| format!("nats-route://127.0.0.1:{cluster}"))
+            .collect();
+        let mut nodes = Vec::new();
+        for (index, (port, cluster_port)) in ports.iter().enumerate() {
+            let name = format!("n{}", index + 1);
+            let store = root.join(&name);
+            std::fs::create_dir_all(&store).expect("create node store");
+            let config = root.join(format!("{name}.conf"));
+            std::fs::write(
+                &config,
+                format!(
+                    "server_name: {name}\nlisten: 127.0.0.1:{port}\n\
+                     jetstream {{ store_dir: \"{}\" }}\n\
+                     cluster {{\n  name: ics-test\n  listen: 127.0.0.1:{cluster_port}\n  \
+                     routes: [{}]\n}}\n",
+                    store.display(),
+                    routes.join(", ")
+                ),
+            )
+            .expect("write node config");
+            nodes.push(ClusterNode {
+                name,
+                port: *port,
+                config,
+                child: None,
+            });
+        }
+        let mut cluster = PrivateNatsCluster { nodes, root };
+        for index in 0..3 {
+            cluster.start_node(index);
+        }
+        for node in &cluster.nodes {
+            wait_listening(node.port).await;
+        }
+        cluster.wait_for_jetstream().await;
+        cluster
+    }
+
+    /// Every node's URL, comma-separated (what `ICS_NATS_URL` takes).
+    pub fn urls(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|node| format!("nats://127.0.0.1:{}", node.port))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// One node's URL.
+    pub fn url(&self, index: usize) -> String {
+        format!("nats://127.0.0.1:{}", self.nodes[index].port)
+    }
+
+    /// The index of the node called `name` (as JetStream names a stream's leader).
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.nodes.iter().position(|node| node.name == name)
+    }
+
+    /// Kills a node without letting it shut down cleanly.
+    pub fn kill(&mut self, index: usize) {
+        if let Some(mut child) = self.nodes[index].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts a killed node again on its port and store.
+    pub async fn restart(&mut self, index: usize) {
+        self.kill(index);
+        self.start_node(index);
+        wait_listening(self.nodes[index].port).await;
+    }
+
+    fn start_node(&mut self, index: usize) {
+        let node = &mut self.nodes[index];
+        let child = Command::new(nats_server_binary())
+            .arg("-c")
+            .arg(&node.config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nats-server");
+        node.child = Some(child);
+    }
+
+    /// Waits until the cluster can hold a replicated stream.
+    async fn wait_for_jetstream(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            // A replicated stream can be placed only once the meta leader is elected and every
+            // node has joined (the account-info reply of NATS 2.9 does not parse in this client).
+            if let Ok(client) = async_nats::connect(self.url(0)).await {
+                let jetstream = async_nats::jetstream::new(client);
+                let probe = async_nats::jetstream::stream::Config {
+                    name: "ICS_CLUSTER_READY".to_string(),
+                    subjects: vec!["ics-cluster-ready".to_string()],
+                    num_replicas: 3,
+                    ..Default::default()
+                };
+                if jetstream.create_stream(probe).await.is_ok() {
+                    let _ = jetstream.delete_stream("ICS_CLUSTER_READY").await;
+                    return;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the NATS cluster elected no JetStream leader"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+impl Drop for PrivateNatsCluster {
+    fn drop(&mut self) {
+        for index in 0..self.nodes.len() {
+            self.kill(index);
+        }
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+async fn wait_listening(port: u16) {
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("nats-server did not start on port {port}");
+}

@@ -216,12 +216,6 @@ pub async fn measure_view(
         .collect();
     let peers = peers(pool, peer_group_id, &codes, as_of).await?;
     let definitions = definitions(pool).await?;
-    let observations: Option<i64> = sqlx::query_scalar(
-        "SELECT sum(points)::bigint FROM measure_series WHERE ods_code = ANY($1)",
-    )
-    .bind(&codes)
-    .fetch_one(pool)
-    .await?;
     let rows = sqlx::query(
         "SELECT measure_code, ods_code, points, latest_start, latest_end, latest_value,
                 variation, assurance, target, rule_set, rule_set_version
@@ -231,6 +225,14 @@ pub async fn measure_view(
     )
     .bind(&codes)
     .fetch_all(pool)
+    .await?;
+    // Read after the rows, so the count covers at least the points they show: the statements
+    // run on separate snapshots while the projection applies new observations.
+    let observations: Option<i64> = sqlx::query_scalar(
+        "SELECT sum(points)::bigint FROM measure_series WHERE ods_code = ANY($1)",
+    )
+    .bind(&codes)
+    .fetch_one(pool)
     .await?;
     let measure_codes: Vec<String> = rows
         .iter()
