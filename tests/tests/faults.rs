@@ -9,8 +9,9 @@
 //! The checker holds, for every scenario:
 //! - every acknowledged request id is in the log exactly once (lost = 0);
 //! - the stream holds every event of the log, by `Nats-Msg-Id` (message duplicates are counted);
-//! - the overview projection has applied every stream of the log to its last version, nothing
-//!   is parked, and it equals a rebuild of itself from the stream.
+//! - every projection of the trusts stream (the reporting overview, the workshops' and metrics
+//!   services' read models) has applied every stream of the log to its last version, nothing is
+//!   parked, and the overview equals a rebuild of itself from the stream.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -19,8 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, consumer};
-use futures_util::StreamExt;
+use async_nats::jetstream;
 use ics_client::RetryingChannel;
 use ics_e2e::{Deployment, Server, authorized};
 use ics_proto::admin::v1::RebuildProjectionRequest;
@@ -39,6 +39,14 @@ use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 const ORGANISATIONS: usize = 8;
 const WRITERS: usize = 4;
+/// Every projection fed by the trusts stream, with the schema it lives in: the reporting
+/// overview and the workshops' and metrics services' read models of organisations.
+const TRUSTS_PROJECTIONS: [(&str, &str); 3] = [
+    ("reporting", "overview"),
+    ("workshops", "references"),
+    ("metrics", "metrics_references"),
+];
+
 /// The checker's connections name themselves, so they are not counted as the services'.
 const CHECKER: &str = "ics-fault-checker";
 
@@ -68,6 +76,13 @@ impl Rig {
 
     async fn pool(&self) -> PgPool {
         checker_pool(&self.deployment).await
+    }
+
+    /// `icsd all`, serving, with the organisations the writers rename registered.
+    async fn start_all(&self) -> Server {
+        let server = self.deployment.start("all").await;
+        register_organisations(&server.url, &self.operator()).await;
+        server
     }
 }
 
@@ -228,28 +243,9 @@ async fn read_stream_event_ids(
     stream_name: &str,
 ) -> Result<Vec<String>, async_nats::Error> {
     let nats = async_nats::connect(nats_url).await?;
-    let jetstream = jetstream::new(nats);
-    let Ok(mut stream) = jetstream.get_stream(stream_name).await else {
-        return Ok(Vec::new());
-    };
-    let total = stream.info().await?.state.messages as usize;
-    if total == 0 {
-        return Ok(Vec::new());
-    }
-    let consumer = stream
-        .create_consumer(consumer::pull::Config {
-            ack_policy: consumer::AckPolicy::None,
-            ..Default::default()
-        })
-        .await?;
-    let mut messages = consumer.messages().await?;
-    let mut ids = Vec::with_capacity(total);
-    while ids.len() < total {
-        let message = messages
-            .next()
-            .await
-            .ok_or("the stream's messages ended early")??;
-        ids.push(EventEnvelope::decode(message.payload.clone())?.event_id);
+    let mut ids = Vec::new();
+    for payload in ics_testing::stream_payloads(&nats, stream_name).await? {
+        ids.push(EventEnvelope::decode(payload.as_slice())?.event_id);
     }
     Ok(ids)
 }
@@ -286,26 +282,39 @@ async fn check_deployment(
             .collect();
         let stream_ids = stream_event_ids(nats_url, &stream_name).await;
         let in_stream: HashSet<String> = stream_ids.iter().cloned().collect();
-        let unapplied: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM
-                 (SELECT stream_id, max(stream_version) AS version FROM trusts.events
-                  GROUP BY stream_id) AS log
-             FULL JOIN
-                 (SELECT stream_id, version FROM reporting.projection_stream_versions
-                  WHERE projection = 'overview' AND source_service = 'trusts') AS applied
-             USING (stream_id)
-             WHERE log.version IS DISTINCT FROM applied.version",
-        )
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+        let mut unapplied = 0i64;
+        for (schema, projection) in TRUSTS_PROJECTIONS {
+            let present: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+                .bind(format!("{schema}.projection_stream_versions"))
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            if !present {
+                continue;
+            }
+            let behind: i64 = sqlx::query_scalar(&format!(
+                "SELECT count(*) FROM
+                     (SELECT stream_id, max(stream_version) AS version FROM trusts.events
+                      GROUP BY stream_id) AS log
+                 FULL JOIN
+                     (SELECT stream_id, version FROM {schema}.projection_stream_versions
+                      WHERE projection = $1 AND source_service = 'trusts') AS applied
+                 USING (stream_id)
+                 WHERE log.version IS DISTINCT FROM applied.version"
+            ))
+            .bind(projection)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            unapplied += behind;
+        }
         if in_stream == log && unapplied == 0 {
             break (stream_ids, fault_ended.elapsed());
         }
         assert!(
             Instant::now() < deadline,
             "no convergence: log {} events, stream {} distinct ({} missing), {unapplied} streams \
-             not applied by the overview",
+             not applied by a projection",
             log.len(),
             in_stream.len(),
             log.difference(&in_stream).count()
@@ -329,11 +338,21 @@ async fn check_deployment(
     let log_duplicates = counts.values().filter(|count| **count > 1).count();
     let distinct: HashSet<&String> = stream_ids.iter().collect();
     let stream_duplicates = stream_ids.len() - distinct.len();
-    let parked: i64 = sqlx::query_scalar("SELECT count(*) FROM reporting.projection_parked")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(parked, 0, "nothing is left parked");
+    for (schema, _) in TRUSTS_PROJECTIONS {
+        let present: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+            .bind(format!("{schema}.projection_parked"))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        if present {
+            let parked: i64 =
+                sqlx::query_scalar(&format!("SELECT count(*) FROM {schema}.projection_parked"))
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+            assert_eq!(parked, 0, "nothing is left parked in {schema}");
+        }
+    }
 
     // The live overview equals a rebuild from the stream.
     let overview = |pool: PgPool| async move {
@@ -403,8 +422,7 @@ fn report(scenario: &str, sent: u64, acked: usize, verdict: &Verdict) {
 #[tokio::test]
 async fn r1_kill_the_writer_mid_load() {
     let rig = Rig::new(None).await;
-    let mut server = rig.deployment.start("all").await;
-    register_organisations(&server.url, &rig.operator()).await;
+    let mut server = rig.start_all().await;
     let load = Load::start(&server.url, &rig.operator(), 600);
     load.until_sent(150).await;
     server.kill();
@@ -421,8 +439,7 @@ async fn r1_kill_the_writer_mid_load() {
 async fn r2_crash_between_the_jetstream_ack_and_the_checkpoint() {
     let mut rig = Rig::new(None).await;
     rig.deployment.environment = vec![("ICS_FAULT_POINT".into(), "relay-after-ack:40".into())];
-    let mut server = rig.deployment.start("all").await;
-    register_organisations(&server.url, &rig.operator()).await;
+    let mut server = rig.start_all().await;
     let load = Load::start(&server.url, &rig.operator(), 400);
     assert!(
         server.exited(Duration::from_secs(60)).await,
@@ -441,8 +458,7 @@ async fn r2_crash_between_the_jetstream_ack_and_the_checkpoint() {
 #[tokio::test]
 async fn r3_kill_nats_under_load() {
     let mut rig = Rig::new(None).await;
-    let server = rig.deployment.start("all").await;
-    register_organisations(&server.url, &rig.operator()).await;
+    let server = rig.start_all().await;
     let load = Load::start(&server.url, &rig.operator(), 800);
     load.until_sent(100).await;
     rig.nats.kill();
@@ -466,8 +482,7 @@ async fn r3_kill_nats_under_load() {
 #[tokio::test]
 async fn r5_postgres_immediate_stop_during_writes() {
     let mut rig = Rig::new(None).await;
-    let server = rig.deployment.start("all").await;
-    register_organisations(&server.url, &rig.operator()).await;
+    let server = rig.start_all().await;
     let load = Load::start(&server.url, &rig.operator(), 600);
     load.until_sent(150).await;
     rig.postgres.stop_immediately();
@@ -486,8 +501,7 @@ async fn r5_postgres_immediate_stop_during_writes() {
 #[tokio::test]
 async fn r6_backlog_across_a_power_of_ten_transaction_id() {
     let mut rig = Rig::new(Some(99_300)).await;
-    let server = rig.deployment.start("all").await;
-    register_organisations(&server.url, &rig.operator()).await;
+    let server = rig.start_all().await;
     rig.nats.kill();
     let load = Load::start(&server.url, &rig.operator(), 1_200);
     let (sent, _failed, acked) = load.finish_after_limit().await;
@@ -561,8 +575,7 @@ impl Load {
 async fn o2_sigterm_under_load() {
     let mut rig = Rig::new(None).await;
     rig.deployment.environment = vec![("ICS_SHUTDOWN_DRAIN_SECS".into(), "2".into())];
-    let mut server = rig.deployment.start("all").await;
-    register_organisations(&server.url, &rig.operator()).await;
+    let mut server = rig.start_all().await;
     let load = Load::start(&server.url, &rig.operator(), 5_000);
     load.until_sent(100).await;
 
@@ -631,8 +644,7 @@ async fn o2_sigterm_under_load() {
 #[tokio::test]
 async fn o3_restore_into_a_fresh_cluster() {
     let rig = Rig::new(Some(400_000)).await;
-    let mut server = rig.deployment.start("all").await;
-    register_organisations(&server.url, &rig.operator()).await;
+    let mut server = rig.start_all().await;
     let load = Load::start(&server.url, &rig.operator(), 300);
     let (sent_before, _, mut acked) = load.finish_after_limit().await;
     check(&rig, &server, &acked, Instant::now()).await;
@@ -673,14 +685,21 @@ async fn o3_restore_into_a_fresh_cluster() {
     );
 }
 
+/// The trusts and reporting services in processes of their own, organisations registered, so
+/// that the projection can be stopped while writers go on.
+async fn start_apart(rig: &Rig) -> (Server, Server) {
+    let trusts = rig.deployment.start("trusts").await;
+    let reporting = rig.deployment.start("reporting").await;
+    register_organisations(&trusts.url, &rig.operator()).await;
+    (trusts, reporting)
+}
+
 /// R14: the projection is down while writers run; writes are unaffected (every command is
 /// acknowledged) and it catches up fully once it is back.
 #[tokio::test]
 async fn r14_a_projection_down_while_writers_run() {
     let rig = Rig::new(None).await;
-    let trusts = rig.deployment.start("trusts").await;
-    let mut reporting = rig.deployment.start("reporting").await;
-    register_organisations(&trusts.url, &rig.operator()).await;
+    let (trusts, mut reporting) = start_apart(&rig).await;
     let load = Load::start(&trusts.url, &rig.operator(), 600);
     load.until_sent(50).await;
     reporting.kill();
@@ -700,9 +719,7 @@ async fn r14_a_projection_down_while_writers_run() {
 #[tokio::test]
 async fn r15_kill_the_projection_mid_catch_up() {
     let rig = Rig::new(None).await;
-    let trusts = rig.deployment.start("trusts").await;
-    let mut reporting = rig.deployment.start("reporting").await;
-    register_organisations(&trusts.url, &rig.operator()).await;
+    let (trusts, mut reporting) = start_apart(&rig).await;
     let load = Load::start(&trusts.url, &rig.operator(), 1_000);
     load.until_sent(100).await;
     reporting.kill();
@@ -735,8 +752,7 @@ async fn r15_kill_the_projection_mid_catch_up() {
 async fn r4_nats_down_longer_than_the_duplicate_window() {
     let mut rig = Rig::new(None).await;
     rig.deployment.environment = vec![("ICS_DUPLICATE_WINDOW_SECS".into(), "1".into())];
-    let server = rig.deployment.start("all").await;
-    register_organisations(&server.url, &rig.operator()).await;
+    let server = rig.start_all().await;
     let load = Load::start(&server.url, &rig.operator(), 800);
     load.until_sent(100).await;
     rig.nats.kill();
@@ -823,8 +839,7 @@ async fn r8_kill_the_stream_leader_of_a_three_node_cluster() {
 #[tokio::test]
 async fn icsd_all_stays_within_its_connection_budget() {
     let rig = Rig::new(None).await;
-    let server = rig.deployment.start("all").await;
-    register_organisations(&server.url, &rig.operator()).await;
+    let server = rig.start_all().await;
     let load = Load::start(&server.url, &rig.operator(), 400);
     let pool = rig.pool().await;
     let mut most = 0i64;
@@ -852,8 +867,7 @@ async fn icsd_all_stays_within_its_connection_budget() {
 #[tokio::test]
 async fn admin_verify_reports_what_the_stream_and_views_lack() {
     let mut rig = Rig::new(None).await;
-    let server = rig.deployment.start("all").await;
-    register_organisations(&server.url, &rig.operator()).await;
+    let server = rig.start_all().await;
     let (_, _, mut acked) = Load::start(&server.url, &rig.operator(), 60)
         .finish_after_limit()
         .await;
@@ -899,8 +913,7 @@ async fn admin_verify_reports_what_the_stream_and_views_lack() {
 #[tokio::test]
 async fn a_restore_under_a_new_prefix_refuses_a_rebuild_until_its_stream_holds_the_log() {
     let rig = Rig::new(None).await;
-    let mut server = rig.deployment.start("all").await;
-    register_organisations(&server.url, &rig.operator()).await;
+    let mut server = rig.start_all().await;
     let (_, _, acked) = Load::start(&server.url, &rig.operator(), 100)
         .finish_after_limit()
         .await;
@@ -964,4 +977,44 @@ async fn a_restore_under_a_new_prefix_refuses_a_rebuild_until_its_stream_holds_t
     )
     .await;
     report("R7 restore under a new prefix", 100, acked.len(), &verdict);
+}
+
+/// `icsctl` sends a command while its server is down and restarting: the channel retries with
+/// the very same request (so the same request id), the command succeeds, and lands once.
+#[tokio::test]
+async fn icsctl_retries_a_command_while_the_server_restarts() {
+    let rig = Rig::new(None).await;
+    let mut server = rig.deployment.start("all").await;
+    server.kill();
+    let mut icsctl = std::process::Command::new(ics_e2e::binary("icsctl"));
+    icsctl
+        .args([
+            "org",
+            "register",
+            "RR8",
+            "--name",
+            "The Leeds Teaching Hospitals NHS Trust",
+            "--kind",
+            "trust",
+        ])
+        .env("ICS_TRUSTS_URL", &server.url)
+        .env("ICS_TOKEN_SECRET", &rig.deployment.secret);
+    let command = tokio::task::spawn_blocking(move || icsctl.output().unwrap());
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    rig.deployment.restart(&mut server).await;
+    let output = command.await.unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let pool = rig.pool().await;
+    let registered: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM trusts.events WHERE stream_id = 'organisation-RR8'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    assert_eq!(registered, 1);
 }

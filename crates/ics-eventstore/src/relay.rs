@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use ics_proto::events::v1::EventEnvelope;
 use uuid::Uuid;
 
-use crate::store::{LogCursor, RecordedEvent, parse_transaction_id, stored_u64, to_i64};
+use crate::store::{LogCursor, RecordedEvent, stored_u64, to_i64};
 use crate::{EventStore, StoreError, fault, subject};
 
 /// Session-level advisory lock electing the one relaying replica (advisory locks are per
@@ -543,13 +543,7 @@ async fn read_checkpoint(
     .bind(stream)
     .fetch_optional(&mut *connection)
     .await?;
-    row.map(|(transaction_id, global_position)| {
-        Ok(LogCursor {
-            transaction_id: parse_transaction_id(&transaction_id)?,
-            global_position: stored_u64("relay checkpoint position", global_position)?,
-        })
-    })
-    .transpose()
+    row.map(LogCursor::from_stored).transpose()
 }
 
 async fn save_checkpoint_in(

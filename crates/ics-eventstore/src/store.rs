@@ -209,6 +209,17 @@ pub struct LogCursor {
 }
 
 impl LogCursor {
+    /// A position as stored: the transaction id as its text (`xid8` leaves SQL only as text)
+    /// and the global position.
+    pub(crate) fn from_stored(
+        (transaction_id, global_position): (String, i64),
+    ) -> Result<Self, StoreError> {
+        Ok(LogCursor {
+            transaction_id: parse_transaction_id(&transaction_id)?,
+            global_position: stored_u64("global_position", global_position)?,
+        })
+    }
+
     pub fn after(event: &RecordedEvent) -> Self {
         LogCursor {
             transaction_id: event.transaction_id,
@@ -339,13 +350,7 @@ impl EventStore {
         .bind(event_id)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|(transaction_id, global_position)| {
-            Ok(LogCursor {
-                transaction_id: parse_transaction_id(&transaction_id)?,
-                global_position: stored_u64("global_position", global_position)?,
-            })
-        })
-        .transpose()
+        row.map(LogCursor::from_stored).transpose()
     }
 
     /// Runs a command: replays the first result of a retried request id, otherwise reads the

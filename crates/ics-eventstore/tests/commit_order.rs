@@ -5,8 +5,6 @@
 
 use std::collections::{HashMap, HashSet};
 
-use async_nats::jetstream::{self, consumer};
-use futures_util::StreamExt;
 use ics_eventstore::relay::{Relay, RelayConfig};
 use ics_eventstore::{EventStore, LogCursor, RecordedEvent, migrate};
 use ics_proto::events::v1::EventEnvelope;
@@ -69,24 +67,15 @@ async fn read_all(store: &EventStore, batch: u32) -> Vec<RecordedEvent> {
 }
 
 async fn stream_event_ids(nats: &async_nats::Client, stream: &str) -> Vec<Uuid> {
-    let jetstream = jetstream::new(nats.clone());
-    let mut stream = jetstream.get_stream(stream).await.unwrap();
-    let total = stream.info().await.unwrap().state.messages as usize;
-    let consumer = stream
-        .create_consumer(consumer::pull::Config {
-            ack_policy: consumer::AckPolicy::None,
-            ..Default::default()
-        })
+    ics_testing::stream_payloads(nats, stream)
         .await
-        .unwrap();
-    let mut messages = consumer.messages().await.unwrap();
-    let mut ids = Vec::with_capacity(total);
-    while ids.len() < total {
-        let message = messages.next().await.unwrap().unwrap();
-        let envelope = EventEnvelope::decode(message.payload.clone()).unwrap();
-        ids.push(Uuid::parse_str(&envelope.event_id).unwrap());
-    }
-    ids
+        .unwrap()
+        .iter()
+        .map(|payload| {
+            let envelope = EventEnvelope::decode(payload.as_slice()).unwrap();
+            Uuid::parse_str(&envelope.event_id).unwrap()
+        })
+        .collect()
 }
 
 fn relay(store: &EventStore, nats: &async_nats::Client, prefix: &str, batch: u32) -> Relay {

@@ -5,8 +5,7 @@
 
 use std::collections::HashSet;
 
-use async_nats::jetstream::{self, consumer};
-use futures_util::StreamExt;
+use async_nats::jetstream;
 use ics_eventstore::identity::{Identity, record_identity};
 use ics_eventstore::relay::{Relay, RelayConfig};
 use ics_eventstore::{CommandContext, EventStore, ExpectedVersion, NewEvent, StoreError, migrate};
@@ -70,27 +69,15 @@ async fn log_ids(store: &EventStore) -> Vec<Uuid> {
 
 /// Every event id in the stream, in stream order (duplicates kept).
 async fn stream_ids(nats: &async_nats::Client, stream: &str) -> Vec<Uuid> {
-    let jetstream = jetstream::new(nats.clone());
-    let mut stream = jetstream.get_stream(stream).await.unwrap();
-    let total = stream.info().await.unwrap().state.messages as usize;
-    if total == 0 {
-        return Vec::new();
-    }
-    let consumer = stream
-        .create_consumer(consumer::pull::Config {
-            ack_policy: consumer::AckPolicy::None,
-            ..Default::default()
-        })
+    ics_testing::stream_payloads(nats, stream)
         .await
-        .unwrap();
-    let mut messages = consumer.messages().await.unwrap();
-    let mut ids = Vec::with_capacity(total);
-    while ids.len() < total {
-        let message = messages.next().await.unwrap().unwrap();
-        let envelope = EventEnvelope::decode(message.payload.clone()).unwrap();
-        ids.push(Uuid::parse_str(&envelope.event_id).unwrap());
-    }
-    ids
+        .unwrap()
+        .iter()
+        .map(|payload| {
+            let envelope = EventEnvelope::decode(payload.as_slice()).unwrap();
+            Uuid::parse_str(&envelope.event_id).unwrap()
+        })
+        .collect()
 }
 
 fn relay(store: &EventStore, nats: &async_nats::Client, prefix: &str) -> Relay {

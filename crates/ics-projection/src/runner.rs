@@ -832,13 +832,7 @@ impl<P: Projection> ProjectionRunner<P> {
     pub async fn lag(&self) -> Result<u64, ProjectionError> {
         let mut lag = 0;
         for service in &self.config.source_services {
-            let stream_name = subject::stream_name(&self.config.subject_prefix, service);
-            let mut consumer = self.consumer(&stream_name).await?;
-            let info = consumer
-                .info()
-                .await
-                .map_err(|error| ProjectionError::JetStream(error.to_string()))?;
-            lag += info.num_pending + info.num_ack_pending as u64;
+            lag += self.pending(service).await?;
         }
         Ok(lag)
     }

@@ -93,24 +93,29 @@ impl ServiceHost {
         shutdown: &CancellationToken,
     ) -> anyhow::Result<ServiceHost> {
         let authenticator = Authenticator::new(&common.auth)?;
-        let (pool, nats, identity, log) = match log {
-            Log::Recorded(migrations) => {
-                let log = EventLog::start(common, service, migrations, shutdown).await?;
-                (log.pool.clone(), log.nats.clone(), log.identity, Some(log))
-            }
-            Log::ProjectionsOnly(migrations) => {
-                let pool = connect_postgres(
-                    &common.database_url,
-                    service,
-                    common.db_max_connections,
-                    shutdown,
-                )
-                .await?;
-                migrate(&pool, &[ics_projection::MIGRATIONS, migrations].concat()).await?;
-                let identity = record_identity(&pool).await?;
-                let nats = connect_nats(&common.nats_url).await?;
-                (pool, nats, identity, None)
-            }
+        let migrations = match log {
+            Log::Recorded(migrations) | Log::ProjectionsOnly(migrations) => migrations,
+        };
+        let pool = connect_postgres(
+            &common.database_url,
+            service,
+            common.db_max_connections,
+            shutdown,
+        )
+        .await?;
+        migrate(&pool, &[ics_projection::MIGRATIONS, migrations].concat()).await?;
+        // Before anything is served or relayed: a restored schema must be recognised first.
+        let identity = record_identity(&pool).await?;
+        let nats = connect_nats(&common.nats_url).await?;
+        let log = match log {
+            Log::Recorded(_) => Some(EventLog::start(
+                common,
+                service,
+                pool.clone(),
+                nats.clone(),
+                shutdown,
+            )),
+            Log::ProjectionsOnly(_) => None,
         };
         Ok(ServiceHost {
             common: common.clone(),

@@ -1,13 +1,12 @@
 //! What every ICS service shares, so that configuration, telemetry, authentication, errors,
 //! gRPC serving and shutdown behave the same in all of them (architecture decision 8).
 //!
-//! A service's `run(config, shutdown)` typically:
-//!
-//! 1. [`telemetry::init`] (in the binary, once per process);
-//! 2. [`startup::EventLog::start`] (its schema, migrations, event store, NATS and relay), or
-//!    [`db::connect_postgres`] and [`nats::connect_nats`] for a service without a log;
-//! 3. builds its gRPC service behind [`auth::Authenticator::interceptor`];
-//! 4. [`server::serve`]s it until the [`server::shutdown_on_signals`] token is cancelled.
+//! Every service's `run(config, shutdown)` is one [`host::ServiceHost`]: it starts the schema,
+//! its identity, NATS and (for a service that records events) the relay; runs the service's
+//! projections under a [`supervisor::Supervisor`]; serves the generated gRPC servers it is given
+//! behind [`auth::Authenticator::interceptor`], with the admin API, health and reflection; and
+//! drains on the [`server::shutdown_on_signals`] token. The binary calls [`telemetry::init`]
+//! once per process.
 //!
 //! Handlers return [`ServiceError`], read the caller with [`auth::principal`] and check it with
 //! the `Principal::authorize_*` helpers.

@@ -382,3 +382,37 @@ async fn wait_listening(port: u16) {
     }
     panic!("nats-server did not start on port {port}");
 }
+
+/// Every message payload of a JetStream stream, in stream order, read by an ephemeral consumer
+/// that acknowledges nothing; none when the stream does not exist.
+pub async fn stream_payloads(
+    nats: &async_nats::Client,
+    stream_name: &str,
+) -> Result<Vec<Vec<u8>>, async_nats::Error> {
+    use async_nats::jetstream::consumer;
+    use futures_util::StreamExt;
+    let jetstream = async_nats::jetstream::new(nats.clone());
+    let Ok(mut stream) = jetstream.get_stream(stream_name).await else {
+        return Ok(Vec::new());
+    };
+    let total = usize::try_from(stream.info().await?.state.messages)?;
+    if total == 0 {
+        return Ok(Vec::new());
+    }
+    let consumer = stream
+        .create_consumer(consumer::pull::Config {
+            ack_policy: consumer::AckPolicy::None,
+            ..Default::default()
+        })
+        .await?;
+    let mut messages = consumer.messages().await?;
+    let mut payloads = Vec::with_capacity(total);
+    while payloads.len() < total {
+        let message = messages
+            .next()
+            .await
+            .ok_or("the stream's messages ended early")??;
+        payloads.push(message.payload.to_vec());
+    }
+    Ok(payloads)
+}
