@@ -466,3 +466,86 @@ async fn a_slow_transaction_holding_an_earlier_position_reaches_the_projection()
     relay_task.await.unwrap();
     fixture.finish().await;
 }
+
+/// A journal that takes its time over every event, as a projection catching up on heavy events
+/// does.
+struct SlowJournal;
+
+impl Projection for SlowJournal {
+    fn name(&self) -> &str {
+        "slow_journal"
+    }
+
+    fn apply<'a>(
+        &'a self,
+        connection: &'a mut PgConnection,
+        event: &'a EventEnvelope,
+    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            Journal.apply(connection, event).await
+        })
+    }
+
+    fn reset<'a>(
+        &'a self,
+        connection: &'a mut PgConnection,
+    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
+        Journal.reset(connection)
+    }
+}
+
+/// The ack wait is short so that a crashed consumer's messages come back within seconds; a
+/// batch that takes several ack waits to apply tells JetStream it is still in progress, so it
+/// is not redelivered under the live consumer.
+#[tokio::test]
+async fn a_batch_longer_than_the_ack_wait_is_not_redelivered() {
+    let fixture = Fixture::new().await;
+    for version in 1..=20 {
+        fixture
+            .rename("organisation-RTP", &format!("name {version}"))
+            .await;
+    }
+    while fixture.relay.publish_pending().await.unwrap() > 0 {}
+    let config = RunnerConfig {
+        ack_wait: Duration::from_secs(1),
+        ..RunnerConfig::new(&fixture.prefix, &["trusts"])
+    };
+    let runner = ProjectionRunner::new(
+        fixture.projection_pool.clone(),
+        fixture.nats.clone(),
+        Arc::new(SlowJournal),
+        config,
+    );
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(runner.run(shutdown.clone()));
+    let stream = async_nats::jetstream::new(fixture.nats.clone())
+        .get_stream(format!("{}_TRUSTS", fixture.prefix.to_uppercase()))
+        .await
+        .unwrap();
+    // JetStream counts messages redelivered and not yet acknowledged: watched while the batch
+    // applies, not afterwards.
+    let mut most_redelivered = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while fixture.journal().await.len() < 20 {
+        assert!(tokio::time::Instant::now() < deadline, "never caught up");
+        if let Ok(mut consumer) = stream
+            .get_consumer::<async_nats::jetstream::consumer::pull::Config>(&format!(
+                "{}_slow_journal",
+                fixture.prefix
+            ))
+            .await
+        {
+            let info = consumer.info().await.unwrap();
+            most_redelivered = most_redelivered.max(info.num_redelivered);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        most_redelivered, 0,
+        "a 3 s batch under a 1 s ack wait was redelivered"
+    );
+    shutdown.cancel();
+    running.await.unwrap();
+    fixture.finish().await;
+}
