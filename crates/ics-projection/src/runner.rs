@@ -267,22 +267,51 @@ impl<P: Projection> ProjectionRunner<P> {
             .get_stream(stream_name)
             .await
             .map_err(|error| ProjectionError::JetStream(error.to_string()))?;
-        let name = self.consumer_name();
         stream
-            .get_or_create_consumer(
-                &name,
-                consumer::pull::Config {
-                    durable_name: Some(name.clone()),
-                    ack_policy: consumer::AckPolicy::Explicit,
-                    deliver_policy: consumer::DeliverPolicy::All,
-                    ack_wait: self.config.ack_wait,
-                    // The runner itself dead-letters at max_deliver; JetStream's limit is a
-                    // backstop one above, so the runner always sees the last attempt.
-                    max_deliver: self.config.max_deliver + 1,
-                    max_ack_pending: 10_000,
-                    ..Default::default()
-                },
-            )
+            .get_or_create_consumer(&self.consumer_name(), self.consumer_config())
+            .await
+            .map_err(|error| ProjectionError::JetStream(error.to_string()))
+    }
+
+    fn consumer_config(&self) -> consumer::pull::Config {
+        consumer::pull::Config {
+            durable_name: Some(self.consumer_name()),
+            ack_policy: consumer::AckPolicy::Explicit,
+            deliver_policy: consumer::DeliverPolicy::All,
+            ack_wait: self.config.ack_wait,
+            // The runner itself dead-letters at max_deliver; JetStream's limit is a
+            // backstop one above, so the runner always sees the last attempt.
+            max_deliver: self.config.max_deliver + 1,
+            max_ack_pending: 10_000,
+            ..Default::default()
+        }
+    }
+
+    /// The consumer, with the ack wait and delivery limit of this configuration: a durable
+    /// consumer created by an earlier version (a 30 s ack wait) is updated in place, keeping
+    /// its position, rather than left redelivering slowly.
+    async fn current_consumer(
+        &self,
+        stream_name: &str,
+    ) -> Result<consumer::Consumer<consumer::pull::Config>, ProjectionError> {
+        let mut existing = self.consumer(stream_name).await?;
+        let wanted = self.consumer_config();
+        let info = existing
+            .info()
+            .await
+            .map_err(|error| ProjectionError::JetStream(error.to_string()))?;
+        if info.config.ack_wait == wanted.ack_wait && info.config.max_deliver == wanted.max_deliver
+        {
+            return Ok(existing);
+        }
+        tracing::info!(projection = self.projection.name(), stream = %stream_name, ack_wait_ms = wanted.ack_wait.as_millis() as u64, "updating the projection's consumer");
+        let stream = self
+            .jetstream
+            .get_stream(stream_name)
+            .await
+            .map_err(|error| ProjectionError::JetStream(error.to_string()))?;
+        stream
+            .create_consumer(wanted)
             .await
             .map_err(|error| ProjectionError::JetStream(error.to_string()))
     }
@@ -292,7 +321,7 @@ impl<P: Projection> ProjectionRunner<P> {
         stream_name: &str,
         shutdown: &CancellationToken,
     ) -> Result<(), ProjectionError> {
-        let consumer = self.consumer(stream_name).await?;
+        let consumer = self.current_consumer(stream_name).await?;
         let messages = consumer
             .stream()
             .max_messages_per_batch(self.config.batch)

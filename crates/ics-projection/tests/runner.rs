@@ -549,3 +549,47 @@ async fn a_batch_longer_than_the_ack_wait_is_not_redelivered() {
     running.await.unwrap();
     fixture.finish().await;
 }
+
+/// A durable consumer created by an earlier version with the old 30 s ack wait is brought to
+/// the configured one when the runner starts, keeping its position.
+#[tokio::test]
+async fn an_existing_consumer_gets_the_configured_ack_wait() {
+    let fixture = Fixture::new().await;
+    let stream = async_nats::jetstream::new(fixture.nats.clone())
+        .get_stream(format!("{}_TRUSTS", fixture.prefix.to_uppercase()))
+        .await
+        .unwrap();
+    let name = format!("{}_journal", fixture.prefix);
+    stream
+        .create_consumer(async_nats::jetstream::consumer::pull::Config {
+            durable_name: Some(name.clone()),
+            ack_policy: async_nats::jetstream::consumer::AckPolicy::Explicit,
+            ack_wait: Duration::from_secs(30),
+            max_deliver: 4,
+            max_ack_pending: 10_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    fixture.rename("organisation-RTP", "Leeds").await;
+    while fixture.relay.publish_pending().await.unwrap() > 0 {}
+    let runner = fixture.runner();
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(runner.clone().run(shutdown.clone()));
+    runner
+        .wait_caught_up(Duration::from_secs(30))
+        .await
+        .unwrap();
+    let mut consumer = stream
+        .get_consumer::<async_nats::jetstream::consumer::pull::Config>(&name)
+        .await
+        .unwrap();
+    assert_eq!(
+        consumer.info().await.unwrap().config.ack_wait,
+        RunnerConfig::new(&fixture.prefix, &["trusts"]).ack_wait
+    );
+    assert_eq!(fixture.journal().await.len(), 1);
+    shutdown.cancel();
+    running.await.unwrap();
+    fixture.finish().await;
+}
