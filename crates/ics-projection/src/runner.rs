@@ -1,9 +1,10 @@
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, consumer};
-use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
+use futures_util::{FutureExt, StreamExt};
 use ics_eventstore::subject;
 use ics_proto::events::v1::EventEnvelope;
 use prost::Message;
@@ -195,6 +196,27 @@ impl Outcome {
     }
 }
 
+/// A message from the consumer's stream, or why there is none.
+fn received(
+    next: Option<Result<jetstream::Message, consumer::pull::MessagesError>>,
+) -> Result<jetstream::Message, ProjectionError> {
+    match next {
+        Some(Ok(message)) => Ok(message),
+        Some(Err(error)) => Err(ProjectionError::JetStream(error.to_string())),
+        None => Err(ProjectionError::JetStream("message stream ended".into())),
+    }
+}
+
+/// Where a message's in-progress note goes (its reply subject), and through which client.
+fn progress_address(
+    message: &jetstream::Message,
+) -> Option<(async_nats::Client, async_nats::Subject)> {
+    message
+        .reply
+        .clone()
+        .map(|reply| (message.context.client(), reply))
+}
+
 impl<P: Projection> ProjectionRunner<P> {
     pub fn new(
         pool: PgPool,
@@ -331,63 +353,77 @@ impl<P: Projection> ProjectionRunner<P> {
             .await
             .map_err(|error| ProjectionError::JetStream(error.to_string()))?;
         tracing::info!(projection = self.projection.name(), stream = %stream_name, "projection consuming");
-        // Whatever has already arrived is applied together, in one transaction: under load
-        // that is one commit per batch instead of one per event.
-        let mut chunks = messages.ready_chunks(self.config.batch);
+        let mut messages = Box::pin(messages);
+        // Messages received and not yet applied. Whatever has already arrived is applied
+        // together, in one transaction: under load that is one commit per batch, not per event.
+        let mut waiting: VecDeque<jetstream::Message> = VecDeque::new();
         loop {
-            let next = tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
-                next = chunks.next() => next,
-            };
-            let Some(chunk) = next else {
-                return Err(ProjectionError::JetStream("message stream ended".into()));
-            };
-            let mut batch = Vec::with_capacity(chunk.len());
-            let mut failure = None;
-            for item in chunk {
-                match item {
-                    Ok(message) => batch.push(message),
-                    Err(error) => {
-                        failure = Some(ProjectionError::JetStream(error.to_string()));
-                        break;
-                    }
+            if waiting.is_empty() {
+                let next = tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    next = messages.next() => next,
+                };
+                waiting.push_back(received(next)?);
+            }
+            while waiting.len() < self.config.batch {
+                match messages.next().now_or_never() {
+                    Some(next) => waiting.push_back(received(next)?),
+                    None => break,
                 }
             }
-            self.handle_batch(stream_name, batch).await;
-            if let Some(error) = failure {
-                return Err(error);
-            }
+            let batch: Vec<jetstream::Message> = waiting
+                .drain(..waiting.len().min(self.config.batch))
+                .collect();
+            self.handle_batch(stream_name, batch, &mut messages, &mut waiting)
+                .await?;
         }
     }
 
-    /// Handles a batch while telling JetStream, every third of the ack wait, that its messages
-    /// are still in progress: the ack wait stays short, so the messages of a consumer that
-    /// crashed are redelivered within seconds, without a long batch being redelivered under a
-    /// live one.
-    async fn handle_batch(&self, stream_name: &str, batch: Vec<jetstream::Message>) {
-        let in_progress: Vec<(async_nats::Client, async_nats::Subject)> = batch
-            .iter()
-            .filter_map(|message| {
-                message
-                    .reply
-                    .clone()
-                    .map(|reply| (message.context.client(), reply))
-            })
-            .collect();
+    /// Handles a batch while telling JetStream, every quarter of the ack wait, that its
+    /// messages — and those that arrive meanwhile and wait their turn — are still in progress.
+    /// The ack wait stays short, so the messages of a consumer that crashed are redelivered
+    /// within seconds, and a long batch is never redelivered under a live one. At most one
+    /// batch waits, so memory stays bounded however slow the projection is.
+    async fn handle_batch<S>(
+        &self,
+        stream_name: &str,
+        batch: Vec<jetstream::Message>,
+        messages: &mut std::pin::Pin<Box<S>>,
+        waiting: &mut VecDeque<jetstream::Message>,
+    ) -> Result<(), ProjectionError>
+    where
+        S: futures_util::Stream<Item = Result<jetstream::Message, consumer::pull::MessagesError>>
+            + ?Sized,
+    {
+        let mut in_progress: Vec<(async_nats::Client, async_nats::Subject)> =
+            batch.iter().filter_map(progress_address).collect();
         let work = self.apply_batch_or_each(stream_name, batch);
         tokio::pin!(work);
-        let period = (self.config.ack_wait / 3).max(Duration::from_millis(100));
+        let period = (self.config.ack_wait / 4).max(Duration::from_millis(100));
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        let mut stream_failure = None;
         loop {
+            let room = stream_failure.is_none() && waiting.len() < self.config.batch;
             tokio::select! {
-                () = &mut work => return,
+                () = &mut work => break,
                 _ = ticker.tick() => {
                     for (client, reply) in &in_progress {
                         // A lost progress note only risks a harmless redelivery.
                         let _ = client.publish(reply.clone(), "+WPI".into()).await;
                     }
                 }
+                next = messages.next(), if room => match received(next) {
+                    Ok(message) => {
+                        in_progress.extend(progress_address(&message));
+                        waiting.push_back(message);
+                    }
+                    Err(error) => stream_failure = Some(error),
+                },
             }
+        }
+        match stream_failure {
+            Some(error) => Err(error),
+            None => Ok(()),
         }
     }
 
