@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use ics_auth::{Principal, mint_token};
 use ics_proto::events::v1::CommandOptions;
-use ics_service_kit::{Principal, mint_token};
 use ics_testing::{TestDatabase, free_port, unique_token};
 use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
@@ -220,7 +220,6 @@ impl Deployment {
             .env("ICS_NATS_URL", &self.nats_url)
             .envs(self.environment.iter().map(|(name, value)| (name, value)))
             .env("ICS_SUBJECT_PREFIX", &self.subject_prefix)
-            .env("ICS_TOKEN_SECRET", &self.secret)
             .env(
                 "ICS_LOG",
                 std::env::var("ICS_TEST_LOG").unwrap_or_else(|_| "warn".into()),
@@ -242,6 +241,14 @@ impl Deployment {
                 Stdio::null()
             })
             .stderr(Stdio::inherit());
+        // The identity provider's keys replace the shared secret when a test gives them.
+        if !self
+            .environment
+            .iter()
+            .any(|(name, _)| name == "ICS_TOKEN_JWKS")
+        {
+            command.env("ICS_TOKEN_SECRET", &self.secret);
+        }
         command.spawn().expect("start icsd")
     }
 
@@ -287,6 +294,7 @@ impl Deployment {
             principal,
             Duration::from_secs(3600),
         )
+        .expect("the deployment's secret signs")
     }
 
     pub async fn finish(self) {

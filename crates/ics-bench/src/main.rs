@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Parser;
 use futures_util::StreamExt;
+use ics_auth::{Principal, mint_token};
 use ics_client::RetryingChannel;
 use ics_proto::events::v1::{CommandOptions, Date, OrganisationKind};
 use ics_proto::reporting::v1::{
@@ -34,7 +35,6 @@ use ics_proto::trusts::v1::{
     LinkOrganisationRequest, RegisterOrganisationRequest, RenameOrganisationRequest,
     trusts_service_client::TrustsServiceClient,
 };
-use ics_service_kit::{Principal, mint_token};
 use tokio::sync::Mutex;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
@@ -158,11 +158,11 @@ async fn main() -> anyhow::Result<()> {
         channel: trusts_channel.clone(),
         trusts: TrustsServiceClient::new(trusts_channel),
         reporting: ReportingServiceClient::new(connect(&cli.reporting_url).await?),
-        operator: token(&Principal::Operator),
+        operator: token(&Principal::Operator)?,
         board: token(&Principal::BoardReader {
             ics_ods_code: Some(BENCH_ICS.to_string()),
             programme_id: None,
-        }),
+        })?,
     };
     setup(&clients, cli.trusts).await?;
     wait_for_members(&clients, cli.trusts).await?;

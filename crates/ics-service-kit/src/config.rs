@@ -35,6 +35,7 @@ pub const DEFAULT_DUPLICATE_WINDOW_SECS: u64 = 120;
 pub const DEFAULT_DB_MAX_CONNECTIONS: u32 = 20;
 pub const DEFAULT_TOKEN_ISSUER: &str = "ics";
 pub const DEFAULT_TOKEN_AUDIENCE: &str = "ics-platform";
+pub const DEFAULT_JWKS_REFRESH_SECS: u64 = 300;
 pub const DEFAULT_LOG_FILTER: &str = "info";
 
 /// Settings every service needs, whatever it does.
@@ -150,7 +151,8 @@ impl fmt::Debug for CommonConfig {
 /// How callers are authenticated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 pub enum AuthMode {
-    /// Every call must carry a valid HS256 bearer token.
+    /// Every call must carry a valid bearer token (RS256/ES256 from the identity provider, or
+    /// HS256 with the shared secret for development and tests).
     #[default]
     Token,
     /// No authentication: every caller is trusted with everything. For a laptop only.
@@ -164,9 +166,20 @@ pub struct AuthConfig {
     #[arg(long, env = "ICS_AUTH_MODE", value_enum, default_value_t = AuthMode::Token)]
     pub auth_mode: AuthMode,
 
-    /// HMAC secret that signs bearer tokens; required in token mode.
+    /// HS256 secret that signs bearer tokens, for development and tests. In production use
+    /// the identity provider's keys (`ICS_TOKEN_JWKS`) instead; never both.
     #[arg(long, env = "ICS_TOKEN_SECRET", hide_env_values = true)]
     pub token_secret: Option<String>,
+
+    /// The identity provider's published signing keys (JWKS, RS256/ES256): a file path or an
+    /// https:// URL, read at start and refreshed every `ICS_TOKEN_JWKS_REFRESH_SECS`.
+    #[arg(long, env = "ICS_TOKEN_JWKS")]
+    pub token_jwks: Option<String>,
+
+    /// Seconds between refreshes of the published keys (a rotated key is used after at most
+    /// this long, without a restart).
+    #[arg(long, env = "ICS_TOKEN_JWKS_REFRESH_SECS", default_value_t = DEFAULT_JWKS_REFRESH_SECS)]
+    pub token_jwks_refresh_secs: u64,
 
     /// Expected `iss` claim of bearer tokens.
     #[arg(long, env = "ICS_TOKEN_ISSUER", default_value = DEFAULT_TOKEN_ISSUER)]
@@ -199,6 +212,8 @@ impl Default for AuthConfig {
         Self {
             auth_mode: AuthMode::Token,
             token_secret: None,
+            token_jwks: None,
+            token_jwks_refresh_secs: DEFAULT_JWKS_REFRESH_SECS,
             token_issuer: DEFAULT_TOKEN_ISSUER.to_owned(),
             token_audience: DEFAULT_TOKEN_AUDIENCE.to_owned(),
         }
@@ -212,6 +227,8 @@ impl fmt::Debug for AuthConfig {
             .debug_struct("AuthConfig")
             .field("auth_mode", &self.auth_mode)
             .field("token_secret", &secret)
+            .field("token_jwks", &self.token_jwks)
+            .field("token_jwks_refresh_secs", &self.token_jwks_refresh_secs)
             .field("token_issuer", &self.token_issuer)
             .field("token_audience", &self.token_audience)
             .finish()

@@ -92,7 +92,7 @@ impl ServiceHost {
         log: Log<'_>,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<ServiceHost> {
-        let authenticator = Authenticator::new(&common.auth)?;
+        let authenticator = Authenticator::start(&common.auth, shutdown).await?;
         let migrations = match log {
             Log::Recorded(migrations) | Log::ProjectionsOnly(migrations) => migrations,
         };

@@ -3,6 +3,7 @@
 
 use chrono::NaiveDate;
 use clap::ValueEnum;
+use ics_auth::Principal;
 use ics_proto::date::from_naive;
 use ics_proto::events::v1::{
     BoardRole, CqcRating, Date, ExecutiveRole, FollowUpCheckpoint, ImprovementDirection,
@@ -10,7 +11,6 @@ use ics_proto::events::v1::{
     PartitionMarkKind, PeerGroupMethod, SpcConflictRule, SpcRuleSet, TargetMetric,
     ValueStreamOrigin, ValueStreamStatus, WorkshopKind,
 };
-use ics_service_kit::Principal;
 
 /// Parses a calendar date written exactly as `YYYY-MM-DD`.
 ///

@@ -1,8 +1,8 @@
 //! The command tree. Every flag that a deployment would set once has an `ICS_*` variable.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use ics_auth::Principal;
 use ics_proto::events::v1::{Date, MetricValue, TargetMetric};
-use ics_service_kit::Principal;
 
 use crate::args::{
     Checkpoint, ConflictRule, Direction, EventKind, ExecRole, Frequency, Kind, Origin,

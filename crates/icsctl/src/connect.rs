@@ -4,6 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use ics_auth::{Principal, mint_token};
 use ics_client::RetryingChannel;
 use ics_proto::admin::v1::admin_service_client::AdminServiceClient;
 use ics_proto::events::v1::CommandOptions;
@@ -11,7 +12,6 @@ use ics_proto::metrics::v1::metrics_service_client::MetricsServiceClient;
 use ics_proto::reporting::v1::reporting_service_client::ReportingServiceClient;
 use ics_proto::trusts::v1::trusts_service_client::TrustsServiceClient;
 use ics_proto::workshops::v1::workshops_service_client::WorkshopsServiceClient;
-use ics_service_kit::{Principal, mint_token};
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
@@ -98,7 +98,7 @@ pub fn resolve_token(global: &GlobalArgs) -> anyhow::Result<Option<String>> {
             &global.token_audience,
             &principal,
             MINTED_TOKEN_TTL,
-        )));
+        )?));
     }
     if let Some(principal) = &global.as_principal {
         // Silently calling without a token would make the server answer for someone else.
@@ -237,7 +237,8 @@ mod tests {
         let token = resolve_token(&global(&["--token-secret", secret, "--as", "trust:RTP"]))
             .expect("resolves")
             .expect("a token");
-        let verifier = ics_service_kit::TokenVerifier::new(secret, "ics", "ics-platform");
+        let verifier =
+            ics_auth::TokenVerifier::with_secret(secret, "ics", "ics-platform").expect("a secret");
         assert_eq!(
             verifier.verify(&token),
             Ok(Principal::TrustWriter {

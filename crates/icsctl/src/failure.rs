@@ -3,7 +3,7 @@
 
 use std::io;
 
-use ics_service_kit::error::code_name;
+use ics_client::code_name;
 use tonic::Status;
 use tonic_types::StatusExt;
 

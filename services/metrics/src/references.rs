@@ -145,7 +145,10 @@ impl References {
         };
         // Permission first: a trust learns nothing about which other organisations exist.
         if let Err(error) = principal.authorize_trust_write(&input.ods_code) {
-            return Ok(Err(Rejection::new(field("ods_code"), error)));
+            return Ok(Err(Rejection::new(
+                field("ods_code"),
+                ServiceError::from(error),
+            )));
         }
         if !self.organisation_known(&input.ods_code).await? {
             return Ok(Err(Rejection::new(

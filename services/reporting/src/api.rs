@@ -192,7 +192,7 @@ fn authorize_ics(principal: &Principal, ics_ods_code: &str) -> Result<(), Servic
     let mut violations = Violations::default();
     validate::ods_code(&mut violations, "ics_ods_code", ics_ods_code);
     violations.into_result()?;
-    principal.authorize_ics_read(ics_ods_code)
+    Ok(principal.authorize_ics_read(ics_ods_code)?)
 }
 
 fn required_measure(violations: &mut Violations, measure_code: &str) {

@@ -62,7 +62,7 @@ impl WorkshopsApi {
         workshop_id: &str,
     ) -> Result<(), ServiceError> {
         let owner = self.workshop(workshop_id).await?.ods_code().to_string();
-        principal.authorize_trust_write(&owner)
+        Ok(principal.authorize_trust_write(&owner)?)
     }
 
     async fn execute<F>(

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
+use ics_auth::{Principal, mint_token};
 use ics_proto::admin::v1 as api;
-use ics_service_kit::{Principal, mint_token};
 
 use crate::cli::{AdminCommand, EventsCommand, GlobalArgs, ServiceName, TokenCommand};
 use crate::connect::Context;
@@ -220,7 +220,7 @@ pub fn token(global: &GlobalArgs, command: TokenCommand) -> anyhow::Result<()> {
         &global.token_audience,
         &principal,
         Duration::from_secs(ttl_hours.saturating_mul(3600)),
-    );
+    )?;
     outln!("{token}")?;
     Ok(())
 }
