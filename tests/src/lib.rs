@@ -46,6 +46,8 @@ pub fn binary(name: &str) -> PathBuf {
 #[derive(Debug)]
 pub struct Server {
     child: Option<Child>,
+    /// How the harness reaches it.
+    tls: ics_client::ClientTls,
     /// What the process runs (`all`, `trusts`…), and where, for a restart on the same ports.
     service: String,
     listen: Listen,
@@ -91,11 +93,11 @@ impl Server {
 
 impl Server {
     async fn wait_serving(&self) {
-        wait_serving(&self.url, &self.service).await;
+        wait_serving(&self.url, &self.service, &self.tls).await;
         if self.service == "all" {
-            wait_serving(&self.workshops_url, "workshops").await;
-            wait_serving(&self.metrics_url, "metrics").await;
-            wait_serving(&self.reporting_url, "reporting").await;
+            wait_serving(&self.workshops_url, "workshops", &self.tls).await;
+            wait_serving(&self.metrics_url, "metrics", &self.tls).await;
+            wait_serving(&self.reporting_url, "reporting", &self.tls).await;
         }
     }
 
@@ -158,6 +160,9 @@ pub struct Deployment {
     pub nats_url: String,
     /// Further environment for the servers (fault points, drain delays…).
     pub environment: Vec<(String, String)>,
+    /// How the harness itself reaches servers that serve TLS (`ICS_TLS_CERT` in the
+    /// environment): their URLs are then `https://`.
+    pub client_tls: ics_client::ClientTls,
 }
 
 impl Deployment {
@@ -174,7 +179,23 @@ impl Deployment {
             follow_up_grace_days: 0,
             nats_url,
             environment: Vec::new(),
+            client_tls: ics_client::ClientTls::default(),
         }
+    }
+
+    fn serves_tls(&self) -> bool {
+        self.environment
+            .iter()
+            .any(|(name, _)| name == "ICS_TLS_CERT")
+    }
+
+    /// A channel to `url` as this deployment's servers are reached (TLS or not).
+    pub async fn channel(&self, url: &str) -> Channel {
+        ics_client::endpoint(url, &self.client_tls)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
     }
 
     /// Starts `icsd <service>` and waits until its health check says SERVING.
@@ -191,14 +212,16 @@ impl Deployment {
             "metrics" => &listen.metrics,
             _ => &listen.trusts,
         };
+        let scheme = if self.serves_tls() { "https" } else { "http" };
         let server = Server {
             child: Some(self.spawn(&["icsd", service], &listen)),
-            url: format!("http://{own}"),
-            workshops_url: format!("http://{}", listen.workshops),
-            metrics_url: format!("http://{}", listen.metrics),
-            reporting_url: format!("http://{}", listen.reporting),
+            url: format!("{scheme}://{own}"),
+            workshops_url: format!("{scheme}://{}", listen.workshops),
+            metrics_url: format!("{scheme}://{}", listen.metrics),
+            reporting_url: format!("{scheme}://{}", listen.reporting),
             service: service.to_string(),
             listen,
+            tls: self.client_tls.clone(),
         };
         server.wait_serving().await;
         server
@@ -273,6 +296,16 @@ impl Deployment {
             .env("ICS_METRICS_URL", &server.metrics_url)
             .env("ICS_REPORTING_URL", &server.reporting_url)
             .env("ICS_TOKEN_SECRET", &self.secret);
+        let tls = [
+            ("ICS_TLS_CA", &self.client_tls.ca),
+            ("ICS_TLS_CLIENT_CERT", &self.client_tls.cert),
+            ("ICS_TLS_CLIENT_KEY", &self.client_tls.key),
+        ];
+        for (name, file) in tls {
+            if let Some(file) = file {
+                command.env(name, file);
+            }
+        }
         // Off the test's runtime thread, which must keep serving its own connections.
         let output = tokio::task::spawn_blocking(move || command.output())
             .await
@@ -305,7 +338,7 @@ impl Deployment {
     }
 }
 
-async fn wait_serving(url: &str, service: &str) {
+async fn wait_serving(url: &str, service: &str, tls: &ics_client::ClientTls) {
     let service_name = match service {
         "trusts" => "ics.trusts.v1.TrustsService",
         "reporting" => "ics.reporting.v1.ReportingService",
@@ -316,11 +349,7 @@ async fn wait_serving(url: &str, service: &str) {
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
-        if let Ok(channel) = Channel::from_shared(url.to_string())
-            .unwrap()
-            .connect()
-            .await
-        {
+        if let Ok(channel) = ics_client::endpoint(url, tls).unwrap().connect().await {
             let mut health = HealthClient::new(channel);
             if let Ok(response) = health
                 .check(HealthCheckRequest {

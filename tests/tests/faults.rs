@@ -668,6 +668,7 @@ async fn o3_restore_into_a_fresh_cluster() {
             follow_up_grace_days: 0,
             nats_url: rig.nats.url(),
             environment: Vec::new(),
+            client_tls: ics_client::ClientTls::default(),
         },
         postgres: fresh,
         nats: rig.nats,

@@ -71,3 +71,171 @@ async fn tokens_are_verified_against_the_published_keys_which_rotate_without_a_r
     let _ = std::fs::remove_file(&jwks);
     deployment.finish().await;
 }
+
+/// A certificate authority for the test, and the certificates it signs, written as PEM files.
+struct Authority {
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    pem: String,
+}
+
+impl Authority {
+    fn new(name: &str) -> Authority {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let certificate = params.self_signed(&key).unwrap();
+        Authority {
+            pem: certificate.pem(),
+            issuer: rcgen::Issuer::new(params, key),
+        }
+    }
+
+    /// A certificate for the loopback server (or a client), and its key, both PEM.
+    fn sign(&self, names: &[&str]) -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let names: Vec<String> = names.iter().map(|name| (*name).to_owned()).collect();
+        let certificate = rcgen::CertificateParams::new(names)
+            .unwrap()
+            .signed_by(&key, &self.issuer)
+            .unwrap();
+        (certificate.pem(), key.serialize_pem())
+    }
+}
+
+fn write(dir: &std::path::Path, name: &str, contents: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap();
+    path
+}
+
+/// S1: TLS and mutual TLS on the listeners. A client without a certificate, with one from an
+/// untrusted authority, or speaking plaintext fails in the handshake and reaches no handler; a
+/// renewed server certificate is served without a restart.
+#[tokio::test]
+async fn listeners_serve_tls_require_trusted_client_certificates_and_reload_them() {
+    let dir = std::env::temp_dir().join(format!("ics-tls-{}", ics_testing::unique_token()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let platform = Authority::new("ICS test platform CA");
+    let hospitals = Authority::new("ICS test hospitals CA");
+    let rogue = Authority::new("someone else's CA");
+    let (server_cert, server_key) = platform.sign(&["127.0.0.1", "localhost"]);
+    let (client_cert, client_key) = hospitals.sign(&["hospital-system"]);
+    let (rogue_cert, rogue_key) = rogue.sign(&["hospital-system"]);
+    let ca = write(&dir, "platform-ca.pem", &platform.pem);
+    let cert = write(&dir, "server.pem", &server_cert);
+    let key = write(&dir, "server.key", &server_key);
+    let client_ca = write(&dir, "hospitals-ca.pem", &hospitals.pem);
+    let client = (
+        write(&dir, "client.pem", &client_cert),
+        write(&dir, "client.key", &client_key),
+    );
+    let stranger = (
+        write(&dir, "rogue.pem", &rogue_cert),
+        write(&dir, "rogue.key", &rogue_key),
+    );
+
+    let mut deployment = Deployment::new().await;
+    deployment.environment = vec![
+        ("ICS_TLS_CERT".into(), cert.display().to_string()),
+        ("ICS_TLS_KEY".into(), key.display().to_string()),
+        ("ICS_TLS_CLIENT_CA".into(), client_ca.display().to_string()),
+        ("ICS_TLS_RELOAD_SECS".into(), "1".into()),
+    ];
+    let trusted = ics_client::ClientTls {
+        ca: Some(ca.clone()),
+        cert: Some(client.0.clone()),
+        key: Some(client.1.clone()),
+    };
+    deployment.client_tls = trusted.clone();
+    let server = deployment.start("trusts").await;
+    assert!(server.url.starts_with("https://"));
+    let token = deployment.token(&Principal::Operator);
+
+    let call = |tls: ics_client::ClientTls, url: String, token: String| async move {
+        let channel = ics_client::endpoint(&url, &tls)?.connect().await?;
+        TrustsServiceClient::new(channel)
+            .list_organisations(authorized(&token, ListOrganisationsRequest::default()))
+            .await
+            .map_err(|status| -> Box<dyn std::error::Error> { Box::new(status) })?;
+        Ok::<(), Box<dyn std::error::Error>>(())
+    };
+
+    call(trusted.clone(), server.url.clone(), token.clone())
+        .await
+        .expect("a trusted client certificate is served");
+    let without_certificate = ics_client::ClientTls {
+        ca: Some(ca.clone()),
+        ..Default::default()
+    };
+    assert!(
+        call(without_certificate, server.url.clone(), token.clone())
+            .await
+            .is_err(),
+        "no client certificate"
+    );
+    let untrusted = ics_client::ClientTls {
+        ca: Some(ca.clone()),
+        cert: Some(stranger.0.clone()),
+        key: Some(stranger.1.clone()),
+    };
+    assert!(
+        call(untrusted, server.url.clone(), token.clone())
+            .await
+            .is_err(),
+        "a certificate from an untrusted authority"
+    );
+    let plaintext = server.url.replace("https://", "http://");
+    assert!(
+        call(ics_client::ClientTls::default(), plaintext, token.clone())
+            .await
+            .is_err(),
+        "plaintext"
+    );
+
+    // The health probe takes the same TLS settings.
+    let probe = std::process::Command::new(ics_e2e::binary("icsd"))
+        .args(["healthcheck", "--url", &server.url])
+        .env("ICS_TLS_CA", &ca)
+        .env("ICS_TLS_CLIENT_CERT", &client.0)
+        .env("ICS_TLS_CLIENT_KEY", &client.1)
+        .output()
+        .unwrap();
+    assert!(
+        probe.status.success(),
+        "{}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+
+    // Renewal: a certificate from a new platform CA replaces the files; new connections get
+    // it without a restart.
+    let renewed = Authority::new("ICS test platform CA, renewed");
+    let (renewed_cert, renewed_key) = renewed.sign(&["127.0.0.1", "localhost"]);
+    let renewed_ca = write(&dir, "renewed-ca.pem", &renewed.pem);
+    write(&dir, "server.key", &renewed_key);
+    write(&dir, "server.pem", &renewed_cert);
+    let trusting_renewed = ics_client::ClientTls {
+        ca: Some(renewed_ca),
+        ..trusted.clone()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while call(trusting_renewed.clone(), server.url.clone(), token.clone())
+        .await
+        .is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the renewed certificate was never served"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        call(trusted, server.url.clone(), token).await.is_err(),
+        "the old certificate is no longer served"
+    );
+
+    let _ = std::fs::remove_dir_all(&dir);
+    deployment.finish().await;
+}

@@ -240,12 +240,7 @@ pub async fn run(
     trusts: usize,
     args: &IngestArgs,
 ) -> anyhow::Result<()> {
-    let channel = RetryingChannel::new(
-        tonic::transport::Channel::from_shared(metrics_url.to_string())?
-            .connect()
-            .await
-            .with_context(|| format!("cannot reach {metrics_url}"))?,
-    );
+    let channel = crate::connect(metrics_url, &clients.tls).await?;
     let mut metrics =
         MetricsServiceClient::new(channel).max_encoding_message_size(64 * 1024 * 1024);
     define_measures(&mut metrics, &clients.operator, args.measures).await?;

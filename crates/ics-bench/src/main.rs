@@ -25,7 +25,7 @@ use anyhow::Context;
 use clap::Parser;
 use futures_util::StreamExt;
 use ics_auth::{Principal, mint_token};
-use ics_client::RetryingChannel;
+use ics_client::{ClientTls, RetryingChannel};
 use ics_proto::events::v1::{CommandOptions, Date, OrganisationKind};
 use ics_proto::reporting::v1::{
     GetOverviewRequest, Overview, Scope, WatchOverviewRequest,
@@ -49,6 +49,15 @@ pub(crate) const BENCH_ICS: &str = "QZB";
 struct Cli {
     #[arg(long, env = "ICS_TRUSTS_URL", default_value = "http://127.0.0.1:50051")]
     trusts_url: String,
+    /// PEM CA certificate(s) the services' TLS certificates chain to (https:// URLs).
+    #[arg(long, env = "ICS_TLS_CA")]
+    ca: Option<std::path::PathBuf>,
+    /// PEM client certificate for services that require mutual TLS (with --key).
+    #[arg(long, env = "ICS_TLS_CLIENT_CERT")]
+    cert: Option<std::path::PathBuf>,
+    /// PEM private key of --cert.
+    #[arg(long, env = "ICS_TLS_CLIENT_KEY")]
+    key: Option<std::path::PathBuf>,
     #[arg(
         long,
         env = "ICS_REPORTING_URL",
@@ -113,6 +122,7 @@ struct Cli {
 #[derive(Clone)]
 pub(crate) struct Clients {
     channel: RetryingChannel,
+    tls: ClientTls,
     trusts: TrustsServiceClient<RetryingChannel>,
     reporting: ReportingServiceClient<RetryingChannel>,
     operator: String,
@@ -153,11 +163,17 @@ async fn main() -> anyhow::Result<()> {
             Duration::from_secs(3600),
         )
     };
-    let trusts_channel = connect(&cli.trusts_url).await?;
+    let tls = ClientTls {
+        ca: cli.ca.clone(),
+        cert: cli.cert.clone(),
+        key: cli.key.clone(),
+    };
+    let trusts_channel = connect(&cli.trusts_url, &tls).await?;
     let clients = Clients {
         channel: trusts_channel.clone(),
         trusts: TrustsServiceClient::new(trusts_channel),
-        reporting: ReportingServiceClient::new(connect(&cli.reporting_url).await?),
+        reporting: ReportingServiceClient::new(connect(&cli.reporting_url, &tls).await?),
+        tls,
         operator: token(&Principal::Operator)?,
         board: token(&Principal::BoardReader {
             ics_ods_code: Some(BENCH_ICS.to_string()),
@@ -255,9 +271,9 @@ async fn delete_streams(nats_url: &str, prefix: &str) -> anyhow::Result<()> {
 }
 
 /// A channel that retries calls a restarting or overloaded server could not take, with the
-/// same request id; a retried call's latency includes its retries.
-async fn connect(url: &str) -> anyhow::Result<RetryingChannel> {
-    let channel = tonic::transport::Channel::from_shared(url.to_string())?
+/// same request id; a retried call's latency includes its retries. An https:// URL gets TLS.
+pub(crate) async fn connect(url: &str, tls: &ClientTls) -> anyhow::Result<RetryingChannel> {
+    let channel = ics_client::endpoint(url, tls)?
         .connect()
         .await
         .with_context(|| format!("cannot reach {url}"))?;

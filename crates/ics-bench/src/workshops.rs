@@ -55,12 +55,7 @@ pub async fn run(
     rate: u32,
     seconds: u64,
 ) -> anyhow::Result<()> {
-    let channel = RetryingChannel::new(
-        tonic::transport::Channel::from_shared(workshops_url.to_string())?
-            .connect()
-            .await
-            .with_context(|| format!("cannot reach {workshops_url}"))?,
-    );
+    let channel = crate::connect(workshops_url, &clients.tls).await?;
     let workshops = WorkshopsServiceClient::new(channel);
     let value_streams = define_value_streams(clients).await?;
     let total = count(rate, Duration::from_secs(seconds));

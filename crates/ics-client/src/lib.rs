@@ -129,3 +129,104 @@ pub fn code_name(code: tonic::Code) -> &'static str {
         Code::Unauthenticated => "UNAUTHENTICATED",
     }
 }
+
+/// TLS for a client: the CA that the server's certificate must chain to (the public web roots
+/// when none is given) and, for servers that require mutual TLS, the client's certificate and
+/// key — all PEM files.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientTls {
+    pub ca: Option<std::path::PathBuf>,
+    pub cert: Option<std::path::PathBuf>,
+    pub key: Option<std::path::PathBuf>,
+}
+
+/// Why a service's address cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum EndpointError {
+    #[error("'{url}' is not a usable URL: {reason}")]
+    Url { url: String, reason: String },
+    #[error("cannot read {path}: {reason}")]
+    File { path: String, reason: String },
+    #[error("--ca, --cert and --key need an https:// URL; '{0}' would send the token in plaintext")]
+    TlsWithoutHttps(String),
+    #[error("--cert and --key go together")]
+    HalfIdentity,
+}
+
+/// The endpoint of a service at `url`. An `https://` URL always gets TLS (with `tls`, or the
+/// public web roots): a bearer token is never sent in plaintext to an address that asked for
+/// TLS. TLS settings with an `http://` URL are refused rather than ignored.
+pub fn endpoint(url: &str, tls: &ClientTls) -> Result<tonic::transport::Endpoint, EndpointError> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|error| EndpointError::File {
+            path: path.display().to_string(),
+            reason: error.to_string(),
+        })
+    };
+    let endpoint = Endpoint::from_shared(url.to_owned()).map_err(|error| EndpointError::Url {
+        url: url.to_owned(),
+        reason: error.to_string(),
+    })?;
+    let https = endpoint.uri().scheme_str() == Some("https");
+    if !https {
+        if tls != &ClientTls::default() {
+            return Err(EndpointError::TlsWithoutHttps(url.to_owned()));
+        }
+        return Ok(endpoint);
+    }
+    let mut config = ClientTlsConfig::new();
+    config = match &tls.ca {
+        Some(ca) => config.ca_certificate(Certificate::from_pem(read(ca)?)),
+        None => config.with_webpki_roots(),
+    };
+    match (&tls.cert, &tls.key) {
+        (Some(cert), Some(key)) => {
+            config = config.identity(Identity::from_pem(read(cert)?, read(key)?));
+        }
+        (None, None) => {}
+        _ => return Err(EndpointError::HalfIdentity),
+    }
+    endpoint
+        .tls_config(config)
+        .map_err(|error| EndpointError::Url {
+            url: url.to_owned(),
+            reason: error.to_string(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn https_always_gets_tls_and_tls_settings_never_go_to_plaintext() {
+        let none = ClientTls::default();
+        assert!(endpoint("https://ics.example.nhs.uk:443", &none).is_ok());
+        assert!(endpoint("http://127.0.0.1:50051", &none).is_ok());
+        let with_ca = ClientTls {
+            ca: Some("/nonexistent/ca.pem".into()),
+            ..ClientTls::default()
+        };
+        assert!(matches!(
+            endpoint("http://ics.example.nhs.uk:50051", &with_ca),
+            Err(EndpointError::TlsWithoutHttps(_))
+        ));
+        assert!(matches!(
+            endpoint("https://ics.example.nhs.uk", &with_ca),
+            Err(EndpointError::File { .. })
+        ));
+        let half = ClientTls {
+            cert: Some("/nonexistent/client.pem".into()),
+            ..ClientTls::default()
+        };
+        assert!(matches!(
+            endpoint("https://ics.example.nhs.uk", &half),
+            Err(EndpointError::HalfIdentity)
+        ));
+        assert!(matches!(
+            endpoint("not a url", &none),
+            Err(EndpointError::Url { .. })
+        ));
+    }
+}

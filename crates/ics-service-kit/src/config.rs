@@ -36,6 +36,7 @@ pub const DEFAULT_DB_MAX_CONNECTIONS: u32 = 20;
 pub const DEFAULT_TOKEN_ISSUER: &str = "ics";
 pub const DEFAULT_TOKEN_AUDIENCE: &str = "ics-platform";
 pub const DEFAULT_JWKS_REFRESH_SECS: u64 = 300;
+pub const DEFAULT_TLS_RELOAD_SECS: u64 = 30;
 pub const DEFAULT_LOG_FILTER: &str = "info";
 
 /// Settings every service needs, whatever it does.
@@ -69,6 +70,9 @@ pub struct CommonConfig {
 
     #[command(flatten)]
     pub telemetry: TelemetryConfig,
+
+    #[command(flatten)]
+    pub tls: TlsConfig,
 
     /// Seconds to let in-flight calls finish after a shutdown signal before giving up on them.
     #[arg(long, env = "ICS_SHUTDOWN_GRACE_SECS", default_value_t = DEFAULT_SHUTDOWN_GRACE_SECS)]
@@ -121,6 +125,7 @@ impl Default for CommonConfig {
             subject_prefix: DEFAULT_SUBJECT_PREFIX.to_owned(),
             auth: AuthConfig::default(),
             telemetry: TelemetryConfig::default(),
+            tls: TlsConfig::default(),
             shutdown_grace_secs: DEFAULT_SHUTDOWN_GRACE_SECS,
             shutdown_drain_secs: DEFAULT_SHUTDOWN_DRAIN_SECS,
             db_max_connections: DEFAULT_DB_MAX_CONNECTIONS,
@@ -139,6 +144,7 @@ impl fmt::Debug for CommonConfig {
             .field("subject_prefix", &self.subject_prefix)
             .field("auth", &self.auth)
             .field("telemetry", &self.telemetry)
+            .field("tls", &self.tls)
             .field("shutdown_grace_secs", &self.shutdown_grace_secs)
             .field("shutdown_drain_secs", &self.shutdown_drain_secs)
             .field("db_max_connections", &self.db_max_connections)
@@ -232,6 +238,39 @@ impl fmt::Debug for AuthConfig {
             .field("token_issuer", &self.token_issuer)
             .field("token_audience", &self.token_audience)
             .finish()
+    }
+}
+
+/// TLS on the gRPC listeners (see [`crate::tls`]); plaintext when no certificate is given.
+#[derive(Debug, Args, Clone)]
+pub struct TlsConfig {
+    /// PEM certificate chain the gRPC listeners present.
+    #[arg(long, env = "ICS_TLS_CERT")]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// PEM private key of that certificate.
+    #[arg(long, env = "ICS_TLS_KEY")]
+    pub tls_key: Option<std::path::PathBuf>,
+
+    /// PEM CA certificates that clients' certificates must chain to: mutual TLS. A client
+    /// without a trusted certificate fails in the handshake.
+    #[arg(long, env = "ICS_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<std::path::PathBuf>,
+
+    /// Seconds between looks at the certificate files; changed ones are used for new
+    /// connections without a restart.
+    #[arg(long, env = "ICS_TLS_RELOAD_SECS", default_value_t = DEFAULT_TLS_RELOAD_SECS)]
+    pub tls_reload_secs: u64,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            tls_reload_secs: DEFAULT_TLS_RELOAD_SECS,
+        }
     }
 }
 

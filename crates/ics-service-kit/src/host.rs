@@ -22,6 +22,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use ics_eventstore::identity::{Identity, record_identity};
 use ics_eventstore::relay::Relay;
@@ -218,7 +219,17 @@ impl ServiceHost {
         self.add_service(AdminServiceServer::new(admin));
         let listener = tokio::net::TcpListener::bind(listen).await?;
         tracing::info!(service = self.service, listen = %listener.local_addr()?, "serving");
+        let tls = crate::tls::TlsFiles::from_config(&self.common.tls)?
+            .map(|files| {
+                crate::tls::ReloadingTls::start(
+                    files,
+                    Duration::from_secs(self.common.tls.tls_reload_secs),
+                    &self.shutdown,
+                )
+            })
+            .transpose()?;
         let options = ServeOptions::new(listener, self.service_names.clone())
+            .with_tls(tls)
             .with_grace(self.common.shutdown_grace())
             .with_drain_delay(self.common.shutdown_drain())
             .with_max_message_bytes(self.max_message_bytes);

@@ -24,6 +24,7 @@ pub mod server;
 pub mod startup;
 pub mod supervisor;
 pub mod telemetry;
+pub mod tls;
 pub mod validate;
 
 pub use auth::{AuthError, Authenticator, Principal, TokenVerifier, mint_token, principal};

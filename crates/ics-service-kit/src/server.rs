@@ -72,6 +72,8 @@ pub struct ServeOptions {
     pub drain_delay: Duration,
     /// Largest single request message accepted, checked on the wire before a handler runs.
     pub max_message_bytes: usize,
+    /// TLS (and mutual TLS) on the listener; plaintext when none.
+    pub tls: Option<crate::tls::ReloadingTls>,
 }
 
 impl ServeOptions {
@@ -83,7 +85,13 @@ impl ServeOptions {
             grace: DEFAULT_GRACE,
             drain_delay: Duration::ZERO,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            tls: None,
         }
+    }
+
+    pub fn with_tls(mut self, tls: Option<crate::tls::ReloadingTls>) -> Self {
+        self.tls = tls;
+        self
     }
 
     pub fn with_health(mut self, health: HealthReporter) -> Self {
@@ -141,6 +149,7 @@ pub async fn serve(
         grace,
         drain_delay,
         max_message_bytes,
+        tls,
     } = options;
     let local_addr = listener
         .local_addr()
@@ -171,72 +180,110 @@ pub async fn serve(
     health.set_service_status("", ServingStatus::Serving).await;
 
     let stop_accepting = CancellationToken::new();
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let service = GrpcService {
         routes,
         max_message_bytes,
     };
-    let mut server = pin!(
-        Server::builder()
-            .trace_fn(request_span)
-            .serve_with_incoming_shutdown(
-                service,
-                incoming,
-                stop_accepting.clone().cancelled_owned()
-            )
-    );
-    tracing::info!(listen = %local_addr, services = ?service_names, "serving");
-
-    tokio::select! {
-        result = &mut server => {
-            result.context("the gRPC server stopped unexpectedly")?;
-            return Ok(());
+    let stopped = stop_accepting.clone().cancelled_owned();
+    let serving = Serving {
+        local_addr,
+        service_names,
+        health,
+        grace,
+        drain_delay,
+        stop_accepting: stop_accepting.clone(),
+    };
+    tracing::info!(listen = %local_addr, services = ?serving.service_names, tls = tls.is_some(), "serving");
+    let builder = Server::builder().trace_fn(request_span);
+    match tls {
+        None => {
+            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+            let server = builder.serve_with_incoming_shutdown(service, incoming, stopped);
+            serving.until_drained(server, shutdown).await
         }
-        () = shutdown.cancelled() => {}
+        Some(tls) => {
+            let incoming = crate::tls::incoming(listener, tls, stop_accepting);
+            let server = builder.serve_with_incoming_shutdown(service, incoming, stopped);
+            serving.until_drained(server, shutdown).await
+        }
     }
+}
 
-    tracing::info!(listen = %local_addr, grace_secs = grace.as_secs(), "draining");
-    for service_name in &service_names {
+/// What draining needs to know of a running server.
+struct Serving {
+    local_addr: std::net::SocketAddr,
+    service_names: Vec<&'static str>,
+    health: HealthReporter,
+    grace: Duration,
+    drain_delay: Duration,
+    stop_accepting: CancellationToken,
+}
+
+impl Serving {
+    /// Runs `server` until `shutdown`, then drains it as [`serve`] describes.
+    async fn until_drained<F>(self, server: F, shutdown: CancellationToken) -> anyhow::Result<()>
+    where
+        F: std::future::Future<Output = Result<(), tonic::transport::Error>>,
+    {
+        let Serving {
+            local_addr,
+            service_names,
+            mut health,
+            grace,
+            drain_delay,
+            stop_accepting,
+        } = self;
+        let mut server = pin!(server);
+        tokio::select! {
+            result = &mut server => {
+                result.context("the gRPC server stopped unexpectedly")?;
+                return Ok(());
+            }
+            () = shutdown.cancelled() => {}
+        }
+
+        tracing::info!(listen = %local_addr, grace_secs = grace.as_secs(), "draining");
+        for service_name in &service_names {
+            health
+                .set_service_status(service_name, ServingStatus::NotServing)
+                .await;
+        }
         health
-            .set_service_status(service_name, ServingStatus::NotServing)
+            .set_service_status("", ServingStatus::NotServing)
             .await;
-    }
-    health
-        .set_service_status("", ServingStatus::NotServing)
-        .await;
-    // The server goes on accepting and answering during the delay (it must be polled for
-    // that): pollers see NOT_SERVING, and calls still complete.
-    tokio::select! {
-        result = &mut server => {
-            result.context("the gRPC server stopped while draining")?;
-            return Ok(());
+        // The server goes on accepting and answering during the delay (it must be polled for
+        // that): pollers see NOT_SERVING, and calls still complete.
+        tokio::select! {
+            result = &mut server => {
+                result.context("the gRPC server stopped while draining")?;
+                return Ok(());
+            }
+            () = tokio::time::sleep(drain_delay) => {}
         }
-        () = tokio::time::sleep(drain_delay) => {}
-    }
 
-    stop_accepting.cancel();
-    // Health watches are streams that never end by themselves; removing the statuses closes
-    // them (after they deliver NOT_SERVING) so that they do not hold the drain open.
-    let mut health = health;
-    for service_name in &service_names {
-        health.clear_service_status(service_name).await;
-    }
-    health.clear_service_status("").await;
+        stop_accepting.cancel();
+        // Health watches are streams that never end by themselves; removing the statuses closes
+        // them (after they deliver NOT_SERVING) so that they do not hold the drain open.
+        for service_name in &service_names {
+            health.clear_service_status(service_name).await;
+        }
+        health.clear_service_status("").await;
 
-    match tokio::time::timeout(grace, server).await {
-        Ok(result) => {
-            result.context("the gRPC server failed while draining")?;
-            tracing::info!(listen = %local_addr, "stopped");
+        match tokio::time::timeout(grace, server).await {
+            Ok(result) => {
+                result.context("the gRPC server failed while draining")?;
+                tracing::info!(listen = %local_addr, "stopped");
+            }
+            Err(_elapsed) => {
+                tracing::warn!(
+                    listen = %local_addr,
+                    grace_secs = grace.as_secs(),
+                    "grace period elapsed; abandoning in-flight calls"
+                );
+            }
         }
-        Err(_elapsed) => {
-            tracing::warn!(
-                listen = %local_addr,
-                grace_secs = grace.as_secs(),
-                "grace period elapsed; abandoning in-flight calls"
-            );
-        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// A span per call, child of the caller's `traceparent`, so that everything a handler logs

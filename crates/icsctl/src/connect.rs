@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use ics_auth::{Principal, mint_token};
-use ics_client::RetryingChannel;
+use ics_client::{ClientTls, RetryingChannel};
 use ics_proto::admin::v1::admin_service_client::AdminServiceClient;
 use ics_proto::events::v1::CommandOptions;
 use ics_proto::metrics::v1::metrics_service_client::MetricsServiceClient;
@@ -15,7 +15,6 @@ use ics_proto::workshops::v1::workshops_service_client::WorkshopsServiceClient;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Endpoint;
 use tonic::{Request, Status};
 
 use crate::cli::{GlobalArgs, OutputFormat, ServiceName};
@@ -118,6 +117,7 @@ pub struct Context {
     pub metrics_url: String,
     pub reporting_url: String,
     pub bearer: Bearer,
+    pub tls: ClientTls,
     pub request_id: Option<String>,
     pub expected_version: Option<u64>,
     pub output: OutputFormat,
@@ -132,6 +132,11 @@ impl Context {
             metrics_url: global.metrics_url.clone(),
             reporting_url: global.reporting_url.clone(),
             bearer: Bearer::new(token.as_deref())?,
+            tls: ClientTls {
+                ca: global.ca.clone(),
+                cert: global.cert.clone(),
+                key: global.key.clone(),
+            },
             request_id: global.request_id.clone(),
             expected_version: global.expected_version,
             output: global.output,
@@ -155,7 +160,7 @@ impl Context {
     }
 
     pub async fn trusts(&self) -> anyhow::Result<Trusts> {
-        let channel = connect(&self.trusts_url, "trusts").await?;
+        let channel = connect(&self.trusts_url, "trusts", &self.tls)?;
         Ok(TrustsServiceClient::with_interceptor(
             channel,
             self.bearer.clone(),
@@ -163,7 +168,7 @@ impl Context {
     }
 
     pub async fn workshops(&self) -> anyhow::Result<Workshops> {
-        let channel = connect(&self.workshops_url, "workshops").await?;
+        let channel = connect(&self.workshops_url, "workshops", &self.tls)?;
         Ok(WorkshopsServiceClient::with_interceptor(
             channel,
             self.bearer.clone(),
@@ -171,7 +176,7 @@ impl Context {
     }
 
     pub async fn metrics(&self) -> anyhow::Result<Metrics> {
-        let channel = connect(&self.metrics_url, "metrics").await?;
+        let channel = connect(&self.metrics_url, "metrics", &self.tls)?;
         Ok(MetricsServiceClient::with_interceptor(
             channel,
             self.bearer.clone(),
@@ -179,7 +184,7 @@ impl Context {
     }
 
     pub async fn reporting(&self) -> anyhow::Result<Reporting> {
-        let channel = connect(&self.reporting_url, "reporting").await?;
+        let channel = connect(&self.reporting_url, "reporting", &self.tls)?;
         Ok(ReportingServiceClient::with_interceptor(
             channel,
             self.bearer.clone(),
@@ -194,7 +199,7 @@ impl Context {
             ServiceName::Metrics => (&self.metrics_url, "metrics"),
             ServiceName::Reporting => (&self.reporting_url, "reporting"),
         };
-        let channel = connect(url, name).await?;
+        let channel = connect(url, name, &self.tls)?;
         Ok(AdminServiceClient::with_interceptor(
             channel,
             self.bearer.clone(),
@@ -204,9 +209,10 @@ impl Context {
 
 /// A channel that connects on first use and retries calls the server could not take (see
 /// [`RetryingChannel`]), so a restarting or draining server does not fail a demo or an import.
-async fn connect(url: &str, service: &str) -> anyhow::Result<RetryingChannel> {
-    let endpoint = Endpoint::from_shared(url.to_owned())
-        .with_context(|| format!("'{url}' is not a usable URL for the {service} service"))?
+/// An https:// URL always gets TLS (see [`ics_client::endpoint`]).
+fn connect(url: &str, service: &str, tls: &ClientTls) -> anyhow::Result<RetryingChannel> {
+    let endpoint = ics_client::endpoint(url, tls)
+        .with_context(|| format!("cannot use the {service} service's address"))?
         .connect_timeout(CONNECT_TIMEOUT);
     Ok(RetryingChannel::new(endpoint.connect_lazy()))
 }

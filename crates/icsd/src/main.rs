@@ -65,6 +65,15 @@ enum Command {
         /// Keep trying for this long before giving up.
         #[arg(long, default_value_t = 0)]
         wait_secs: u64,
+        /// PEM CA certificate(s) of the server's TLS certificate (https:// URLs).
+        #[arg(long, env = "ICS_TLS_CA")]
+        ca: Option<std::path::PathBuf>,
+        /// PEM client certificate, when the server requires mutual TLS (with --key).
+        #[arg(long, env = "ICS_TLS_CLIENT_CERT")]
+        cert: Option<std::path::PathBuf>,
+        /// PEM private key of --cert.
+        #[arg(long, env = "ICS_TLS_CLIENT_KEY")]
+        key: Option<std::path::PathBuf>,
     },
 }
 
@@ -73,17 +82,29 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    if let Command::Healthcheck { url, wait_secs } = &cli.command {
-        let serving = runtime.block_on(healthcheck(url, Duration::from_secs(*wait_secs)));
+    if let Command::Healthcheck {
+        url,
+        wait_secs,
+        ca,
+        cert,
+        key,
+    } = &cli.command
+    {
+        let tls = ics_client::ClientTls {
+            ca: ca.clone(),
+            cert: cert.clone(),
+            key: key.clone(),
+        };
+        let serving = runtime.block_on(healthcheck(url, &tls, Duration::from_secs(*wait_secs)));
         std::process::exit(if serving { 0 } else { 1 });
     }
     runtime.block_on(run(cli))
 }
 
-async fn healthcheck(url: &str, wait: Duration) -> bool {
+async fn healthcheck(url: &str, tls: &ics_client::ClientTls, wait: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        if probe(url).await {
+        if probe(url, tls).await {
             println!("SERVING");
             return true;
         }
@@ -95,9 +116,13 @@ async fn healthcheck(url: &str, wait: Duration) -> bool {
     }
 }
 
-async fn probe(url: &str) -> bool {
-    let Ok(endpoint) = tonic::transport::Endpoint::from_shared(url.to_string()) else {
-        return false;
+async fn probe(url: &str, tls: &ics_client::ClientTls) -> bool {
+    let endpoint = match ics_client::endpoint(url, tls) {
+        Ok(endpoint) => endpoint,
+        Err(error) => {
+            eprintln!("{error}");
+            return false;
+        }
     };
     let Ok(channel) = endpoint
         .connect_timeout(Duration::from_secs(2))
