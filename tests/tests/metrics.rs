@@ -647,3 +647,128 @@ async fn bad_observations_are_refused_by_field_and_the_good_ones_land() {
     assert!(server.terminate().await);
     deployment.finish().await;
 }
+
+/// Series commands check who owns the series: a trust writer may not set a target on another
+/// trust's value stream, on a value stream that does not exist, on another trust's series, or
+/// with a token naming an ICB rather than a trust; each is refused by name and writes nothing.
+#[tokio::test]
+async fn series_commands_check_the_organisation_and_value_stream_they_name() {
+    use ics_proto::events::v1::{ValueStreamDefinition, ValueStreamOrigin, ValueStreamStatus};
+    use ics_proto::metrics::v1::SetSeriesTargetRequest;
+    use ics_proto::trusts::v1::DefineValueStreamRequest;
+
+    let deployment = Deployment::new().await;
+    let server = deployment.start("all").await;
+    setup(&deployment, &server).await;
+    let leeds = deployment.token(&Principal::TrustWriter {
+        ods_code: "RR8".into(),
+    });
+    let mid_yorkshire = deployment.token(&Principal::TrustWriter {
+        ods_code: "RXF".into(),
+    });
+    let icb_as_trust = deployment.token(&Principal::TrustWriter {
+        ods_code: "QWO".into(),
+    });
+    let mut trusts = TrustsServiceClient::new(channel(&server.url).await);
+    let discharge = trusts
+        .define_value_stream(authorized(
+            &leeds,
+            DefineValueStreamRequest {
+                options: options(),
+                ods_code: "RR8".into(),
+                definition: Some(ValueStreamDefinition {
+                    name: "Discharge".into(),
+                    pathway: "Admission to discharge".into(),
+                    sponsor: "COO".into(),
+                    lead: "Head of Improvement".into(),
+                    origin: ValueStreamOrigin::TopDown as i32,
+                    outcome_measures: vec![],
+                }),
+                status: ValueStreamStatus::Active as i32,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .stream_id
+        .trim_start_matches("value-stream-")
+        .to_owned();
+
+    let mut metrics = MetricsServiceClient::new(channel(&server.metrics_url).await);
+    let target = |ods_code: &str, value_stream_id: &str| SetSeriesTargetRequest {
+        options: options(),
+        series: Some(SeriesKey {
+            measure_code: FFT.into(),
+            ods_code: ods_code.into(),
+            value_stream_id: value_stream_id.into(),
+        }),
+        target: Some(0.95),
+        reason: "board agreed".into(),
+    };
+    // The owner may, once the metrics service has heard of the value stream.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match metrics
+            .set_series_target(authorized(&leeds, target("RR8", &discharge)))
+            .await
+        {
+            Ok(_) => break,
+            Err(status) if status.code() == Code::NotFound && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(status) => panic!("the owner's target was refused: {status:?}"),
+        }
+    }
+
+    let another_trusts_stream = metrics
+        .set_series_target(authorized(&mid_yorkshire, target("RXF", &discharge)))
+        .await
+        .unwrap_err();
+    assert_eq!(another_trusts_stream.code(), Code::InvalidArgument);
+    assert_eq!(
+        violated_fields(&another_trusts_stream),
+        vec!["series.value_stream_id"]
+    );
+    let invented = metrics
+        .set_series_target(authorized(
+            &mid_yorkshire,
+            target("RXF", "01890000-0000-7000-8000-000000000000"),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(invented.code(), Code::NotFound);
+    let another_trust = metrics
+        .set_series_target(authorized(&mid_yorkshire, target("RR8", &discharge)))
+        .await
+        .unwrap_err();
+    assert_eq!(another_trust.code(), Code::PermissionDenied);
+    let icb = metrics
+        .set_series_target(authorized(&icb_as_trust, target("QWO", "")))
+        .await
+        .unwrap_err();
+    assert_eq!(icb.code(), Code::PermissionDenied);
+    assert!(icb.message().contains("not a trust"), "{}", icb.message());
+
+    let series = metrics
+        .get_series(authorized(
+            &deployment.token(&Principal::Operator),
+            GetSeriesRequest {
+                series: Some(SeriesKey {
+                    measure_code: FFT.into(),
+                    ods_code: "RXF".into(),
+                    value_stream_id: discharge.clone(),
+                }),
+            },
+        ))
+        .await;
+    assert!(
+        series.is_err_and(|status| status.code() == Code::NotFound),
+        "nothing was written for the refused commands"
+    );
+    server_shutdown(server, deployment).await;
+}
+
+async fn server_shutdown(mut server: Server, deployment: Deployment) {
+    assert!(server.terminate().await);
+    deployment.finish().await;
+}

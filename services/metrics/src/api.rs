@@ -68,7 +68,10 @@ impl MetricsApi {
         let mut key = key.cloned().unwrap_or_default();
         key.value_stream_id = key.value_stream_id.to_ascii_lowercase();
         let measure = self.measure(&key.measure_code).await?;
-        principal.authorize_trust_write(&key.ods_code)?;
+        References::new(self.store.clone(), self.pool.clone())
+            .check_series_owner(principal, &key, "series.")
+            .await?
+            .map_err(|rejection| rejection.into_error())?;
         Ok((key, measure))
     }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use ics_eventstore::EventStore;
 use ics_measures::{Checked, check_observation, is_measure_code};
-use ics_proto::events::v1::{MeasureDefinition, OrganisationKind};
+use ics_proto::events::v1::{MeasureDefinition, OrganisationKind, SeriesKey};
 use ics_proto::metrics::v1::ObservationInput;
 use ics_service_kit::Principal;
 use ics_service_kit::error::{FieldViolation, ServiceError};
@@ -108,6 +108,63 @@ impl References {
         Ok(owner)
     }
 
+    /// Checks who may write to a series and that it can exist: the caller may write for its
+    /// organisation (a trust writer's token naming a trust, not an ICB or region), the
+    /// organisation is known, and its value stream, if any, exists and belongs to it. The outer
+    /// error is a failure to look anything up; the inner one refuses this series only.
+    pub async fn check_series_owner(
+        &mut self,
+        principal: &Principal,
+        key: &SeriesKey,
+        prefix: &str,
+    ) -> Result<Result<(), Rejection>, ServiceError> {
+        let field = |name: &str| format!("{prefix}{name}");
+        // Permission first: a trust learns nothing about which other organisations exist.
+        if let Err(error) = principal.authorize_trust_write(&key.ods_code) {
+            return Ok(Err(Rejection::new(
+                field("ods_code"),
+                ServiceError::from(error),
+            )));
+        }
+        let Some(kind) = self.organisation_kind(&key.ods_code).await? else {
+            return Ok(Err(Rejection::new(
+                field("ods_code"),
+                ServiceError::not_found(format!("organisation {}", key.ods_code)),
+            )));
+        };
+        if matches!(principal, Principal::TrustWriter { .. }) && kind != OrganisationKind::Trust {
+            return Ok(Err(Rejection::new(
+                field("ods_code"),
+                ServiceError::PermissionDenied(format!(
+                    "{} is not a trust: trust writer tokens must name a trust",
+                    key.ods_code
+                )),
+            )));
+        }
+        let value_stream = &key.value_stream_id;
+        if !value_stream.is_empty() {
+            match self.value_stream_owner(value_stream).await? {
+                None => {
+                    return Ok(Err(Rejection::new(
+                        field("value_stream_id"),
+                        ServiceError::not_found(format!("value stream {value_stream}")),
+                    )));
+                }
+                Some(owner) if owner != key.ods_code => {
+                    return Ok(Err(Rejection::new(
+                        field("value_stream_id"),
+                        ServiceError::InvalidArgument(vec![FieldViolation::new(
+                            field("value_stream_id"),
+                            format!("belongs to {owner}, not {}", key.ods_code),
+                        )]),
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(Ok(()))
+    }
+
     /// Checks one observation: its fields, that its measure, organisation and value stream
     /// exist, and that the caller may write for the organisation. The outer error is a failure
     /// to look anything up; the inner one refuses this observation only.
@@ -143,39 +200,11 @@ impl References {
                 )));
             }
         };
-        // Permission first: a trust learns nothing about which other organisations exist.
-        if let Err(error) = principal.authorize_trust_write(&input.ods_code) {
-            return Ok(Err(Rejection::new(
-                field("ods_code"),
-                ServiceError::from(error),
-            )));
-        }
-        if !self.organisation_known(&input.ods_code).await? {
-            return Ok(Err(Rejection::new(
-                field("ods_code"),
-                ServiceError::not_found(format!("organisation {}", input.ods_code)),
-            )));
-        }
-        let value_stream = &checked.key.value_stream_id;
-        if !value_stream.is_empty() {
-            match self.value_stream_owner(value_stream).await? {
-                None => {
-                    return Ok(Err(Rejection::new(
-                        field("value_stream_id"),
-                        ServiceError::not_found(format!("value stream {value_stream}")),
-                    )));
-                }
-                Some(owner) if owner != input.ods_code => {
-                    return Ok(Err(Rejection::new(
-                        field("value_stream_id"),
-                        ServiceError::InvalidArgument(vec![FieldViolation::new(
-                            field("value_stream_id"),
-                            format!("belongs to {owner}, not {}", input.ods_code),
-                        )]),
-                    )));
-                }
-                Some(_) => {}
-            }
+        if let Err(rejection) = self
+            .check_series_owner(principal, &checked.key, prefix)
+            .await?
+        {
+            return Ok(Err(rejection));
         }
         Ok(Ok(Resolved { checked, measure }))
     }
