@@ -629,6 +629,7 @@ async fn commands_are_idempotent_concurrency_is_optimistic_and_value_streams_kee
             &operator,
             ics_proto::trusts::v1::GetOrganisationRequest {
                 ods_code: "RTP".into(),
+                as_of: None,
             },
         ))
         .await

@@ -239,3 +239,146 @@ async fn listeners_serve_tls_require_trusted_client_certificates_and_reload_them
     let _ = std::fs::remove_dir_all(&dir);
     deployment.finish().await;
 }
+
+/// S5 for the organisation registry: an operator reads every organisation; a trust writer only
+/// its own trust (another is PERMISSION_DENIED); a board the organisations of its ICS as of the
+/// date asked and nothing of another ICS (NOT_FOUND, as for one that does not exist).
+#[tokio::test]
+async fn organisation_reads_are_scoped_to_the_caller_as_of_the_date() {
+    use ics_proto::date::from_naive;
+    use ics_proto::events::v1::{Date, OrganisationKind};
+    use ics_proto::trusts::v1::{
+        GetOrganisationRequest, LinkOrganisationRequest, RegisterOrganisationRequest,
+        UnlinkOrganisationRequest,
+    };
+
+    let deployment = Deployment::new().await;
+    let server = deployment.start("trusts").await;
+    let operator = deployment.token(&Principal::Operator);
+    let mut trusts = TrustsServiceClient::new(channel(&server.url).await);
+    let day =
+        |year, month, day| from_naive(chrono::NaiveDate::from_ymd_opt(year, month, day).unwrap());
+    let register = |ods_code: &str, kind: OrganisationKind| RegisterOrganisationRequest {
+        options: ics_e2e::options(),
+        ods_code: ods_code.into(),
+        name: format!("{ods_code} organisation"),
+        kind: kind as i32,
+    };
+    let link = |ods_code: &str, parent: &str, from: Date| LinkOrganisationRequest {
+        options: ics_e2e::options(),
+        ods_code: ods_code.into(),
+        parent_ods_code: parent.into(),
+        valid_from: Some(from),
+    };
+    for (ods_code, kind) in [
+        ("QWO", OrganisationKind::Icb),
+        ("QYG", OrganisationKind::Icb),
+        ("RR8", OrganisationKind::Trust),
+        ("RTP", OrganisationKind::Trust),
+        ("RXF", OrganisationKind::Trust),
+    ] {
+        trusts
+            .register_organisation(authorized(&operator, register(ods_code, kind)))
+            .await
+            .unwrap();
+    }
+    for (ods_code, parent) in [("RR8", "QWO"), ("RTP", "QYG"), ("RXF", "QYG")] {
+        trusts
+            .link_organisation(authorized(
+                &operator,
+                link(ods_code, parent, day(2020, 1, 1)),
+            ))
+            .await
+            .unwrap();
+    }
+    // RXF moved from QYG to QWO on 1 July 2024.
+    trusts
+        .unlink_organisation(authorized(
+            &operator,
+            UnlinkOrganisationRequest {
+                options: ics_e2e::options(),
+                ods_code: "RXF".into(),
+                parent_ods_code: "QYG".into(),
+                valid_to: Some(day(2024, 6, 30)),
+            },
+        ))
+        .await
+        .unwrap();
+    trusts
+        .link_organisation(authorized(&operator, link("RXF", "QWO", day(2024, 7, 1))))
+        .await
+        .unwrap();
+
+    let listed = |token: String, as_of: Option<Date>| {
+        let mut trusts = trusts.clone();
+        async move {
+            let mut codes: Vec<String> = trusts
+                .list_organisations(authorized(
+                    &token,
+                    ListOrganisationsRequest { kind: 0, as_of },
+                ))
+                .await
+                .unwrap()
+                .into_inner()
+                .organisations
+                .into_iter()
+                .map(|organisation| organisation.ods_code)
+                .collect();
+            codes.sort();
+            codes
+        }
+    };
+    let west_yorkshire = deployment.token(&Principal::BoardReader {
+        ics_ods_code: Some("QWO".into()),
+        programme_id: None,
+    });
+    let leeds = deployment.token(&Principal::TrustWriter {
+        ods_code: "RR8".into(),
+    });
+    assert_eq!(listed(operator.clone(), None).await.len(), 5);
+    assert_eq!(listed(leeds.clone(), None).await, vec!["RR8"]);
+    assert_eq!(
+        listed(west_yorkshire.clone(), None).await,
+        vec!["QWO", "RR8", "RXF"]
+    );
+    assert_eq!(
+        listed(west_yorkshire.clone(), Some(day(2023, 1, 1))).await,
+        vec!["QWO", "RR8"],
+        "membership as of the date asked"
+    );
+
+    let get = |token: &str, ods_code: &str| {
+        authorized(
+            token,
+            GetOrganisationRequest {
+                ods_code: ods_code.into(),
+                as_of: None,
+            },
+        )
+    };
+    trusts
+        .get_organisation(get(&west_yorkshire, "RXF"))
+        .await
+        .unwrap();
+    let other_ics = trusts
+        .get_organisation(get(&west_yorkshire, "RTP"))
+        .await
+        .unwrap_err();
+    assert_eq!(other_ics.code(), Code::NotFound);
+    let missing = trusts
+        .get_organisation(get(&west_yorkshire, "ZZZ"))
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+    assert_eq!(
+        other_ics.message().replace("RTP", "ZZZ"),
+        missing.message(),
+        "outside the scope reads as absent"
+    );
+    let other_trust = trusts
+        .get_organisation(get(&leeds, "RTP"))
+        .await
+        .unwrap_err();
+    assert_eq!(other_trust.code(), Code::PermissionDenied);
+    deployment.finish().await;
+}

@@ -132,7 +132,11 @@ impl References {
                 ServiceError::not_found(format!("organisation {}", key.ods_code)),
             )));
         };
-        if matches!(principal, Principal::TrustWriter { .. }) && kind != OrganisationKind::Trust {
+        let is_trust = matches!(
+            kind,
+            OrganisationKind::Trust | OrganisationKind::FoundationTrust
+        );
+        if matches!(principal, Principal::TrustWriter { .. }) && !is_trust {
             return Ok(Err(Rejection::new(
                 field("ods_code"),
                 ServiceError::PermissionDenied(format!(

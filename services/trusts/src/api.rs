@@ -13,6 +13,9 @@ use ics_service_kit::{Principal, principal};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
+use chrono::NaiveDate;
+use std::collections::HashSet;
+
 use crate::organisation::{self, Organisation};
 use crate::programme::{self, Programme};
 use crate::training::{self, CohortDetails};
@@ -90,6 +93,50 @@ impl TrustsApi {
             .await?;
         ValueStream::fold(&history)?.ok_or_else(|| ServiceError::NotFound {
             resource: format!("value stream {value_stream_id}"),
+        })
+    }
+
+    /// Which organisations `principal` may see, with membership taken on `as_of`.
+    async fn organisation_scope(
+        &self,
+        principal: &Principal,
+        as_of: NaiveDate,
+    ) -> Result<OrganisationScope, ServiceError> {
+        Ok(match principal {
+            Principal::Operator | Principal::Development => OrganisationScope::All,
+            Principal::TrustWriter { ods_code } => OrganisationScope::Trust(ods_code.clone()),
+            Principal::BoardReader {
+                ics_ods_code,
+                programme_id,
+            } => {
+                let mut programme_trusts = HashSet::new();
+                if let Some(programme_id) = programme_id {
+                    let history = self
+                        .store
+                        .read_stream(&programme::stream_id(programme_id))
+                        .await?;
+                    if let Some(programme) = Programme::fold(&history)? {
+                        programme_trusts.extend(
+                            programme
+                                .trusts
+                                .iter()
+                                .filter(|joined| {
+                                    joined
+                                        .joined_on
+                                        .as_ref()
+                                        .and_then(ics_proto::date::to_naive)
+                                        .is_some_and(|joined_on| joined_on <= as_of)
+                                })
+                                .map(|joined| joined.ods_code.clone()),
+                        );
+                    }
+                }
+                OrganisationScope::Board {
+                    ics_ods_code: ics_ods_code.clone(),
+                    programme_trusts,
+                    as_of,
+                }
+            }
         })
     }
 
@@ -282,17 +329,30 @@ impl TrustsService for TrustsApi {
         &self,
         request: Request<api::GetOrganisationRequest>,
     ) -> Result<Response<api::Organisation>, Status> {
-        principal(&request)?;
+        let caller = principal(&request)?;
         let body = request.into_inner();
         let mut violations = Violations::default();
         validate::ods_code(&mut violations, "ods_code", &body.ods_code);
+        let as_of = validate::optional_date(&mut violations, "as_of", body.as_of.as_ref());
         violations.into_result()?;
-        let organisation =
-            self.organisation(&body.ods_code)
-                .await?
-                .ok_or_else(|| ServiceError::NotFound {
-                    resource: format!("organisation {}", body.ods_code),
-                })?;
+        // A trust writer naming another trust is refused as a write would be; a board asking
+        // about an organisation outside its scope learns nothing of it.
+        if let Principal::TrustWriter { .. } = caller {
+            caller.authorize_trust_read(&body.ods_code)?;
+        }
+        let scope = self
+            .organisation_scope(&caller, as_of.unwrap_or_else(today))
+            .await?;
+        let not_found = || ServiceError::NotFound {
+            resource: format!("organisation {}", body.ods_code),
+        };
+        let organisation = self
+            .organisation(&body.ods_code)
+            .await?
+            .ok_or_else(not_found)?;
+        if !scope.shows(&organisation) {
+            return Err(not_found().into());
+        }
         Ok(Response::new(organisation_view(&organisation)))
     }
 
@@ -300,7 +360,7 @@ impl TrustsService for TrustsApi {
         &self,
         request: Request<api::ListOrganisationsRequest>,
     ) -> Result<Response<api::ListOrganisationsResponse>, Status> {
-        principal(&request)?;
+        let caller = principal(&request)?;
         let body = request.into_inner();
         let kind_filter = match body.kind {
             0 => None,
@@ -309,6 +369,12 @@ impl TrustsService for TrustsApi {
                     .map_err(|_| ServiceError::invalid_field("kind", "is not a known value"))?,
             ),
         };
+        let mut violations = Violations::default();
+        let as_of = validate::optional_date(&mut violations, "as_of", body.as_of.as_ref());
+        violations.into_result()?;
+        let scope = self
+            .organisation_scope(&caller, as_of.unwrap_or_else(today))
+            .await?;
         let events = self
             .store
             .read_category("organisation-")
@@ -318,6 +384,7 @@ impl TrustsService for TrustsApi {
         for stream in events.chunk_by(|left, right| left.stream_id == right.stream_id) {
             if let Some(organisation) = Organisation::fold(stream)?
                 && kind_filter.is_none_or(|kind| organisation.kind == kind)
+                && scope.shows(&organisation)
             {
                 organisations.push(organisation_view(&organisation));
             }
@@ -980,4 +1047,38 @@ fn programme_view(programme: &Programme) -> api::Programme {
             .collect(),
         version: programme.version,
     }
+}
+
+/// The organisations a caller may read (see `GetOrganisationRequest` in the API).
+enum OrganisationScope {
+    All,
+    Trust(String),
+    Board {
+        ics_ods_code: Option<String>,
+        programme_trusts: HashSet<String>,
+        as_of: NaiveDate,
+    },
+}
+
+impl OrganisationScope {
+    fn shows(&self, organisation: &Organisation) -> bool {
+        match self {
+            OrganisationScope::All => true,
+            OrganisationScope::Trust(ods_code) => &organisation.ods_code == ods_code,
+            OrganisationScope::Board {
+                ics_ods_code,
+                programme_trusts,
+                as_of,
+            } => {
+                let in_ics = ics_ods_code.as_deref().is_some_and(|ics| {
+                    organisation.ods_code == ics || organisation.parent_on(*as_of) == Some(ics)
+                });
+                in_ics || programme_trusts.contains(&organisation.ods_code)
+            }
+        }
+    }
+}
+
+fn today() -> NaiveDate {
+    chrono::Utc::now().date_naive()
 }

@@ -132,6 +132,16 @@ impl Organisation {
         )
     }
 
+    /// The parent this organisation belonged to on `date`.
+    pub fn parent_on(&self, date: NaiveDate) -> Option<&str> {
+        self.parents
+            .iter()
+            .find(|link| {
+                link.valid_from <= date && link.valid_to.is_none_or(|valid_to| date <= valid_to)
+            })
+            .map(|link| link.parent_ods_code.as_str())
+    }
+
     /// The link that holds now (no end date) to a parent of the given kind.
     pub fn open_link(&self) -> Option<&ParentLink> {
         self.parents.iter().find(|link| link.valid_to.is_none())

@@ -157,7 +157,10 @@ pub async fn org(context: &Context, command: OrgCommand) -> anyhow::Result<()> {
         }
         OrgCommand::Get { ods_code } => {
             let organisation = trusts
-                .get_organisation(api::GetOrganisationRequest { ods_code })
+                .get_organisation(api::GetOrganisationRequest {
+                    ods_code,
+                    as_of: None,
+                })
                 .await?
                 .into_inner();
             return if context.json() {
@@ -170,6 +173,7 @@ pub async fn org(context: &Context, command: OrgCommand) -> anyhow::Result<()> {
             let list = trusts
                 .list_organisations(api::ListOrganisationsRequest {
                     kind: enum_number::<_, OrganisationKind>(kind),
+                    as_of: None,
                 })
                 .await?
                 .into_inner();
@@ -715,6 +719,7 @@ pub async fn find_appointment(
     let organisation = trusts
         .get_organisation(api::GetOrganisationRequest {
             ods_code: ods_code.to_owned(),
+            as_of: None,
         })
         .await?
         .into_inner();

@@ -412,6 +412,7 @@ impl Loader {
             .trusts
             .get_organisation(api::GetOrganisationRequest {
                 ods_code: ods_code.to_owned(),
+                as_of: None,
             })
             .await?
             .into_inner();
