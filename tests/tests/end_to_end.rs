@@ -333,6 +333,7 @@ async fn a_rating_reaches_the_ics_overview_and_an_open_watch_and_no_other_board(
                 GetCqcHistoryRequest {
                     scope: ics("QWO"),
                     ods_code: "RR8".into(),
+                    as_of: None,
                 },
             ))
             .await
@@ -346,6 +347,7 @@ async fn a_rating_reaches_the_ics_overview_and_an_open_watch_and_no_other_board(
             GetCqcHistoryRequest {
                 scope: ics("QXU"),
                 ods_code: "RR8".into(),
+                as_of: None,
             },
         ))
         .await

@@ -253,7 +253,7 @@ async fn organisation_reads_are_scoped_to_the_caller_as_of_the_date() {
     };
 
     let deployment = Deployment::new().await;
-    let server = deployment.start("trusts").await;
+    let server = deployment.start("all").await;
     let operator = deployment.token(&Principal::Operator);
     let mut trusts = TrustsServiceClient::new(channel(&server.url).await);
     let day =
@@ -380,5 +380,54 @@ async fn organisation_reads_are_scoped_to_the_caller_as_of_the_date() {
         .await
         .unwrap_err();
     assert_eq!(other_trust.code(), Code::PermissionDenied);
+
+    // CQC history takes membership as of the date too, not "ever a member".
+    use ics_proto::reporting::v1::reporting_service_client::ReportingServiceClient;
+    use ics_proto::reporting::v1::{GetCqcHistoryRequest, Scope, scope};
+    let mut reporting = ReportingServiceClient::new(channel(&server.reporting_url).await);
+    let board = |ics: &str| {
+        deployment.token(&Principal::BoardReader {
+            ics_ods_code: Some(ics.into()),
+            programme_id: None,
+        })
+    };
+    let history = |ics: &str, as_of: Option<Date>| {
+        authorized(
+            &board(ics),
+            GetCqcHistoryRequest {
+                scope: Some(Scope {
+                    scope: Some(scope::Scope::IcsOdsCode(ics.into())),
+                }),
+                ods_code: "RXF".into(),
+                as_of,
+            },
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while reporting
+        .get_cqc_history(history("QWO", None))
+        .await
+        .is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the move never reached reporting"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (ics, as_of, in_scope) in [
+        ("QWO", Some(day(2023, 1, 1)), false),
+        ("QYG", None, false),
+        ("QYG", Some(day(2023, 1, 1)), true),
+    ] {
+        let answer = reporting.get_cqc_history(history(ics, as_of)).await;
+        match answer {
+            Ok(_) => assert!(in_scope, "{ics} {as_of:?} read a trust outside its scope"),
+            Err(status) => {
+                assert!(!in_scope, "{ics} {as_of:?}: {status:?}");
+                assert_eq!(status.code(), Code::NotFound);
+            }
+        }
+    }
     deployment.finish().await;
 }

@@ -822,6 +822,9 @@ pub enum ReportCommand {
         /// ODS code of the trust.
         #[arg(long, value_name = "ODS")]
         trust: String,
+        /// The trust must belong to the scope on this date [default: today].
+        #[arg(long, value_name = "DATE", value_parser = parse_date)]
+        as_of: Option<Date>,
     },
     /// Print a line for every change to the overview until Ctrl-C.
     Watch {

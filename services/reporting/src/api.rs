@@ -240,8 +240,9 @@ impl ReportingService for ReportingApi {
             violations.add("ods_code", "is required");
         }
         violations.into_result()?;
+        let as_of = as_of(body.as_of.as_ref())?;
         let scope = authorize_scope(&principal, body.scope.as_ref())?;
-        let ratings = views::cqc_history(&self.pool, &scope, &body.ods_code).await?;
+        let ratings = views::cqc_history(&self.pool, &scope, &body.ods_code, as_of).await?;
         Ok(Response::new(api::CqcHistory {
             ods_code: body.ods_code,
             ratings,

@@ -278,25 +278,36 @@ async fn programme_members(
 
 /// Every CQC rating of a trust, oldest first, provided the trust ever belonged to the scope
 /// (otherwise NOT_FOUND: a board learns nothing about trusts outside its scope).
+/// A trust's CQC ratings, when it belongs to the scope on `as_of` (membership as of the day
+/// asked, as every other view takes it, not "ever a member").
 pub async fn cqc_history(
     pool: &PgPool,
     scope: &Scope,
     ods_code: &str,
+    as_of: NaiveDate,
 ) -> Result<Vec<CqcRatingRecord>, ServiceError> {
     let in_scope: Option<i32> = match &scope.scope {
-        Some(scope::Scope::IcsOdsCode(ics)) => sqlx::query_scalar(
-            "SELECT 1 FROM organisation_links WHERE ods_code = $1 AND parent_ods_code = $2 LIMIT 1",
-        )
-        .bind(ods_code)
-        .bind(ics)
-        .fetch_optional(pool)
-        .await?,
+        Some(scope::Scope::IcsOdsCode(ics)) => {
+            sqlx::query_scalar(
+                "SELECT 1 FROM organisation_links
+             WHERE ods_code = $1 AND parent_ods_code = $2 AND valid_from <= $3
+               AND (valid_to IS NULL OR valid_to >= $3)
+             LIMIT 1",
+            )
+            .bind(ods_code)
+            .bind(ics)
+            .bind(as_of)
+            .fetch_optional(pool)
+            .await?
+        }
         Some(scope::Scope::ProgrammeId(programme_id)) => {
             sqlx::query_scalar(
-                "SELECT 1 FROM programme_trusts WHERE ods_code = $1 AND programme_id = $2",
+                "SELECT 1 FROM programme_trusts
+                 WHERE ods_code = $1 AND programme_id = $2 AND joined_on <= $3",
             )
             .bind(ods_code)
             .bind(programme_id)
+            .bind(as_of)
             .fetch_optional(pool)
             .await?
         }

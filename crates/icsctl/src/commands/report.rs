@@ -56,11 +56,16 @@ pub async fn report(context: &Context, command: ReportCommand) -> anyhow::Result
             let overview = get_overview(&mut reporting, scope_of(scope), as_of).await?;
             print_overview(context, &overview)
         }
-        ReportCommand::CqcHistory { scope, trust } => {
+        ReportCommand::CqcHistory {
+            scope,
+            trust,
+            as_of,
+        } => {
             let history = reporting
                 .get_cqc_history(api::GetCqcHistoryRequest {
                     scope: Some(scope_of(scope)),
                     ods_code: trust,
+                    as_of,
                 })
                 .await?
                 .into_inner();
