@@ -772,3 +772,121 @@ async fn server_shutdown(mut server: Server, deployment: Deployment) {
     assert!(server.terminate().await);
     deployment.finish().await;
 }
+
+/// A board compares only against peer groups of its own ICS or region: another ICS's custom
+/// list, or a group anchored at another ICS, reads as unknown (NOT_FOUND); operators may use
+/// any group.
+#[tokio::test]
+async fn a_board_compares_only_against_peer_groups_of_its_own_ics_or_region() {
+    let deployment = Deployment::new().await;
+    let server = deployment.start("all").await;
+    setup(&deployment, &server).await;
+    let operator = deployment.token(&Principal::Operator);
+    let mut trusts = TrustsServiceClient::new(channel(&server.url).await);
+    for (ods_code, kind) in [
+        ("QYG", OrganisationKind::Icb),
+        ("RTP", OrganisationKind::Trust),
+    ] {
+        trusts
+            .register_organisation(authorized(
+                &operator,
+                RegisterOrganisationRequest {
+                    options: options(),
+                    ods_code: ods_code.into(),
+                    name: format!("{ods_code} organisation"),
+                    kind: kind as i32,
+                },
+            ))
+            .await
+            .unwrap();
+    }
+    trusts
+        .link_organisation(authorized(
+            &operator,
+            LinkOrganisationRequest {
+                options: options(),
+                ods_code: "RTP".into(),
+                parent_ods_code: "QYG".into(),
+                valid_from: Some(from_naive(
+                    chrono::NaiveDate::from_ymd_opt(2019, 1, 1).unwrap(),
+                )),
+            },
+        ))
+        .await
+        .unwrap();
+    let metrics = MetricsServiceClient::new(channel(&server.metrics_url).await);
+    let define =
+        |method: PeerGroupMethod, anchor: &str, members: Vec<&str>| DefinePeerGroupRequest {
+            options: options(),
+            peer_group_id: uuid::Uuid::now_v7().to_string(),
+            name: "peers".into(),
+            method: method as i32,
+            anchor_ods_code: anchor.into(),
+            members: members.into_iter().map(String::from).collect(),
+        };
+    let group = |request: DefinePeerGroupRequest| {
+        let id = request.peer_group_id.clone();
+        let mut metrics = metrics.clone();
+        let operator = operator.clone();
+        async move {
+            // The metrics service learns of RTP from the trusts events.
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while let Err(status) = metrics
+                .define_peer_group(authorized(&operator, request.clone()))
+                .await
+            {
+                assert!(Instant::now() < deadline, "{status:?}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            id
+        }
+    };
+    let own = group(define(PeerGroupMethod::Custom, "", vec!["RR8", "RXF"])).await;
+    let others_list = group(define(PeerGroupMethod::Custom, "", vec!["RR8", "RTP"])).await;
+    let others_ics = group(define(PeerGroupMethod::IcsMembers, "QYG", vec![])).await;
+
+    let mut reporting = ReportingServiceClient::new(channel(&server.reporting_url).await);
+    let board = deployment.token(&Principal::BoardReader {
+        ics_ods_code: Some("QWO".into()),
+        programme_id: None,
+    });
+    let view = |token: &str, peer_group_id: &str| {
+        authorized(
+            token,
+            GetMeasureViewRequest {
+                ics_ods_code: "QWO".into(),
+                peer_group_id: peer_group_id.into(),
+                as_of: None,
+            },
+        )
+    };
+    // Every group has reached reporting once the operator can read views with each.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for id in [&own, &others_list, &others_ics] {
+        while reporting
+            .get_measure_view(view(&operator, id))
+            .await
+            .is_err()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "peer group {id} never reached reporting"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    reporting
+        .get_measure_view(view(&board, &own))
+        .await
+        .expect("the board's own ICS's list");
+    for id in [&others_list, &others_ics] {
+        let refused = reporting
+            .get_measure_view(view(&board, id))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::NotFound, "{id}");
+    }
+    let mut server = server;
+    assert!(server.terminate().await);
+    deployment.finish().await;
+}

@@ -195,6 +195,28 @@ fn authorize_ics(principal: &Principal, ics_ods_code: &str) -> Result<(), Servic
     Ok(principal.authorize_ics_read(ics_ods_code)?)
 }
 
+/// A board compares only against peer groups of its own ICS or region (see
+/// [`measures::peer_group_fits_ics`]); another is NOT_FOUND, as an unknown one is. Operators may
+/// use any.
+async fn authorize_peer_group(
+    pool: &sqlx::PgPool,
+    principal: &Principal,
+    ics_ods_code: &str,
+    peer_group_id: &str,
+) -> Result<(), ServiceError> {
+    if peer_group_id.is_empty() || !matches!(principal, Principal::BoardReader { .. }) {
+        return Ok(());
+    }
+    let today = chrono::Utc::now().date_naive();
+    if measures::peer_group_fits_ics(pool, peer_group_id, ics_ods_code, today).await? {
+        return Ok(());
+    }
+    tracing::info!(principal = %principal.label(), peer_group_id, ics_ods_code, "peer group outside the board's ICS and region refused");
+    Err(ServiceError::not_found(format!(
+        "peer group {peer_group_id}"
+    )))
+}
+
 fn required_measure(violations: &mut Violations, measure_code: &str) {
     if !ics_measures::is_measure_code(measure_code) {
         violations.add("measure_code", "is not a measure code");
@@ -323,6 +345,13 @@ impl ReportingService for ReportingApi {
         optional_peer_group(&mut violations, &body.peer_group_id);
         violations.into_result()?;
         authorize_ics(&principal, &body.ics_ods_code)?;
+        authorize_peer_group(
+            &self.pool,
+            &principal,
+            &body.ics_ods_code,
+            &body.peer_group_id,
+        )
+        .await?;
         let as_of = as_of(body.as_of.as_ref())?;
         let view =
             measures::measure_view(&self.pool, &body.ics_ods_code, &body.peer_group_id, as_of)
@@ -342,6 +371,13 @@ impl ReportingService for ReportingApi {
         optional_peer_group(&mut violations, &body.peer_group_id);
         violations.into_result()?;
         authorize_ics(&principal, &body.ics_ods_code)?;
+        authorize_peer_group(
+            &self.pool,
+            &principal,
+            &body.ics_ods_code,
+            &body.peer_group_id,
+        )
+        .await?;
         let changes = self.changes.subscribe();
         let today = chrono::Utc::now().date_naive();
         let first =
@@ -396,6 +432,13 @@ impl ReportingService for ReportingApi {
             validate::optional_date(&mut violations, "period_start", body.period_start.as_ref());
         violations.into_result()?;
         authorize_ics(&principal, &body.ics_ods_code)?;
+        authorize_peer_group(
+            &self.pool,
+            &principal,
+            &body.ics_ods_code,
+            &body.peer_group_id,
+        )
+        .await?;
         let comparison = measures::peer_comparison(
             &self.pool,
             &body.ics_ods_code,
@@ -435,6 +478,13 @@ impl ReportingService for ReportingApi {
         }
         violations.into_result()?;
         authorize_ics(&principal, &body.ics_ods_code)?;
+        authorize_peer_group(
+            &self.pool,
+            &principal,
+            &body.ics_ods_code,
+            &body.peer_group_id,
+        )
+        .await?;
         let change = measures::peer_change(
             &self.pool,
             &body.ics_ods_code,

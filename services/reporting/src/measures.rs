@@ -71,6 +71,56 @@ async fn trusts_of_icb(
     .await?)
 }
 
+/// Whether a board of `ics_ods_code` may compare against the peer group: one of its own ICS
+/// (`IcsMembers` anchored at it), of its region on `as_of` (`Region` anchored there), or a
+/// custom list whose members all belong, on `as_of`, to its ICS or its region. Another ICS's
+/// custom list is that ICS's choice of peers, not this board's to read. Unknown groups are
+/// `false` as well, so the caller answers both alike.
+pub async fn peer_group_fits_ics(
+    pool: &PgPool,
+    peer_group_id: &str,
+    ics_ods_code: &str,
+    as_of: NaiveDate,
+) -> Result<bool, ServiceError> {
+    let Some(row) = sqlx::query("SELECT definition FROM peer_groups WHERE peer_group_id = $1")
+        .bind(peer_group_id.to_ascii_lowercase())
+        .fetch_optional(pool)
+        .await?
+    else {
+        return Ok(false);
+    };
+    let bytes: Vec<u8> = row.try_get("definition")?;
+    let group = PeerGroupDefined::decode(bytes.as_slice()).map_err(ServiceError::internal)?;
+    let region: Option<String> = sqlx::query_scalar(
+        "SELECT parent_ods_code FROM organisation_links
+         WHERE ods_code = $1 AND valid_from <= $2 AND (valid_to IS NULL OR valid_to >= $2)
+         LIMIT 1",
+    )
+    .bind(ics_ods_code)
+    .bind(as_of)
+    .fetch_optional(pool)
+    .await?;
+    Ok(match PeerGroupMethod::try_from(group.method) {
+        Ok(PeerGroupMethod::IcsMembers) => group.anchor_ods_code == ics_ods_code,
+        Ok(PeerGroupMethod::Region) => region.as_deref() == Some(group.anchor_ods_code.as_str()),
+        _ => {
+            let mut neighbourhood: BTreeSet<String> = trusts_of_icb(pool, ics_ods_code, as_of)
+                .await?
+                .into_iter()
+                .collect();
+            if let Some(region) = &region {
+                for icb in trusts_of_icb(pool, region, as_of).await? {
+                    neighbourhood.extend(trusts_of_icb(pool, &icb, as_of).await?);
+                }
+            }
+            group
+                .members
+                .iter()
+                .all(|member| neighbourhood.contains(member))
+        }
+    })
+}
+
 /// The peer group's members on `as_of` (see the module docs), plus `shown`.
 pub async fn peers(
     pool: &PgPool,
