@@ -431,3 +431,90 @@ async fn organisation_reads_are_scoped_to_the_caller_as_of_the_date() {
     }
     deployment.finish().await;
 }
+
+/// A live watch ends with UNAUTHENTICATED when the token it was opened with expires, rather
+/// than streaming on with authority that has run out.
+#[tokio::test]
+async fn a_live_watch_ends_when_its_token_expires() {
+    use futures_util::StreamExt;
+    use ics_proto::reporting::v1::reporting_service_client::ReportingServiceClient;
+    use ics_proto::reporting::v1::{Scope, WatchOverviewRequest, scope};
+
+    let deployment = Deployment::new().await;
+    let server = deployment.start("all").await;
+    let board = Principal::BoardReader {
+        ics_ods_code: Some("QWO".into()),
+        programme_id: None,
+    };
+    let short_lived = ics_auth::mint_token(
+        &deployment.secret,
+        ics_e2e::ISSUER,
+        ics_e2e::AUDIENCE,
+        &board,
+        Duration::from_secs(3),
+    )
+    .unwrap();
+    let operator = deployment.token(&Principal::Operator);
+    TrustsServiceClient::new(channel(&server.url).await)
+        .register_organisation(authorized(
+            &operator,
+            ics_proto::trusts::v1::RegisterOrganisationRequest {
+                options: ics_e2e::options(),
+                ods_code: "QWO".into(),
+                name: "NHS West Yorkshire ICB".into(),
+                kind: ics_proto::events::v1::OrganisationKind::Icb as i32,
+            },
+        ))
+        .await
+        .unwrap();
+    let mut reporting = ReportingServiceClient::new(channel(&server.reporting_url).await);
+    let overview = || {
+        authorized(
+            &operator,
+            ics_proto::reporting::v1::GetOverviewRequest {
+                scope: Some(Scope {
+                    scope: Some(scope::Scope::IcsOdsCode("QWO".into())),
+                }),
+                as_of: None,
+            },
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while reporting.get_overview(overview()).await.is_err() {
+        assert!(Instant::now() < deadline, "the ICS never reached reporting");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let opened = Instant::now();
+    let mut updates = reporting
+        .watch_overview(authorized(
+            &short_lived,
+            WatchOverviewRequest {
+                scope: Some(Scope {
+                    scope: Some(scope::Scope::IcsOdsCode("QWO".into())),
+                }),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    // The first update is the current view; then nothing changes until the token runs out.
+    let ended = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match updates.next().await {
+                Some(Ok(_)) => continue,
+                Some(Err(status)) => return Some(status),
+                None => return None,
+            }
+        }
+    })
+    .await
+    .expect("the watch outlived its token by far");
+    let status = ended.expect("the watch ends with a status, not silently");
+    assert_eq!(status.code(), Code::Unauthenticated);
+    let lasted = opened.elapsed();
+    assert!(
+        lasted >= Duration::from_secs(2) && lasted < Duration::from_secs(10),
+        "ended after {lasted:?}"
+    );
+    deployment.finish().await;
+}

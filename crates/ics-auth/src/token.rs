@@ -178,6 +178,7 @@ impl fmt::Debug for TokenVerifier {
 /// Every platform claim is optional here so that a missing one is reported by name.
 #[derive(Deserialize)]
 struct Claims {
+    exp: Option<u64>,
     sub: Option<String>,
     role: Option<String>,
     ods: Option<String>,
@@ -223,6 +224,12 @@ impl TokenVerifier {
     }
 
     pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        self.verify_until(token).map(|(principal, _)| principal)
+    }
+
+    /// [`verify`](Self::verify), with the moment the token expires: what a long-lived call
+    /// (a live watch) must not outlast.
+    pub fn verify_until(&self, token: &str) -> Result<(Principal, SystemTime), AuthError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AuthError::Malformed("token is too long"));
         }
@@ -260,7 +267,12 @@ impl TokenVerifier {
         validation.set_audience(&[self.audience.as_str()]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         let data = jsonwebtoken::decode::<Claims>(token, &key, &validation).map_err(refusal)?;
-        principal_from(data.claims)
+        let expires_at = data
+            .claims
+            .exp
+            .map(|exp| UNIX_EPOCH + Duration::from_secs(exp))
+            .ok_or(AuthError::MissingClaim("exp"))?;
+        Ok((principal_from(data.claims)?, expires_at))
     }
 }
 

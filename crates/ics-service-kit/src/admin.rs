@@ -15,7 +15,7 @@ use ics_proto::events::v1::EventEnvelope;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use crate::auth::principal;
+use crate::auth::{principal, token_expired, token_expired_status, token_expiry};
 use crate::error::ServiceError;
 
 /// How often a following tail looks for new events.
@@ -95,6 +95,7 @@ impl AdminService for AdminApi {
         request: Request<api::TailEventsRequest>,
     ) -> Result<Response<Self::TailEventsStream>, Status> {
         principal(&request)?.authorize_operator()?;
+        let expires_at = token_expiry(&request);
         let body = request.into_inner();
         let store = self
             .store
@@ -133,6 +134,10 @@ impl AdminService for AdminApi {
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
                         _ = sender.closed() => return,
+                        () = token_expired(expires_at) => {
+                            let _ = sender.send(Err(token_expired_status())).await;
+                            return;
+                        }
                         _ = tokio::time::sleep(TAIL_POLL) => {}
                     }
                 }

@@ -20,7 +20,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 pub use ics_auth::{AuthError, Denied, KeySet, Principal, TokenVerifier, mint_token};
 use tokio_util::sync::CancellationToken;
@@ -186,8 +186,18 @@ impl Authenticator {
 
     /// The principal behind a call's metadata.
     pub fn authenticate(&self, metadata: &MetadataMap) -> Result<Principal, AuthError> {
+        self.authenticate_until(metadata)
+            .map(|(principal, _)| principal)
+    }
+
+    /// The principal behind a call's metadata, and when its token expires (never, in
+    /// development mode).
+    pub fn authenticate_until(
+        &self,
+        metadata: &MetadataMap,
+    ) -> Result<(Principal, Option<SystemTime>), AuthError> {
         let verifier = match self.mode.as_ref() {
-            Mode::Development => return Ok(Principal::Development),
+            Mode::Development => return Ok((Principal::Development, None)),
             Mode::Token(verifier) => verifier,
         };
         let header = metadata
@@ -199,7 +209,8 @@ impl Authenticator {
         if !scheme.eq_ignore_ascii_case("bearer") {
             return Err(AuthError::MalformedHeader);
         }
-        verifier.verify(token.trim())
+        let (principal, expires_at) = verifier.verify_until(token.trim())?;
+        Ok((principal, Some(expires_at)))
     }
 
     /// A tonic interceptor that authenticates every call before its handler runs.
@@ -249,11 +260,14 @@ pub struct AuthInterceptor {
 
 impl Interceptor for AuthInterceptor {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        match self.authenticator.authenticate(request.metadata()) {
-            Ok(principal) => {
+        match self.authenticator.authenticate_until(request.metadata()) {
+            Ok((principal, expires_at)) => {
                 // Handlers have no use for the raw token, and without it they cannot log it.
                 request.metadata_mut().remove("authorization");
                 request.extensions_mut().insert(principal);
+                if let Some(expires_at) = expires_at {
+                    request.extensions_mut().insert(TokenExpiry(expires_at));
+                }
                 Ok(request)
             }
             Err(error) => {
@@ -267,6 +281,38 @@ impl Interceptor for AuthInterceptor {
             }
         }
     }
+}
+
+/// When the token of the call expires: long-lived calls (live watches, following tails) end
+/// then with UNAUTHENTICATED rather than outlive the authority they were opened with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenExpiry(pub SystemTime);
+
+/// The expiry the interceptor attached to this request (none in development mode).
+pub fn token_expiry<T>(request: &Request<T>) -> Option<SystemTime> {
+    request
+        .extensions()
+        .get::<TokenExpiry>()
+        .map(|expiry| expiry.0)
+}
+
+/// Waits until `expires_at` (forever when there is none): for a `select!` arm that ends a
+/// long-lived call when its token expires.
+pub async fn token_expired(expires_at: Option<SystemTime>) {
+    match expires_at {
+        None => std::future::pending().await,
+        Some(expires_at) => {
+            let left = expires_at
+                .duration_since(SystemTime::now())
+                .unwrap_or_default();
+            tokio::time::sleep(left).await;
+        }
+    }
+}
+
+/// The status a long-lived call ends with when its token expires.
+pub fn token_expired_status() -> Status {
+    Status::unauthenticated("the token expired; open the call again with a fresh token")
 }
 
 /// The principal the interceptor attached to this request.

@@ -1,7 +1,7 @@
 //! The reporting service's gRPC API over the overview and outcomes projections.
 
 use std::pin::Pin;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use chrono::NaiveDate;
 use futures_util::Stream;
@@ -13,6 +13,7 @@ use ics_proto::reporting::v1::{
     OverviewUpdate, PeerChange, PeerComparison, Scope, reporting_service_server::ReportingService,
     scope,
 };
+use ics_service_kit::auth::{token_expired, token_expired_status, token_expiry};
 use ics_service_kit::error::{ServiceError, Violations};
 use ics_service_kit::validate;
 use ics_service_kit::{Principal, principal};
@@ -103,8 +104,10 @@ type ViewFn<K, V> = fn(PgPool, K, NaiveDate) -> BoxFuture<'static, Result<V, Ser
 impl ReportingApi {
     /// Streams `first`, then the view again whenever a change of one of `projections` alters
     /// it; `update` wraps a view and the change that caused it.
+    #[allow(clippy::too_many_arguments)]
     fn watch<K, V, U>(
         &self,
+        expires_at: Option<SystemTime>,
         scope: K,
         projections: &'static [&'static str],
         mut changes: broadcast::Receiver<Change>,
@@ -134,6 +137,10 @@ impl ReportingApi {
                 let change = tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = sender.closed() => return,
+                    () = token_expired(expires_at) => {
+                        let _ = sender.send(Err(token_expired_status())).await;
+                        return;
+                    }
                     change = changes.recv() => change,
                 };
                 let mut cause = match change {
@@ -278,12 +285,14 @@ impl ReportingService for ReportingApi {
         request: Request<api::WatchOverviewRequest>,
     ) -> Result<Response<Self::WatchOverviewStream>, Status> {
         let principal = principal(&request)?;
+        let expires_at = token_expiry(&request);
         let body = request.into_inner();
         let scope = authorize_scope(&principal, body.scope.as_ref())?;
         // Subscribe before the first read so no change between the two is missed.
         let changes = self.changes.subscribe();
         let first = views::overview(&self.pool, &scope, chrono::Utc::now().date_naive()).await?;
         Ok(Response::new(self.watch(
+            expires_at,
             scope,
             &[OVERVIEW],
             changes,
@@ -316,12 +325,14 @@ impl ReportingService for ReportingApi {
         request: Request<api::WatchOutcomesRequest>,
     ) -> Result<Response<Self::WatchOutcomesStream>, Status> {
         let principal = principal(&request)?;
+        let expires_at = token_expiry(&request);
         let body = request.into_inner();
         let scope = authorize_scope(&principal, body.scope.as_ref())?;
         let changes = self.changes.subscribe();
         let first = views::outcomes(&self.pool, &scope, chrono::Utc::now().date_naive()).await?;
         // Membership and names come from the overview, so its changes can alter outcomes too.
         Ok(Response::new(self.watch(
+            expires_at,
             scope,
             &[OUTCOMES, OVERVIEW],
             changes,
@@ -366,6 +377,7 @@ impl ReportingService for ReportingApi {
         request: Request<api::WatchMeasureViewRequest>,
     ) -> Result<Response<Self::WatchMeasureViewStream>, Status> {
         let principal = principal(&request)?;
+        let expires_at = token_expiry(&request);
         let body = request.into_inner();
         let mut violations = Violations::default();
         optional_peer_group(&mut violations, &body.peer_group_id);
@@ -385,6 +397,7 @@ impl ReportingService for ReportingApi {
                 .await?;
         // Membership and names come from the overview, so its changes can alter the view too.
         Ok(Response::new(self.watch(
+            expires_at,
             (body.ics_ods_code, body.peer_group_id),
             &[MEASURES, OVERVIEW],
             changes,
