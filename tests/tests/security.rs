@@ -518,3 +518,70 @@ async fn a_live_watch_ends_when_its_token_expires() {
     );
     deployment.finish().await;
 }
+
+/// A `trust_writer` token must name a trust: one naming an ICB writes nothing, even about that
+/// ICB itself.
+#[tokio::test]
+async fn a_trust_writer_token_naming_an_icb_writes_nothing() {
+    use ics_proto::events::v1::OrganisationKind;
+    use ics_proto::trusts::v1::{RegisterOrganisationRequest, RenameOrganisationRequest};
+
+    let deployment = Deployment::new().await;
+    let server = deployment.start("trusts").await;
+    let operator = deployment.token(&Principal::Operator);
+    let mut trusts = TrustsServiceClient::new(channel(&server.url).await);
+    for (ods_code, kind) in [
+        ("QWO", OrganisationKind::Icb),
+        ("RR8", OrganisationKind::Trust),
+    ] {
+        trusts
+            .register_organisation(authorized(
+                &operator,
+                RegisterOrganisationRequest {
+                    options: ics_e2e::options(),
+                    ods_code: ods_code.into(),
+                    name: format!("{ods_code} organisation"),
+                    kind: kind as i32,
+                },
+            ))
+            .await
+            .unwrap();
+    }
+    let rename = |ods_code: &str| RenameOrganisationRequest {
+        options: ics_e2e::options(),
+        ods_code: ods_code.into(),
+        name: "Renamed".into(),
+    };
+    let icb_writer = deployment.token(&Principal::TrustWriter {
+        ods_code: "QWO".into(),
+    });
+    let refused = trusts
+        .rename_organisation(authorized(&icb_writer, rename("QWO")))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    assert!(
+        refused.message().contains("not a trust"),
+        "{}",
+        refused.message()
+    );
+    let leeds = deployment.token(&Principal::TrustWriter {
+        ods_code: "RR8".into(),
+    });
+    trusts
+        .rename_organisation(authorized(&leeds, rename("RR8")))
+        .await
+        .expect("a trust's own writer renames it");
+    let organisations = trusts
+        .list_organisations(authorized(&operator, ListOrganisationsRequest::default()))
+        .await
+        .unwrap()
+        .into_inner()
+        .organisations;
+    let qwo = organisations
+        .iter()
+        .find(|organisation| organisation.ods_code == "QWO")
+        .unwrap();
+    assert_eq!(qwo.name, "QWO organisation", "nothing was written");
+    deployment.finish().await;
+}

@@ -71,6 +71,26 @@ impl TrustsApi {
             })
     }
 
+    /// A write for `ods_code`: the caller may write for it and, when a trust writer, its token
+    /// names a trust (a `trust_writer` token naming an ICB or region writes nothing).
+    async fn authorize_trust_writer(
+        &self,
+        principal: &Principal,
+        ods_code: &str,
+    ) -> Result<(), ServiceError> {
+        principal.authorize_trust_write(ods_code)?;
+        if let Principal::TrustWriter { .. } = principal
+            && let Some(organisation) = self.organisation(ods_code).await?
+            && !organisation.is_trust()
+        {
+            tracing::info!(principal = %principal.label(), ods_code, "trust writer token naming a non-trust refused");
+            return Err(ServiceError::PermissionDenied(format!(
+                "{ods_code} is not a trust: trust writer tokens must name a trust"
+            )));
+        }
+        Ok(())
+    }
+
     async fn existing_trust(
         &self,
         field: &str,
@@ -256,7 +276,8 @@ impl TrustsService for TrustsApi {
         validate::ods_code(&mut violations, "ods_code", &body.ods_code);
         validate::name(&mut violations, "name", &body.name);
         violations.into_result()?;
-        principal.authorize_trust_write(&body.ods_code)?;
+        self.authorize_trust_writer(&principal, &body.ods_code)
+            .await?;
         self.execute(
             Command::new(
                 &principal,
@@ -406,7 +427,8 @@ impl TrustsService for TrustsApi {
         validate::not_in_future(&mut violations, "published_on", published_on);
         validate_ratings(&mut violations, body.ratings.as_ref());
         violations.into_result()?;
-        principal.authorize_trust_write(&body.ods_code)?;
+        self.authorize_trust_writer(&principal, &body.ods_code)
+            .await?;
         let published_on = published_on.unwrap_or_default();
         let ratings = body.ratings.unwrap_or_default();
         self.execute(
@@ -431,7 +453,8 @@ impl TrustsService for TrustsApi {
         let started_on =
             validate::required_date(&mut violations, "started_on", body.started_on.as_ref());
         violations.into_result()?;
-        principal.authorize_trust_write(&body.ods_code)?;
+        self.authorize_trust_writer(&principal, &body.ods_code)
+            .await?;
         let role = role.unwrap_or(ExecutiveRole::Unspecified);
         let started_on = started_on.unwrap_or_default();
         let appointment_id = Uuid::now_v7().to_string();
@@ -473,7 +496,8 @@ impl TrustsService for TrustsApi {
             MAX_LONG_TEXT_CHARS,
         );
         violations.into_result()?;
-        principal.authorize_trust_write(&body.ods_code)?;
+        self.authorize_trust_writer(&principal, &body.ods_code)
+            .await?;
         let left_on = left_on.unwrap_or_default();
         self.execute(
             Command::new(
@@ -517,7 +541,8 @@ impl TrustsService for TrustsApi {
             }
         };
         violations.into_result()?;
-        principal.authorize_trust_write(&body.ods_code)?;
+        self.authorize_trust_writer(&principal, &body.ods_code)
+            .await?;
         self.existing_trust("ods_code", &body.ods_code).await?;
         let definition = body.definition.clone().unwrap_or_default();
         let status = status.unwrap_or(ValueStreamStatus::Proposed);
@@ -732,7 +757,8 @@ impl TrustsService for TrustsApi {
             violations.add("valued", "must not exceed survey_respondents");
         }
         violations.into_result()?;
-        principal.authorize_trust_write(&body.ods_code)?;
+        self.authorize_trust_writer(&principal, &body.ods_code)
+            .await?;
         self.existing_trust("ods_code", &body.ods_code).await?;
         let participation = TrainingParticipationRecorded {
             cohort_id: body.cohort_id.clone(),
