@@ -7,7 +7,7 @@ use std::collections::HashSet;
 
 use async_nats::jetstream;
 use ics_eventstore::identity::{Identity, record_identity};
-use ics_eventstore::relay::{Relay, RelayConfig};
+use ics_eventstore::relay::{Relay, RelayConfig, StreamEnd};
 use ics_eventstore::{CommandContext, EventStore, ExpectedVersion, NewEvent, StoreError, migrate};
 use ics_proto::events::v1::{EventEnvelope, OrganisationRenamed};
 use ics_testing::{PrivatePostgres, TestDatabase, unique_token};
@@ -91,9 +91,31 @@ fn relay(store: &EventStore, nats: &async_nats::Client, prefix: &str) -> Relay {
     )
 }
 
-async fn publish_everything(relay: &Relay) {
+/// Publishes until the stream ends with the log's last event: on the shared server another
+/// test's open transaction can briefly hold back what the relay may publish.
+async fn publish_everything(relay: &Relay, store: &EventStore) {
     relay.ensure_stream().await.unwrap();
-    while relay.publish_pending().await.unwrap() > 0 {}
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        relay.publish_pending().await.unwrap();
+        // Read after publishing: the first pass may renumber restored events.
+        let last: Uuid = sqlx::query_scalar(
+            "SELECT event_id FROM events
+             ORDER BY transaction_id DESC, global_position DESC LIMIT 1",
+        )
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+        let last_position = store.position_of(last).await.unwrap().unwrap();
+        if relay.stream_end().await.unwrap() == StreamEnd::At(last_position) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the log was held back"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }
 
 fn assert_stream_is_log(stream: &[Uuid], log: &[Uuid], what: &str) {
@@ -119,7 +141,7 @@ async fn a_backup_restored_into_a_fresh_cluster_publishes_what_the_stream_lacks_
     let nats = async_nats::connect(ics_testing::nats_url()).await.unwrap();
     let prefix = unique_token();
     append_renames(&store, 40).await;
-    publish_everything(&relay(&store, &nats, &prefix)).await;
+    publish_everything(&relay(&store, &nats, &prefix), &store).await;
     // Committed but not yet published when the backup was taken.
     append_renames(&store, 10).await;
     let dump = std::env::temp_dir().join(format!("ics-dump-{}", unique_token()));
@@ -136,13 +158,13 @@ async fn a_backup_restored_into_a_fresh_cluster_publishes_what_the_stream_lacks_
     assert_eq!(log.len(), 55);
 
     let relay_after_restore = relay(&restored, &nats, &prefix);
-    publish_everything(&relay_after_restore).await;
+    publish_everything(&relay_after_restore, &restored).await;
     let stream = stream_ids(&nats, &relay_after_restore.stream_name()).await;
     assert_stream_is_log(&stream, &log, "same stream after the restore");
 
     // And the relay keeps publishing afterwards.
     append_renames(&restored, 3).await;
-    publish_everything(&relay_after_restore).await;
+    publish_everything(&relay_after_restore, &restored).await;
     let stream = stream_ids(&nats, &relay_after_restore.stream_name()).await;
     assert_stream_is_log(
         &stream,
@@ -153,7 +175,7 @@ async fn a_backup_restored_into_a_fresh_cluster_publishes_what_the_stream_lacks_
     // A new subject prefix (fresh stream) gets the whole log.
     let new_prefix = unique_token();
     let relay_new_prefix = relay(&restored, &nats, &new_prefix);
-    publish_everything(&relay_new_prefix).await;
+    publish_everything(&relay_new_prefix, &restored).await;
     let stream = stream_ids(&nats, &relay_new_prefix.stream_name()).await;
     assert_stream_is_log(&stream, &log_ids(&restored).await, "new subject prefix");
 
@@ -171,7 +193,7 @@ async fn a_backup_restored_beside_the_original_under_a_new_prefix_fills_its_new_
     let nats = async_nats::connect(ics_testing::nats_url()).await.unwrap();
     let prefix = unique_token();
     append_renames(&store, 30).await;
-    publish_everything(&relay(&store, &nats, &prefix)).await;
+    publish_everything(&relay(&store, &nats, &prefix), &store).await;
     let dump = std::env::temp_dir().join(format!("ics-dump-{}", unique_token()));
     cluster.dump(&database.name, &dump);
 
@@ -182,9 +204,9 @@ async fn a_backup_restored_beside_the_original_under_a_new_prefix_fills_its_new_
     assert_eq!(identity, Identity::Restored);
     let new_prefix = unique_token();
     let relay_copy = relay(&restored, &nats, &new_prefix);
-    publish_everything(&relay_copy).await;
+    publish_everything(&relay_copy, &restored).await;
     append_renames(&restored, 4).await;
-    publish_everything(&relay_copy).await;
+    publish_everything(&relay_copy, &restored).await;
     let stream = stream_ids(&nats, &relay_copy.stream_name()).await;
     assert_stream_is_log(&stream, &log_ids(&restored).await, "restored copy");
 
@@ -193,7 +215,7 @@ async fn a_backup_restored_beside_the_original_under_a_new_prefix_fills_its_new_
     assert_eq!(identity, Identity::Unchanged);
     append_renames(&original, 2).await;
     let relay_original = relay(&original, &nats, &prefix);
-    publish_everything(&relay_original).await;
+    publish_everything(&relay_original, &original).await;
     let stream = stream_ids(&nats, &relay_original.stream_name()).await;
     assert_stream_is_log(&stream, &log_ids(&original).await, "original");
 
@@ -211,13 +233,13 @@ async fn a_stream_that_lost_its_messages_is_filled_again() {
     let prefix = unique_token();
     append_renames(&store, 12).await;
     let live = relay(&store, &nats, &prefix);
-    publish_everything(&live).await;
+    publish_everything(&live, &store).await;
     jetstream::new(nats.clone())
         .delete_stream(live.stream_name())
         .await
         .unwrap();
     append_renames(&store, 3).await;
-    publish_everything(&live).await;
+    publish_everything(&live, &store).await;
     let stream = stream_ids(&nats, &live.stream_name()).await;
     assert_stream_is_log(&stream, &log_ids(&store).await, "re-created stream");
     ics_testing::delete_streams(&nats, &prefix).await;

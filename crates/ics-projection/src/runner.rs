@@ -309,33 +309,46 @@ impl<P: Projection> ProjectionRunner<P> {
         }
     }
 
-    /// The consumer, with the ack wait and delivery limit of this configuration: a durable
-    /// consumer created by an earlier version (a 30 s ack wait) is updated in place, keeping
-    /// its position, rather than left redelivering slowly.
+    /// The consumer, with the ack wait and delivery limit of this configuration. A durable
+    /// consumer created by an earlier version (a 30 s ack wait) is replaced by one that starts
+    /// just after its acknowledged floor: nothing acknowledged comes again, nothing unacknowledged
+    /// is skipped, and no server-side consumer update (which NATS versions treat differently)
+    /// is relied on.
     async fn current_consumer(
         &self,
         stream_name: &str,
     ) -> Result<consumer::Consumer<consumer::pull::Config>, ProjectionError> {
+        let jetstream_error =
+            |error: &dyn std::fmt::Display| ProjectionError::JetStream(error.to_string());
         let mut existing = self.consumer(stream_name).await?;
         let wanted = self.consumer_config();
         let info = existing
             .info()
             .await
-            .map_err(|error| ProjectionError::JetStream(error.to_string()))?;
+            .map_err(|error| jetstream_error(&error))?
+            .clone();
         if info.config.ack_wait == wanted.ack_wait && info.config.max_deliver == wanted.max_deliver
         {
             return Ok(existing);
         }
-        tracing::info!(projection = self.projection.name(), stream = %stream_name, ack_wait_ms = wanted.ack_wait.as_millis() as u64, "updating the projection's consumer");
+        let start_sequence = info.ack_floor.stream_sequence + 1;
+        tracing::info!(projection = self.projection.name(), stream = %stream_name, start_sequence, ack_wait_ms = wanted.ack_wait.as_millis() as u64, "replacing the projection's consumer with the configured ack wait");
         let stream = self
             .jetstream
             .get_stream(stream_name)
             .await
-            .map_err(|error| ProjectionError::JetStream(error.to_string()))?;
+            .map_err(|error| jetstream_error(&error))?;
         stream
-            .create_consumer(wanted)
+            .delete_consumer(&self.consumer_name())
             .await
-            .map_err(|error| ProjectionError::JetStream(error.to_string()))
+            .map_err(|error| jetstream_error(&error))?;
+        stream
+            .create_consumer(consumer::pull::Config {
+                deliver_policy: consumer::DeliverPolicy::ByStartSequence { start_sequence },
+                ..wanted
+            })
+            .await
+            .map_err(|error| jetstream_error(&error))
     }
 
     async fn consume_stream(

@@ -136,6 +136,18 @@ impl Fixture {
             .unwrap();
     }
 
+    /// Publishes until `events` went out: transaction ids are cluster-wide, so another test's
+    /// open transaction can briefly hold back what the relay may publish.
+    async fn publish(&self, events: usize) {
+        let mut published = 0;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while published < events {
+            published += self.relay.publish_pending().await.unwrap();
+            assert!(tokio::time::Instant::now() < deadline, "events held back");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     async fn journal(&self) -> Vec<(String, i64, String)> {
         sqlx::query_as("SELECT stream_id, version, name FROM journal ORDER BY stream_id, version")
             .fetch_all(&self.projection_pool)
@@ -506,7 +518,7 @@ async fn a_batch_longer_than_the_ack_wait_is_not_redelivered() {
             .rename("organisation-RTP", &format!("name {version}"))
             .await;
     }
-    while fixture.relay.publish_pending().await.unwrap() > 0 {}
+    fixture.publish(20).await;
     // Progress every 500 ms leaves a busy machine 1.5 s of slack before the ack wait runs out.
     let config = RunnerConfig {
         ack_wait: Duration::from_secs(2),
@@ -573,7 +585,7 @@ async fn an_existing_consumer_gets_the_configured_ack_wait() {
         .await
         .unwrap();
     fixture.rename("organisation-RTP", "Leeds").await;
-    while fixture.relay.publish_pending().await.unwrap() > 0 {}
+    fixture.publish(1).await;
     let runner = fixture.runner();
     let shutdown = CancellationToken::new();
     let running = tokio::spawn(runner.run(shutdown.clone()));

@@ -125,12 +125,18 @@ impl From<ServiceError> for Status {
         let code = error.code();
         match error {
             ServiceError::InvalidArgument(violations) => {
-                let message = format!("invalid request: {}", describe_violations(&violations));
+                let message = bounded(format!(
+                    "invalid request: {}",
+                    describe_violations(&violations)
+                ));
                 let details = ErrorDetails::with_bad_request(
                     violations
                         .into_iter()
                         .map(|violation| {
-                            tonic_types::FieldViolation::new(violation.field, violation.description)
+                            tonic_types::FieldViolation::new(
+                                bounded(violation.field),
+                                bounded(violation.description),
+                            )
                         })
                         .collect::<Vec<_>>(),
                 );
@@ -157,9 +163,23 @@ impl From<ServiceError> for Status {
                 tracing::error!(detail = %detail, "internal error");
                 Status::new(code, "internal error")
             }
-            other => Status::new(code, other.to_string()),
+            other => Status::new(code, bounded(other.to_string())),
         }
     }
+}
+
+/// Most characters of a message a reply carries: a message that quotes its input (an unknown
+/// 1 MB code, say) is cut, so a reply never echoes more than a few hundred characters back.
+pub const MAX_MESSAGE_CHARS: usize = 300;
+
+/// `message`, cut to [`MAX_MESSAGE_CHARS`] with an ellipsis.
+pub fn bounded(message: String) -> String {
+    if message.chars().count() <= MAX_MESSAGE_CHARS {
+        return message;
+    }
+    let mut cut: String = message.chars().take(MAX_MESSAGE_CHARS).collect();
+    cut.push('…');
+    cut
 }
 
 impl From<StoreError> for ServiceError {

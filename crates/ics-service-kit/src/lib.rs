@@ -18,6 +18,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod host;
+pub mod hygiene;
 pub mod nats;
 mod retry;
 pub mod server;

@@ -34,6 +34,7 @@ use tonic_health::ServingStatus;
 use tonic_health::pb::health_server::HealthServer;
 use tonic_health::server::{HealthReporter, HealthService};
 
+use crate::hygiene::RequestHygiene;
 use crate::telemetry;
 
 /// gRPC's conventional per-message limit, and tonic's decoding default.
@@ -183,6 +184,7 @@ pub async fn serve(
     let service = GrpcService {
         routes,
         max_message_bytes,
+        hygiene: Arc::new(RequestHygiene::new()?),
     };
     let stopped = stop_accepting.clone().cancelled_owned();
     let serving = Serving {
@@ -347,11 +349,13 @@ async fn wait_for_signal() -> &'static str {
     }
 }
 
-/// The routes behind a per-message size check, with the call's path in the extensions.
+/// The routes behind a per-message size and hygiene check, with the call's path in the
+/// extensions.
 #[derive(Clone)]
 struct GrpcService {
     routes: Routes,
     max_message_bytes: usize,
+    hygiene: Arc<RequestHygiene>,
 }
 
 impl Service<http::Request<tonic::body::Body>> for GrpcService {
@@ -365,9 +369,11 @@ impl Service<http::Request<tonic::body::Body>> for GrpcService {
 
     fn call(&mut self, mut request: http::Request<tonic::body::Body>) -> Self::Future {
         let path = RpcPath(Arc::from(request.uri().path()));
-        request.extensions_mut().insert(path);
+        request.extensions_mut().insert(path.clone());
         let max_message_bytes = self.max_message_bytes;
-        let request = request.map(|body| MessageSizeLimit::new(body, max_message_bytes));
+        let hygiene = Some((self.hygiene.clone(), path));
+        let request = request
+            .map(|body| MessageSizeLimit::new(body, max_message_bytes).with_hygiene(hygiene));
         Box::pin(self.routes.call(request))
     }
 }
@@ -375,7 +381,8 @@ impl Service<http::Request<tonic::body::Body>> for GrpcService {
 /// gRPC frames each message as a 1-byte compression flag and a 4-byte big-endian length. This
 /// body reads those prefixes as the bytes stream past and fails the call as soon as a declared
 /// length exceeds the limit, before the message is buffered, decoded or seen by a handler.
-/// Compressed messages are bounded too: the servers accept no compression encodings.
+/// Compressed messages are bounded too: the servers accept no compression encodings. Each
+/// complete message also passes the [`RequestHygiene`] check before its last bytes go on.
 struct MessageSizeLimit {
     inner: tonic::body::Body,
     max_message_bytes: usize,
@@ -383,6 +390,9 @@ struct MessageSizeLimit {
     prefix_filled: usize,
     payload_remaining: usize,
     refused: bool,
+    hygiene: Option<(Arc<RequestHygiene>, RpcPath)>,
+    /// The message being received, for the hygiene check.
+    payload: Vec<u8>,
 }
 
 impl MessageSizeLimit {
@@ -394,15 +404,41 @@ impl MessageSizeLimit {
             prefix_filled: 0,
             payload_remaining: 0,
             refused: false,
+            hygiene: None,
+            payload: Vec::new(),
         }
+    }
+
+    fn with_hygiene(mut self, hygiene: Option<(Arc<RequestHygiene>, RpcPath)>) -> Self {
+        self.hygiene = hygiene;
+        self
+    }
+
+    /// The message just completed: checked, then forgotten.
+    fn finish_message(&mut self) -> Result<(), Status> {
+        let checked = match &self.hygiene {
+            // A compressed message cannot be read here; the servers refuse compression anyway.
+            Some((hygiene, path)) if self.prefix[0] == 0 => {
+                hygiene.check(path.as_str(), &self.payload)
+            }
+            _ => Ok(()),
+        };
+        self.payload.clear();
+        checked
     }
 
     fn scan(&mut self, mut data: &[u8]) -> Result<(), Status> {
         while !data.is_empty() {
             if self.payload_remaining > 0 {
                 let skipped = self.payload_remaining.min(data.len());
+                if self.hygiene.is_some() {
+                    self.payload.extend_from_slice(&data[..skipped]);
+                }
                 self.payload_remaining -= skipped;
                 data = &data[skipped..];
+                if self.payload_remaining == 0 {
+                    self.finish_message()?;
+                }
                 continue;
             }
             let copied = (self.prefix.len() - self.prefix_filled).min(data.len());
@@ -424,6 +460,9 @@ impl MessageSizeLimit {
                 )));
             }
             self.payload_remaining = declared;
+            if declared == 0 {
+                self.finish_message()?;
+            }
         }
         Ok(())
     }

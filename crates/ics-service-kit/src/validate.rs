@@ -2,7 +2,7 @@
 //! than failing at once, so one answer names every offending field.
 
 use crate::error::Violations;
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 use ics_proto::date;
 use ics_proto::events::v1::{CommandOptions, Date};
 
@@ -85,12 +85,25 @@ pub fn optional_date(
     value: Option<&Date>,
 ) -> Option<NaiveDate> {
     let value = value?;
-    let parsed = date::to_naive(value);
-    if parsed.is_none() {
+    let Some(parsed) = date::to_naive(value) else {
         violations.add(field, "is not a valid calendar date");
+        return None;
+    };
+    // The platform's records start in the NHS's lifetime and plan no further than the next
+    // century: a year −5 or 9999 is a client's mistake, not a date to store.
+    if !(EARLIEST_YEAR..=LATEST_YEAR).contains(&parsed.year()) {
+        violations.add(
+            field,
+            format!("must be between {EARLIEST_YEAR} and {LATEST_YEAR}"),
+        );
+        return None;
     }
-    parsed
+    Some(parsed)
 }
+
+/// The years a date may fall in.
+pub const EARLIEST_YEAR: i32 = 1900;
+pub const LATEST_YEAR: i32 = 2100;
 
 pub fn not_in_future(violations: &mut Violations, field: &str, value: Option<NaiveDate>) {
     if let Some(value) = value

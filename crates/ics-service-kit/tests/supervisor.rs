@@ -100,7 +100,16 @@ async fn a_runner_that_panics_is_restarted_and_applies_the_event_it_died_on() {
         )
         .await
         .unwrap();
-    while relay.publish_pending().await.unwrap() > 0 {}
+    // Transaction ids are cluster-wide: another test's open transaction can briefly hold back
+    // what the relay may publish, so publish until the event went out.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while relay.publish_pending().await.unwrap() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the event was held back"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 
     let shutdown = CancellationToken::new();
     let supervisor = Supervisor::new(pool.clone(), nats.clone(), shutdown.clone())

@@ -6,7 +6,6 @@ use std::time::{Duration, SystemTime};
 use chrono::NaiveDate;
 use futures_util::Stream;
 use futures_util::future::BoxFuture;
-use ics_proto::date::to_naive;
 use ics_proto::events::v1::SpcSeries;
 use ics_proto::reporting::v1::{
     self as api, MeasureView, MeasureViewUpdate, Outcomes, OutcomesUpdate, Overview,
@@ -89,11 +88,10 @@ fn authorize_scope(principal: &Principal, scope: Option<&Scope>) -> Result<Scope
 }
 
 fn as_of(value: Option<&ics_proto::events::v1::Date>) -> Result<NaiveDate, ServiceError> {
-    match value {
-        None => Ok(chrono::Utc::now().date_naive()),
-        Some(date) => to_naive(date)
-            .ok_or_else(|| ServiceError::invalid_field("as_of", "is not a valid calendar date")),
-    }
+    let mut violations = Violations::default();
+    let as_of = validate::optional_date(&mut violations, "as_of", value);
+    violations.into_result()?;
+    Ok(as_of.unwrap_or_else(|| chrono::Utc::now().date_naive()))
 }
 
 type UpdateStream<U> = Pin<Box<dyn Stream<Item = Result<U, Status>> + Send>>;

@@ -1,0 +1,275 @@
+//! Input hygiene for every request message, before any handler decodes it: a single pass over
+//! the protobuf wire format, guided by the method's input descriptor, that refuses
+//! - a body that is not a well-formed protobuf message (tonic would answer INTERNAL);
+//! - a string field (request ids included, at any depth) that is not UTF-8 or holds a control
+//!   character (NUL among them, which PostgreSQL refuses in text) or a bidirectional override or
+//!   isolate (which can make a value display as something else);
+//!
+//! with INVALID_ARGUMENT naming the field. Nothing is decoded into memory: the pass only reads.
+
+use std::collections::HashMap;
+
+use prost_reflect::{DescriptorPool, Kind, MessageDescriptor};
+use tonic::Status;
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// Deeper nesting than any platform message has is refused rather than followed.
+const MAX_DEPTH: usize = 32;
+
+/// The input descriptor of every platform RPC, by HTTP/2 path.
+#[derive(Debug, Clone)]
+pub struct RequestHygiene {
+    inputs: HashMap<String, MessageDescriptor>,
+}
+
+impl RequestHygiene {
+    /// From the platform's descriptors (`ics_proto::FILE_DESCRIPTOR_SET`).
+    pub fn new() -> anyhow::Result<Self> {
+        let pool = DescriptorPool::decode(ics_proto::FILE_DESCRIPTOR_SET)?;
+        let mut inputs = HashMap::new();
+        for service in pool.services() {
+            for method in service.methods() {
+                inputs.insert(
+                    format!("/{}/{}", service.full_name(), method.name()),
+                    method.input(),
+                );
+            }
+        }
+        Ok(RequestHygiene { inputs })
+    }
+
+    /// Checks one request message of the RPC at `path`; paths of other services (health,
+    /// reflection) pass unchecked.
+    pub fn check(&self, path: &str, message: &[u8]) -> Result<(), Status> {
+        let Some(descriptor) = self.inputs.get(path) else {
+            return Ok(());
+        };
+        walk(descriptor, message, "", 0).map_err(|refusal| refusal.status())
+    }
+}
+
+enum Refusal {
+    Malformed,
+    Field { field: String, reason: &'static str },
+}
+
+impl Refusal {
+    fn status(self) -> Status {
+        match self {
+            Refusal::Malformed => {
+                Status::invalid_argument("the request body is not a well-formed protobuf message")
+            }
+            Refusal::Field { field, reason } => {
+                let mut details = ErrorDetails::new();
+                details.add_bad_request_violation(field.clone(), reason);
+                Status::with_error_details(
+                    tonic::Code::InvalidArgument,
+                    format!("invalid request: {field}: {reason}"),
+                    details,
+                )
+            }
+        }
+    }
+}
+
+/// Reads a base-128 varint from the front of `bytes`.
+fn varint(bytes: &mut &[u8]) -> Result<u64, Refusal> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&byte, rest) = bytes.split_first().ok_or(Refusal::Malformed)?;
+        *bytes = rest;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Ok(value);
+        }
+    }
+    Err(Refusal::Malformed)
+}
+
+fn take<'a>(bytes: &mut &'a [u8], length: usize) -> Result<&'a [u8], Refusal> {
+    if bytes.len() < length {
+        return Err(Refusal::Malformed);
+    }
+    let (taken, rest) = bytes.split_at(length);
+    *bytes = rest;
+    Ok(taken)
+}
+
+fn walk(
+    descriptor: &MessageDescriptor,
+    mut bytes: &[u8],
+    prefix: &str,
+    depth: usize,
+) -> Result<(), Refusal> {
+    if depth > MAX_DEPTH {
+        return Err(Refusal::Malformed);
+    }
+    // Occurrences so far of each repeated field, to name `members[3]`.
+    let mut occurrences: HashMap<u32, usize> = HashMap::new();
+    while !bytes.is_empty() {
+        let key = varint(&mut bytes)?;
+        let number = u32::try_from(key >> 3).map_err(|_| Refusal::Malformed)?;
+        if number == 0 {
+            return Err(Refusal::Malformed);
+        }
+        match key & 7 {
+            0 => {
+                varint(&mut bytes)?;
+            }
+            1 => {
+                take(&mut bytes, 8)?;
+            }
+            5 => {
+                take(&mut bytes, 4)?;
+            }
+            2 => {
+                let length =
+                    usize::try_from(varint(&mut bytes)?).map_err(|_| Refusal::Malformed)?;
+                let value = take(&mut bytes, length)?;
+                let Some(field) = descriptor.get_field(number) else {
+                    continue;
+                };
+                let name = if field.is_list() {
+                    let index = occurrences.entry(number).or_insert(0);
+                    let name = format!("{prefix}{}[{index}]", field.name());
+                    *index += 1;
+                    name
+                } else {
+                    format!("{prefix}{}", field.name())
+                };
+                match field.kind() {
+                    Kind::String => check_text(&name, value)?,
+                    Kind::Message(message) if !field.is_map() => {
+                        walk(&message, value, &format!("{name}."), depth + 1)?;
+                    }
+                    _ => {}
+                }
+            }
+            // Groups are long deprecated and no platform message has one.
+            _ => return Err(Refusal::Malformed),
+        }
+    }
+    Ok(())
+}
+
+fn check_text(field: &str, value: &[u8]) -> Result<(), Refusal> {
+    let refuse = |reason| {
+        Err(Refusal::Field {
+            field: field.to_owned(),
+            reason,
+        })
+    };
+    let Ok(text) = std::str::from_utf8(value) else {
+        return refuse("is not valid UTF-8");
+    };
+    if text.chars().any(char::is_control) {
+        return refuse("must not contain control characters");
+    }
+    if text.chars().any(is_bidirectional_control) {
+        return refuse("must not contain bidirectional override or isolate characters");
+    }
+    Ok(())
+}
+
+/// U+202A–U+202E (embeddings and overrides) and U+2066–U+2069 (isolates): they reorder how text
+/// displays, so a value can read as something it is not.
+fn is_bidirectional_control(character: char) -> bool {
+    matches!(character, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ics_proto::events::v1::CommandOptions;
+    use ics_proto::trusts::v1::RenameOrganisationRequest;
+    use prost::Message;
+
+    const RENAME: &str = "/ics.trusts.v1.TrustsService/RenameOrganisation";
+
+    fn rename(request_id: &str, name: &str) -> Vec<u8> {
+        RenameOrganisationRequest {
+            options: Some(CommandOptions {
+                request_id: request_id.to_owned(),
+                expected_version: None,
+            }),
+            ods_code: "RTP".to_owned(),
+            name: name.to_owned(),
+        }
+        .encode_to_vec()
+    }
+
+    fn refused_field(status: &Status) -> String {
+        status
+            .get_details_bad_request()
+            .and_then(|bad| bad.field_violations.first().map(|v| v.field.clone()))
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn clean_requests_pass_and_other_services_are_not_checked() {
+        let hygiene = RequestHygiene::new().expect("descriptors");
+        assert!(
+            hygiene
+                .check(RENAME, &rename("r-1", "Surrey and Sussex"))
+                .is_ok()
+        );
+        assert!(
+            hygiene
+                .check("/grpc.health.v1.Health/Check", b"\xff\xff")
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn control_and_bidirectional_characters_are_refused_by_field() {
+        let hygiene = RequestHygiene::new().expect("descriptors");
+        let nul_in_request_id = hygiene
+            .check(RENAME, &rename("r\u{0}1", "Surrey"))
+            .expect_err("NUL");
+        assert_eq!(nul_in_request_id.code(), tonic::Code::InvalidArgument);
+        assert_eq!(refused_field(&nul_in_request_id), "options.request_id");
+        let newline = hygiene
+            .check(RENAME, &rename("r-1", "Surrey\nSussex"))
+            .expect_err("newline");
+        assert_eq!(refused_field(&newline), "name");
+        let bidi = hygiene
+            .check(RENAME, &rename("r-1", "Surrey\u{202E}xessuS"))
+            .expect_err("right-to-left override");
+        assert_eq!(refused_field(&bidi), "name");
+    }
+
+    #[test]
+    fn malformed_bodies_and_invalid_utf8_are_invalid_arguments() {
+        let hygiene = RequestHygiene::new().expect("descriptors");
+        for garbage in [
+            &b"\x0a\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff"[..],
+            b"\x0a\x05ab",
+            b"\x0b",
+        ] {
+            let refused = hygiene.check(RENAME, garbage).expect_err("malformed");
+            assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+        }
+        // Field 3 (name), length 2, bytes that are not UTF-8.
+        let refused = hygiene
+            .check(RENAME, b"\x1a\x02\xc3\x28")
+            .expect_err("not UTF-8");
+        assert_eq!(refused_field(&refused), "name");
+    }
+
+    #[test]
+    fn repeated_fields_are_named_by_index() {
+        use ics_proto::metrics::v1::DefinePeerGroupRequest;
+        let hygiene = RequestHygiene::new().expect("descriptors");
+        let request = DefinePeerGroupRequest {
+            members: vec!["RR8".into(), "RX\u{0}F".into()],
+            ..Default::default()
+        };
+        let refused = hygiene
+            .check(
+                "/ics.metrics.v1.MetricsService/DefinePeerGroup",
+                &request.encode_to_vec(),
+            )
+            .expect_err("NUL in a member");
+        assert_eq!(refused_field(&refused), "members[1]");
+    }
+}
