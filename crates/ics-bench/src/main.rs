@@ -49,15 +49,8 @@ pub(crate) const BENCH_ICS: &str = "QZB";
 struct Cli {
     #[arg(long, env = "ICS_TRUSTS_URL", default_value = "http://127.0.0.1:50051")]
     trusts_url: String,
-    /// PEM CA certificate(s) the services' TLS certificates chain to (https:// URLs).
-    #[arg(long, env = "ICS_TLS_CA")]
-    ca: Option<std::path::PathBuf>,
-    /// PEM client certificate for services that require mutual TLS (with --key).
-    #[arg(long, env = "ICS_TLS_CLIENT_CERT")]
-    cert: Option<std::path::PathBuf>,
-    /// PEM private key of --cert.
-    #[arg(long, env = "ICS_TLS_CLIENT_KEY")]
-    key: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    tls: ics_client::ClientTlsArgs,
     #[arg(
         long,
         env = "ICS_REPORTING_URL",
@@ -163,11 +156,7 @@ async fn main() -> anyhow::Result<()> {
             Duration::from_secs(3600),
         )
     };
-    let tls = ClientTls {
-        ca: cli.ca.clone(),
-        cert: cli.cert.clone(),
-        key: cli.key.clone(),
-    };
+    let tls = ClientTls::from(&cli.tls);
     let trusts_channel = connect(&cli.trusts_url, &tls).await?;
     let clients = Clients {
         channel: trusts_channel.clone(),

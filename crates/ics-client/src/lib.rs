@@ -140,6 +140,33 @@ pub struct ClientTls {
     pub key: Option<std::path::PathBuf>,
 }
 
+/// The command-line flags of a client's TLS settings, the same in every client binary.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ClientTlsArgs {
+    /// PEM CA certificate(s) the services' TLS certificates must chain to (https:// URLs);
+    /// the public web roots when not given.
+    #[arg(long, global = true, env = "ICS_TLS_CA", value_name = "FILE")]
+    pub ca: Option<std::path::PathBuf>,
+
+    /// PEM client certificate, for services that require mutual TLS (with --key).
+    #[arg(long, global = true, env = "ICS_TLS_CLIENT_CERT", value_name = "FILE")]
+    pub cert: Option<std::path::PathBuf>,
+
+    /// PEM private key of --cert.
+    #[arg(long, global = true, env = "ICS_TLS_CLIENT_KEY", value_name = "FILE")]
+    pub key: Option<std::path::PathBuf>,
+}
+
+impl From<&ClientTlsArgs> for ClientTls {
+    fn from(args: &ClientTlsArgs) -> Self {
+        ClientTls {
+            ca: args.ca.clone(),
+            cert: args.cert.clone(),
+            key: args.key.clone(),
+        }
+    }
+}
+
 /// Why a service's address cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum EndpointError {

@@ -85,18 +85,8 @@ pub struct GlobalArgs {
     )]
     pub as_principal: Option<Principal>,
 
-    /// PEM CA certificate(s) the services' TLS certificates must chain to (https:// URLs);
-    /// the public web roots when not given.
-    #[arg(long, global = true, env = "ICS_TLS_CA", value_name = "FILE")]
-    pub ca: Option<std::path::PathBuf>,
-
-    /// PEM client certificate, for services that require mutual TLS (with --key).
-    #[arg(long, global = true, env = "ICS_TLS_CLIENT_CERT", value_name = "FILE")]
-    pub cert: Option<std::path::PathBuf>,
-
-    /// PEM private key of --cert.
-    #[arg(long, global = true, env = "ICS_TLS_CLIENT_KEY", value_name = "FILE")]
-    pub key: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub tls: ics_client::ClientTlsArgs,
 
     /// Issuer written into minted tokens.
     #[arg(long, global = true, env = "ICS_TOKEN_ISSUER", default_value = "ics")]

@@ -132,11 +132,7 @@ impl Context {
             metrics_url: global.metrics_url.clone(),
             reporting_url: global.reporting_url.clone(),
             bearer: Bearer::new(token.as_deref())?,
-            tls: ClientTls {
-                ca: global.ca.clone(),
-                cert: global.cert.clone(),
-                key: global.key.clone(),
-            },
+            tls: ClientTls::from(&global.tls),
             request_id: global.request_id.clone(),
             expected_version: global.expected_version,
             output: global.output,

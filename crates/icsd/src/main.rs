@@ -65,15 +65,8 @@ enum Command {
         /// Keep trying for this long before giving up.
         #[arg(long, default_value_t = 0)]
         wait_secs: u64,
-        /// PEM CA certificate(s) of the server's TLS certificate (https:// URLs).
-        #[arg(long, env = "ICS_TLS_CA")]
-        ca: Option<std::path::PathBuf>,
-        /// PEM client certificate, when the server requires mutual TLS (with --key).
-        #[arg(long, env = "ICS_TLS_CLIENT_CERT")]
-        cert: Option<std::path::PathBuf>,
-        /// PEM private key of --cert.
-        #[arg(long, env = "ICS_TLS_CLIENT_KEY")]
-        key: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        tls: ics_client::ClientTlsArgs,
     },
 }
 
@@ -85,16 +78,10 @@ fn main() -> anyhow::Result<()> {
     if let Command::Healthcheck {
         url,
         wait_secs,
-        ca,
-        cert,
-        key,
+        tls,
     } = &cli.command
     {
-        let tls = ics_client::ClientTls {
-            ca: ca.clone(),
-            cert: cert.clone(),
-            key: key.clone(),
-        };
+        let tls = ics_client::ClientTls::from(tls);
         let serving = runtime.block_on(healthcheck(url, &tls, Duration::from_secs(*wait_secs)));
         std::process::exit(if serving { 0 } else { 1 });
     }

@@ -200,15 +200,17 @@ fn authorize_ics(principal: &Principal, ics_ods_code: &str) -> Result<(), Servic
     Ok(principal.authorize_ics_read(ics_ods_code)?)
 }
 
-/// A board compares only against peer groups of its own ICS or region (see
-/// [`measures::peer_group_fits_ics`]); another is NOT_FOUND, as an unknown one is. Operators may
-/// use any.
-async fn authorize_peer_group(
+/// The ICS a measures request names, which the caller must be allowed to read, and the peer
+/// group it compares against: a board only one of its own ICS or region (see
+/// [`measures::peer_group_fits_ics`]); another is NOT_FOUND, as an unknown one is. Operators
+/// may use any.
+async fn authorize_peers(
     pool: &sqlx::PgPool,
     principal: &Principal,
     ics_ods_code: &str,
     peer_group_id: &str,
 ) -> Result<(), ServiceError> {
+    authorize_ics(principal, ics_ods_code)?;
     if peer_group_id.is_empty() || !matches!(principal, Principal::BoardReader { .. }) {
         return Ok(());
     }
@@ -353,8 +355,7 @@ impl ReportingService for ReportingApi {
         let mut violations = Violations::default();
         optional_peer_group(&mut violations, &body.peer_group_id);
         violations.into_result()?;
-        authorize_ics(&principal, &body.ics_ods_code)?;
-        authorize_peer_group(
+        authorize_peers(
             &self.pool,
             &principal,
             &body.ics_ods_code,
@@ -380,8 +381,7 @@ impl ReportingService for ReportingApi {
         let mut violations = Violations::default();
         optional_peer_group(&mut violations, &body.peer_group_id);
         violations.into_result()?;
-        authorize_ics(&principal, &body.ics_ods_code)?;
-        authorize_peer_group(
+        authorize_peers(
             &self.pool,
             &principal,
             &body.ics_ods_code,
@@ -442,8 +442,7 @@ impl ReportingService for ReportingApi {
         let period =
             validate::optional_date(&mut violations, "period_start", body.period_start.as_ref());
         violations.into_result()?;
-        authorize_ics(&principal, &body.ics_ods_code)?;
-        authorize_peer_group(
+        authorize_peers(
             &self.pool,
             &principal,
             &body.ics_ods_code,
@@ -488,8 +487,7 @@ impl ReportingService for ReportingApi {
             violations.add("to_period_start", "must be after from_period_start");
         }
         violations.into_result()?;
-        authorize_ics(&principal, &body.ics_ods_code)?;
-        authorize_peer_group(
+        authorize_peers(
             &self.pool,
             &principal,
             &body.ics_ods_code,
