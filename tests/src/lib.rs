@@ -160,6 +160,8 @@ pub struct Deployment {
     pub nats_url: String,
     /// Further environment for the servers (fault points, drain delays…).
     pub environment: Vec<(String, String)>,
+    /// Where the servers' standard output (their log) goes, for tests that read it.
+    pub server_log: Option<PathBuf>,
     /// How the harness itself reaches servers that serve TLS (`ICS_TLS_CERT` in the
     /// environment): their URLs are then `https://`.
     pub client_tls: ics_client::ClientTls,
@@ -180,6 +182,7 @@ impl Deployment {
             nats_url,
             environment: Vec::new(),
             client_tls: ics_client::ClientTls::default(),
+            server_log: None,
         }
     }
 
@@ -241,7 +244,6 @@ impl Deployment {
             .args(&command_line[1..])
             .env("ICS_DATABASE_URL", &self.database.url)
             .env("ICS_NATS_URL", &self.nats_url)
-            .envs(self.environment.iter().map(|(name, value)| (name, value)))
             .env("ICS_SUBJECT_PREFIX", &self.subject_prefix)
             .env(
                 "ICS_LOG",
@@ -257,11 +259,19 @@ impl Deployment {
                 "ICS_FOLLOW_UP_GRACE_DAYS",
                 self.follow_up_grace_days.to_string(),
             )
+            // The test's own settings last, so that they override the harness's.
+            .envs(self.environment.iter().map(|(name, value)| (name, value)))
             // Server logs only when asked for: they would interleave with every test's output.
-            .stdout(if std::env::var_os("ICS_TEST_LOG").is_some() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
+            .stdout(match &self.server_log {
+                Some(file) => Stdio::from(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(file)
+                        .expect("open the server log file"),
+                ),
+                None if std::env::var_os("ICS_TEST_LOG").is_some() => Stdio::inherit(),
+                None => Stdio::null(),
             })
             .stderr(Stdio::inherit());
         // The identity provider's keys replace the shared secret when a test gives them.

@@ -669,6 +669,7 @@ async fn o3_restore_into_a_fresh_cluster() {
             nats_url: rig.nats.url(),
             environment: Vec::new(),
             client_tls: ics_client::ClientTls::default(),
+            server_log: None,
         },
         postgres: fresh,
         nats: rig.nats,

@@ -890,3 +890,47 @@ async fn a_board_compares_only_against_peer_groups_of_its_own_ics_or_region() {
     assert!(server.terminate().await);
     deployment.finish().await;
 }
+
+/// S10 log volume: a stream of thousands of rows a trust may not write is refused row by row in
+/// its summary, and audited once in the log, not once per row.
+#[tokio::test]
+async fn a_hostile_ingest_stream_is_audited_once_not_per_row() {
+    let mut deployment = Deployment::new().await;
+    let log = std::env::temp_dir().join(format!("ics-log-{}.txt", uuid::Uuid::now_v7()));
+    deployment.server_log = Some(log.clone());
+    deployment.environment = vec![("ICS_LOG".into(), "info".into())];
+    let server = deployment.start("all").await;
+    setup(&deployment, &server).await;
+    let mid_yorkshire = deployment.token(&Principal::TrustWriter {
+        ods_code: "RXF".into(),
+    });
+    let mut metrics = MetricsServiceClient::new(channel(&server.metrics_url).await);
+    // Leeds' figures, sent by Mid Yorkshire: 20 chunks of 500 refused rows.
+    let chunks: Vec<Vec<ObservationInput>> = (0..20)
+        .map(|chunk| {
+            (0..500)
+                .map(|row| fft("RR8", (chunk * 500 + row) % 120, 900.0, 1000.0))
+                .collect()
+        })
+        .collect();
+    let summary = ingest(&mut metrics, &mid_yorkshire, chunks).await.unwrap();
+    assert_eq!(summary.rejected, 10_000);
+    assert_eq!(summary.recorded, 0);
+    assert!(
+        summary
+            .rejections
+            .iter()
+            .all(|rejection| rejection.code == "PERMISSION_DENIED")
+    );
+    let mut server = server;
+    assert!(server.terminate().await);
+    let written = std::fs::read_to_string(&log).unwrap();
+    let denials = written
+        .lines()
+        .filter(|line| line.contains("permission denied"))
+        .count();
+    assert_eq!(denials, 1, "one audit line for the stream:\n{written}");
+    assert!(written.len() < 64 * 1024, "{} bytes of log", written.len());
+    let _ = std::fs::remove_file(&log);
+    deployment.finish().await;
+}

@@ -25,9 +25,18 @@ pub struct Denied {
     pub resource: String,
 }
 
+impl Denied {
+    /// Records the refusal in the log (the audit trail of security scenario S10: who, what, on
+    /// which resource), once for the call it answers.
+    pub fn audit(&self) {
+        tracing::info!(principal = %self.principal, action = self.action, resource = %self.resource, "permission denied");
+    }
+}
+
 /// A refusal answered as `PERMISSION_DENIED` by any handler, whatever its error type.
 impl From<Denied> for tonic::Status {
     fn from(denied: Denied) -> Self {
+        denied.audit();
         tonic::Status::permission_denied(denied.to_string())
     }
 }
@@ -115,9 +124,9 @@ impl Principal {
         if allowed {
             return Ok(());
         }
+        // Not logged here: a refusal is logged once where a call is answered with it, so a bulk
+        // stream of refused rows writes one summary rather than a line per row.
         let principal = self.label();
-        // The audit trail of refusals (security scenario S10): who, what, on which resource.
-        tracing::info!(principal = %principal, action, resource = %resource, "permission denied");
         Err(Denied {
             principal,
             action,

@@ -47,6 +47,7 @@ impl From<AuthError> for ServiceError {
 
 impl From<Denied> for ServiceError {
     fn from(denied: Denied) -> Self {
+        denied.audit();
         ServiceError::PermissionDenied(denied.to_string())
     }
 }

@@ -67,6 +67,8 @@ struct Ingest<'a> {
     last: Option<LastSeries>,
     series_seen: HashSet<String>,
     trace: (String, String),
+    /// Rows refused for permission: audited once, in the stream's summary line.
+    denied: u64,
     /// The batch being written while the next one is read and checked.
     in_flight: Option<JoinHandle<Result<Vec<Recorded>, ServiceError>>>,
 }
@@ -74,6 +76,9 @@ struct Ingest<'a> {
 impl Ingest<'_> {
     fn reject(&mut self, index: u64, field: String, error: &ServiceError, reason: String) {
         self.summary.rejected += 1;
+        if matches!(error, ServiceError::PermissionDenied(_)) {
+            self.denied += 1;
+        }
         if self.summary.rejections.len() < MAX_LISTED_REJECTIONS {
             self.summary.rejections.push(IngestRejection {
                 index,
@@ -255,6 +260,7 @@ pub async fn ingest(
         last: None,
         series_seen: HashSet::new(),
         trace: ics_service_kit::telemetry::current_traceparent(),
+        denied: 0,
         in_flight: None,
     };
     let mut index: u64 = 0;
@@ -285,5 +291,12 @@ pub async fn ingest(
         series = ingest.summary.series,
         "observations ingested"
     );
+    if ingest.denied > 0 {
+        tracing::info!(
+            principal = %principal.label(),
+            denied_rows = ingest.denied,
+            "permission denied for rows of an ingest stream"
+        );
+    }
     Ok(ingest.summary)
 }

@@ -29,7 +29,11 @@ impl Rejection {
     }
 
     /// The error a unary call answers with.
+    /// The error a unary call answers with; a refusal is audited, once, as the call's.
     pub fn into_error(self) -> ServiceError {
+        if let ServiceError::PermissionDenied(reason) = &self.error {
+            tracing::info!(field = %self.field, reason = %reason, "permission denied");
+        }
         self.error
     }
 }
@@ -120,10 +124,12 @@ impl References {
     ) -> Result<Result<(), Rejection>, ServiceError> {
         let field = |name: &str| format!("{prefix}{name}");
         // Permission first: a trust learns nothing about which other organisations exist.
-        if let Err(error) = principal.authorize_trust_write(&key.ods_code) {
+        // Not audited row by row: a call audits its refusals once (see `Rejection::into_error`
+        // and the ingest summary).
+        if let Err(denied) = principal.authorize_trust_write(&key.ods_code) {
             return Ok(Err(Rejection::new(
                 field("ods_code"),
-                ServiceError::from(error),
+                ServiceError::PermissionDenied(denied.to_string()),
             )));
         }
         let Some(kind) = self.organisation_kind(&key.ods_code).await? else {
