@@ -736,3 +736,57 @@ async fn bad_bytes_are_invalid_arguments_that_name_the_field_and_echo_little() {
     );
     deployment.finish().await;
 }
+
+/// S9: one tenant's flood is RESOURCE_EXHAUSTED with the time to wait, while another tenant and
+/// operators keep being served.
+#[tokio::test]
+async fn a_flooding_tenant_is_limited_and_the_others_are_not() {
+    use tonic_types::StatusExt;
+
+    let mut deployment = Deployment::new().await;
+    deployment.environment = vec![
+        ("ICS_TENANT_CALLS_PER_SEC".into(), "5".into()),
+        ("ICS_TENANT_CALL_BURST".into(), "5".into()),
+    ];
+    let server = deployment.start("trusts").await;
+    let mut trusts = TrustsServiceClient::new(channel(&server.url).await);
+    let leeds = deployment.token(&Principal::TrustWriter {
+        ods_code: "RR8".into(),
+    });
+    let surrey = deployment.token(&Principal::TrustWriter {
+        ods_code: "RTP".into(),
+    });
+    let operator = deployment.token(&Principal::Operator);
+    let list = |token: &str| authorized(token, ListOrganisationsRequest::default());
+
+    let mut limited = None;
+    for _ in 0..30 {
+        if let Err(status) = trusts.list_organisations(list(&leeds)).await {
+            limited = Some(status);
+            break;
+        }
+    }
+    let limited = limited.expect("30 calls at once exceed a burst of 5");
+    assert_eq!(limited.code(), Code::ResourceExhausted);
+    let retry = limited
+        .get_details_retry_info()
+        .and_then(|info| info.retry_delay)
+        .expect("the refusal says how long to wait");
+    assert!(retry <= Duration::from_secs(1), "{retry:?}");
+    trusts
+        .list_organisations(list(&surrey))
+        .await
+        .expect("another tenant is served");
+    for _ in 0..30 {
+        trusts
+            .list_organisations(list(&operator))
+            .await
+            .expect("operators are not limited");
+    }
+    tokio::time::sleep(retry).await;
+    trusts
+        .list_organisations(list(&leeds))
+        .await
+        .expect("served again after the wait");
+    deployment.finish().await;
+}

@@ -62,7 +62,11 @@ enum Mode {
 #[derive(Clone)]
 pub struct Authenticator {
     mode: Arc<Mode>,
+    /// Calls per tenant (trust writers and boards), so that one cannot flood the rest.
+    tenant_limit: Option<Arc<TenantLimit>>,
 }
+
+type TenantLimit = governor::DefaultKeyedRateLimiter<String>;
 
 impl fmt::Debug for Authenticator {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -126,6 +130,15 @@ impl Authenticator {
         if config.auth_mode == AuthMode::Development {
             return Ok(Self::development());
         }
+        let verifier = Self::verifier(config, shutdown).await?;
+        Ok(Self::with_verifier(verifier)
+            .with_tenant_limit(config.tenant_calls_per_sec, config.tenant_call_burst))
+    }
+
+    async fn verifier(
+        config: &AuthConfig,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<TokenVerifier> {
         let secret = config.token_secret.as_deref().unwrap_or_default();
         match (config.token_jwks.as_deref(), secret.is_empty()) {
             (Some(_), false) => anyhow::bail!(
@@ -145,11 +158,11 @@ impl Authenticator {
                         "token secret is short"
                     );
                 }
-                Ok(Self::with_verifier(TokenVerifier::with_secret(
+                Ok(TokenVerifier::with_secret(
                     secret,
                     config.token_issuer.clone(),
                     config.token_audience.clone(),
-                )?))
+                )?)
             }
             (Some(jwks), true) => {
                 let source = KeySource::parse(jwks)?;
@@ -161,11 +174,11 @@ impl Authenticator {
                     Duration::from_secs(config.token_jwks_refresh_secs.max(1)),
                     shutdown.clone(),
                 ));
-                Ok(Self::with_verifier(TokenVerifier::with_key_set(
+                Ok(TokenVerifier::with_key_set(
                     keys,
                     config.token_issuer.clone(),
                     config.token_audience.clone(),
-                )))
+                ))
             }
         }
     }
@@ -173,7 +186,38 @@ impl Authenticator {
     pub fn with_verifier(verifier: TokenVerifier) -> Self {
         Self {
             mode: Arc::new(Mode::Token(verifier)),
+            tenant_limit: None,
         }
+    }
+
+    /// Limits each tenant to `per_second` calls sustained, `burst` at once (none when 0).
+    pub fn with_tenant_limit(mut self, per_second: u32, burst: u32) -> Self {
+        self.tenant_limit = std::num::NonZeroU32::new(per_second).map(|per_second| {
+            let burst =
+                std::num::NonZeroU32::new(burst.max(per_second.get())).unwrap_or(per_second);
+            Arc::new(governor::RateLimiter::dashmap(
+                governor::Quota::per_second(per_second).allow_burst(burst),
+            ))
+        });
+        self
+    }
+
+    /// Whether `principal` may make another call now; when not, how long until it may.
+    fn admit(&self, principal: &Principal) -> Result<(), Duration> {
+        let Some(limit) = &self.tenant_limit else {
+            return Ok(());
+        };
+        if !matches!(
+            principal,
+            Principal::TrustWriter { .. } | Principal::BoardReader { .. }
+        ) {
+            return Ok(());
+        }
+        limit.check_key(&principal.label()).map_err(|not_until| {
+            not_until.wait_time_from(governor::clock::Clock::now(
+                &governor::clock::DefaultClock::default(),
+            ))
+        })
     }
 
     /// Trusts every caller with everything. Says so loudly, because it must never be mistaken
@@ -182,6 +226,7 @@ impl Authenticator {
         tracing::warn!("authentication disabled: development mode, every caller is trusted");
         Self {
             mode: Arc::new(Mode::Development),
+            tenant_limit: None,
         }
     }
 
@@ -263,6 +308,20 @@ impl Interceptor for AuthInterceptor {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         match self.authenticator.authenticate_until(request.metadata()) {
             Ok((principal, expires_at)) => {
+                if let Err(wait) = self.authenticator.admit(&principal) {
+                    tracing::info!(principal = %principal.label(), wait_ms = wait.as_millis() as u64, "tenant call limit reached");
+                    let mut details = tonic_types::ErrorDetails::new();
+                    details.set_retry_info(Some(wait));
+                    return Err(<Status as tonic_types::StatusExt>::with_error_details(
+                        tonic::Code::ResourceExhausted,
+                        format!(
+                            "too many calls from {}; retry in {} ms",
+                            principal.label(),
+                            wait.as_millis().max(1)
+                        ),
+                        details,
+                    ));
+                }
                 // Handlers have no use for the raw token, and without it they cannot log it.
                 request.metadata_mut().remove("authorization");
                 request.extensions_mut().insert(principal);

@@ -36,6 +36,8 @@ pub const DEFAULT_DB_MAX_CONNECTIONS: u32 = 20;
 pub const DEFAULT_TOKEN_ISSUER: &str = "ics";
 pub const DEFAULT_TOKEN_AUDIENCE: &str = "ics-platform";
 pub const DEFAULT_JWKS_REFRESH_SECS: u64 = 300;
+pub const DEFAULT_TENANT_CALLS_PER_SEC: u32 = 200;
+pub const DEFAULT_TENANT_CALL_BURST: u32 = 400;
 pub const DEFAULT_TLS_RELOAD_SECS: u64 = 30;
 pub const DEFAULT_LOG_FILTER: &str = "info";
 
@@ -182,6 +184,16 @@ pub struct AuthConfig {
     #[arg(long, env = "ICS_TOKEN_JWKS")]
     pub token_jwks: Option<String>,
 
+    /// Calls per second each tenant (a trust writer's or a board's token subject) may make,
+    /// sustained; more are RESOURCE_EXHAUSTED with the time to wait. 0 turns the limit off.
+    /// Operators are not limited.
+    #[arg(long, env = "ICS_TENANT_CALLS_PER_SEC", default_value_t = DEFAULT_TENANT_CALLS_PER_SEC)]
+    pub tenant_calls_per_sec: u32,
+
+    /// Calls a tenant may make at once above the sustained rate.
+    #[arg(long, env = "ICS_TENANT_CALL_BURST", default_value_t = DEFAULT_TENANT_CALL_BURST)]
+    pub tenant_call_burst: u32,
+
     /// Seconds between refreshes of the published keys (a rotated key is used after at most
     /// this long, without a restart).
     #[arg(long, env = "ICS_TOKEN_JWKS_REFRESH_SECS", default_value_t = DEFAULT_JWKS_REFRESH_SECS)]
@@ -220,6 +232,8 @@ impl Default for AuthConfig {
             token_secret: None,
             token_jwks: None,
             token_jwks_refresh_secs: DEFAULT_JWKS_REFRESH_SECS,
+            tenant_calls_per_sec: DEFAULT_TENANT_CALLS_PER_SEC,
+            tenant_call_burst: DEFAULT_TENANT_CALL_BURST,
             token_issuer: DEFAULT_TOKEN_ISSUER.to_owned(),
             token_audience: DEFAULT_TOKEN_AUDIENCE.to_owned(),
         }
@@ -235,6 +249,8 @@ impl fmt::Debug for AuthConfig {
             .field("token_secret", &secret)
             .field("token_jwks", &self.token_jwks)
             .field("token_jwks_refresh_secs", &self.token_jwks_refresh_secs)
+            .field("tenant_calls_per_sec", &self.tenant_calls_per_sec)
+            .field("tenant_call_burst", &self.tenant_call_burst)
             .field("token_issuer", &self.token_issuer)
             .field("token_audience", &self.token_audience)
             .finish()
