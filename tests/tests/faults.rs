@@ -203,17 +203,10 @@ impl Load {
         }
     }
 
+    /// Stops the writers and waits for them: what was sent, failed and acknowledged.
     async fn finish(self) -> (u64, u64, Vec<String>) {
         self.stop.store(true, Ordering::SeqCst);
-        for writer in self.writers {
-            writer.await.unwrap();
-        }
-        let acked = self.acked.lock().await.clone();
-        (
-            self.sent.load(Ordering::SeqCst),
-            self.failed.load(Ordering::SeqCst),
-            acked,
-        )
+        self.finish_after_limit().await
     }
 }
 
@@ -555,7 +548,7 @@ async fn r6_backlog_across_a_power_of_ten_transaction_id() {
 }
 
 impl Load {
-    /// Waits for the writers to send their whole limit, then stops them.
+    /// Waits for the writers to end (their whole limit sent, unless stopped).
     async fn finish_after_limit(self) -> (u64, u64, Vec<String>) {
         for writer in self.writers {
             writer.await.unwrap();

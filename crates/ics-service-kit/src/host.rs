@@ -25,7 +25,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ics_eventstore::identity::{Identity, record_identity};
-use ics_eventstore::relay::Relay;
 use ics_eventstore::{EventStore, migrate};
 use ics_projection::RunnerConfig;
 use ics_proto::admin::v1::admin_service_server::AdminServiceServer;
@@ -143,14 +142,6 @@ impl ServiceHost {
             .ok_or_else(|| anyhow::anyhow!("service {} records no events", self.service))
     }
 
-    pub fn shutdown(&self) -> &CancellationToken {
-        &self.shutdown
-    }
-
-    pub fn subject_prefix(&self) -> &str {
-        &self.common.subject_prefix
-    }
-
     /// A projection runner's configuration for the given source services, continuing each
     /// event's stored trace.
     pub fn runner_config(&self, source_services: &[&str]) -> RunnerConfig {
@@ -246,10 +237,5 @@ impl ServiceHost {
             log.stopped().await;
         }
         served
-    }
-
-    /// The relay of the service's log, when it records events.
-    pub fn relay(&self) -> Option<&Relay> {
-        self.log.as_ref().map(|log| &log.relay)
     }
 }

@@ -138,11 +138,7 @@ impl References {
                 ServiceError::not_found(format!("organisation {}", key.ods_code)),
             )));
         };
-        let is_trust = matches!(
-            kind,
-            OrganisationKind::Trust | OrganisationKind::FoundationTrust
-        );
-        if matches!(principal, Principal::TrustWriter { .. }) && !is_trust {
+        if matches!(principal, Principal::TrustWriter { .. }) && !ics_references::is_trust(kind) {
             return Ok(Err(Rejection::new(
                 field("ods_code"),
                 ServiceError::PermissionDenied(format!(

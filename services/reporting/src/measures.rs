@@ -71,6 +71,21 @@ async fn trusts_of_icb(
     .await?)
 }
 
+/// A peer group's current definition, as the projection stored it.
+async fn peer_group(
+    pool: &PgPool,
+    peer_group_id: &str,
+) -> Result<Option<PeerGroupDefined>, ServiceError> {
+    let definition: Option<Vec<u8>> =
+        sqlx::query_scalar("SELECT definition FROM peer_groups WHERE peer_group_id = $1")
+            .bind(peer_group_id.to_ascii_lowercase())
+            .fetch_optional(pool)
+            .await?;
+    definition
+        .map(|bytes| PeerGroupDefined::decode(bytes.as_slice()).map_err(ServiceError::internal))
+        .transpose()
+}
+
 /// Whether a board of `ics_ods_code` may compare against the peer group: one of its own ICS
 /// (`IcsMembers` anchored at it), of its region on `as_of` (`Region` anchored there), or a
 /// custom list whose members all belong, on `as_of`, to its ICS or its region. Another ICS's
@@ -82,15 +97,9 @@ pub async fn peer_group_fits_ics(
     ics_ods_code: &str,
     as_of: NaiveDate,
 ) -> Result<bool, ServiceError> {
-    let Some(row) = sqlx::query("SELECT definition FROM peer_groups WHERE peer_group_id = $1")
-        .bind(peer_group_id.to_ascii_lowercase())
-        .fetch_optional(pool)
-        .await?
-    else {
+    let Some(group) = peer_group(pool, peer_group_id).await? else {
         return Ok(false);
     };
-    let bytes: Vec<u8> = row.try_get("definition")?;
-    let group = PeerGroupDefined::decode(bytes.as_slice()).map_err(ServiceError::internal)?;
     let region: Option<String> = sqlx::query_scalar(
         "SELECT parent_ods_code FROM organisation_links
          WHERE ods_code = $1 AND valid_from <= $2 AND (valid_to IS NULL OR valid_to >= $2)
@@ -136,13 +145,9 @@ pub async fn peers(
             members,
         });
     }
-    let row = sqlx::query("SELECT definition, version FROM peer_groups WHERE peer_group_id = $1")
-        .bind(peer_group_id.to_ascii_lowercase())
-        .fetch_optional(pool)
+    let group = peer_group(pool, peer_group_id)
         .await?
         .ok_or_else(|| ServiceError::not_found(format!("peer group {peer_group_id}")))?;
-    let bytes: Vec<u8> = row.try_get("definition")?;
-    let group = PeerGroupDefined::decode(bytes.as_slice()).map_err(ServiceError::internal)?;
     match PeerGroupMethod::try_from(group.method) {
         Ok(PeerGroupMethod::IcsMembers) => {
             members.extend(trusts_of_icb(pool, &group.anchor_ods_code, as_of).await?);
