@@ -51,6 +51,8 @@ pub struct Server {
     /// What the process runs (`all`, `trusts`…), and where, for a restart on the same ports.
     service: String,
     listen: Listen,
+    /// Environment of this server's own, kept for a restart.
+    environment: Vec<(String, String)>,
     /// The service's URL (`trusts` for `icsd all`).
     pub url: String,
     /// The other services' URLs when the server runs every service.
@@ -203,6 +205,12 @@ impl Deployment {
 
     /// Starts `icsd <service>` and waits until its health check says SERVING.
     pub async fn start(&self, service: &str) -> Server {
+        self.start_with(service, &[]).await
+    }
+
+    /// As [`start`](Self::start), with environment of this server's own (its credentials,
+    /// when each service has its own).
+    pub async fn start_with(&self, service: &str, environment: &[(&str, String)]) -> Server {
         let listen = Listen {
             trusts: format!("127.0.0.1:{}", free_port()),
             workshops: format!("127.0.0.1:{}", free_port()),
@@ -217,13 +225,17 @@ impl Deployment {
         };
         let scheme = if self.serves_tls() { "https" } else { "http" };
         let server = Server {
-            child: Some(self.spawn(&["icsd", service], &listen)),
+            child: Some(self.spawn(&["icsd", service], &listen, environment)),
             url: format!("{scheme}://{own}"),
             workshops_url: format!("{scheme}://{}", listen.workshops),
             metrics_url: format!("{scheme}://{}", listen.metrics),
             reporting_url: format!("{scheme}://{}", listen.reporting),
             service: service.to_string(),
             listen,
+            environment: environment
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.clone()))
+                .collect(),
             tls: self.client_tls.clone(),
         };
         server.wait_serving().await;
@@ -234,11 +246,21 @@ impl Deployment {
     /// until it serves.
     pub async fn restart(&self, server: &mut Server) {
         server.kill();
-        server.child = Some(self.spawn(&["icsd", &server.service], &server.listen));
+        let environment: Vec<(&str, String)> = server
+            .environment
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.clone()))
+            .collect();
+        server.child = Some(self.spawn(&["icsd", &server.service], &server.listen, &environment));
         server.wait_serving().await;
     }
 
-    fn spawn(&self, command_line: &[&str], listen: &Listen) -> Child {
+    fn spawn(
+        &self,
+        command_line: &[&str],
+        listen: &Listen,
+        environment: &[(&str, String)],
+    ) -> Child {
         let mut command = Command::new(binary(command_line[0]));
         command
             .args(&command_line[1..])
@@ -261,6 +283,7 @@ impl Deployment {
             )
             // The test's own settings last, so that they override the harness's.
             .envs(self.environment.iter().map(|(name, value)| (name, value)))
+            .envs(environment.iter().map(|(name, value)| (name, value)))
             // Server logs only when asked for: they would interleave with every test's output.
             .stdout(match &self.server_log {
                 Some(file) => Stdio::from(
@@ -274,11 +297,12 @@ impl Deployment {
                 None => Stdio::null(),
             })
             .stderr(Stdio::inherit());
-        // The identity provider's keys replace the shared secret when a test gives them.
+        // The identity provider's keys, or the secret in a file, replace the secret in the
+        // environment when a test gives them.
         if !self
             .environment
             .iter()
-            .any(|(name, _)| name == "ICS_TOKEN_JWKS")
+            .any(|(name, _)| name == "ICS_TOKEN_JWKS" || name == "ICS_TOKEN_SECRET_FILE")
         {
             command.env("ICS_TOKEN_SECRET", &self.secret);
         }
@@ -416,4 +440,45 @@ pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// A certificate authority for the test, and the certificates it signs, written as PEM files.
+pub struct Authority {
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    /// The authority's own certificate, PEM: what clients and servers are told to trust.
+    pub pem: String,
+}
+
+impl Authority {
+    pub fn new(name: &str) -> Authority {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let certificate = params.self_signed(&key).unwrap();
+        Authority {
+            pem: certificate.pem(),
+            issuer: rcgen::Issuer::new(params, key),
+        }
+    }
+
+    /// A certificate for the loopback server (or a client), and its key, both PEM.
+    pub fn sign(&self, names: &[&str]) -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let names: Vec<String> = names.iter().map(|name| (*name).to_owned()).collect();
+        let certificate = rcgen::CertificateParams::new(names)
+            .unwrap()
+            .signed_by(&key, &self.issuer)
+            .unwrap();
+        (certificate.pem(), key.serialize_pem())
+    }
+}
+
+/// Writes `contents` to `dir/name` and returns the path.
+pub fn write(dir: &std::path::Path, name: &str, contents: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap();
+    path
 }

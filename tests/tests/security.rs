@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use ics_auth::{Principal, claims_for};
-use ics_e2e::{Deployment, authorized, channel};
+use ics_e2e::{Authority, Deployment, authorized, channel, write};
 use ics_proto::trusts::v1::ListOrganisationsRequest;
 use ics_proto::trusts::v1::trusts_service_client::TrustsServiceClient;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -70,45 +70,6 @@ async fn tokens_are_verified_against_the_published_keys_which_rotate_without_a_r
 
     let _ = std::fs::remove_file(&jwks);
     deployment.finish().await;
-}
-
-/// A certificate authority for the test, and the certificates it signs, written as PEM files.
-struct Authority {
-    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
-    pem: String,
-}
-
-impl Authority {
-    fn new(name: &str) -> Authority {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        let certificate = params.self_signed(&key).unwrap();
-        Authority {
-            pem: certificate.pem(),
-            issuer: rcgen::Issuer::new(params, key),
-        }
-    }
-
-    /// A certificate for the loopback server (or a client), and its key, both PEM.
-    fn sign(&self, names: &[&str]) -> (String, String) {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let names: Vec<String> = names.iter().map(|name| (*name).to_owned()).collect();
-        let certificate = rcgen::CertificateParams::new(names)
-            .unwrap()
-            .signed_by(&key, &self.issuer)
-            .unwrap();
-        (certificate.pem(), key.serialize_pem())
-    }
-}
-
-fn write(dir: &std::path::Path, name: &str, contents: &str) -> std::path::PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, contents).unwrap();
-    path
 }
 
 /// S1: TLS and mutual TLS on the listeners. A client without a certificate, with one from an

@@ -139,7 +139,11 @@ impl Authenticator {
         config: &AuthConfig,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<TokenVerifier> {
-        let secret = config.token_secret.as_deref().unwrap_or_default();
+        let secret = match &config.token_secret_file {
+            Some(path) => crate::config::read_secret_file(path, "ICS_TOKEN_SECRET_FILE")?,
+            None => config.token_secret.clone().unwrap_or_default(),
+        };
+        let secret = secret.as_str();
         match (config.token_jwks.as_deref(), secret.is_empty()) {
             (Some(_), false) => anyhow::bail!(
                 "set either ICS_TOKEN_JWKS (the identity provider's keys) or ICS_TOKEN_SECRET \
@@ -147,7 +151,8 @@ impl Authenticator {
             ),
             (None, true) => anyhow::bail!(
                 "token authentication needs the identity provider's keys (ICS_TOKEN_JWKS) or, \
-                 for development and tests, a signing secret (ICS_TOKEN_SECRET); or \
+                 for development and tests, a signing secret (ICS_TOKEN_SECRET or \
+                 ICS_TOKEN_SECRET_FILE); or \
                  ICS_AUTH_MODE=development on a laptop"
             ),
             (None, false) => {

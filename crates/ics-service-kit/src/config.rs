@@ -19,6 +19,7 @@
 //! ```
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
@@ -44,18 +45,11 @@ pub const DEFAULT_LOG_FILTER: &str = "info";
 /// Settings every service needs, whatever it does.
 #[derive(Args, Clone)]
 pub struct CommonConfig {
-    /// Postgres URL; each service uses its own schema inside this database.
-    #[arg(
-        long,
-        env = "ICS_DATABASE_URL",
-        default_value = DEFAULT_DATABASE_URL,
-        hide_env_values = true
-    )]
-    pub database_url: String,
+    #[command(flatten)]
+    pub database: DatabaseConfig,
 
-    /// NATS URL (JetStream must be enabled on the server).
-    #[arg(long, env = "ICS_NATS_URL", default_value = DEFAULT_NATS_URL)]
-    pub nats_url: String,
+    #[command(flatten)]
+    pub nats: NatsConfig,
 
     /// First token of every NATS subject and prefix of every JetStream stream and consumer name;
     /// tests set a unique one to isolate themselves on a shared server.
@@ -122,8 +116,8 @@ impl CommonConfig {
 impl Default for CommonConfig {
     fn default() -> Self {
         Self {
-            database_url: DEFAULT_DATABASE_URL.to_owned(),
-            nats_url: DEFAULT_NATS_URL.to_owned(),
+            database: DatabaseConfig::default(),
+            nats: NatsConfig::default(),
             subject_prefix: DEFAULT_SUBJECT_PREFIX.to_owned(),
             auth: AuthConfig::default(),
             telemetry: TelemetryConfig::default(),
@@ -141,8 +135,8 @@ impl fmt::Debug for CommonConfig {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         formatter
             .debug_struct("CommonConfig")
-            .field("database_url", &redact_url_password(&self.database_url))
-            .field("nats_url", &redact_url_password(&self.nats_url))
+            .field("database", &self.database)
+            .field("nats", &self.nats)
             .field("subject_prefix", &self.subject_prefix)
             .field("auth", &self.auth)
             .field("telemetry", &self.telemetry)
@@ -152,6 +146,136 @@ impl fmt::Debug for CommonConfig {
             .field("db_max_connections", &self.db_max_connections)
             .field("duplicate_window_secs", &self.duplicate_window_secs)
             .field("stream_replicas", &self.stream_replicas)
+            .finish()
+    }
+}
+
+/// Where and how a service reaches PostgreSQL. Each service should connect as its own role,
+/// owning only its schema (`deploy/postgres/roles.sql`).
+#[derive(Args, Clone)]
+pub struct DatabaseConfig {
+    /// Postgres URL; each service uses its own schema inside this database.
+    #[arg(
+        long,
+        env = "ICS_DATABASE_URL",
+        default_value = DEFAULT_DATABASE_URL,
+        hide_env_values = true
+    )]
+    pub database_url: String,
+
+    /// File holding the password of the URL's role (a mounted secret); it replaces any
+    /// password in the URL, so that none has to sit in the environment.
+    #[arg(long, env = "ICS_DATABASE_PASSWORD_FILE")]
+    pub database_password_file: Option<PathBuf>,
+
+    /// PEM CA certificates that PostgreSQL's certificate must chain to. Turns on TLS with
+    /// `verify-full` (the certificate must name the URL's host).
+    #[arg(long, env = "ICS_DATABASE_CA")]
+    pub database_ca: Option<PathBuf>,
+
+    /// PEM client certificate presented to PostgreSQL (with `ICS_DATABASE_KEY`).
+    #[arg(long, env = "ICS_DATABASE_CERT", requires = "database_key")]
+    pub database_cert: Option<PathBuf>,
+
+    /// PEM private key of `ICS_DATABASE_CERT`.
+    #[arg(long, env = "ICS_DATABASE_KEY", requires = "database_cert")]
+    pub database_key: Option<PathBuf>,
+}
+
+impl DatabaseConfig {
+    /// A plaintext connection to `url`, with whatever credentials it carries.
+    pub fn with_url(url: impl Into<String>) -> Self {
+        Self {
+            database_url: url.into(),
+            ..Self::default()
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            database_url: DEFAULT_DATABASE_URL.to_owned(),
+            database_password_file: None,
+            database_ca: None,
+            database_cert: None,
+            database_key: None,
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseConfig {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("DatabaseConfig")
+            .field("database_url", &redact_url_password(&self.database_url))
+            .field("database_password_file", &self.database_password_file)
+            .field("database_ca", &self.database_ca)
+            .field("database_cert", &self.database_cert)
+            .field("database_key", &self.database_key)
+            .finish()
+    }
+}
+
+/// Where and how a service reaches NATS. Each service should have its own user, allowed only
+/// its own subjects and the streams it projects (`deploy/nats/permissions.conf`).
+#[derive(Args, Clone)]
+pub struct NatsConfig {
+    /// NATS URL, or a comma-separated list of a cluster's servers (JetStream must be enabled).
+    #[arg(long, env = "ICS_NATS_URL", default_value = DEFAULT_NATS_URL)]
+    pub nats_url: String,
+
+    /// File with this service's NATS credentials: a `.creds` file (user JWT and nkey seed), an
+    /// nkey seed, or `user:password` on one line.
+    #[arg(long, env = "ICS_NATS_CREDS")]
+    pub nats_creds: Option<PathBuf>,
+
+    /// PEM CA certificates that the NATS servers' certificates must chain to; TLS is then
+    /// required.
+    #[arg(long, env = "ICS_NATS_CA")]
+    pub nats_ca: Option<PathBuf>,
+
+    /// PEM client certificate presented to NATS (with `ICS_NATS_KEY`), for servers that verify
+    /// clients.
+    #[arg(long, env = "ICS_NATS_CERT", requires = "nats_key")]
+    pub nats_cert: Option<PathBuf>,
+
+    /// PEM private key of `ICS_NATS_CERT`.
+    #[arg(long, env = "ICS_NATS_KEY", requires = "nats_cert")]
+    pub nats_key: Option<PathBuf>,
+}
+
+impl NatsConfig {
+    /// A plaintext, anonymous connection to `url`.
+    pub fn with_url(url: impl Into<String>) -> Self {
+        Self {
+            nats_url: url.into(),
+            ..Self::default()
+        }
+    }
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        Self {
+            nats_url: DEFAULT_NATS_URL.to_owned(),
+            nats_creds: None,
+            nats_ca: None,
+            nats_cert: None,
+            nats_key: None,
+        }
+    }
+}
+
+impl fmt::Debug for NatsConfig {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("NatsConfig")
+            .field("nats_url", &redact_url_password(&self.nats_url))
+            .field("nats_creds", &self.nats_creds)
+            .field("nats_ca", &self.nats_ca)
+            .field("nats_cert", &self.nats_cert)
+            .field("nats_key", &self.nats_key)
             .finish()
     }
 }
@@ -178,6 +302,10 @@ pub struct AuthConfig {
     /// the identity provider's keys (`ICS_TOKEN_JWKS`) instead; never both.
     #[arg(long, env = "ICS_TOKEN_SECRET", hide_env_values = true)]
     pub token_secret: Option<String>,
+
+    /// File holding the HS256 secret (a mounted secret), instead of `ICS_TOKEN_SECRET`.
+    #[arg(long, env = "ICS_TOKEN_SECRET_FILE", conflicts_with = "token_secret")]
+    pub token_secret_file: Option<PathBuf>,
 
     /// The identity provider's published signing keys (JWKS, RS256/ES256): a file path or an
     /// https:// URL, read at start and refreshed every `ICS_TOKEN_JWKS_REFRESH_SECS`.
@@ -230,6 +358,7 @@ impl Default for AuthConfig {
         Self {
             auth_mode: AuthMode::Token,
             token_secret: None,
+            token_secret_file: None,
             token_jwks: None,
             token_jwks_refresh_secs: DEFAULT_JWKS_REFRESH_SECS,
             tenant_calls_per_sec: DEFAULT_TENANT_CALLS_PER_SEC,
@@ -247,6 +376,7 @@ impl fmt::Debug for AuthConfig {
             .debug_struct("AuthConfig")
             .field("auth_mode", &self.auth_mode)
             .field("token_secret", &secret)
+            .field("token_secret_file", &self.token_secret_file)
             .field("token_jwks", &self.token_jwks)
             .field("token_jwks_refresh_secs", &self.token_jwks_refresh_secs)
             .field("tenant_calls_per_sec", &self.tenant_calls_per_sec)
@@ -330,6 +460,17 @@ impl Default for TelemetryConfig {
     }
 }
 
+/// The contents of a mounted secret (`setting` names the variable that pointed at it), without
+/// the line end editors and `echo` leave. An unreadable or empty file is an error that names
+/// the file, never its contents.
+pub fn read_secret_file(path: &std::path::Path, setting: &str) -> anyhow::Result<String> {
+    let contents = std::fs::read_to_string(path)
+        .map_err(|error| anyhow::anyhow!("{setting}: cannot read {}: {error}", path.display()))?;
+    let secret = contents.trim_end_matches(['\r', '\n']).to_owned();
+    anyhow::ensure!(!secret.is_empty(), "{setting}: {} is empty", path.display());
+    Ok(secret)
+}
+
 /// Subject prefixes become a NATS subject token and part of JetStream names, where `.`, `*`,
 /// `>`, whitespace and path separators are either structural or forbidden.
 fn parse_subject_prefix(value: &str) -> Result<String, String> {
@@ -401,7 +542,7 @@ mod tests {
     #[test]
     fn debug_never_shows_secrets() {
         let config = CommonConfig {
-            database_url: "postgres://app:hunter2@db:5432/ics".to_owned(),
+            database: DatabaseConfig::with_url("postgres://app:hunter2@db:5432/ics"),
             auth: AuthConfig::with_secret("s3cret-signing-key"),
             ..CommonConfig::default()
         };

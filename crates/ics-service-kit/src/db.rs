@@ -4,10 +4,11 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions, PgSslMode};
 use sqlx::{Connection as _, PgPool};
 use tokio_util::sync::CancellationToken;
 
+use crate::config::{DatabaseConfig, read_secret_file};
 use crate::retry::{STARTUP_RETRY_WINDOW, StartupBackoff};
 
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -19,7 +20,7 @@ const DUPLICATE_DATABASE: &str = "42P04";
 const DUPLICATE_SCHEMA: &str = "42P06";
 const UNIQUE_VIOLATION: &str = "23505";
 
-/// Connects to `database_url`, creating the database and `schema` when missing, and returns a
+/// Connects as `config` says, creating the database and `schema` when missing, and returns a
 /// pool whose connections resolve unqualified names in `schema` (their `search_path`).
 ///
 /// `connection_budget` is the most connections the service may open: one is left outside the
@@ -28,15 +29,13 @@ const UNIQUE_VIOLATION: &str = "23505";
 /// Waits up to ~30 s for Postgres to start listening, so that services and Postgres can be
 /// started together; gives up early if `shutdown` is cancelled.
 pub async fn connect_postgres(
-    database_url: &str,
+    config: &DatabaseConfig,
     schema: &str,
     connection_budget: u32,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<PgPool> {
     validate_schema_name(schema)?;
-    // The parse error of sqlx can quote the URL, password included.
-    let options = PgConnectOptions::from_str(database_url)
-        .map_err(|_| anyhow::anyhow!("ICS_DATABASE_URL is not a valid postgres URL"))?;
+    let options = connect_options(config)?;
     let database = options
         .get_database()
         .unwrap_or_else(|| options.get_username())
@@ -73,6 +72,47 @@ pub async fn connect_postgres(
         .with_context(|| format!("cannot open a connection pool to {display_url}"))?;
     tracing::info!(url = %display_url, schema, "connected to postgres");
     Ok(pool)
+}
+
+/// The connection options `config` describes: the URL, the password from its file, and TLS.
+/// Without a CA (or an `sslmode` in the URL) connections are plaintext, as before TLS was an
+/// option; with one, PostgreSQL's certificate must chain to it and name the URL's host.
+pub fn connect_options(config: &DatabaseConfig) -> anyhow::Result<PgConnectOptions> {
+    // The parse error of sqlx can quote the URL, password included.
+    let mut options = PgConnectOptions::from_str(&config.database_url)
+        .map_err(|_| anyhow::anyhow!("ICS_DATABASE_URL is not a valid postgres URL"))?;
+    if let Some(path) = &config.database_password_file {
+        options = options.password(&read_secret_file(path, "ICS_DATABASE_PASSWORD_FILE")?);
+    }
+    match &config.database_ca {
+        Some(ca) => options = options.ssl_mode(PgSslMode::VerifyFull).ssl_root_cert(ca),
+        None if !config.database_url.contains("sslmode=") => {
+            options = options.ssl_mode(PgSslMode::Disable)
+        }
+        None => {}
+    }
+    if let (Some(certificate), Some(key)) = (&config.database_cert, &config.database_key) {
+        options = options.ssl_client_cert(certificate).ssl_client_key(key);
+    }
+    Ok(options)
+}
+
+/// Lets the services that check their views against this service's log read it (and nothing
+/// else of this schema): `SELECT` on `events` for the `ics_log_readers` role, where the
+/// deployment has one (`deploy/postgres/roles.sql`). Run at every start, so a role created
+/// after the schema is covered too.
+pub async fn grant_log_readers(pool: &PgPool) -> Result<(), sqlx::Error> {
+    sqlx::raw_sql(
+        "DO $$ BEGIN
+             IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'ics_log_readers') THEN
+                 EXECUTE format('GRANT USAGE ON SCHEMA %I TO ics_log_readers', current_schema());
+                 EXECUTE format('GRANT SELECT ON %I.events TO ics_log_readers', current_schema());
+             END IF;
+         END $$",
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
 }
 
 /// Schema names are interpolated into DDL and into the `search_path` startup option, so they
@@ -170,6 +210,16 @@ async fn create_database(
 }
 
 async fn create_schema(connection: &mut PgConnection, schema: &str) -> Result<(), sqlx::Error> {
+    // A service's own role owns its schema but may not create schemas: PostgreSQL checks that
+    // privilege before `IF NOT EXISTS`, so an existing schema is looked up first.
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+            .bind(schema)
+            .fetch_one(&mut *connection)
+            .await?;
+    if exists {
+        return Ok(());
+    }
     let statement = format!("CREATE SCHEMA IF NOT EXISTS {}", quote_identifier(schema));
     match sqlx::raw_sql(&statement).execute(connection).await {
         Ok(_) => Ok(()),

@@ -40,7 +40,7 @@ use tonic::service::interceptor::InterceptedService;
 use crate::admin::AdminApi;
 use crate::auth::{AuthInterceptor, Authenticator};
 use crate::config::CommonConfig;
-use crate::db::connect_postgres;
+use crate::db::{connect_postgres, grant_log_readers};
 use crate::nats::connect_nats;
 use crate::server::{ServeOptions, serve};
 use crate::startup::EventLog;
@@ -97,7 +97,7 @@ impl ServiceHost {
             Log::Recorded(migrations) | Log::ProjectionsOnly(migrations) => migrations,
         };
         let pool = connect_postgres(
-            &common.database_url,
+            &common.database,
             service,
             common.db_max_connections,
             shutdown,
@@ -106,7 +106,10 @@ impl ServiceHost {
         migrate(&pool, &[ics_projection::MIGRATIONS, migrations].concat()).await?;
         // Before anything is served or relayed: a restored schema must be recognised first.
         let identity = record_identity(&pool).await?;
-        let nats = connect_nats(&common.nats_url).await?;
+        if matches!(log, Log::Recorded(_)) {
+            grant_log_readers(&pool).await?;
+        }
+        let nats = connect_nats(&common.nats, service).await?;
         let log = match log {
             Log::Recorded(_) => Some(EventLog::start(
                 common,

@@ -2,6 +2,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use ics_service_kit::config::{DatabaseConfig, NatsConfig};
 use ics_service_kit::{connect_nats, connect_postgres};
 use sqlx::Connection as _;
 use tokio_util::sync::CancellationToken;
@@ -18,9 +19,14 @@ async fn postgres_database_and_schema_are_created_and_become_the_search_path() {
     let database_url = format!("{SERVER_URL}/{database}");
     let shutdown = CancellationToken::new();
 
-    let pool = connect_postgres(&database_url, "kit_schema", 4, &shutdown)
-        .await
-        .expect("database and schema are created");
+    let pool = connect_postgres(
+        &DatabaseConfig::with_url(&database_url),
+        "kit_schema",
+        4,
+        &shutdown,
+    )
+    .await
+    .expect("database and schema are created");
     let (current_schema,): (String,) = sqlx::query_as("SELECT current_schema()")
         .fetch_one(&pool)
         .await
@@ -28,9 +34,14 @@ async fn postgres_database_and_schema_are_created_and_become_the_search_path() {
     assert_eq!(current_schema, "kit_schema");
 
     // A second service starting against the same database finds everything in place.
-    let again = connect_postgres(&database_url, "kit_schema", 4, &shutdown)
-        .await
-        .expect("connecting again is idempotent");
+    let again = connect_postgres(
+        &DatabaseConfig::with_url(&database_url),
+        "kit_schema",
+        4,
+        &shutdown,
+    )
+    .await
+    .expect("connecting again is idempotent");
     again.close().await;
     pool.close().await;
 
@@ -46,7 +57,7 @@ async fn postgres_database_and_schema_are_created_and_become_the_search_path() {
 #[tokio::test]
 async fn invalid_schema_names_are_refused_before_connecting() {
     let error = connect_postgres(
-        "postgres://postgres@127.0.0.1:5432/ics",
+        &DatabaseConfig::with_url("postgres://postgres@127.0.0.1:5432/ics"),
         "trusts; drop table events",
         4,
         &CancellationToken::new(),
@@ -58,7 +69,7 @@ async fn invalid_schema_names_are_refused_before_connecting() {
 
 #[tokio::test]
 async fn nats_connects_and_round_trips() {
-    let client = connect_nats("nats://127.0.0.1:4222")
+    let client = connect_nats(&NatsConfig::with_url("nats://127.0.0.1:4222"), "kit_test")
         .await
         .expect("nats is running");
     client.flush().await.expect("flush reaches the server");
@@ -76,9 +87,20 @@ async fn services_starting_together_both_get_the_new_database() {
             .as_nanos();
         let database = format!("ics_kit_test_{}_{nanos}_{round}", std::process::id());
         let database_url = format!("{SERVER_URL}/{database}");
+        let config = DatabaseConfig::with_url(&database_url);
         let (trusts, reporting) = tokio::join!(
-            connect_postgres(&database_url, "trusts", 4, &shutdown),
-            connect_postgres(&database_url, "reporting", 4, &shutdown),
+            connect_postgres(
+                &config,
+                "trusts",
+                4,
+                &shutdown
+            ),
+            connect_postgres(
+                &config,
+                "reporting",
+                4,
+                &shutdown
+            ),
         );
         trusts.expect("trusts connects").close().await;
         reporting.expect("reporting connects").close().await;

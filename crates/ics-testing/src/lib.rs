@@ -149,21 +149,48 @@ pub fn free_port() -> u16 {
 pub struct PrivateNats {
     pub port: u16,
     store_dir: PathBuf,
+    /// A configuration file of the test's (users, permissions, TLS); the command line still
+    /// sets the address, port and store.
+    config: Option<PathBuf>,
     child: Option<Child>,
 }
 
 impl PrivateNats {
     pub async fn start() -> Self {
+        Self::start_configured(None, &[]).await
+    }
+
+    /// A server run with `config` as its configuration file, beside `files` (name and
+    /// contents) that it may include or name; all in the server's own directory.
+    pub async fn start_with_config(config: &str, files: &[(&str, &str)]) -> Self {
+        Self::start_configured(Some(config), files).await
+    }
+
+    async fn start_configured(config: Option<&str>, files: &[(&str, &str)]) -> Self {
         let port = free_port();
         let store_dir = std::env::temp_dir().join(format!("ics-nats-{}", unique_token()));
         std::fs::create_dir_all(&store_dir).expect("create nats store dir");
+        for (name, contents) in files {
+            std::fs::write(store_dir.join(name), contents).expect("write a nats file");
+        }
+        let config = config.map(|contents| {
+            let path = store_dir.join("server.conf");
+            std::fs::write(&path, contents).expect("write the nats configuration");
+            path
+        });
         let mut nats = PrivateNats {
             port,
             store_dir,
+            config,
             child: None,
         };
         nats.restart().await;
         nats
+    }
+
+    /// The directory of the server's store and configuration files.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.store_dir
     }
 
     pub fn url(&self) -> String {
@@ -181,7 +208,11 @@ impl PrivateNats {
     /// Starts the server (again) on the same port and store, and waits until it accepts.
     pub async fn restart(&mut self) {
         self.kill();
-        let child = Command::new(nats_server_binary())
+        let mut command = Command::new(nats_server_binary());
+        if let Some(config) = &self.config {
+            command.arg("-c").arg(config);
+        }
+        let child = command
             .args([
                 "-a",
                 "127.0.0.1",

@@ -120,6 +120,34 @@ impl PrivatePostgres {
         self.running = false;
     }
 
+    /// Serves TLS with `certificate_pem` and `key_pem`, and from then on lets every role but
+    /// `postgres` in only over TLS and with its password (SCRAM); `postgres` keeps trust
+    /// authentication for the test's own set-up. Restarts the server.
+    pub fn require_tls_and_passwords(&mut self, certificate_pem: &str, key_pem: &str) {
+        let data = self.root.join("data");
+        for (name, contents) in [("server.crt", certificate_pem), ("server.key", key_pem)] {
+            let path = data.join(name);
+            std::fs::write(&path, contents).expect("write a server tls file");
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .expect("restrict a server tls file");
+            hand_to_postgres_user(&path);
+        }
+        let mut settings = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.auto.conf"))
+            .expect("open postgresql.auto.conf");
+        std::io::Write::write_all(&mut settings, b"ssl = on\n").expect("turn ssl on");
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\n\
+             host all postgres 127.0.0.1/32 trust\n\
+             hostssl all all 127.0.0.1/32 scram-sha-256\n",
+        )
+        .expect("write pg_hba.conf");
+        self.stop();
+        self.start_again();
+    }
+
     /// Sets the transaction id the next transaction gets (`pg_resetwal -x`), stopping and
     /// restarting the server around it when it runs.
     pub fn set_next_transaction_id(&mut self, next_transaction_id: u64) {
