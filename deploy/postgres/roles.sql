@@ -16,6 +16,7 @@
 DO $$
 DECLARE
     service text;
+    owned text;
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'ics_log_readers') THEN
         CREATE ROLE ics_log_readers NOLOGIN;
@@ -28,6 +29,14 @@ BEGIN
                        'ics_' || service);
         EXECUTE format('CREATE SCHEMA IF NOT EXISTS %I AUTHORIZATION %I', service, 'ics_' || service);
         EXECUTE format('ALTER SCHEMA %I OWNER TO %I', service, 'ics_' || service);
+        -- A schema that an earlier deployment filled as another role: its tables (and the
+        -- sequences they own) become the service's too.
+        FOR owned IN
+            SELECT format('%I.%I', schemaname, tablename) FROM pg_tables
+            WHERE schemaname = service AND tableowner <> 'ics_' || service
+        LOOP
+            EXECUTE format('ALTER TABLE %s OWNER TO %I', owned, 'ics_' || service);
+        END LOOP;
         EXECUTE format('GRANT CONNECT ON DATABASE %I TO %I', current_database(), 'ics_' || service);
     END LOOP;
     -- Only the roles above connect, and nobody creates schemas or temporary tables.

@@ -90,6 +90,11 @@ impl Backends {
         let mut postgres = PrivatePostgres::start();
         let database = TestDatabase::create_on(&postgres.server_url()).await;
         let mut admin = PgConnection::connect(&database.url).await.unwrap();
+        // As a deployment from before the roles left it: a schema filled by the superuser.
+        sqlx::raw_sql("CREATE SCHEMA trusts; CREATE TABLE trusts.earlier (id bigserial)")
+            .execute(&mut admin)
+            .await
+            .unwrap();
         sqlx::raw_sql(&repository_file("deploy/postgres/roles.sql"))
             .execute(&mut admin)
             .await
@@ -469,6 +474,18 @@ async fn each_service_reaches_nats_and_postgres_as_itself_with_least_privilege_o
     for (schema, owner) in &owners {
         assert_eq!(owner, &format!("ics_{schema}"));
     }
+    let foreign: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT schemaname::text, tablename::text, tableowner::text FROM pg_tables
+         WHERE schemaname = ANY($1) AND tableowner <> 'ics_' || schemaname",
+    )
+    .bind(SERVICES.map(str::to_owned).to_vec())
+    .fetch_all(&mut superuser)
+    .await
+    .unwrap();
+    assert!(
+        foreign.is_empty(),
+        "tables not owned by their service: {foreign:?}"
+    );
 
     let mut overreach = Vec::new();
     for service in SERVICES {
@@ -529,4 +546,32 @@ async fn each_service_reaches_nats_and_postgres_as_itself_with_least_privilege_o
         server.kill();
     }
     let _ = std::fs::remove_dir_all(&backends.dir);
+}
+
+/// Kubernetes carries the NATS permissions in a ConfigMap: the same text as
+/// `deploy/nats/permissions.conf`, which the test above tries.
+#[test]
+fn the_kubernetes_nats_permissions_are_the_tested_ones() {
+    let manifest = repository_file("deploy/kubernetes/20-nats.yaml");
+    let mut lines = manifest
+        .lines()
+        .skip_while(|line| line.trim_end() != "  permissions.conf: |")
+        .skip(1);
+    let mut embedded = String::new();
+    for line in lines.by_ref() {
+        if !line.is_empty() && !line.starts_with("    ") {
+            break;
+        }
+        embedded.push_str(line.strip_prefix("    ").unwrap_or(line));
+        embedded.push('\n');
+    }
+    assert!(
+        !embedded.trim().is_empty(),
+        "no permissions.conf in 20-nats.yaml"
+    );
+    assert_eq!(
+        embedded.trim(),
+        repository_file("deploy/nats/permissions.conf").trim(),
+        "deploy/kubernetes/20-nats.yaml's permissions.conf differs from deploy/nats/permissions.conf"
+    );
 }

@@ -481,6 +481,240 @@ async fn a_live_watch_ends_when_its_token_expires() {
     deployment.finish().await;
 }
 
+/// Live watches are capped per tenant: one more than `ICS_TENANT_WATCHES` is
+/// RESOURCE_EXHAUSTED, other tenants are unaffected, and a closed watch frees its place.
+#[tokio::test]
+async fn live_watches_are_capped_per_tenant() {
+    use futures_util::StreamExt;
+    use ics_proto::reporting::v1::reporting_service_client::ReportingServiceClient;
+    use ics_proto::reporting::v1::{Scope, WatchOverviewRequest, scope};
+
+    let mut deployment = Deployment::new().await;
+    deployment
+        .environment
+        .push(("ICS_TENANT_WATCHES".into(), "2".into()));
+    let server = deployment.start("all").await;
+    let operator = deployment.token(&Principal::Operator);
+    let mut trusts = TrustsServiceClient::new(channel(&server.url).await);
+    for ods_code in ["QWO", "QYG"] {
+        trusts
+            .register_organisation(authorized(
+                &operator,
+                ics_proto::trusts::v1::RegisterOrganisationRequest {
+                    options: ics_e2e::options(),
+                    ods_code: ods_code.into(),
+                    name: format!("{ods_code} ICB"),
+                    kind: ics_proto::events::v1::OrganisationKind::Icb as i32,
+                },
+            ))
+            .await
+            .unwrap();
+    }
+    let board = |ics: &str| {
+        deployment.token(&Principal::BoardReader {
+            ics_ods_code: Some(ics.into()),
+            programme_id: None,
+        })
+    };
+    let (west, east) = (board("QWO"), board("QYG"));
+    let mut reporting = ReportingServiceClient::new(channel(&server.reporting_url).await);
+    let request = |token: &str, ics: &str| {
+        authorized(
+            token,
+            WatchOverviewRequest {
+                scope: Some(Scope {
+                    scope: Some(scope::Scope::IcsOdsCode(ics.into())),
+                }),
+            },
+        )
+    };
+    // Both ICSs reach reporting first, so that every watch opens on a view.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for ics in ["QWO", "QYG"] {
+        let overview = || {
+            authorized(
+                &operator,
+                ics_proto::reporting::v1::GetOverviewRequest {
+                    scope: Some(Scope {
+                        scope: Some(scope::Scope::IcsOdsCode(ics.into())),
+                    }),
+                    as_of: None,
+                },
+            )
+        };
+        while let Err(status) = reporting.get_overview(overview()).await {
+            assert!(Instant::now() < deadline, "no view of {ics}: {status:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let first = reporting
+        .watch_overview(request(&west, "QWO"))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut second = reporting
+        .watch_overview(request(&west, "QWO"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(second.next().await.is_some_and(|update| update.is_ok()));
+    let refused = reporting
+        .watch_overview(request(&west, "QWO"))
+        .await
+        .expect_err("a third watch of the same tenant is refused");
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    // Another tenant still opens its own.
+    let mut other = reporting
+        .watch_overview(request(&east, "QYG"))
+        .await
+        .expect("another tenant is not limited by the first")
+        .into_inner();
+    assert!(other.next().await.is_some_and(|update| update.is_ok()));
+    // Closing a watch frees its place (once the server has seen the stream end).
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match reporting.watch_overview(request(&west, "QWO")).await {
+            Ok(_) => break,
+            Err(status) if status.code() == Code::ResourceExhausted => {
+                assert!(Instant::now() < deadline, "a closed watch kept its place");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(status) => panic!("{status:?}"),
+        }
+    }
+    deployment.finish().await;
+}
+
+/// Refusals and administrative actions go to each service's audit trail, whatever the log
+/// level, with the call they happened in (RPC, request id, trace id, peer), and the trail
+/// survives a restart; only operators read it.
+#[tokio::test]
+async fn denials_and_admin_actions_are_kept_in_an_audit_trail_that_survives_restarts() {
+    use ics_proto::admin::v1::admin_service_client::AdminServiceClient;
+    use ics_proto::admin::v1::{AuditRecord, ListAuditRecordsRequest, RepublishRequest};
+    use ics_proto::trusts::v1::RenameOrganisationRequest;
+
+    const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let deployment = Deployment::new().await;
+    let mut server = deployment.start("all").await;
+    let operator = deployment.token(&Principal::Operator);
+    let writer = deployment.token(&Principal::TrustWriter {
+        ods_code: "RR8".into(),
+    });
+    let mut trusts = TrustsServiceClient::new(channel(&server.url).await);
+    let mut rename = authorized(
+        &writer,
+        RenameOrganisationRequest {
+            options: ics_e2e::options(),
+            ods_code: "RTP".into(),
+            name: "Taken over".into(),
+        },
+    );
+    rename
+        .metadata_mut()
+        .insert("x-request-id", "audit-test-1".parse().unwrap());
+    rename.metadata_mut().insert(
+        "traceparent",
+        format!("00-{TRACE_ID}-00f067aa0ba902b7-01")
+            .parse()
+            .unwrap(),
+    );
+    let refused = trusts.rename_organisation(rename).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    let anonymous = trusts
+        .list_organisations(ListOrganisationsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(anonymous.code(), Code::Unauthenticated);
+    AdminServiceClient::new(channel(&server.url).await)
+        .republish(authorized(&operator, RepublishRequest { from_position: 0 }))
+        .await
+        .unwrap();
+
+    let trail = |url: String| {
+        let operator = operator.clone();
+        async move {
+            AdminServiceClient::new(channel(&url).await)
+                .list_audit_records(authorized(&operator, ListAuditRecordsRequest::default()))
+                .await
+                .unwrap()
+                .into_inner()
+                .records
+        }
+    };
+    let find = |records: &[AuditRecord], kind: &str| -> Option<AuditRecord> {
+        records.iter().find(|record| record.kind == kind).cloned()
+    };
+    // The writer flushes a few times a second.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let records = loop {
+        let records = trail(server.url.clone()).await;
+        if ["denied", "unauthenticated", "admin"]
+            .iter()
+            .all(|kind| find(&records, kind).is_some())
+        {
+            break records;
+        }
+        assert!(Instant::now() < deadline, "the trail holds {records:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let denied = find(&records, "denied").unwrap();
+    assert_eq!(denied.principal, "trust-writer:RR8");
+    assert!(denied.resource.contains("RTP"), "{denied:?}");
+    assert!(!denied.action.is_empty(), "{denied:?}");
+    assert_eq!(denied.service, "trusts");
+    assert_eq!(
+        denied.rpc,
+        "/ics.trusts.v1.TrustsService/RenameOrganisation"
+    );
+    assert_eq!(denied.request_id, "audit-test-1");
+    assert_eq!(denied.trace_id, TRACE_ID);
+    assert!(denied.peer.starts_with("127.0.0.1:"), "{denied:?}");
+    let unauthenticated = find(&records, "unauthenticated").unwrap();
+    assert_eq!(
+        unauthenticated.rpc,
+        "/ics.trusts.v1.TrustsService/ListOrganisations"
+    );
+    // A call that named no request id gets one, and a trace id, from the server.
+    assert!(
+        !unauthenticated.request_id.is_empty(),
+        "{unauthenticated:?}"
+    );
+    assert_eq!(unauthenticated.trace_id.len(), 32, "{unauthenticated:?}");
+    assert!(unauthenticated.peer.starts_with("127.0.0.1:"));
+    let admin = find(&records, "admin").unwrap();
+    assert_eq!(admin.principal, "operator");
+    assert_eq!(admin.action, "republish");
+
+    deployment.restart(&mut server).await;
+    let after = trail(server.url.clone()).await;
+    for kind in ["denied", "unauthenticated", "admin"] {
+        assert_eq!(
+            find(&after, kind),
+            find(&records, kind),
+            "{kind} after a restart"
+        );
+    }
+    let output = deployment
+        .icsctl_output(&server, &["admin", "audit", "--service", "trusts"])
+        .await;
+    assert!(output.success, "{}", output.stderr);
+    assert!(
+        output.stdout.contains("trust-writer:RR8"),
+        "{}",
+        output.stdout
+    );
+    assert!(output.stdout.contains("audit-test-1"), "{}", output.stdout);
+    // The trail is for operators only.
+    let refused = AdminServiceClient::new(channel(&server.url).await)
+        .list_audit_records(authorized(&writer, ListAuditRecordsRequest::default()))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    deployment.finish().await;
+}
+
 /// A `trust_writer` token must name a trust: one naming an ICB writes nothing, even about that
 /// ICB itself.
 #[tokio::test]

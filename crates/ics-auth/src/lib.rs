@@ -16,7 +16,7 @@
 mod principal;
 mod token;
 
-pub use principal::{Denied, Principal};
+pub use principal::{AUDIT_TARGET, Denied, Principal};
 pub use token::{
     AuthError, CLOCK_LEEWAY, KeySet, KeySetError, TokenVerifier, claims_for, mint_token,
 };

@@ -16,6 +16,10 @@ pub enum Principal {
     Development,
 }
 
+/// The log target of audit events, which services keep in their audit trail whatever the log
+/// level.
+pub const AUDIT_TARGET: &str = "audit";
+
 /// A refusal: who asked, to do what, to which resource. Its text never holds a token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{principal} may not {action} {resource}")]
@@ -26,10 +30,17 @@ pub struct Denied {
 }
 
 impl Denied {
-    /// Records the refusal in the log (the audit trail of security scenario S10: who, what, on
-    /// which resource), once for the call it answers.
+    /// Records the refusal in the audit trail and the log (who, what, on which resource), once for
+    /// the call it answers.
     pub fn audit(&self) {
-        tracing::info!(principal = %self.principal, action = self.action, resource = %self.resource, "permission denied");
+        tracing::info!(
+            target: AUDIT_TARGET,
+            kind = "denied",
+            principal = %self.principal,
+            action = self.action,
+            resource = %self.resource,
+            "permission denied"
+        );
     }
 }
 

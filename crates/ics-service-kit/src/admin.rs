@@ -15,6 +15,7 @@ use ics_proto::events::v1::EventEnvelope;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
+use crate::audit::{self, AuditTrail};
 use crate::auth::{principal, token_expired, token_expired_status, token_expiry};
 use crate::error::ServiceError;
 
@@ -43,6 +44,7 @@ pub struct AdminApi {
     store: Option<EventStore>,
     relay: Option<Relay>,
     projections: Option<Arc<dyn ProjectionAdmin>>,
+    audit: Option<AuditTrail>,
     shutdown: CancellationToken,
 }
 
@@ -63,6 +65,7 @@ impl AdminApi {
             store: None,
             relay: None,
             projections: None,
+            audit: None,
             shutdown,
         }
     }
@@ -76,6 +79,11 @@ impl AdminApi {
 
     pub fn with_projections(mut self, projections: Arc<dyn ProjectionAdmin>) -> Self {
         self.projections = Some(projections);
+        self
+    }
+
+    pub fn with_audit_trail(mut self, audit: AuditTrail) -> Self {
+        self.audit = Some(audit);
         self
     }
 
@@ -163,7 +171,15 @@ impl AdminService for AdminApi {
             .republish(from_position)
             .await
             .map_err(|error| ServiceError::Unavailable(format!("re-publishing failed: {error}")))?;
-        tracing::info!(principal = %caller.label(), from_position, published, "operator re-published the event log");
+        tracing::info!(
+            target: audit::TARGET,
+            kind = "admin",
+            principal = %caller.label(),
+            action = "republish",
+            resource = format!("event log from position {from_position}"),
+            published,
+            "operator re-published the event log"
+        );
         Ok(Response::new(api::RepublishResponse { published }))
     }
 
@@ -208,13 +224,63 @@ impl AdminService for AdminApi {
             .clone()
             .ok_or_else(|| Self::unsupported("projections"))?;
         let projection = request.into_inner().projection;
-        let events_applied = projections.rebuild(&projection).await?;
-        tracing::info!(principal = %caller.label(), projection, events_applied, "operator rebuilt a projection");
+        let rebuilt = projections.rebuild(&projection).await;
+        // Audited whatever the outcome: a refused or failed rebuild was still attempted.
+        tracing::info!(
+            target: audit::TARGET,
+            kind = "admin",
+            principal = %caller.label(),
+            action = "rebuild",
+            resource = format!("projection {projection}"),
+            outcome = match &rebuilt {
+                Ok(_) => "rebuilt".to_owned(),
+                Err(error) => error.to_string(),
+            },
+            "operator rebuilt a projection"
+        );
+        let events_applied = rebuilt?;
         Ok(Response::new(api::RebuildProjectionResponse {
             events_applied,
         }))
     }
+
+    async fn list_audit_records(
+        &self,
+        request: Request<api::ListAuditRecordsRequest>,
+    ) -> Result<Response<api::ListAuditRecordsResponse>, Status> {
+        principal(&request)?.authorize_operator()?;
+        let body = request.into_inner();
+        let limit = match body.limit {
+            0 => AUDIT_PAGE,
+            limit if limit <= AUDIT_PAGE_MAX => limit,
+            _ => {
+                return Err(ServiceError::invalid_field(
+                    "limit",
+                    format!("must be at most {AUDIT_PAGE_MAX}"),
+                )
+                .into());
+            }
+        };
+        let audit = self
+            .audit
+            .clone()
+            .ok_or_else(|| Self::unsupported("audit trail"))?;
+        let records = audit.list(body.before_id, limit).await?;
+        let next_before_id = if records.len() == limit as usize {
+            records.last().map(|record| record.id).unwrap_or_default()
+        } else {
+            0
+        };
+        Ok(Response::new(api::ListAuditRecordsResponse {
+            records,
+            next_before_id,
+        }))
+    }
 }
+
+/// Records per page of the audit trail when the request names none, and at most.
+const AUDIT_PAGE: u32 = 100;
+const AUDIT_PAGE_MAX: u32 = 1_000;
 
 /// The log compared with its relay checkpoint and its stream.
 async fn verify_log(store: &EventStore, relay: &Relay) -> Result<api::LogCheck, ServiceError> {
@@ -241,7 +307,9 @@ async fn verify_log(store: &EventStore, relay: &Relay) -> Result<api::LogCheck, 
     let published = log_events - unpublished_events.min(log_events);
     if gaps.is_empty() && stream_messages < published {
         gaps.push(format!(
-            "stream {stream} holds {stream_messages} messages but the relay's checkpoint covers              {published} events: the stream lost events (the relay re-publishes them when it              next starts relaying)"
+            "stream {stream} holds {stream_messages} messages but the relay's checkpoint covers \
+             {published} events: the stream lost events (the relay re-publishes them when it \
+             next starts relaying)"
         ));
     }
     if unpublished_events > 0 {

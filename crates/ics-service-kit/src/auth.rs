@@ -341,7 +341,13 @@ impl Interceptor for AuthInterceptor {
                     .get::<RpcPath>()
                     .map(|path| path.as_str())
                     .unwrap_or_default();
-                tracing::info!(rpc, reason = %error, "unauthenticated call refused");
+                tracing::info!(
+                    target: crate::audit::TARGET,
+                    kind = "unauthenticated",
+                    rpc,
+                    reason = %error,
+                    "unauthenticated call refused"
+                );
                 Err(Status::unauthenticated(error.to_string()))
             }
         }

@@ -39,6 +39,7 @@ pub const DEFAULT_TOKEN_AUDIENCE: &str = "ics-platform";
 pub const DEFAULT_JWKS_REFRESH_SECS: u64 = 300;
 pub const DEFAULT_TENANT_CALLS_PER_SEC: u32 = 200;
 pub const DEFAULT_TENANT_CALL_BURST: u32 = 400;
+pub const DEFAULT_TENANT_WATCHES: u32 = 16;
 pub const DEFAULT_TLS_RELOAD_SECS: u64 = 30;
 pub const DEFAULT_LOG_FILTER: &str = "info";
 
@@ -322,6 +323,11 @@ pub struct AuthConfig {
     #[arg(long, env = "ICS_TENANT_CALL_BURST", default_value_t = DEFAULT_TENANT_CALL_BURST)]
     pub tenant_call_burst: u32,
 
+    /// Live watches one tenant may hold open at once; one more is RESOURCE_EXHAUSTED until one
+    /// ends. Operators are not limited.
+    #[arg(long, env = "ICS_TENANT_WATCHES", default_value_t = DEFAULT_TENANT_WATCHES, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub tenant_watches: u32,
+
     /// Seconds between refreshes of the published keys (a rotated key is used after at most
     /// this long, without a restart).
     #[arg(long, env = "ICS_TOKEN_JWKS_REFRESH_SECS", default_value_t = DEFAULT_JWKS_REFRESH_SECS)]
@@ -363,6 +369,7 @@ impl Default for AuthConfig {
             token_jwks_refresh_secs: DEFAULT_JWKS_REFRESH_SECS,
             tenant_calls_per_sec: DEFAULT_TENANT_CALLS_PER_SEC,
             tenant_call_burst: DEFAULT_TENANT_CALL_BURST,
+            tenant_watches: DEFAULT_TENANT_WATCHES,
             token_issuer: DEFAULT_TOKEN_ISSUER.to_owned(),
             token_audience: DEFAULT_TOKEN_AUDIENCE.to_owned(),
         }
@@ -381,6 +388,7 @@ impl fmt::Debug for AuthConfig {
             .field("token_jwks_refresh_secs", &self.token_jwks_refresh_secs)
             .field("tenant_calls_per_sec", &self.tenant_calls_per_sec)
             .field("tenant_call_burst", &self.tenant_call_burst)
+            .field("tenant_watches", &self.tenant_watches)
             .field("token_issuer", &self.token_issuer)
             .field("token_audience", &self.token_audience)
             .finish()

@@ -63,6 +63,8 @@ pub enum ServiceError {
     #[error("{0}")]
     Unauthenticated(String),
     #[error("{0}")]
+    ResourceExhausted(String),
+    #[error("{0}")]
     Unavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
@@ -103,6 +105,7 @@ impl ServiceError {
             ServiceError::Conflict { .. } => Code::Aborted,
             ServiceError::PermissionDenied(_) => Code::PermissionDenied,
             ServiceError::Unauthenticated(_) => Code::Unauthenticated,
+            ServiceError::ResourceExhausted(_) => Code::ResourceExhausted,
             ServiceError::Unavailable(_) => Code::Unavailable,
             ServiceError::Internal(_) => Code::Internal,
         }

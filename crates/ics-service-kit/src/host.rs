@@ -38,6 +38,7 @@ use tonic::service::Routes;
 use tonic::service::interceptor::InterceptedService;
 
 use crate::admin::AdminApi;
+use crate::audit::AuditTrail;
 use crate::auth::{AuthInterceptor, Authenticator};
 use crate::config::CommonConfig;
 use crate::db::{connect_postgres, grant_log_readers};
@@ -67,6 +68,7 @@ pub struct ServiceHost {
     log: Option<EventLog>,
     supervisor: Option<Arc<Supervisor>>,
     authenticator: Authenticator,
+    audit: AuditTrail,
     routes: Routes,
     service_names: Vec<&'static str>,
     max_message_bytes: usize,
@@ -103,7 +105,17 @@ impl ServiceHost {
             shutdown,
         )
         .await?;
-        migrate(&pool, &[ics_projection::MIGRATIONS, migrations].concat()).await?;
+        migrate(
+            &pool,
+            &[
+                ics_projection::MIGRATIONS,
+                crate::audit::MIGRATIONS,
+                migrations,
+            ]
+            .concat(),
+        )
+        .await?;
+        let (audit, audit_writer) = AuditTrail::start(service, pool.clone(), shutdown);
         // Before anything is served or relayed: a restored schema must be recognised first.
         let identity = record_identity(&pool).await?;
         if matches!(log, Log::Recorded(_)) {
@@ -130,10 +142,11 @@ impl ServiceHost {
             log,
             supervisor: None,
             authenticator,
+            audit,
             routes: Routes::default(),
             service_names: Vec::new(),
             max_message_bytes: crate::server::DEFAULT_MAX_MESSAGE_BYTES,
-            background: Vec::new(),
+            background: vec![audit_writer],
         })
     }
 
@@ -203,7 +216,7 @@ impl ServiceHost {
 
     /// Steps 4 and 5: serves until shutdown, then stops everything it started.
     pub async fn serve(mut self, listen: SocketAddr) -> anyhow::Result<()> {
-        let mut admin = AdminApi::new(self.shutdown.clone());
+        let mut admin = AdminApi::new(self.shutdown.clone()).with_audit_trail(self.audit.clone());
         if let Some(log) = &self.log {
             admin = admin.with_event_log(log.store.clone(), log.relay.clone());
         }
@@ -223,6 +236,7 @@ impl ServiceHost {
             })
             .transpose()?;
         let options = ServeOptions::new(listener, self.service_names.clone())
+            .for_service(self.service)
             .with_tls(tls)
             .with_grace(self.common.shutdown_grace())
             .with_drain_delay(self.common.shutdown_drain())

@@ -12,6 +12,7 @@
 //! the `Principal::authorize_*` helpers.
 
 pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod command;
 pub mod config;
@@ -19,6 +20,7 @@ pub mod db;
 pub mod error;
 pub mod host;
 pub mod hygiene;
+pub mod limits;
 pub mod nats;
 mod retry;
 pub mod server;

@@ -179,7 +179,9 @@ mod tests {
         for bad in ["", "\n", "just-a-word", ":password", "user:"] {
             let error = credentials(bad).err().map(|error| error.to_string());
             assert!(
-                error.as_deref().is_some_and(|text| text.contains("ICS_NATS_CREDS")),
+                error
+                    .as_deref()
+                    .is_some_and(|text| text.contains("ICS_NATS_CREDS")),
                 "{bad:?} gave {error:?}"
             );
         }

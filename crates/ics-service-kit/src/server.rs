@@ -36,6 +36,8 @@ use tonic_health::server::{HealthReporter, HealthService};
 
 use crate::hygiene::RequestHygiene;
 use crate::telemetry;
+use opentelemetry::trace::TraceContextExt as _;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 /// gRPC's conventional per-message limit, and tonic's decoding default.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
@@ -75,6 +77,9 @@ pub struct ServeOptions {
     pub max_message_bytes: usize,
     /// TLS (and mutual TLS) on the listener; plaintext when none.
     pub tls: Option<crate::tls::ReloadingTls>,
+    /// The platform service these routes belong to (`trusts`…): named on every call's span,
+    /// so that its audit events reach that service's trail.
+    pub service: &'static str,
 }
 
 impl ServeOptions {
@@ -87,7 +92,13 @@ impl ServeOptions {
             drain_delay: Duration::ZERO,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             tls: None,
+            service: "",
         }
+    }
+
+    pub fn for_service(mut self, service: &'static str) -> Self {
+        self.service = service;
+        self
     }
 
     pub fn with_tls(mut self, tls: Option<crate::tls::ReloadingTls>) -> Self {
@@ -151,6 +162,7 @@ pub async fn serve(
         drain_delay,
         max_message_bytes,
         tls,
+        service: platform_service,
     } = options;
     let local_addr = listener
         .local_addr()
@@ -196,7 +208,8 @@ pub async fn serve(
         stop_accepting: stop_accepting.clone(),
     };
     tracing::info!(listen = %local_addr, services = ?serving.service_names, tls = tls.is_some(), "serving");
-    let builder = Server::builder().trace_fn(request_span);
+    let builder =
+        Server::builder().trace_fn(move |request| request_span(platform_service, request));
     match tls {
         None => {
             let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
@@ -289,21 +302,74 @@ impl Serving {
 }
 
 /// A span per call, child of the caller's `traceparent`, so that everything a handler logs
-/// carries the RPC and joins the caller's trace. Health and reflection calls are left out:
-/// probes every few seconds would drown the traces that matter.
-fn request_span(request: &http::Request<()>) -> tracing::Span {
+/// carries the call: its RPC, service, request id (the caller's `x-request-id`, or one given
+/// here), trace id (the caller's, or the span's own) and peer address. Audit events take these
+/// from it ([`crate::audit`]). Health and reflection calls are left out: probes every few
+/// seconds would drown the traces that matter.
+fn request_span(service: &'static str, request: &http::Request<()>) -> tracing::Span {
     let path = request.uri().path();
     if path.starts_with("/grpc.") {
         return tracing::Span::none();
     }
+    let request_id = request
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .filter(|value| is_request_id(value))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let peer = peer_address(request.extensions()).map(|address| address.to_string());
     let span = tracing::info_span!(
-        "grpc_request",
+        crate::audit::REQUEST_SPAN,
         otel.name = %path,
         otel.kind = "server",
         rpc.path = %path,
+        service,
+        request_id,
+        peer,
+        trace_id = tracing::field::Empty,
     );
-    telemetry::set_span_parent(&span, telemetry::extract_http_parent(request.headers()));
+    let parent = telemetry::extract_http_parent(request.headers());
+    let incoming = parent.span().span_context().trace_id();
+    telemetry::set_span_parent(&span, parent);
+    let trace_id = if incoming != opentelemetry::trace::TraceId::INVALID {
+        incoming
+    } else {
+        // The span's own when spans are exported; otherwise one for the logs to share.
+        let own = span.context().span().span_context().trace_id();
+        if own != opentelemetry::trace::TraceId::INVALID {
+            own
+        } else {
+            opentelemetry::trace::TraceId::from_bytes(uuid::Uuid::now_v7().into_bytes())
+        }
+    };
+    span.record("trace_id", trace_id.to_string());
     span
+}
+
+/// The header a caller names its request with (kept across retries by `ics-client`).
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// A request id worth logging: short, and only characters that need no escaping.
+fn is_request_id(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= 64
+        && value
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b':'))
+}
+
+/// The caller's address, as tonic's listeners record it (plaintext or TLS).
+fn peer_address(extensions: &http::Extensions) -> Option<std::net::SocketAddr> {
+    use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+    extensions
+        .get::<TcpConnectInfo>()
+        .and_then(TcpConnectInfo::remote_addr)
+        .or_else(|| {
+            extensions
+                .get::<TlsConnectInfo<TcpConnectInfo>>()
+                .and_then(|info| info.get_ref().remote_addr())
+        })
 }
 
 /// Cancels the returned token on the first SIGTERM or SIGINT. One handler for the process; every

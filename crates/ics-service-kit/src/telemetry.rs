@@ -46,6 +46,7 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
 
+use crate::audit::AuditLayer;
 use crate::config::{LogFormat, TelemetryConfig};
 
 pub const TRACEPARENT: &str = "traceparent";
@@ -86,8 +87,13 @@ pub fn init(config: &TelemetryConfig, service_name: &str) -> anyhow::Result<Tele
     // downstream service with an exporter still joins the trace.
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
 
-    let filter = EnvFilter::try_new(&config.log_filter)
-        .with_context(|| format!("invalid log filter {:?} (ICS_LOG)", config.log_filter))?;
+    // The log level applies to each output apart, not to the whole subscriber: the audit trail
+    // takes its events and the calls' spans whatever ICS_LOG says.
+    let filter = || {
+        EnvFilter::try_new(&config.log_filter)
+            .with_context(|| format!("invalid log filter {:?} (ICS_LOG)", config.log_filter))
+    };
+    filter()?;
     if INSTALLED.get().is_some() {
         return Ok(TelemetryGuard::default());
     }
@@ -96,7 +102,7 @@ pub fn init(config: &TelemetryConfig, service_name: &str) -> anyhow::Result<Tele
 
     let mut layers: Vec<Box<dyn Layer<Registry> + Send + Sync>> = Vec::new();
     let fmt_layer = tracing_subscriber::fmt::layer().with_ansi(std::io::stdout().is_terminal());
-    layers.push(match config.log_format {
+    let fmt_layer = match config.log_format {
         LogFormat::Text => fmt_layer.boxed(),
         LogFormat::Json => fmt_layer
             .json()
@@ -104,7 +110,13 @@ pub fn init(config: &TelemetryConfig, service_name: &str) -> anyhow::Result<Tele
             .with_current_span(true)
             .with_span_list(false)
             .boxed(),
-    });
+    };
+    layers.push(fmt_layer.with_filter(filter()?).boxed());
+    layers.push(
+        AuditLayer
+            .with_filter(tracing_subscriber::filter::filter_fn(AuditLayer::wants))
+            .boxed(),
+    );
 
     let tracer_provider = match &config.otlp_endpoint {
         Some(endpoint) => {
@@ -122,16 +134,18 @@ pub fn init(config: &TelemetryConfig, service_name: &str) -> anyhow::Result<Tele
                 )
                 .build();
             let tracer = tracer_provider.tracer(service_name.to_owned());
-            layers.push(tracing_opentelemetry::layer().with_tracer(tracer).boxed());
+            layers.push(
+                tracing_opentelemetry::layer()
+                    .with_tracer(tracer)
+                    .with_filter(filter()?)
+                    .boxed(),
+            );
             Some(tracer_provider)
         }
         None => None,
     };
 
-    let installed = tracing_subscriber::registry()
-        .with(layers)
-        .with(filter)
-        .try_init();
+    let installed = tracing_subscriber::registry().with(layers).try_init();
     if installed.is_err() {
         // Someone (a test harness, an embedding binary) already owns the global subscriber;
         // their choice stands and ours would never see a span.

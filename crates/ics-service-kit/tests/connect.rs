@@ -89,18 +89,8 @@ async fn services_starting_together_both_get_the_new_database() {
         let database_url = format!("{SERVER_URL}/{database}");
         let config = DatabaseConfig::with_url(&database_url);
         let (trusts, reporting) = tokio::join!(
-            connect_postgres(
-                &config,
-                "trusts",
-                4,
-                &shutdown
-            ),
-            connect_postgres(
-                &config,
-                "reporting",
-                4,
-                &shutdown
-            ),
+            connect_postgres(&config, "trusts", 4, &shutdown),
+            connect_postgres(&config, "reporting", 4, &shutdown),
         );
         trusts.expect("trusts connects").close().await;
         reporting.expect("reporting connects").close().await;

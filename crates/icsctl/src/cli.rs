@@ -74,6 +74,15 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "ICS_TOKEN_SECRET", hide_env_values = true)]
     pub token_secret: Option<String>,
 
+    /// File holding the signing secret (a mounted secret), instead of --token-secret.
+    #[arg(
+        long,
+        global = true,
+        env = "ICS_TOKEN_SECRET_FILE",
+        conflicts_with = "token_secret"
+    )]
+    pub token_secret_file: Option<std::path::PathBuf>,
+
     /// Principal of a locally minted token: operator, trust:<ODS>, board:ics:<ODS> or
     /// board:programme:<id> [default: operator].
     #[arg(
@@ -956,15 +965,27 @@ pub enum AdminCommand {
     /// Compare every service's event log with its stream and relay checkpoint, and every
     /// projection with the logs it reads; print each gap and exit 1 when there is one.
     Verify,
+    /// The audit trail: refusals and administrative actions, newest first, with the call each
+    /// happened in (every service's, merged, unless --service names one).
+    Audit {
+        #[arg(long, value_enum)]
+        service: Option<ServiceName>,
+        /// Records per service.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: u32,
+        /// Only records older than this id (the id column; needs --service).
+        #[arg(long, value_name = "ID", requires = "service")]
+        before: Option<u64>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
     /// Print a signed bearer token for the principal given with --as.
     Mint {
-        /// The platform's signing secret.
-        #[arg(long, env = "ICS_TOKEN_SECRET", hide_env_values = true)]
-        secret: String,
+        /// The platform's signing secret [default: --token-secret or --token-secret-file].
+        #[arg(long, hide_env_values = true)]
+        secret: Option<String>,
         /// Hours until the token expires.
         #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u64).range(1..=24 * 366))]
         ttl_hours: u64,

@@ -85,14 +85,10 @@ pub fn resolve_token(global: &GlobalArgs) -> anyhow::Result<Option<String>> {
     if let Some(token) = global.token.as_deref().filter(|token| !token.is_empty()) {
         return Ok(Some(token.to_owned()));
     }
-    if let Some(secret) = global
-        .token_secret
-        .as_deref()
-        .filter(|secret| !secret.is_empty())
-    {
+    if let Some(secret) = signing_secret(global)? {
         let principal = global.as_principal.clone().unwrap_or(Principal::Operator);
         return Ok(Some(mint_token(
-            secret,
+            &secret,
             &global.token_issuer,
             &global.token_audience,
             &principal,
@@ -102,11 +98,28 @@ pub fn resolve_token(global: &GlobalArgs) -> anyhow::Result<Option<String>> {
     if let Some(principal) = &global.as_principal {
         // Silently calling without a token would make the server answer for someone else.
         anyhow::bail!(
-            "a token for {principal} (--as) is minted with --token-secret (or ICS_TOKEN_SECRET), \
-             which is not set; or pass --token"
+            "a token for {principal} (--as) is minted with --token-secret (or ICS_TOKEN_SECRET) \
+             or --token-secret-file (ICS_TOKEN_SECRET_FILE), neither of which is set; or pass \
+             --token"
         );
     }
     Ok(None)
+}
+
+/// The signing secret given with `--token-secret`, or read from `--token-secret-file` (without
+/// the line end an editor or `echo` leaves); none when neither is set.
+pub fn signing_secret(global: &GlobalArgs) -> anyhow::Result<Option<String>> {
+    if let Some(path) = &global.token_secret_file {
+        let contents = std::fs::read_to_string(path)
+            .map_err(|error| anyhow::anyhow!("cannot read {}: {error}", path.display()))?;
+        let secret = contents.trim_end_matches(['\r', '\n']);
+        anyhow::ensure!(!secret.is_empty(), "{} is empty", path.display());
+        return Ok(Some(secret.to_owned()));
+    }
+    Ok(global
+        .token_secret
+        .clone()
+        .filter(|secret| !secret.is_empty()))
 }
 
 /// What every command needs: where the services are, how to authenticate, how to answer.

@@ -70,6 +70,7 @@ described!(
     reporting::v1::PeerChange => "ics.reporting.v1.PeerChange",
     admin::v1::RepublishResponse => "ics.admin.v1.RepublishResponse",
     admin::v1::ListDeadLettersResponse => "ics.admin.v1.ListDeadLettersResponse",
+    admin::v1::AuditRecord => "ics.admin.v1.AuditRecord",
     admin::v1::VerifyResponse => "ics.admin.v1.VerifyResponse",
     admin::v1::RebuildProjectionResponse => "ics.admin.v1.RebuildProjectionResponse",
 );

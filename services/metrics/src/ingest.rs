@@ -7,7 +7,7 @@
 //! committed; sending it again is safe, because observations are idempotent per key. One batch
 //! is written while the next is read and checked.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
 
 use futures_util::StreamExt;
@@ -18,6 +18,7 @@ use ics_proto::metrics::v1::{
     IngestObservationsRequest, IngestRejection, IngestSummary, ObservationInput,
 };
 use ics_service_kit::Principal;
+use ics_service_kit::auth::Denied;
 use ics_service_kit::error::{ServiceError, code_name};
 use tokio::task::JoinHandle;
 use tonic::Status;
@@ -32,6 +33,9 @@ const BATCH_OBSERVATIONS: usize = 10_000;
 const CONCURRENT_SERIES: usize = 4;
 /// Rejections listed in the summary; the count covers them all.
 const MAX_LISTED_REJECTIONS: usize = 1_000;
+/// Organisations named in a stream's audit line at most: enough to see whom a hostile stream
+/// aimed at without letting it write an unbounded line.
+const MAX_AUDITED_RESOURCES: usize = 10;
 
 pub const COMMAND_TYPE: &str = "IngestObservations";
 
@@ -67,17 +71,31 @@ struct Ingest<'a> {
     last: Option<LastSeries>,
     series_seen: HashSet<String>,
     trace: (String, String),
-    /// Rows refused for permission: audited once, in the stream's summary line.
+    /// Rows refused for permission, and the first few organisations they named: audited once,
+    /// in the stream's summary line.
     denied: u64,
+    denied_resources: BTreeSet<String>,
     /// The batch being written while the next one is read and checked.
     in_flight: Option<JoinHandle<Result<Vec<Recorded>, ServiceError>>>,
 }
 
 impl Ingest<'_> {
-    fn reject(&mut self, index: u64, field: String, error: &ServiceError, reason: String) {
+    fn reject(
+        &mut self,
+        index: u64,
+        field: String,
+        error: &ServiceError,
+        reason: String,
+        denied: Option<Denied>,
+    ) {
         self.summary.rejected += 1;
         if matches!(error, ServiceError::PermissionDenied(_)) {
             self.denied += 1;
+        }
+        if let Some(denied) = denied
+            && self.denied_resources.len() < MAX_AUDITED_RESOURCES
+        {
+            self.denied_resources.insert(denied.resource);
         }
         if self.summary.rejections.len() < MAX_LISTED_REJECTIONS {
             self.summary.rejections.push(IngestRejection {
@@ -111,7 +129,7 @@ impl Ingest<'_> {
                         .unwrap_or_default();
                     let error = ServiceError::InvalidArgument(violations);
                     let reason = error.reason();
-                    self.reject(position, field, &error, reason);
+                    self.reject(position, field, &error, reason, None);
                 }
             }
             return Ok(());
@@ -128,9 +146,13 @@ impl Ingest<'_> {
                 let key = resolved.checked.key.clone();
                 self.push(stream_id, key, resolved.measure, position, resolved.checked);
             }
-            Err(Rejection { field, error }) => {
+            Err(Rejection {
+                field,
+                error,
+                denied,
+            }) => {
                 let reason = error.reason();
-                self.reject(position, field, &error, reason);
+                self.reject(position, field, &error, reason, denied);
             }
         }
         Ok(())
@@ -192,7 +214,7 @@ impl Ingest<'_> {
             self.summary.spc_events += u32::try_from(recorded.spc_events).unwrap_or(u32::MAX);
             for (index, reason) in recorded.conflicts {
                 let error = ServiceError::FailedPrecondition(reason.clone());
-                self.reject(index, "value".to_string(), &error, reason);
+                self.reject(index, "value".to_string(), &error, reason, None);
             }
         }
         Ok(())
@@ -261,6 +283,7 @@ pub async fn ingest(
         series_seen: HashSet::new(),
         trace: ics_service_kit::telemetry::current_traceparent(),
         denied: 0,
+        denied_resources: BTreeSet::new(),
         in_flight: None,
     };
     let mut index: u64 = 0;
@@ -292,10 +315,15 @@ pub async fn ingest(
         "observations ingested"
     );
     if ingest.denied > 0 {
+        let resources: Vec<&str> = ingest.denied_resources.iter().map(String::as_str).collect();
         tracing::info!(
+            target: ics_service_kit::audit::TARGET,
+            kind = "denied",
             principal = %principal.label(),
+            action = "record observations of",
+            resource = %resources.join(", "),
             denied_rows = ingest.denied,
-            "permission denied for rows of an ingest stream"
+            "permission denied"
         );
     }
     Ok(ingest.summary)

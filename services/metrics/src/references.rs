@@ -10,14 +10,17 @@ use ics_measures::{Checked, check_observation, is_measure_code};
 use ics_proto::events::v1::{MeasureDefinition, OrganisationKind, SeriesKey};
 use ics_proto::metrics::v1::ObservationInput;
 use ics_service_kit::Principal;
+use ics_service_kit::auth::Denied;
 use ics_service_kit::error::{FieldViolation, ServiceError};
 use sqlx::PgPool;
 
-/// Why one observation was refused: the field to blame and the error it would have had alone.
+/// Why one observation was refused: the field to blame and the error it would have had alone,
+/// and who was refused what when it is a refusal of permission.
 #[derive(Debug)]
 pub struct Rejection {
     pub field: String,
     pub error: ServiceError,
+    pub denied: Option<Denied>,
 }
 
 impl Rejection {
@@ -25,14 +28,23 @@ impl Rejection {
         Rejection {
             field: field.into(),
             error,
+            denied: None,
+        }
+    }
+
+    fn denied(field: impl Into<String>, denied: Denied) -> Self {
+        Rejection {
+            field: field.into(),
+            error: ServiceError::PermissionDenied(denied.to_string()),
+            denied: Some(denied),
         }
     }
 
     /// The error a unary call answers with.
     /// The error a unary call answers with; a refusal is audited, once, as the call's.
     pub fn into_error(self) -> ServiceError {
-        if let ServiceError::PermissionDenied(reason) = &self.error {
-            tracing::info!(field = %self.field, reason = %reason, "permission denied");
+        if let Some(denied) = &self.denied {
+            denied.audit();
         }
         self.error
     }
@@ -127,10 +139,7 @@ impl References {
         // Not audited row by row: a call audits its refusals once (see `Rejection::into_error`
         // and the ingest summary).
         if let Err(denied) = principal.authorize_trust_write(&key.ods_code) {
-            return Ok(Err(Rejection::new(
-                field("ods_code"),
-                ServiceError::PermissionDenied(denied.to_string()),
-            )));
+            return Ok(Err(Rejection::denied(field("ods_code"), denied)));
         }
         let Some(kind) = self.organisation_kind(&key.ods_code).await? else {
             return Ok(Err(Rejection::new(
@@ -139,12 +148,14 @@ impl References {
             )));
         };
         if matches!(principal, Principal::TrustWriter { .. }) && !ics_references::is_trust(kind) {
-            return Ok(Err(Rejection::new(
+            // A trust writer token must name a trust; one naming an ICB writes nothing.
+            return Ok(Err(Rejection::denied(
                 field("ods_code"),
-                ServiceError::PermissionDenied(format!(
-                    "{} is not a trust: trust writer tokens must name a trust",
-                    key.ods_code
-                )),
+                Denied {
+                    principal: principal.label(),
+                    action: "write as a trust",
+                    resource: format!("organisation {} (not a trust)", key.ods_code),
+                },
             )));
         }
         let value_stream = &key.value_stream_id;

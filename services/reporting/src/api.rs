@@ -14,6 +14,7 @@ use ics_proto::reporting::v1::{
 };
 use ics_service_kit::auth::{token_expired, token_expired_status, token_expiry};
 use ics_service_kit::error::{ServiceError, Violations};
+use ics_service_kit::limits::{OpenCall, OpenCallLimit};
 use ics_service_kit::validate;
 use ics_service_kit::{Principal, principal};
 use sqlx::PgPool;
@@ -36,15 +37,23 @@ const WATCH_COALESCE: Duration = Duration::from_millis(5);
 pub struct ReportingApi {
     pool: PgPool,
     changes: ChangeHub,
+    watches: OpenCallLimit,
     shutdown: CancellationToken,
 }
 
 impl ReportingApi {
-    /// `changes` must hear the overview and outcomes projections.
-    pub fn new(pool: PgPool, changes: ChangeHub, shutdown: CancellationToken) -> Self {
+    /// `changes` must hear the overview and outcomes projections; `watches` caps the live
+    /// watches each tenant holds open.
+    pub fn new(
+        pool: PgPool,
+        changes: ChangeHub,
+        watches: OpenCallLimit,
+        shutdown: CancellationToken,
+    ) -> Self {
         ReportingApi {
             pool,
             changes,
+            watches,
             shutdown,
         }
     }
@@ -105,6 +114,7 @@ impl ReportingApi {
     #[allow(clippy::too_many_arguments)]
     fn watch<K, V, U>(
         &self,
+        open: OpenCall,
         expires_at: Option<SystemTime>,
         scope: K,
         projections: &'static [&'static str],
@@ -122,6 +132,8 @@ impl ReportingApi {
         let pool = self.pool.clone();
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
+            // Counted against the tenant's open watches until this task ends.
+            let _open = open;
             let mut last = first.clone();
             if sender
                 .send(Ok(update(first, Change::default())))
@@ -218,7 +230,15 @@ async fn authorize_peers(
     if measures::peer_group_fits_ics(pool, peer_group_id, ics_ods_code, today).await? {
         return Ok(());
     }
-    tracing::info!(principal = %principal.label(), peer_group_id, ics_ods_code, "peer group outside the board's ICS and region refused");
+    // Answered as if the group did not exist, but audited as the refusal it is.
+    tracing::info!(
+        target: ics_service_kit::audit::TARGET,
+        kind = "denied",
+        principal = %principal.label(),
+        action = "compare against",
+        resource = format!("peer group {peer_group_id} (outside ICS {ics_ods_code} and its region)"),
+        "permission denied"
+    );
     Err(ServiceError::not_found(format!(
         "peer group {peer_group_id}"
     )))
@@ -285,6 +305,7 @@ impl ReportingService for ReportingApi {
         request: Request<api::WatchOverviewRequest>,
     ) -> Result<Response<Self::WatchOverviewStream>, Status> {
         let principal = principal(&request)?;
+        let open = self.watches.open(&principal, "watch")?;
         let expires_at = token_expiry(&request);
         let body = request.into_inner();
         let scope = authorize_scope(&principal, body.scope.as_ref())?;
@@ -292,6 +313,7 @@ impl ReportingService for ReportingApi {
         let changes = self.changes.subscribe();
         let first = views::overview(&self.pool, &scope, chrono::Utc::now().date_naive()).await?;
         Ok(Response::new(self.watch(
+            open,
             expires_at,
             scope,
             &[OVERVIEW],
@@ -325,6 +347,7 @@ impl ReportingService for ReportingApi {
         request: Request<api::WatchOutcomesRequest>,
     ) -> Result<Response<Self::WatchOutcomesStream>, Status> {
         let principal = principal(&request)?;
+        let open = self.watches.open(&principal, "watch")?;
         let expires_at = token_expiry(&request);
         let body = request.into_inner();
         let scope = authorize_scope(&principal, body.scope.as_ref())?;
@@ -332,6 +355,7 @@ impl ReportingService for ReportingApi {
         let first = views::outcomes(&self.pool, &scope, chrono::Utc::now().date_naive()).await?;
         // Membership and names come from the overview, so its changes can alter outcomes too.
         Ok(Response::new(self.watch(
+            open,
             expires_at,
             scope,
             &[OUTCOMES, OVERVIEW],
@@ -376,6 +400,7 @@ impl ReportingService for ReportingApi {
         request: Request<api::WatchMeasureViewRequest>,
     ) -> Result<Response<Self::WatchMeasureViewStream>, Status> {
         let principal = principal(&request)?;
+        let open = self.watches.open(&principal, "watch")?;
         let expires_at = token_expiry(&request);
         let body = request.into_inner();
         let mut violations = Violations::default();
@@ -395,6 +420,7 @@ impl ReportingService for ReportingApi {
                 .await?;
         // Membership and names come from the overview, so its changes can alter the view too.
         Ok(Response::new(self.watch(
+            open,
             expires_at,
             (body.ics_ods_code, body.peer_group_id),
             &[MEASURES, OVERVIEW],

@@ -61,6 +61,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use ics_proto::reporting::v1::reporting_service_server::ReportingServiceServer;
+use ics_service_kit::limits::OpenCallLimit;
 use ics_service_kit::{CommonConfig, Log, ServiceHost};
 use tokio_util::sync::CancellationToken;
 
@@ -139,7 +140,8 @@ pub async fn run(
         &[OVERVIEW, OUTCOMES, MEASURES],
         shutdown.clone(),
     );
-    let api = ReportingApi::new(host.pool.clone(), changes, shutdown.clone());
+    let watches = OpenCallLimit::new(common.auth.tenant_watches);
+    let api = ReportingApi::new(host.pool.clone(), changes, watches, shutdown.clone());
     host.add_service(ReportingServiceServer::new(api));
     host.serve(config.listen).await
 }

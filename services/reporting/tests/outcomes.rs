@@ -750,7 +750,12 @@ async fn boards_get_and_watch_only_their_own_outcomes() {
         .wait_caught_up(Duration::from_secs(10))
         .await
         .unwrap();
-    let api = ReportingApi::new(fixture.pool.clone(), changes, shutdown.clone());
+    let api = ReportingApi::new(
+        fixture.pool.clone(),
+        changes,
+        ics_service_kit::limits::OpenCallLimit::new(16),
+        shutdown.clone(),
+    );
 
     let board = Principal::BoardReader {
         ics_ods_code: Some("QWO".into()),

@@ -94,6 +94,11 @@ pub async fn admin(context: &Context, command: AdminCommand) -> anyhow::Result<(
             Ok(())
         }
         AdminCommand::Verify => verify(context).await,
+        AdminCommand::Audit {
+            service,
+            limit,
+            before,
+        } => audit(context, service, limit, before).await,
         AdminCommand::Rebuild { projection } => {
             let mut admin = context.admin(ServiceName::Reporting).await?;
             let response = admin
@@ -114,17 +119,96 @@ pub async fn admin(context: &Context, command: AdminCommand) -> anyhow::Result<(
     }
 }
 
+const ALL_SERVICES: [ServiceName; 4] = [
+    ServiceName::Trusts,
+    ServiceName::Workshops,
+    ServiceName::Metrics,
+    ServiceName::Reporting,
+];
+
+/// Prints the audit trail of one service, or of all merged by time.
+async fn audit(
+    context: &Context,
+    service: Option<ServiceName>,
+    limit: u32,
+    before: Option<u64>,
+) -> anyhow::Result<()> {
+    let services = match service {
+        Some(service) => vec![service],
+        None => ALL_SERVICES.to_vec(),
+    };
+    let asked = services.into_iter().map(|service| async move {
+        let mut admin = context.admin(service).await?;
+        let response = admin
+            .list_audit_records(api::ListAuditRecordsRequest {
+                limit,
+                before_id: before.unwrap_or_default(),
+            })
+            .await?
+            .into_inner();
+        anyhow::Ok(response.records)
+    });
+    let mut records: Vec<api::AuditRecord> = futures_util::future::try_join_all(asked)
+        .await?
+        .into_iter()
+        .flatten()
+        .collect();
+    let time = |record: &api::AuditRecord| {
+        record
+            .recorded_at
+            .as_ref()
+            .map(|at| (at.seconds, at.nanos))
+            .unwrap_or_default()
+    };
+    records.sort_by_key(|record| std::cmp::Reverse(time(record)));
+    if context.json() {
+        for record in &records {
+            render::print_json(record)?;
+        }
+        return Ok(());
+    }
+    let mut table = Table::new(&[
+        ("id", Align::Right),
+        ("recorded at", Align::Left),
+        ("service", Align::Left),
+        ("kind", Align::Left),
+        ("principal", Align::Left),
+        ("action", Align::Left),
+        ("resource", Align::Left),
+        ("rpc", Align::Left),
+        ("request id", Align::Left),
+        ("trace id", Align::Left),
+        ("peer", Align::Left),
+    ]);
+    for record in &records {
+        let (seconds, nanos) = time(record);
+        let recorded_at = chrono::DateTime::from_timestamp(seconds, nanos.max(0) as u32)
+            .map(|at| at.format("%Y-%m-%d %H:%M:%S%.3fZ").to_string())
+            .unwrap_or_default();
+        table.row(vec![
+            record.id.to_string(),
+            recorded_at,
+            record.service.clone(),
+            record.kind.clone(),
+            record.principal.clone(),
+            record.action.clone(),
+            record.resource.clone(),
+            record.rpc.clone(),
+            record.request_id.clone(),
+            record.trace_id.clone(),
+            record.peer.clone(),
+        ]);
+    }
+    table.print()?;
+    outln!("{} audit records", records.len())?;
+    Ok(())
+}
+
 /// Asks every service for its checks, prints them, and fails when any found a gap.
 async fn verify(context: &Context) -> anyhow::Result<()> {
     // The services answer independently; asked together, a slow one (NATS away) delays the
     // report once, not four times.
-    let asked = [
-        ServiceName::Trusts,
-        ServiceName::Workshops,
-        ServiceName::Metrics,
-        ServiceName::Reporting,
-    ]
-    .map(|service| async move {
+    let asked = ALL_SERVICES.map(|service| async move {
         let mut admin = context.admin(service).await?;
         anyhow::Ok(admin.verify(api::VerifyRequest {}).await?.into_inner())
     });
@@ -210,9 +294,16 @@ async fn verify(context: &Context) -> anyhow::Result<()> {
 /// Needs no server, so it runs without a [`Context`] (and without resolving `--token`).
 pub fn token(global: &GlobalArgs, command: TokenCommand) -> anyhow::Result<()> {
     let TokenCommand::Mint { secret, ttl_hours } = command;
-    if secret.is_empty() {
-        anyhow::bail!("--secret must not be empty");
-    }
+    let secret = match secret {
+        Some(secret) if secret.is_empty() => anyhow::bail!("--secret must not be empty"),
+        Some(secret) => secret,
+        None => crate::connect::signing_secret(global)?.ok_or_else(|| {
+            anyhow::anyhow!(
+                "token mint needs the signing secret: --secret, --token-secret \
+                 (ICS_TOKEN_SECRET) or --token-secret-file (ICS_TOKEN_SECRET_FILE)"
+            )
+        })?,
+    };
     let principal = global.as_principal.clone().unwrap_or(Principal::Operator);
     let token = mint_token(
         &secret,
