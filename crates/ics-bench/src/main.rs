@@ -14,6 +14,7 @@
 //! `scripts/bench` starts a fresh deployment and runs this against it; pointed at an existing
 //! deployment it needs an operator and board token secret (`ICS_TOKEN_SECRET`).
 
+mod flood;
 mod ingest;
 mod workshops;
 
@@ -101,6 +102,8 @@ struct Cli {
     ingest_only: bool,
     #[command(flatten)]
     ingest: ingest::IngestArgs,
+    #[command(flatten)]
+    flood: flood::FloodArgs,
     /// Only delete the JetStream streams of this subject prefix and exit: `scripts/bench` cleans
     /// up its throw-away deployment with it. Never point it at a real deployment's prefix.
     #[arg(long)]
@@ -176,6 +179,14 @@ async fn main() -> anyhow::Result<()> {
     if cli.ingest_only {
         return ingest::run(&clients, &cli.metrics_url, cli.trusts, &cli.ingest).await;
     }
+    let trust_writer = |ods_code: &str| {
+        Ok(token(&Principal::TrustWriter {
+            ods_code: ods_code.to_owned(),
+        })?)
+    };
+    if cli.flood.flood_only {
+        return flood::run(&clients, trust_writer, cli.seconds, &cli.flood).await;
+    }
     let run = Run {
         clients: clients.clone(),
         trusts: cli.trusts,
@@ -233,6 +244,9 @@ async fn main() -> anyhow::Result<()> {
 
     if !cli.no_workshops {
         workshops::run(&clients, &cli.workshops_url, cli.workshop_rate, cli.seconds).await?;
+    }
+    if !cli.flood.no_flood {
+        flood::run(&clients, trust_writer, cli.seconds, &cli.flood).await?;
     }
     if !cli.no_ingest {
         ingest::run(&clients, &cli.metrics_url, cli.trusts, &cli.ingest).await?;
@@ -363,6 +377,13 @@ pub(crate) struct Sample {
 }
 
 impl Sample {
+    /// A quantile (0.99 for p99) of the latencies from the scheduled send, in milliseconds.
+    fn percentile(&self, quantile: f64) -> f64 {
+        let mut sorted = self.latencies.clone();
+        sorted.sort_unstable();
+        quantile_ms(&sorted, quantile)
+    }
+
     fn print(&self, title: &str) {
         println!("{title}");
         println!(
@@ -448,16 +469,19 @@ pub(crate) fn micros(duration: Duration) -> u64 {
     u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
 }
 
+/// A quantile of sorted microsecond latencies, in milliseconds (NaN when there are none).
+fn quantile_ms(sorted: &[u64], quantile: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * quantile).round() as usize;
+    sorted[index.min(sorted.len() - 1)] as f64 / 1000.0
+}
+
 fn print_percentiles(label: &str, latencies: &[u64]) {
     let mut sorted = latencies.to_vec();
     sorted.sort_unstable();
-    let at = |quantile: f64| -> f64 {
-        if sorted.is_empty() {
-            return f64::NAN;
-        }
-        let index = ((sorted.len() as f64 - 1.0) * quantile).round() as usize;
-        sorted[index.min(sorted.len() - 1)] as f64 / 1000.0
-    };
+    let at = |quantile: f64| quantile_ms(&sorted, quantile);
     println!(
         "  {label}p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         at(0.50),

@@ -1,14 +1,22 @@
-//! Authentication on the server: the interceptor that turns a call's bearer token into its
-//! [`Principal`] before any handler runs, and the token keys it verifies against.
+//! Admission on the server: every call's bearer token turned into its [`Principal`] before any
+//! handler runs, the token keys it is verified against, and each tenant's share of the server.
 //!
 //! Principals, tokens and the tenancy policy live in [`ics_auth`], shared with clients. Here:
 //! - [`Authenticator::start`] builds the verifier from configuration: the identity provider's
 //!   published keys (`ICS_TOKEN_JWKS`, a file or an `https://` URL, refreshed every
 //!   `ICS_TOKEN_JWKS_REFRESH_SECS` so that rotated keys are used without a restart), or the
 //!   HS256 shared secret (`ICS_TOKEN_SECRET`) for development and tests; never both;
-//! - [`Authenticator::interceptor`] authenticates every call and puts the principal into the
-//!   request extensions, where handlers read it with [`principal`] and ask it for permission
-//!   with the `authorize_*` methods (architecture decision 7).
+//! - [`Authenticator::admit_call`] authenticates every call (the server runs it before routing,
+//!   see [`crate::server`]) and puts the principal into the request extensions, where handlers
+//!   read it with [`principal`] and ask it for permission with the `authorize_*` methods
+//!   (architecture decision 7);
+//! - a tenant (a trust writer's or a board's token subject) gets a sustained call rate
+//!   (`ICS_TENANT_CALLS_PER_SEC`, a token bucket) and a number of calls in flight
+//!   (`ICS_TENANT_CONCURRENT_CALLS`): beyond its rate a call is answered RESOURCE_EXHAUSTED
+//!   after the time it should have waited (so a client that retries at once is slowed to the
+//!   rate, not served refusals as fast as it can ask), and beyond its calls in flight a call
+//!   queues behind the tenant's own, so that one tenant's flood takes its share of the
+//!   machine and no more.
 //!
 //! ```no_run
 //! # use ics_service_kit::{auth::principal, error::ServiceError};
@@ -23,14 +31,14 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 pub use ics_auth::{AuthError, Denied, KeySet, Principal, TokenVerifier, mint_token};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
+use tonic::codegen::http;
 use tonic::metadata::MetadataMap;
-use tonic::service::Interceptor;
 use tonic::{Request, Status};
 
 use crate::config::{AuthConfig, AuthMode};
 use crate::error::ServiceError;
-use crate::server::RpcPath;
 
 /// Secrets shorter than this are accepted but warned about: HS256 keys should carry at least
 /// as much entropy as the hash output.
@@ -64,6 +72,28 @@ pub struct Authenticator {
     mode: Arc<Mode>,
     /// Calls per tenant (trust writers and boards), so that one cannot flood the rest.
     tenant_limit: Option<Arc<TenantLimit>>,
+    /// Calls in flight per tenant.
+    tenant_calls: Option<Arc<TenantCalls>>,
+}
+
+/// Each tenant's calls in flight: a semaphore per tenant, created on its first call.
+struct TenantCalls {
+    per_tenant: usize,
+    semaphores: std::sync::Mutex<std::collections::HashMap<String, Arc<Semaphore>>>,
+}
+
+/// How long a call may queue behind its tenant's calls in flight before it is refused.
+const TENANT_QUEUE_WAIT: Duration = Duration::from_secs(5);
+/// Longest a rate-limited call is held before its refusal goes out.
+const MAX_REFUSAL_DELAY: Duration = Duration::from_secs(1);
+
+/// An admitted call: who, until when, and its place among its tenant's calls in flight, held
+/// until the call's response is ready.
+#[derive(Debug)]
+pub struct Admitted {
+    pub principal: Principal,
+    pub expires_at: Option<SystemTime>,
+    pub slot: Option<OwnedSemaphorePermit>,
 }
 
 type TenantLimit = governor::DefaultKeyedRateLimiter<String>;
@@ -132,7 +162,8 @@ impl Authenticator {
         }
         let verifier = Self::verifier(config, shutdown).await?;
         Ok(Self::with_verifier(verifier)
-            .with_tenant_limit(config.tenant_calls_per_sec, config.tenant_call_burst))
+            .with_tenant_limit(config.tenant_calls_per_sec, config.tenant_call_burst)
+            .with_tenant_concurrency(config.tenant_concurrent_calls))
     }
 
     async fn verifier(
@@ -192,7 +223,19 @@ impl Authenticator {
         Self {
             mode: Arc::new(Mode::Token(verifier)),
             tenant_limit: None,
+            tenant_calls: None,
         }
+    }
+
+    /// Lets each tenant have at most `per_tenant` calls in flight; more queue (none when 0).
+    pub fn with_tenant_concurrency(mut self, per_tenant: u32) -> Self {
+        self.tenant_calls = (per_tenant > 0).then(|| {
+            Arc::new(TenantCalls {
+                per_tenant: per_tenant as usize,
+                semaphores: Default::default(),
+            })
+        });
+        self
     }
 
     /// Limits each tenant to `per_second` calls sustained, `burst` at once (none when 0).
@@ -212,10 +255,7 @@ impl Authenticator {
         let Some(limit) = &self.tenant_limit else {
             return Ok(());
         };
-        if !matches!(
-            principal,
-            Principal::TrustWriter { .. } | Principal::BoardReader { .. }
-        ) {
+        if !is_tenant(principal) {
             return Ok(());
         }
         limit.check_key(&principal.label()).map_err(|not_until| {
@@ -232,29 +272,27 @@ impl Authenticator {
         Self {
             mode: Arc::new(Mode::Development),
             tenant_limit: None,
+            tenant_calls: None,
         }
     }
 
     /// The principal behind a call's metadata.
     pub fn authenticate(&self, metadata: &MetadataMap) -> Result<Principal, AuthError> {
-        self.authenticate_until(metadata)
+        self.authenticate_header(metadata.get("authorization").map(|value| value.as_bytes()))
             .map(|(principal, _)| principal)
     }
 
-    /// The principal behind a call's metadata, and when its token expires (never, in
+    /// The principal behind an `authorization` header, and when its token expires (never, in
     /// development mode).
-    pub fn authenticate_until(
+    fn authenticate_header(
         &self,
-        metadata: &MetadataMap,
+        header: Option<&[u8]>,
     ) -> Result<(Principal, Option<SystemTime>), AuthError> {
         let verifier = match self.mode.as_ref() {
             Mode::Development => return Ok((Principal::Development, None)),
             Mode::Token(verifier) => verifier,
         };
-        let header = metadata
-            .get("authorization")
-            .ok_or(AuthError::MissingToken)?
-            .to_str()
+        let header = std::str::from_utf8(header.ok_or(AuthError::MissingToken)?)
             .map_err(|_| AuthError::MalformedHeader)?;
         let (scheme, token) = header.split_once(' ').ok_or(AuthError::MalformedHeader)?;
         if !scheme.eq_ignore_ascii_case("bearer") {
@@ -264,12 +302,91 @@ impl Authenticator {
         Ok((principal, Some(expires_at)))
     }
 
-    /// A tonic interceptor that authenticates every call before its handler runs.
-    pub fn interceptor(&self) -> AuthInterceptor {
-        AuthInterceptor {
-            authenticator: self.clone(),
+    /// Admits the call to `rpc` with these headers, or answers why not: UNAUTHENTICATED without
+    /// a valid token; RESOURCE_EXHAUSTED, with the time to wait, beyond the tenant's rate (after
+    /// holding the call for that time, at most a second) or after queueing
+    /// [`TENANT_QUEUE_WAIT`] behind the tenant's calls in flight. Refusals are audited.
+    pub async fn admit_call(
+        &self,
+        headers: &http::HeaderMap,
+        rpc: &str,
+    ) -> Result<Admitted, Status> {
+        let authorization = headers.get(http::header::AUTHORIZATION);
+        let (principal, expires_at) = self
+            .authenticate_header(authorization.map(|value| value.as_bytes()))
+            .map_err(|error| {
+                tracing::info!(
+                    target: crate::audit::TARGET,
+                    kind = "unauthenticated",
+                    rpc,
+                    reason = %error,
+                    "unauthenticated call refused"
+                );
+                Status::unauthenticated(error.to_string())
+            })?;
+        if let Err(wait) = self.admit(&principal) {
+            tracing::info!(principal = %principal.label(), rpc, wait_ms = wait.as_millis() as u64, "tenant call limit reached");
+            let held = wait.min(MAX_REFUSAL_DELAY);
+            tokio::time::sleep(held).await;
+            let wait = wait.saturating_sub(held);
+            let mut details = tonic_types::ErrorDetails::new();
+            details.set_retry_info(Some(wait));
+            return Err(<Status as tonic_types::StatusExt>::with_error_details(
+                tonic::Code::ResourceExhausted,
+                format!(
+                    "too many calls from {}; retry in {} ms",
+                    principal.label(),
+                    wait.as_millis().max(1)
+                ),
+                details,
+            ));
+        }
+        let slot = match (&self.tenant_calls, is_tenant(&principal)) {
+            (Some(calls), true) => Some(calls.enter(&principal, rpc).await?),
+            _ => None,
+        };
+        Ok(Admitted {
+            principal,
+            expires_at,
+            slot,
+        })
+    }
+}
+
+impl TenantCalls {
+    /// A place among the tenant's calls in flight, waiting for one to end when all are taken.
+    async fn enter(
+        &self,
+        principal: &Principal,
+        rpc: &str,
+    ) -> Result<OwnedSemaphorePermit, Status> {
+        let tenant = principal.label();
+        let semaphore = self
+            .semaphores
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(tenant.clone())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.per_tenant)))
+            .clone();
+        match tokio::time::timeout(TENANT_QUEUE_WAIT, semaphore.acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => {
+                tracing::info!(principal = %tenant, rpc, in_flight = self.per_tenant, "tenant calls in flight limit reached");
+                Err(Status::resource_exhausted(format!(
+                    "{tenant} has {} calls in flight and more waiting; retry later",
+                    self.per_tenant
+                )))
+            }
         }
     }
+}
+
+/// Trust writers and boards: the principals whose calls are limited (operators are not).
+fn is_tenant(principal: &Principal) -> bool {
+    matches!(
+        principal,
+        Principal::TrustWriter { .. } | Principal::BoardReader { .. }
+    )
 }
 
 /// Reloads the published keys every `period`, logging a change of key ids (a rotation).
@@ -303,63 +420,12 @@ async fn refresh_keys(
     }
 }
 
-/// See [`Authenticator::interceptor`].
-#[derive(Clone, Debug)]
-pub struct AuthInterceptor {
-    authenticator: Authenticator,
-}
-
-impl Interceptor for AuthInterceptor {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        match self.authenticator.authenticate_until(request.metadata()) {
-            Ok((principal, expires_at)) => {
-                if let Err(wait) = self.authenticator.admit(&principal) {
-                    tracing::info!(principal = %principal.label(), wait_ms = wait.as_millis() as u64, "tenant call limit reached");
-                    let mut details = tonic_types::ErrorDetails::new();
-                    details.set_retry_info(Some(wait));
-                    return Err(<Status as tonic_types::StatusExt>::with_error_details(
-                        tonic::Code::ResourceExhausted,
-                        format!(
-                            "too many calls from {}; retry in {} ms",
-                            principal.label(),
-                            wait.as_millis().max(1)
-                        ),
-                        details,
-                    ));
-                }
-                // Handlers have no use for the raw token, and without it they cannot log it.
-                request.metadata_mut().remove("authorization");
-                request.extensions_mut().insert(principal);
-                if let Some(expires_at) = expires_at {
-                    request.extensions_mut().insert(TokenExpiry(expires_at));
-                }
-                Ok(request)
-            }
-            Err(error) => {
-                let rpc = request
-                    .extensions()
-                    .get::<RpcPath>()
-                    .map(|path| path.as_str())
-                    .unwrap_or_default();
-                tracing::info!(
-                    target: crate::audit::TARGET,
-                    kind = "unauthenticated",
-                    rpc,
-                    reason = %error,
-                    "unauthenticated call refused"
-                );
-                Err(Status::unauthenticated(error.to_string()))
-            }
-        }
-    }
-}
-
 /// When the token of the call expires: long-lived calls (live watches, following tails) end
 /// then with UNAUTHENTICATED rather than outlive the authority they were opened with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TokenExpiry(pub SystemTime);
 
-/// The expiry the interceptor attached to this request (none in development mode).
+/// The expiry admission attached to this request (none in development mode).
 pub fn token_expiry<T>(request: &Request<T>) -> Option<SystemTime> {
     request
         .extensions()
@@ -386,7 +452,7 @@ pub fn token_expired_status() -> Status {
     Status::unauthenticated("the token expired; open the call again with a fresh token")
 }
 
-/// The principal the interceptor attached to this request.
+/// The principal admission attached to this request.
 pub fn principal<T>(request: &Request<T>) -> Result<Principal, ServiceError> {
     request
         .extensions()
@@ -415,53 +481,111 @@ mod tests {
         }
     }
 
-    #[test]
-    fn interceptor_attaches_the_principal_and_drops_the_token() {
-        let token = mint_token(
-            SECRET,
-            ISSUER,
-            AUDIENCE,
-            &trust_writer("RTP"),
-            Duration::from_secs(60),
-        )
-        .expect("minted");
-        let mut request = Request::new(());
-        request.metadata_mut().insert(
-            "authorization",
-            format!("Bearer {token}").parse().expect("ascii metadata"),
+    fn bearer(token: &str) -> http::HeaderMap {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            http::header::AUTHORIZATION,
+            format!("Bearer {token}").parse().expect("ascii header"),
         );
-
-        let request = authenticator()
-            .interceptor()
-            .call(request)
-            .expect("valid token is accepted");
-
-        assert_eq!(principal(&request).ok(), Some(trust_writer("RTP")));
-        assert!(request.metadata().get("authorization").is_none());
+        headers
     }
 
-    #[test]
-    fn interceptor_refuses_calls_without_a_valid_token_without_echoing_it() {
+    fn token_for(principal: &Principal) -> String {
+        mint_token(SECRET, ISSUER, AUDIENCE, principal, Duration::from_secs(60)).expect("minted")
+    }
+
+    #[tokio::test]
+    async fn admission_names_the_principal_of_a_valid_token() {
+        let admitted = authenticator()
+            .admit_call(&bearer(&token_for(&trust_writer("RTP"))), "/rpc")
+            .await
+            .expect("valid token is accepted");
+        assert_eq!(admitted.principal, trust_writer("RTP"));
+        assert!(admitted.expires_at.is_some());
+    }
+
+    #[tokio::test]
+    async fn admission_refuses_calls_without_a_valid_token_without_echoing_it() {
         let missing = authenticator()
-            .interceptor()
-            .call(Request::new(()))
+            .admit_call(&http::HeaderMap::new(), "/rpc")
+            .await
             .expect_err("no token");
         assert_eq!(missing.code(), tonic::Code::Unauthenticated);
 
         let bogus_token = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.c2VjcmV0";
-        let mut request = Request::new(());
-        request.metadata_mut().insert(
-            "authorization",
-            format!("Bearer {bogus_token}")
-                .parse()
-                .expect("ascii metadata"),
-        );
         let refused = authenticator()
-            .interceptor()
-            .call(request)
+            .admit_call(&bearer(bogus_token), "/rpc")
+            .await
             .expect_err("alg none");
         assert_eq!(refused.code(), tonic::Code::Unauthenticated);
         assert!(!refused.message().contains(bogus_token));
+    }
+
+    /// A tenant's calls beyond its share wait for one in flight to end; other tenants and
+    /// operators do not wait.
+    #[tokio::test]
+    async fn a_tenant_queues_behind_its_own_calls_in_flight_only() {
+        let authenticator = authenticator().with_tenant_concurrency(1);
+        let writer = bearer(&token_for(&trust_writer("RTP")));
+        let first = authenticator
+            .admit_call(&writer, "/rpc")
+            .await
+            .expect("first");
+        let queued = authenticator.admit_call(&writer, "/rpc");
+        tokio::pin!(queued);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), &mut queued)
+                .await
+                .is_err(),
+            "the second call of the tenant waits"
+        );
+        let other = bearer(&token_for(&trust_writer("RR8")));
+        authenticator
+            .admit_call(&other, "/rpc")
+            .await
+            .expect("another tenant");
+        let operator = bearer(&token_for(&Principal::Operator));
+        let _operators = (
+            authenticator
+                .admit_call(&operator, "/rpc")
+                .await
+                .expect("operator"),
+            authenticator
+                .admit_call(&operator, "/rpc")
+                .await
+                .expect("operator"),
+        );
+        drop(first);
+        let second = tokio::time::timeout(Duration::from_secs(1), queued)
+            .await
+            .expect("admitted once the first call ended");
+        assert!(second.is_ok());
+    }
+
+    /// Beyond its rate, a tenant's call is held for the time it should have waited before the
+    /// refusal goes out: a client retrying at once is slowed to the rate.
+    #[tokio::test]
+    async fn a_refusal_for_rate_is_held_for_the_wait() {
+        let authenticator = authenticator().with_tenant_limit(10, 10);
+        let writer = bearer(&token_for(&trust_writer("RTP")));
+        // The burst first (as many as the sustained rate at least).
+        for _ in 0..10 {
+            authenticator
+                .admit_call(&writer, "/rpc")
+                .await
+                .expect("within the burst");
+        }
+        let started = std::time::Instant::now();
+        let refused = authenticator
+            .admit_call(&writer, "/rpc")
+            .await
+            .expect_err("beyond the rate");
+        assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+        assert!(
+            started.elapsed() >= Duration::from_millis(50),
+            "refused after {:?}",
+            started.elapsed()
+        );
     }
 
     #[test]

@@ -37,9 +37,10 @@ pub const DEFAULT_DB_MAX_CONNECTIONS: u32 = 20;
 pub const DEFAULT_TOKEN_ISSUER: &str = "ics";
 pub const DEFAULT_TOKEN_AUDIENCE: &str = "ics-platform";
 pub const DEFAULT_JWKS_REFRESH_SECS: u64 = 300;
-pub const DEFAULT_TENANT_CALLS_PER_SEC: u32 = 200;
-pub const DEFAULT_TENANT_CALL_BURST: u32 = 400;
+pub const DEFAULT_TENANT_CALLS_PER_SEC: u32 = 50;
+pub const DEFAULT_TENANT_CALL_BURST: u32 = 100;
 pub const DEFAULT_TENANT_WATCHES: u32 = 16;
+pub const DEFAULT_TENANT_CONCURRENT_CALLS: u32 = 2;
 pub const DEFAULT_TLS_RELOAD_SECS: u64 = 30;
 pub const DEFAULT_LOG_FILTER: &str = "info";
 
@@ -323,6 +324,12 @@ pub struct AuthConfig {
     #[arg(long, env = "ICS_TENANT_CALL_BURST", default_value_t = DEFAULT_TENANT_CALL_BURST)]
     pub tenant_call_burst: u32,
 
+    /// Calls one tenant may have in flight at once; more wait for one of them to end (up to 5 s,
+    /// then RESOURCE_EXHAUSTED), so that a tenant flooding with parallel calls takes its share
+    /// of the machine and no more. 0 turns the limit off. Operators are not limited.
+    #[arg(long, env = "ICS_TENANT_CONCURRENT_CALLS", default_value_t = DEFAULT_TENANT_CONCURRENT_CALLS)]
+    pub tenant_concurrent_calls: u32,
+
     /// Live watches one tenant may hold open at once; one more is RESOURCE_EXHAUSTED until one
     /// ends. Operators are not limited.
     #[arg(long, env = "ICS_TENANT_WATCHES", default_value_t = DEFAULT_TENANT_WATCHES, value_parser = clap::value_parser!(u32).range(1..=10_000))]
@@ -369,6 +376,7 @@ impl Default for AuthConfig {
             token_jwks_refresh_secs: DEFAULT_JWKS_REFRESH_SECS,
             tenant_calls_per_sec: DEFAULT_TENANT_CALLS_PER_SEC,
             tenant_call_burst: DEFAULT_TENANT_CALL_BURST,
+            tenant_concurrent_calls: DEFAULT_TENANT_CONCURRENT_CALLS,
             tenant_watches: DEFAULT_TENANT_WATCHES,
             token_issuer: DEFAULT_TOKEN_ISSUER.to_owned(),
             token_audience: DEFAULT_TOKEN_AUDIENCE.to_owned(),
@@ -388,6 +396,7 @@ impl fmt::Debug for AuthConfig {
             .field("token_jwks_refresh_secs", &self.token_jwks_refresh_secs)
             .field("tenant_calls_per_sec", &self.tenant_calls_per_sec)
             .field("tenant_call_burst", &self.tenant_call_burst)
+            .field("tenant_concurrent_calls", &self.tenant_concurrent_calls)
             .field("tenant_watches", &self.tenant_watches)
             .field("token_issuer", &self.token_issuer)
             .field("token_audience", &self.token_audience)

@@ -35,11 +35,10 @@ use tonic::body::Body;
 use tonic::codegen::{Service, http};
 use tonic::server::NamedService;
 use tonic::service::Routes;
-use tonic::service::interceptor::InterceptedService;
 
 use crate::admin::AdminApi;
 use crate::audit::AuditTrail;
-use crate::auth::{AuthInterceptor, Authenticator};
+use crate::auth::Authenticator;
 use crate::config::CommonConfig;
 use crate::db::{connect_postgres, grant_log_readers};
 use crate::nats::connect_nats;
@@ -209,9 +208,7 @@ impl ServiceHost {
         S::Future: Send + 'static,
     {
         self.service_names.push(S::NAME);
-        let intercepted: InterceptedService<S, AuthInterceptor> =
-            InterceptedService::new(service, self.authenticator.interceptor());
-        self.routes = std::mem::take(&mut self.routes).add_service(intercepted);
+        self.routes = std::mem::take(&mut self.routes).add_service(service);
     }
 
     /// Steps 4 and 5: serves until shutdown, then stops everything it started.
@@ -237,6 +234,7 @@ impl ServiceHost {
             .transpose()?;
         let options = ServeOptions::new(listener, self.service_names.clone())
             .for_service(self.service)
+            .with_authenticator(self.authenticator.clone())
             .with_tls(tls)
             .with_grace(self.common.shutdown_grace())
             .with_drain_delay(self.common.shutdown_drain())

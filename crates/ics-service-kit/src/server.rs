@@ -1,15 +1,18 @@
-//! Serving a service's gRPC API the same way everywhere: health, reflection, request limits,
-//! a trace span per call, and graceful shutdown.
+//! Serving a service's gRPC API the same way everywhere: admission (authentication and tenant
+//! limits), health, reflection, request limits, a trace span per call, and graceful shutdown.
 //!
 //! ```no_run
 //! # async fn run(
 //! #     routes: tonic::service::Routes,
 //! #     listener: tokio::net::TcpListener,
+//! #     authenticator: ics_service_kit::Authenticator,
 //! # ) -> anyhow::Result<()> {
 //! use ics_service_kit::server::{serve, shutdown_on_signals, ServeOptions};
-//! // let routes = Routes::new(TrustsServiceServer::with_interceptor(service, auth.interceptor()));
+//! // let routes = Routes::new(TrustsServiceServer::new(service));
 //! let shutdown = shutdown_on_signals();
-//! let options = ServeOptions::new(listener, vec!["ics.trusts.v1.TrustsService"]);
+//! let options = ServeOptions::new(listener, vec!["ics.trusts.v1.TrustsService"])
+//!     .for_service("trusts")
+//!     .with_authenticator(authenticator);
 //! serve(options, routes, shutdown).await
 //! # }
 //! ```
@@ -34,6 +37,7 @@ use tonic_health::ServingStatus;
 use tonic_health::pb::health_server::HealthServer;
 use tonic_health::server::{HealthReporter, HealthService};
 
+use crate::auth::{Authenticator, TokenExpiry};
 use crate::hygiene::RequestHygiene;
 use crate::telemetry;
 use opentelemetry::trace::TraceContextExt as _;
@@ -80,6 +84,9 @@ pub struct ServeOptions {
     /// The platform service these routes belong to (`trusts`…): named on every call's span,
     /// so that its audit events reach that service's trail.
     pub service: &'static str,
+    /// Admission of every call but health and reflection; none lets every call through (tests
+    /// of serving alone).
+    pub authenticator: Option<Authenticator>,
 }
 
 impl ServeOptions {
@@ -93,7 +100,13 @@ impl ServeOptions {
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             tls: None,
             service: "",
+            authenticator: None,
         }
+    }
+
+    pub fn with_authenticator(mut self, authenticator: Authenticator) -> Self {
+        self.authenticator = Some(authenticator);
+        self
     }
 
     pub fn for_service(mut self, service: &'static str) -> Self {
@@ -163,6 +176,7 @@ pub async fn serve(
         max_message_bytes,
         tls,
         service: platform_service,
+        authenticator,
     } = options;
     let local_addr = listener
         .local_addr()
@@ -197,6 +211,7 @@ pub async fn serve(
         routes,
         max_message_bytes,
         hygiene: Arc::new(RequestHygiene::new()?),
+        authenticator,
     };
     let stopped = stop_accepting.clone().cancelled_owned();
     let serving = Serving {
@@ -415,13 +430,15 @@ async fn wait_for_signal() -> &'static str {
     }
 }
 
-/// The routes behind a per-message size and hygiene check, with the call's path in the
-/// extensions.
+/// The routes behind admission (authentication and the tenant's limits, see
+/// [`Authenticator::admit_call`]) and a per-message size and hygiene check. Health and
+/// reflection are open to all.
 #[derive(Clone)]
 struct GrpcService {
     routes: Routes,
     max_message_bytes: usize,
     hygiene: Arc<RequestHygiene>,
+    authenticator: Option<Authenticator>,
 }
 
 impl Service<http::Request<tonic::body::Body>> for GrpcService {
@@ -433,14 +450,38 @@ impl Service<http::Request<tonic::body::Body>> for GrpcService {
         Service::<http::Request<MessageSizeLimit>>::poll_ready(&mut self.routes, context)
     }
 
-    fn call(&mut self, mut request: http::Request<tonic::body::Body>) -> Self::Future {
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
         let path = RpcPath(Arc::from(request.uri().path()));
-        request.extensions_mut().insert(path.clone());
         let max_message_bytes = self.max_message_bytes;
-        let hygiene = Some((self.hygiene.clone(), path));
-        let request = request
+        let hygiene = Some((self.hygiene.clone(), path.clone()));
+        let mut request = request
             .map(|body| MessageSizeLimit::new(body, max_message_bytes).with_hygiene(hygiene));
-        Box::pin(self.routes.call(request))
+        let authenticator = match &self.authenticator {
+            Some(authenticator) if !path.as_str().starts_with("/grpc.") => authenticator.clone(),
+            _ => return Box::pin(self.routes.call(request)),
+        };
+        // The routes were polled ready; the clone takes their place for the next call.
+        let ready = self.routes.clone();
+        let mut routes = std::mem::replace(&mut self.routes, ready);
+        Box::pin(async move {
+            let admitted = match authenticator
+                .admit_call(request.headers(), path.as_str())
+                .await
+            {
+                Ok(admitted) => admitted,
+                Err(status) => return Ok(status.into_http()),
+            };
+            // Handlers have no use for the raw token, and without it they cannot log it.
+            request.headers_mut().remove(http::header::AUTHORIZATION);
+            request.extensions_mut().insert(admitted.principal);
+            if let Some(expires_at) = admitted.expires_at {
+                request.extensions_mut().insert(TokenExpiry(expires_at));
+            }
+            let response = routes.call(request).await;
+            // The tenant's place is freed once the response (or a stream's head) is ready.
+            drop(admitted.slot);
+            response
+        })
     }
 }
 
