@@ -4,9 +4,9 @@ use ics_proto::events::v1::{
     ImprovementDirection, MeasureDefinition, MeasureFrequency, MeasureScoring, SpcConflictRule,
     SpcRuleSet,
 };
-use ics_service_kit::error::Violations;
-use ics_service_kit::validate::{self, MAX_LONG_TEXT_CHARS};
 use ics_spc::{ConflictRule, Direction, RuleSet};
+use ics_validate::Violations;
+use ics_validate::{self as validate, MAX_LONG_TEXT_CHARS};
 
 use crate::keys::is_measure_code;
 

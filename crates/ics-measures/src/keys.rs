@@ -1,8 +1,8 @@
 //! Stream ids and the codes they are built from.
 
 use ics_proto::events::v1::SeriesKey;
-use ics_service_kit::error::Violations;
-use ics_service_kit::validate;
+use ics_validate as validate;
+use ics_validate::Violations;
 
 pub const MEASURE_STREAM_PREFIX: &str = "measure-";
 pub const SERIES_STREAM_PREFIX: &str = "series-";

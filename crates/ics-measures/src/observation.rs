@@ -6,8 +6,8 @@ use chrono::NaiveDate;
 use ics_proto::date::from_naive;
 use ics_proto::events::v1::{MeasureDefinition, MeasureScoring, ObservationPoint, SeriesKey};
 use ics_proto::metrics::v1::ObservationInput;
-use ics_service_kit::error::{FieldViolation, Violations};
-use ics_service_kit::validate;
+use ics_validate as validate;
+use ics_validate::{FieldViolation, Violations};
 
 use crate::keys::is_measure_code;
 

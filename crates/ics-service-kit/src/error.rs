@@ -11,6 +11,8 @@ use ics_eventstore::StoreError;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
+pub use ics_validate::{FieldViolation, InvalidRequest, Violations};
+
 /// `ErrorInfo.reason` of an optimistic-concurrency conflict.
 pub const VERSION_CONFLICT_REASON: &str = "VERSION_CONFLICT";
 /// `ErrorInfo.domain` of every error detail this platform emits.
@@ -19,29 +21,6 @@ pub const ERROR_DOMAIN: &str = "ics";
 pub const CURRENT_VERSION_KEY: &str = "current_version";
 /// `ErrorInfo.metadata` key carrying the conflicting stream id.
 pub const STREAM_ID_KEY: &str = "stream_id";
-
-/// One invalid field of a request: `field` is a dotted path into the request message
-/// (`measure.target.value`), `description` says what is wrong in words a caller can act on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldViolation {
-    pub field: String,
-    pub description: String,
-}
-
-impl FieldViolation {
-    pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            description: description.into(),
-        }
-    }
-}
-
-impl fmt::Display for FieldViolation {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(formatter, "{}: {}", self.field, self.description)
-    }
-}
 
 /// What a service can answer other than success. Deliberately small: each variant has exactly
 /// one gRPC code, chosen in `From<ServiceError> for Status`.
@@ -229,65 +208,17 @@ pub fn conflict_version(status: &Status) -> Option<u64> {
     error_info.metadata.get(CURRENT_VERSION_KEY)?.parse().ok()
 }
 
-/// Collects every field violation of a request before answering, so a caller learns about all
-/// of its mistakes in one round trip.
-///
-/// ```
-/// # use ics_service_kit::error::{ServiceError, Violations};
-/// fn validate(name: &str, quantity: i64) -> Result<(), ServiceError> {
-///     let mut violations = Violations::default();
-///     violations.require(!name.is_empty(), "name", "must not be empty");
-///     violations.require(quantity > 0, "quantity", "must be positive");
-///     violations.into_result()
-/// }
-/// assert!(validate("x", 1).is_ok());
-/// assert!(matches!(validate("", 0), Err(ServiceError::InvalidArgument(v)) if v.len() == 2));
-/// ```
-#[derive(Debug, Default, Clone)]
-pub struct Violations {
-    violations: Vec<FieldViolation>,
+impl From<InvalidRequest> for ServiceError {
+    fn from(invalid: InvalidRequest) -> Self {
+        ServiceError::InvalidArgument(invalid.0)
+    }
 }
 
-impl Violations {
-    /// Records a violation of `field` unless `condition` holds.
-    pub fn require(
-        &mut self,
-        condition: bool,
-        field: impl Into<String>,
-        description: impl Into<String>,
-    ) -> &mut Self {
-        if !condition {
-            self.add(field, description);
-        }
-        self
-    }
-
-    pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) -> &mut Self {
-        self.violations
-            .push(FieldViolation::new(field, description));
-        self
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.violations.is_empty()
-    }
-
-    /// The violations recorded so far, in order.
-    pub fn into_vec(self) -> Vec<FieldViolation> {
-        self.violations
-    }
-
-    pub fn len(&self) -> usize {
-        self.violations.len()
-    }
-
-    /// `Ok(())` when nothing was recorded, otherwise `InvalidArgument` with every violation.
-    pub fn into_result(self) -> Result<(), ServiceError> {
-        if self.violations.is_empty() {
-            Ok(())
-        } else {
-            Err(ServiceError::InvalidArgument(self.violations))
-        }
+impl ServiceError {
+    /// `Ok(())` when nothing was recorded, otherwise `INVALID_ARGUMENT` naming every field: what
+    /// a handler answers after checking a request's fields.
+    pub fn check(violations: Violations) -> Result<(), ServiceError> {
+        Ok(violations.into_result()?)
     }
 }
 
@@ -302,9 +233,7 @@ mod tests {
             .require(false, "workshop.title", "must not be empty")
             .require(true, "workshop.trust_ods_code", "never recorded")
             .add("workshop.starts_on", "must be before ends_on");
-        let error = violations
-            .into_result()
-            .expect_err("two violations were added");
+        let error = ServiceError::check(violations).expect_err("two violations were added");
 
         let status = Status::from(error);
 

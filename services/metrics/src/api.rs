@@ -64,7 +64,7 @@ impl MetricsApi {
             false,
             MAX_LONG_TEXT_CHARS,
         );
-        violations.into_result()?;
+        ServiceError::check(violations)?;
         let mut key = key.cloned().unwrap_or_default();
         key.value_stream_id = key.value_stream_id.to_ascii_lowercase();
         let measure = self.measure(&key.measure_code).await?;
@@ -113,7 +113,7 @@ impl MetricsService for MetricsApi {
         let mut violations = Violations::default();
         validate::options(&mut violations, body.options.as_ref());
         validate_definition(&mut violations, "definition", body.definition.as_ref());
-        violations.into_result()?;
+        ServiceError::check(violations)?;
         principal.authorize_operator()?;
         let definition = normalised(&body.definition.clone().unwrap_or_default());
         self.execute(
@@ -164,7 +164,7 @@ impl MetricsService for MetricsApi {
         let body = request.into_inner();
         let mut violations = Violations::default();
         validate::options(&mut violations, body.options.as_ref());
-        violations.into_result()?;
+        ServiceError::check(violations)?;
         let resolved = self
             .resolve_observation(&principal, body.observation.as_ref())
             .await?;
@@ -216,7 +216,7 @@ impl MetricsService for MetricsApi {
             true,
             MAX_LONG_TEXT_CHARS,
         );
-        violations.into_result()?;
+        ServiceError::check(violations)?;
         let resolved = self
             .resolve_observation(&principal, body.observation.as_ref())
             .await?;
@@ -327,7 +327,7 @@ impl MetricsService for MetricsApi {
         let body = request.into_inner();
         let mut violations = Violations::default();
         validate_series_key(&mut violations, "series", body.series.as_ref());
-        violations.into_result()?;
+        ServiceError::check(violations)?;
         let mut key = body.series.unwrap_or_default();
         key.value_stream_id = key.value_stream_id.to_ascii_lowercase();
         principal.authorize_trust_read(&key.ods_code)?;
@@ -389,7 +389,7 @@ impl MetricsService for MetricsApi {
             }
             None => {}
         }
-        violations.into_result()?;
+        ServiceError::check(violations)?;
         principal.authorize_operator()?;
         let mut references = References::new(self.store.clone(), self.pool.clone());
         match method {

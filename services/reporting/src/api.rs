@@ -99,7 +99,7 @@ fn authorize_scope(principal: &Principal, scope: Option<&Scope>) -> Result<Scope
 fn as_of(value: Option<&ics_proto::events::v1::Date>) -> Result<NaiveDate, ServiceError> {
     let mut violations = Violations::default();
     let as_of = validate::optional_date(&mut violations, "as_of", value);
-    violations.into_result()?;
+    ServiceError::check(violations)?;
     Ok(as_of.unwrap_or_else(|| chrono::Utc::now().date_naive()))
 }
 
@@ -208,7 +208,7 @@ fn measure_view(
 fn authorize_ics(principal: &Principal, ics_ods_code: &str) -> Result<(), ServiceError> {
     let mut violations = Violations::default();
     validate::ods_code(&mut violations, "ics_ods_code", ics_ods_code);
-    violations.into_result()?;
+    ServiceError::check(violations)?;
     Ok(principal.authorize_ics_read(ics_ods_code)?)
 }
 
@@ -288,7 +288,7 @@ impl ReportingService for ReportingApi {
         if body.ods_code.is_empty() {
             violations.add("ods_code", "is required");
         }
-        violations.into_result()?;
+        ServiceError::check(violations)?;
         let as_of = as_of(body.as_of.as_ref())?;
         let scope = authorize_scope(&principal, body.scope.as_ref())?;
         let ratings = views::cqc_history(&self.pool, &scope, &body.ods_code, as_of).await?;
@@ -378,7 +378,7 @@ impl ReportingService for ReportingApi {
         let body = request.into_inner();
         let mut violations = Violations::default();
         optional_peer_group(&mut violations, &body.peer_group_id);
-        violations.into_result()?;
+        ServiceError::check(violations)?;
         authorize_peers(
             &self.pool,
             &principal,
@@ -405,7 +405,7 @@ impl ReportingService for ReportingApi {
         let body = request.into_inner();
         let mut violations = Violations::default();
         optional_peer_group(&mut violations, &body.peer_group_id);
-        violations.into_result()?;
+        ServiceError::check(violations)?;
         authorize_peers(
             &self.pool,
             &principal,
@@ -443,7 +443,7 @@ impl ReportingService for ReportingApi {
         let body = request.into_inner();
         let mut violations = Violations::default();
         ics_measures::validate_series_key(&mut violations, "series", body.series.as_ref());
-        violations.into_result()?;
+        ServiceError::check(violations)?;
         authorize_ics(&principal, &body.ics_ods_code)?;
         let key = body.series.unwrap_or_default();
         let chart = measures::series_chart(
@@ -467,7 +467,7 @@ impl ReportingService for ReportingApi {
         optional_peer_group(&mut violations, &body.peer_group_id);
         let period =
             validate::optional_date(&mut violations, "period_start", body.period_start.as_ref());
-        violations.into_result()?;
+        ServiceError::check(violations)?;
         authorize_peers(
             &self.pool,
             &principal,
@@ -512,7 +512,7 @@ impl ReportingService for ReportingApi {
         {
             violations.add("to_period_start", "must be after from_period_start");
         }
-        violations.into_result()?;
+        ServiceError::check(violations)?;
         authorize_peers(
             &self.pool,
             &principal,

@@ -251,7 +251,7 @@ impl TrustsService for TrustsApi {
         validate::ods_code(&mut violations, "ods_code", &body.ods_code);
         validate::name(&mut violations, "name", &body.name);
         let kind = validate::enum_value::<OrganisationKind>(&mut violations, "kind", body.kind);
-        violations.into_result()?;
+        ServiceError::check(violations)?;
         principal.authorize_operator()?;
         let kind = kind.unwrap_or(OrganisationKind::Unspecified);
         self.execute(
@@ -275,7 +275,7 @@ impl TrustsService for TrustsApi {
         validate::options(&mut violations, body.options.as_ref());
         validate::ods_code(&mut violations, "ods_code", &body.ods_code);
         validate::name(&mut violations, "name", &body.name);
-        violations.into_result()?;
+        ServiceError::check(violations)?;
         self.authorize_trust_writer(&principal, &body.ods_code)
             .await?;
         self.execute(
@@ -304,7 +304,7 @@ impl TrustsService for TrustsApi {
         }
         let valid_from =
             validate::required_date(&mut violations, "valid_from", body.valid_from.as_ref());
-        violations.into_result()?;
+        ServiceError::check(violations)?;
         principal.authorize_operator()?;
         let parent = self
             .existing_organisation("parent_ods_code", &body.parent_ods_code)
@@ -327,7 +327,7 @@ impl TrustsService for TrustsApi {
         validate::ods_code(&mut violations, "ods_code", &body.ods_code);
         validate::ods_code(&mut violations, "parent_ods_code", &body.parent_ods_code);
         let valid_to = validate::required_date(&mut violations, "valid_to", body.valid_to.as_ref());
-        violations.into_result()?;
+        ServiceError::check(violations)?;
         principal.authorize_operator()?;
         let valid_to = valid_to.unwrap_or_default();
         self.execute(
@@ -355,7 +355,7 @@ impl TrustsService for TrustsApi {
         let mut violations = Violations::default();
         validate::ods_code(&mut violations, "ods_code", &body.ods_code);
         let as_of = validate::optional_date(&mut violations, "as_of", body.as_of.as_ref());
-        violations.into_result()?;
+        ServiceError::check(violations)?;
         // A trust writer naming another trust is refused as a write would be; a board asking
         // about an organisation outside its scope learns nothing of it.
         if let Principal::TrustWriter { .. } = caller {
@@ -392,7 +392,7 @@ impl TrustsService for TrustsApi {
         };
         let mut violations = Violations::default();
         let as_of = validate::optional_date(&mut violations, "as_of", body.as_of.as_ref());
-        violations.into_result()?;
+        ServiceError::check(violations)?;
         let scope = self
             .organisation_scope(&caller, as_of.unwrap_or_else(today))
             .await?;
@@ -426,7 +426,7 @@ impl TrustsService for TrustsApi {
             validate::required_date(&mut violations, "published_on", body.published_on.as_ref());
         validate::not_in_future(&mut violations, "published_on", published_on);
         validate_ratings(&mut violations, body.ratings.as_ref());
-        violations.into_result()?;
+        ServiceError::check(violations)?;
         self.authorize_trust_writer(&principal, &body.ods_code)
             .await?;
         let published_on = published_on.unwrap_or_default();
@@ -452,7 +452,7 @@ impl TrustsService for TrustsApi {
         validate::name(&mut violations, "person_name", &body.person_name);
         let started_on =
             validate::required_date(&mut violations, "started_on", body.started_on.as_ref());
-        violations.into_result()?;
+        ServiceError::check(violations)?;
         self.authorize_trust_writer(&principal, &body.ods_code)
             .await?;
         let role = role.unwrap_or(ExecutiveRole::Unspecified);
@@ -495,7 +495,7 @@ impl TrustsService for TrustsApi {
             false,
             MAX_LONG_TEXT_CHARS,
         );
-        violations.into_result()?;
+        ServiceError::check(violations)?;
         self.authorize_trust_writer(&principal, &body.ods_code)
             .await?;
         let left_on = left_on.unwrap_or_default();
@@ -540,7 +540,7 @@ impl TrustsService for TrustsApi {
                 None
             }
         };
-        violations.into_result()?;
+        ServiceError::check(violations)?;
         self.authorize_trust_writer(&principal, &body.ods_code)
             .await?;
         self.existing_trust("ods_code", &body.ods_code).await?;
@@ -583,7 +583,7 @@ impl TrustsService for TrustsApi {
             true,
             MAX_LONG_TEXT_CHARS,
         );
-        violations.into_result()?;
+        ServiceError::check(violations)?;
         let owner = self.value_stream(&body.value_stream_id).await?.ods_code;
         principal.authorize_trust_write(&owner)?;
         let definition = body.definition.clone().unwrap_or_default();
@@ -617,7 +617,7 @@ impl TrustsService for TrustsApi {
         if status == Some(ValueStreamStatus::Closed) {
             violations.add("status", "use CloseValueStream to close a value stream");
         }
-        violations.into_result()?;
+        ServiceError::check(violations)?;
         let owner = self.value_stream(&body.value_stream_id).await?.ods_code;
         principal.authorize_trust_write(&owner)?;
         let status = status.unwrap_or(ValueStreamStatus::Unspecified);
@@ -651,7 +651,7 @@ impl TrustsService for TrustsApi {
             false,
             MAX_LONG_TEXT_CHARS,
         );
-        violations.into_result()?;
+        ServiceError::check(violations)?;
         let owner = self.value_stream(&body.value_stream_id).await?.ods_code;
         principal.authorize_trust_write(&owner)?;
         let closed_on = closed_on.unwrap_or_default();
@@ -672,7 +672,7 @@ impl TrustsService for TrustsApi {
         let body = request.into_inner();
         let mut violations = Violations::default();
         validate::uuid(&mut violations, "value_stream_id", &body.value_stream_id);
-        violations.into_result()?;
+        ServiceError::check(violations)?;
         let value_stream = self.value_stream(&body.value_stream_id).await?;
         principal.authorize_trust_read(&value_stream.ods_code)?;
         Ok(Response::new(api::ValueStream {
@@ -710,7 +710,7 @@ impl TrustsService for TrustsApi {
             validate::required_date(&mut violations, "starts_on", body.starts_on.as_ref());
         let ends_on = validate::required_date(&mut violations, "ends_on", body.ends_on.as_ref());
         validate::ordered(&mut violations, "ends_on", starts_on, ends_on, "starts_on");
-        violations.into_result()?;
+        ServiceError::check(violations)?;
         principal.authorize_operator()?;
         if !body.programme_id.is_empty() {
             self.programme(&body.programme_id).await?;
@@ -756,7 +756,7 @@ impl TrustsService for TrustsApi {
         if body.valued > body.survey_respondents {
             violations.add("valued", "must not exceed survey_respondents");
         }
-        violations.into_result()?;
+        ServiceError::check(violations)?;
         self.authorize_trust_writer(&principal, &body.ods_code)
             .await?;
         self.existing_trust("ods_code", &body.ods_code).await?;
@@ -799,7 +799,7 @@ impl TrustsService for TrustsApi {
             validate::required_date(&mut violations, "starts_on", body.starts_on.as_ref());
         let ends_on = validate::optional_date(&mut violations, "ends_on", body.ends_on.as_ref());
         validate::ordered(&mut violations, "ends_on", starts_on, ends_on, "starts_on");
-        violations.into_result()?;
+        ServiceError::check(violations)?;
         principal.authorize_operator()?;
         let programme_id = Uuid::now_v7().to_string();
         let registered = ProgrammeRegistered {
@@ -832,7 +832,7 @@ impl TrustsService for TrustsApi {
         validate::ods_code(&mut violations, "ods_code", &body.ods_code);
         let joined_on =
             validate::required_date(&mut violations, "joined_on", body.joined_on.as_ref());
-        violations.into_result()?;
+        ServiceError::check(violations)?;
         principal.authorize_operator()?;
         self.existing_trust("ods_code", &body.ods_code).await?;
         let joined_on = joined_on.unwrap_or_default();
@@ -858,7 +858,7 @@ impl TrustsService for TrustsApi {
             "role",
             body.role,
         );
-        violations.into_result()?;
+        ServiceError::check(violations)?;
         principal.authorize_operator()?;
         self.existing_organisation("ods_code", &body.ods_code)
             .await?;
@@ -898,7 +898,7 @@ impl TrustsService for TrustsApi {
             violations.add("signatories", "a compact needs at least one signatory");
         }
         validate::required_date(&mut violations, "adopted_on", body.adopted_on.as_ref());
-        violations.into_result()?;
+        ServiceError::check(violations)?;
         principal.authorize_operator()?;
         let compact = CompactAdopted {
             programme_id: body.programme_id.clone(),
@@ -942,7 +942,7 @@ impl TrustsService for TrustsApi {
                 format!("must hold at most {MAX_LIST_ITEMS} items"),
             );
         }
-        violations.into_result()?;
+        ServiceError::check(violations)?;
         principal.authorize_operator()?;
         let meeting = BoardMeetingHeld {
             programme_id: body.programme_id.clone(),
@@ -974,7 +974,7 @@ impl TrustsService for TrustsApi {
         let body = request.into_inner();
         let mut violations = Violations::default();
         validate::uuid(&mut violations, "programme_id", &body.programme_id);
-        violations.into_result()?;
+        ServiceError::check(violations)?;
         let programme = self.programme(&body.programme_id).await?;
         let member_trust = matches!(&principal, Principal::TrustWriter { ods_code }
             if programme.trusts.iter().any(|trust| &trust.ods_code == ods_code));

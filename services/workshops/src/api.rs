@@ -210,7 +210,7 @@ impl WorkshopsService for WorkshopsApi {
                 );
             }
         }
-        violations.into_result()?;
+        ServiceError::check(violations)?;
         principal.authorize_trust_write(&body.ods_code)?;
         ics_references::check_charter(&self.pool, &body.ods_code, &body.value_stream_id).await?;
         let workshop_id = Uuid::now_v7().to_string();
@@ -249,7 +249,7 @@ impl WorkshopsService for WorkshopsApi {
             false,
             MAX_LONG_TEXT_CHARS,
         );
-        violations.into_result()?;
+        ServiceError::check(violations)?;
         self.authorize_workshop(&principal, &body.workshop_id)
             .await?;
         let (starts_on, ends_on) = (starts_on.unwrap_or_default(), ends_on.unwrap_or_default());
@@ -287,7 +287,7 @@ impl WorkshopsService for WorkshopsApi {
         if held_from.is_some() != held_to.is_some() {
             violations.add("held_to", "give both held_from and held_to, or neither");
         }
-        violations.into_result()?;
+        ServiceError::check(violations)?;
         self.authorize_workshop(&principal, &body.workshop_id)
             .await?;
         let held = held_from.zip(held_to);
@@ -315,7 +315,7 @@ impl WorkshopsService for WorkshopsApi {
         validate::uuid(&mut violations, "workshop_id", &body.workshop_id);
         let delivered_on = past_date(&mut violations, "delivered_on", body.delivered_on.as_ref());
         validate_values(&mut violations, "after", &body.after);
-        violations.into_result()?;
+        ServiceError::check(violations)?;
         self.authorize_workshop(&principal, &body.workshop_id)
             .await?;
         let delivered_on = delivered_on.unwrap_or_default();
@@ -339,7 +339,7 @@ impl WorkshopsService for WorkshopsApi {
         let checkpoint = checkpoint(&mut violations, body.checkpoint);
         let measured_on = past_date(&mut violations, "measured_on", body.measured_on.as_ref());
         validate_values(&mut violations, "values", &body.values);
-        violations.into_result()?;
+        ServiceError::check(violations)?;
         self.authorize_workshop(&principal, &body.workshop_id)
             .await?;
         let checkpoint = checkpoint.unwrap_or(FollowUpCheckpoint::Unspecified);
@@ -375,7 +375,7 @@ impl WorkshopsService for WorkshopsApi {
             true,
             MAX_LONG_TEXT_CHARS,
         );
-        violations.into_result()?;
+        ServiceError::check(violations)?;
         self.authorize_workshop(&principal, &body.workshop_id)
             .await?;
         let cancelled_on = cancelled_on.unwrap_or_default();
@@ -395,7 +395,7 @@ impl WorkshopsService for WorkshopsApi {
         validate::options(&mut violations, body.options.as_ref());
         validate::uuid(&mut violations, "workshop_id", &body.workshop_id);
         let closed_on = past_date(&mut violations, "closed_on", body.closed_on.as_ref());
-        violations.into_result()?;
+        ServiceError::check(violations)?;
         self.authorize_workshop(&principal, &body.workshop_id)
             .await?;
         let closed_on = closed_on.unwrap_or_default();
@@ -416,7 +416,7 @@ impl WorkshopsService for WorkshopsApi {
         let body = request.into_inner();
         let mut violations = Violations::default();
         validate::uuid(&mut violations, "workshop_id", &body.workshop_id);
-        violations.into_result()?;
+        ServiceError::check(violations)?;
         let workshop = self.workshop(&body.workshop_id).await?;
         principal.authorize_trust_read(workshop.ods_code())?;
         Ok(Response::new(view(&workshop)))
@@ -430,7 +430,7 @@ impl WorkshopsService for WorkshopsApi {
         let body = request.into_inner();
         let mut violations = Violations::default();
         validate::ods_code(&mut violations, "ods_code", &body.ods_code);
-        violations.into_result()?;
+        ServiceError::check(violations)?;
         principal.authorize_trust_read(&body.ods_code)?;
         let events = self
             .store

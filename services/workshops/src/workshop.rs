@@ -223,7 +223,7 @@ impl Workshop {
                 );
             }
         }
-        violations.into_result()
+        ServiceError::check(violations)
     }
 
     /// Whether each metric's value is at or better than (no higher than) its target.
