@@ -463,7 +463,13 @@ async fn commands_are_idempotent_concurrency_is_optimistic_and_value_streams_kee
         RenameOrganisationRequest, ReviseValueStreamRequest,
     };
 
-    let deployment = Deployment::new().await;
+    let mut deployment = Deployment::new().await;
+    // Fifty writes of one trust race below: the tenant's call limits would queue and refuse
+    // most of them before they could race (tests/tests/security.rs covers those limits).
+    deployment.environment.extend([
+        ("ICS_TENANT_CALLS_PER_SEC".to_owned(), "0".to_owned()),
+        ("ICS_TENANT_CONCURRENT_CALLS".to_owned(), "0".to_owned()),
+    ]);
     let mut server = deployment.start("trusts").await;
     let mut trusts = TrustsServiceClient::new(channel(&server.url).await);
     let operator = deployment.token(&Principal::Operator);

@@ -84,7 +84,10 @@ struct TenantCalls {
 
 /// How long a call may queue behind its tenant's calls in flight before it is refused.
 const TENANT_QUEUE_WAIT: Duration = Duration::from_secs(5);
-/// Longest a rate-limited call is held before its refusal goes out.
+/// How long a rate-limited call is held before its refusal goes out: the time it should have
+/// waited, but at least the minimum (a client that retries at once makes a few refusals a
+/// second per connection, not hundreds) and at most the maximum.
+const MIN_REFUSAL_DELAY: Duration = Duration::from_millis(100);
 const MAX_REFUSAL_DELAY: Duration = Duration::from_secs(1);
 
 /// An admitted call: who, until when, and its place among its tenant's calls in flight, held
@@ -326,7 +329,7 @@ impl Authenticator {
             })?;
         if let Err(wait) = self.admit(&principal) {
             tracing::info!(principal = %principal.label(), rpc, wait_ms = wait.as_millis() as u64, "tenant call limit reached");
-            let held = wait.min(MAX_REFUSAL_DELAY);
+            let held = wait.clamp(MIN_REFUSAL_DELAY, MAX_REFUSAL_DELAY);
             tokio::time::sleep(held).await;
             let wait = wait.saturating_sub(held);
             let mut details = tonic_types::ErrorDetails::new();
