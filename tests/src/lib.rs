@@ -59,6 +59,8 @@ pub struct Server {
     pub workshops_url: String,
     pub metrics_url: String,
     pub reporting_url: String,
+    /// The board dashboard, where the server runs the reporting service.
+    pub dashboard_url: String,
 }
 
 /// Where each service of a server listens.
@@ -68,6 +70,7 @@ struct Listen {
     workshops: String,
     metrics: String,
     reporting: String,
+    http: String,
 }
 
 impl Server {
@@ -216,6 +219,7 @@ impl Deployment {
             workshops: format!("127.0.0.1:{}", free_port()),
             metrics: format!("127.0.0.1:{}", free_port()),
             reporting: format!("127.0.0.1:{}", free_port()),
+            http: format!("127.0.0.1:{}", free_port()),
         };
         let own = match service {
             "reporting" => &listen.reporting,
@@ -230,6 +234,7 @@ impl Deployment {
             workshops_url: format!("{scheme}://{}", listen.workshops),
             metrics_url: format!("{scheme}://{}", listen.metrics),
             reporting_url: format!("{scheme}://{}", listen.reporting),
+            dashboard_url: format!("{scheme}://{}", listen.http),
             service: service.to_string(),
             listen,
             environment: environment
@@ -275,6 +280,7 @@ impl Deployment {
             .env("ICS_WORKSHOPS_LISTEN", &listen.workshops)
             .env("ICS_METRICS_LISTEN", &listen.metrics)
             .env("ICS_REPORTING_LISTEN", &listen.reporting)
+            .env("ICS_HTTP_LISTEN", &listen.http)
             // Tests see follow-ups come due without waiting a minute.
             .env("ICS_FOLLOW_UP_SCAN_SECS", "1")
             .env(

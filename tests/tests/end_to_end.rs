@@ -948,6 +948,91 @@ async fn the_demo_runs_against_every_service_in_one_process_and_replays_on_a_sec
     let measures = &page[page.find("<h2>Measures</h2>").expect("a measures section")..];
     assert_eq!(measures.matches("<svg ").count(), 13);
     assert!(measures.contains("<td>special cause concern (low values)</td>"));
+
+    // As CSV, the service sends one file per table: the outcomes, then the measures, with fixed
+    // decimals and no figure where there is no data.
+    let directory = std::env::temp_dir().join(format!("ics-e2e-{}-qwo", uuid::Uuid::now_v7()));
+    let (succeeded, output) = deployment
+        .icsctl(
+            &server,
+            &[
+                "report",
+                "board-pack",
+                "--ics",
+                "QWO",
+                "--format",
+                "csv",
+                "--out",
+                directory.to_str().unwrap(),
+            ],
+        )
+        .await;
+    assert!(succeeded, "{output}");
+    assert!(
+        output.contains("(2 files, with 12 measure rows)"),
+        "{output}"
+    );
+    let mut files: Vec<String> = std::fs::read_dir(&directory)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    files.sort();
+    let today = chrono::Utc::now().date_naive();
+    assert_eq!(
+        files,
+        [
+            format!("board-pack-QWO-{today}-measures.csv"),
+            format!("board-pack-QWO-{today}-outcomes.csv"),
+        ]
+    );
+    let measures_csv =
+        std::fs::read_to_string(directory.join(&files[0])).expect("the measures table");
+    let outcomes_csv =
+        std::fs::read_to_string(directory.join(&files[1])).expect("the outcomes table");
+    std::fs::remove_dir_all(&directory).ok();
+    assert!(outcomes_csv.starts_with("scope_type,scope_id,scope_name,as_of,level,"));
+    assert!(measures_csv.starts_with("scope_type,scope_id,scope_name,as_of,ods_code,"));
+    assert_eq!(measures_csv.lines().count(), 1 + 12);
+    let bradford_fft = measures_csv
+        .lines()
+        .find(|line| line.contains(",RAE,") && line.contains(",FFT_POSITIVE,"))
+        .expect("Bradford's FFT row");
+    assert!(bradford_fft.contains(",concern-low,"), "{bradford_fft}");
+    for table in [&outcomes_csv, &measures_csv] {
+        assert!(!table.contains("\r\n\r\n"), "one table a file:\n{table}");
+        for line in table.lines().skip(1) {
+            for cell in line.split(',') {
+                // Fixed decimals: never a binary fraction written out in full.
+                let decimals = cell.split_once('.').map_or(0, |(_, after)| after.len());
+                assert!(
+                    cell.parse::<f64>().is_err() || decimals <= 4,
+                    "{cell} in {line}"
+                );
+            }
+        }
+    }
+    // One table on its own, into the file named.
+    let single = std::env::temp_dir().join(format!("ics-e2e-{}.csv", uuid::Uuid::now_v7()));
+    let (succeeded, output) = deployment
+        .icsctl(
+            &server,
+            &[
+                "report",
+                "board-pack",
+                "--ics",
+                "QWO",
+                "--format",
+                "csv",
+                "--table",
+                "measures",
+                "--out",
+                single.to_str().unwrap(),
+            ],
+        )
+        .await;
+    assert!(succeeded, "{output}");
+    assert_eq!(std::fs::read_to_string(&single).unwrap(), measures_csv);
+    std::fs::remove_file(&single).ok();
     let overviews =
         |output: &str| output[output.find("Programme overview").unwrap_or(0)..].to_string();
     assert_eq!(overviews(&first), overviews(&second));

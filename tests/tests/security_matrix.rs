@@ -1006,6 +1006,7 @@ const TABLE: &[Rule] = &[
         &[Code::FailedPrecondition],
         "B has no observations on both dates compared",
     ),
+    rule("ics.reporting.v1.ReportingService/GetBoardPack", BoardRead),
     // --- admin (on every listener) ----------------------------------------------------------
     rule("ics.admin.v1.AdminService/TailEvents", OperatorOnly)
         .operator(NO_EVENT_LOG, "reporting keeps no event log"),

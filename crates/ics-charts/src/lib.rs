@@ -19,6 +19,8 @@
 //!   icons. A run chart (too few points for limits) shows the mean only. Non-finite
 //!   values are left out (the line breaks there); series longer than
 //!   [`MARKER_LIMIT`] points draw markers only for special-cause points.
+//! * [`variation_icon`] and [`assurance_icon`]: the Making Data Count icons, each a small
+//!   SVG with its meaning in words.
 //! * [`funnel_plot`]: a funnel plot of an [`ics_peers::Funnel`]: each unit's
 //!   proportion (as %) against its denominator, the pooled target, and the 95% and
 //!   99.8% limit curves (widened for over-dispersion when it was applied, which the
@@ -40,10 +42,12 @@
 //! classification, and the caption and `<desc>` state the icons in words.
 
 mod funnel;
+mod icons;
 mod svg;
 mod xmr;
 
 pub use funnel::{FunnelPlot, funnel_plot};
+pub use icons::{assurance_icon, variation_icon};
 pub use xmr::{MARKER_LIMIT, XmrChart, assurance_text, variation_text, xmr_chart};
 
 /// The chart colours (CSS hex colours).

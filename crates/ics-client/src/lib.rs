@@ -1,9 +1,14 @@
-//! What clients of the platform (`icsctl`, `ics-bench`, hospital integrations written in Rust)
-//! share: a [`RetryingChannel`] that sends a call again when a server could not take it.
+//! What clients of the platform (`icsctl`, `ics-bench`, the demo loader, hospital integrations
+//! written in Rust) share: a [`RetryingChannel`] that sends a call again when a server could not
+//! take it, and the [`Bearer`] token on every call ([`BearerChannel`]).
 //!
 //! Every command carries its client-chosen `request_id`, so sending the very same bytes again is
 //! safe: a command that did commit is answered with its first result (`replayed: true`) and
 //! writes nothing new. Queries are safe to repeat anyway.
+
+mod bearer;
+
+pub use bearer::{Bearer, BearerChannel, InvalidToken};
 
 use std::task::{Context, Poll};
 use std::time::Duration;

@@ -127,12 +127,27 @@ pub fn rule_set(definition: &MeasureDefinition) -> RuleSet {
     }
 }
 
-/// The measure's improvement direction for SPC.
+/// The measure's improvement direction, as SPC and peer comparison read it.
 pub fn direction(definition: &MeasureDefinition) -> Direction {
-    match ImprovementDirection::try_from(definition.direction) {
+    direction_of(definition.direction)
+}
+
+/// An `ImprovementDirection` number (a definition's, a measure view row's) as a [`Direction`];
+/// unset or unknown (a newer peer's value) reads as having no direction.
+pub fn direction_of(number: i32) -> Direction {
+    match ImprovementDirection::try_from(number) {
         Ok(ImprovementDirection::Increase) => Direction::Increase,
         Ok(ImprovementDirection::Decrease) => Direction::Decrease,
         _ => Direction::Neither,
+    }
+}
+
+/// The contract's value of a direction, for a definition sent over the API.
+pub fn improvement_direction(direction: Direction) -> ImprovementDirection {
+    match direction {
+        Direction::Increase => ImprovementDirection::Increase,
+        Direction::Decrease => ImprovementDirection::Decrease,
+        Direction::Neither => ImprovementDirection::Neither,
     }
 }
 
@@ -164,6 +179,19 @@ mod tests {
             .into_iter()
             .map(|violation| violation.field)
             .collect()
+    }
+
+    #[test]
+    fn directions_convert_both_ways_and_unknown_has_none() {
+        for direction in [Direction::Increase, Direction::Decrease, Direction::Neither] {
+            assert_eq!(
+                direction_of(improvement_direction(direction) as i32),
+                direction
+            );
+        }
+        assert_eq!(direction_of(0), Direction::Neither);
+        assert_eq!(direction_of(99), Direction::Neither);
+        assert_eq!(direction(&definition()), Direction::Increase);
     }
 
     #[test]

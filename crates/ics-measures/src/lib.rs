@@ -13,14 +13,19 @@
 //!   otherwise its measure's applies.
 //! * [`signals`] compares a series' SPC before and after new data and names what changed:
 //!   newly flagged special-cause points, and the variation and assurance icons.
+//! * [`reference`] is the catalogue of reference measures (Friends and Family Test, staff
+//!   leavers, NHS Staff Survey themes, reference cost index) that clients install.
 
 mod definition;
 mod keys;
 mod observation;
+pub mod reference;
 mod series;
 mod signals;
 
-pub use definition::{direction, normalised, rule_set, validate_definition};
+pub use definition::{
+    direction, direction_of, improvement_direction, normalised, rule_set, validate_definition,
+};
 pub use keys::{
     MEASURE_STREAM_PREFIX, PEER_GROUP_STREAM_PREFIX, SERIES_STREAM_PREFIX, is_measure_code,
     measure_stream, peer_group_stream, series_stream, validate_series_key,
@@ -30,4 +35,4 @@ pub use series::{
     Comparison, Series, SeriesChange, SeriesPoint, SpcSummary, classification_proto,
     same_observation,
 };
-pub use signals::{SpcSignal, rule_set_version, signals};
+pub use signals::{SpcSignal, assurance_icon, rule_set_version, signals, variation_icon};

@@ -343,6 +343,12 @@ impl Series {
 
     /// The series with its SPC, as the APIs return it.
     pub fn spc_series(&self, measure: &MeasureDefinition) -> SpcSeries {
+        self.chart(measure).0
+    }
+
+    /// As [`spc_series`](Self::spc_series), with the analysis it was made from (each point's
+    /// partition limits and every partition's summary), which is what a chart draws.
+    pub fn chart(&self, measure: &MeasureDefinition) -> (SpcSeries, Analysis) {
         let analysis = self.analyse(measure);
         let points = self
             .points
@@ -376,7 +382,7 @@ impl Series {
                 }
             })
             .collect();
-        SpcSeries {
+        let series = SpcSeries {
             series: Some(self.key.clone()),
             measure: Some(measure.clone()),
             target: self.target(measure),
@@ -390,7 +396,8 @@ impl Series {
                 .iter()
                 .map(|warning| format!("{warning:?}"))
                 .collect(),
-        }
+        };
+        (series, analysis)
     }
 }
 
@@ -432,5 +439,39 @@ pub(crate) fn observation(start: NaiveDate, end: NaiveDate, value: f64) -> Obser
         denominator: None,
         source: String::new(),
         revision: 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Days, NaiveDate};
+    use ics_proto::events::v1::{ImprovementDirection, MeasureScoring, SeriesKey};
+
+    use super::*;
+
+    #[test]
+    fn a_chart_is_the_api_series_and_the_analysis_its_icons_came_from() {
+        let measure = MeasureDefinition {
+            code: "WAIT".into(),
+            direction: ImprovementDirection::Decrease as i32,
+            scoring: MeasureScoring::Continuous as i32,
+            target: Some(12.0),
+            ..MeasureDefinition::default()
+        };
+        let mut series = Series::new(SeriesKey::default());
+        let start = NaiveDate::from_ymd_opt(2024, 1, 1).expect("date");
+        for offset in 0..20u32 {
+            let day = start + Days::new(u64::from(offset));
+            series.put(observation(day, day, 10.0 + f64::from(offset % 4)));
+        }
+        let (chart, analysis) = series.chart(&measure);
+        assert_eq!(chart, series.spc_series(&measure));
+        assert_eq!(analysis, series.analyse(&measure));
+        assert_eq!(chart.points.len(), analysis.points.len());
+        assert_eq!(
+            chart.variation,
+            variation_proto(analysis.variation) as i32,
+            "the series' icon is the analysis'"
+        );
     }
 }

@@ -49,6 +49,31 @@ pub(crate) fn assurance_proto(icon: Option<ics_spc::AssuranceIcon>) -> Assurance
     }
 }
 
+/// The variation icon a stored value names (none for unspecified or unknown values).
+pub fn variation_icon(value: i32) -> Option<ics_spc::VariationIcon> {
+    use ics_spc::VariationIcon as Spc;
+    match VariationIcon::try_from(value).ok()? {
+        VariationIcon::Unspecified => None,
+        VariationIcon::CommonCause => Some(Spc::CommonCause),
+        VariationIcon::ImprovementHigh => Some(Spc::ImprovementHigh),
+        VariationIcon::ImprovementLow => Some(Spc::ImprovementLow),
+        VariationIcon::ConcernHigh => Some(Spc::ConcernHigh),
+        VariationIcon::ConcernLow => Some(Spc::ConcernLow),
+        VariationIcon::NeitherHigh => Some(Spc::NeitherHigh),
+        VariationIcon::NeitherLow => Some(Spc::NeitherLow),
+    }
+}
+
+/// The assurance icon a stored value names (none for unspecified or unknown values).
+pub fn assurance_icon(value: i32) -> Option<ics_spc::AssuranceIcon> {
+    match AssuranceIcon::try_from(value).ok()? {
+        AssuranceIcon::Unspecified => None,
+        AssuranceIcon::Pass => Some(ics_spc::AssuranceIcon::Pass),
+        AssuranceIcon::Fail => Some(ics_spc::AssuranceIcon::Fail),
+        AssuranceIcon::HitOrMiss => Some(ics_spc::AssuranceIcon::HitOrMiss),
+    }
+}
+
 /// Period starts of the points flagged as special cause.
 fn flagged(series: &Series, analysis: &Analysis) -> BTreeSet<chrono::NaiveDate> {
     series

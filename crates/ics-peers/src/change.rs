@@ -2,8 +2,8 @@
 
 use std::fmt;
 
-use crate::direction::Direction;
 use crate::stats;
+use ics_spc::Direction;
 
 /// A change is *distinct* from peers when it lies strictly beyond this many peer
 /// standard deviations from the peers' mean change.

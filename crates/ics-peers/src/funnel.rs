@@ -3,8 +3,8 @@
 use std::f64::consts::FRAC_PI_2;
 use std::fmt;
 
-use crate::direction::Direction;
 use crate::stats;
+use ics_spc::Direction;
 
 /// Two-sided 95% normal quantile used for the inner limits (as FunnelPlotR).
 pub const Z_95: f64 = 1.959964;

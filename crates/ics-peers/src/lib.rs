@@ -1,5 +1,6 @@
 //! Peer comparison for NHS trusts: "compared with similar trusts", done two ways.
-//! Pure computation — no I/O, no dependencies.
+//! Pure computation — no I/O; its only dependency is `ics-spc`, for the improvement
+//! [`Direction`] both share.
 //!
 //! * [`funnel`]: a funnel plot for a proportion across a peer group (Spiegelhalter
 //!   2005, as the R package FunnelPlotR does it for `data_type = "PR"`), with limits
@@ -105,7 +106,6 @@
 //!   better / worse than peers"; see [`ChangeLabel::text`].
 
 mod change;
-mod direction;
 mod funnel;
 mod stats;
 
@@ -113,9 +113,10 @@ pub use change::{
     ChangeError, ChangeLabel, ChangeUnit, DISTINCT_Z, Movement, PeerComparison, Relative,
     UnitChange, changes, compare_change,
 };
-pub use direction::Direction;
 pub use funnel::{
     CurveError, CurvePoint, Funnel, FunnelError, FunnelLabel, FunnelLimits, FunnelUnit,
     FunnelUnitResult, Performance, Position, WINSORISE_BY, Z_95, Z_998, funnel, funnel_curve,
     funnel_limits,
 };
+/// The measure's improvement direction, the same type statistical process control reads.
+pub use ics_spc::Direction;

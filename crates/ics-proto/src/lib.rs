@@ -53,6 +53,14 @@ pub fn descriptor_pool() -> prost_reflect::DescriptorPool {
         .expect("embedded descriptor set decodes")
 }
 
+/// [`descriptor_pool`], decoded once per process: clients word enum values and render JSON
+/// through it line by line.
+pub fn shared_descriptor_pool() -> &'static prost_reflect::DescriptorPool {
+    static POOL: std::sync::LazyLock<prost_reflect::DescriptorPool> =
+        std::sync::LazyLock::new(descriptor_pool);
+    &POOL
+}
+
 /// The fully-qualified protobuf name of an event message, e.g. `ics.events.v1.OrganisationRegistered`.
 pub trait EventName {
     const EVENT_TYPE: &'static str;
@@ -107,6 +115,72 @@ event_names!(
     AssuranceIconChanged,
     PeerGroupDefined,
 );
+
+/// The stream ids creation commands answer with: an aggregate's prefix, then the new
+/// aggregate's id (`programme-0190a1b2-…`).
+pub mod streams {
+    use std::fmt;
+
+    use crate::events::v1::CommandResult;
+
+    pub const PROGRAMME: &str = "programme-";
+    pub const VALUE_STREAM: &str = "value-stream-";
+    pub const TRAINING_COHORT: &str = "training-cohort-";
+    pub const WORKSHOP: &str = "workshop-";
+
+    /// A creation command answered with a stream id of another kind of aggregate.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct NotCreated {
+        pub stream_id: String,
+        pub prefix: String,
+    }
+
+    impl fmt::Display for NotCreated {
+        fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(
+                formatter,
+                "the server answered with stream '{}', not a {}<id> stream",
+                self.stream_id, self.prefix
+            )
+        }
+    }
+
+    impl std::error::Error for NotCreated {}
+
+    /// The id of the aggregate a creation command made, from the stream id it answered with.
+    pub fn created_id(result: &CommandResult, prefix: &str) -> Result<String, NotCreated> {
+        result
+            .stream_id
+            .strip_prefix(prefix)
+            .filter(|id| !id.is_empty())
+            .map(str::to_owned)
+            .ok_or_else(|| NotCreated {
+                stream_id: result.stream_id.clone(),
+                prefix: prefix.to_owned(),
+            })
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn created_ids_come_from_the_stream_id() {
+            let result = CommandResult {
+                stream_id: "value-stream-0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b".to_owned(),
+                version: 1,
+                event_ids: vec![],
+                replayed: false,
+            };
+            assert_eq!(
+                created_id(&result, VALUE_STREAM).as_deref(),
+                Ok("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b")
+            );
+            let error = created_id(&result, PROGRAMME).expect_err("another aggregate");
+            assert!(error.to_string().contains("not a programme-<id> stream"));
+        }
+    }
+}
 
 /// Conversions between the API's calendar [`Date`](events::v1::Date) and `chrono`.
 pub mod date {

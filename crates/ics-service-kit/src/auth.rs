@@ -285,6 +285,14 @@ impl Authenticator {
             .map(|(principal, _)| principal)
     }
 
+    /// The principal behind a bare bearer token (a session cookie's), and when it expires.
+    pub fn authenticate_token(
+        &self,
+        token: &str,
+    ) -> Result<(Principal, Option<SystemTime>), AuthError> {
+        self.authenticate_header(Some(format!("Bearer {token}").as_bytes()))
+    }
+
     /// The principal behind an `authorization` header, and when its token expires (never, in
     /// development mode).
     fn authenticate_header(

@@ -24,6 +24,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use ics_eventstore::identity::{Identity, record_identity};
 use ics_eventstore::{EventStore, migrate};
 use ics_projection::RunnerConfig;
@@ -187,6 +188,44 @@ impl ServiceHost {
     /// A task that runs until shutdown (e.g. a scheduler); awaited when the service stops.
     pub fn spawn(&mut self, task: impl Future<Output = ()> + Send + 'static) {
         self.background.push(tokio::spawn(task));
+    }
+
+    /// How calls are authenticated, for a surface of the service's own (the dashboard).
+    pub fn authenticator(&self) -> Authenticator {
+        self.authenticator.clone()
+    }
+
+    /// Whether the listeners serve TLS (`ICS_TLS_CERT`).
+    pub fn serves_tls(&self) -> bool {
+        self.common.tls.tls_cert.is_some()
+    }
+
+    /// Serves `router` over HTTP on `listen` until shutdown, with the listeners' TLS; a port
+    /// that cannot be bound fails the start.
+    pub async fn serve_http(
+        &mut self,
+        listen: SocketAddr,
+        router: axum::Router,
+    ) -> anyhow::Result<()> {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen for http on {listen} (ICS_HTTP_LISTEN)"))?;
+        let tls = crate::tls::TlsFiles::from_config(&self.common.tls)?
+            .map(|files| {
+                crate::tls::ReloadingTls::start(
+                    files,
+                    Duration::from_secs(self.common.tls.tls_reload_secs),
+                    &self.shutdown,
+                )
+            })
+            .transpose()?;
+        let shutdown = self.shutdown.clone();
+        self.spawn(async move {
+            if let Err(error) = crate::http::serve_http(listener, router, tls, shutdown).await {
+                tracing::error!(%error, "http server stopped");
+            }
+        });
+        Ok(())
     }
 
     /// Largest request message accepted (4 MiB unless raised, e.g. for bulk ingest).

@@ -19,6 +19,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod host;
+pub mod http;
 pub mod hygiene;
 pub mod limits;
 pub mod nats;

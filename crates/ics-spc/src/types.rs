@@ -1,6 +1,8 @@
 //! Inputs and per-point outputs.
 
-/// The measure's improvement direction.
+/// The measure's improvement direction. The one definition on the platform: peer comparison
+/// (`ics-peers`), the charts, the services and the command line all use this type, and the
+/// contract's `ImprovementDirection` is converted to and from it in `ics-measures`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Direction {
     /// Higher is better.

@@ -3,14 +3,16 @@
 
 use chrono::NaiveDate;
 use clap::ValueEnum;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use ics_auth::Principal;
 use ics_proto::date::from_naive;
 use ics_proto::events::v1::{
-    BoardRole, CqcRating, Date, ExecutiveRole, FollowUpCheckpoint, ImprovementDirection,
-    MeasureFrequency, MeasureScoring, MetricKind, MetricUnit, MetricValue, OrganisationKind,
-    PartitionMarkKind, PeerGroupMethod, SpcConflictRule, SpcRuleSet, TargetMetric,
-    ValueStreamOrigin, ValueStreamStatus, WorkshopKind,
+    BoardRole, CqcRating, Date, ExecutiveRole, FollowUpCheckpoint, MeasureFrequency,
+    MeasureScoring, MetricKind, MetricUnit, MetricValue, OrganisationKind, PartitionMarkKind,
+    PeerGroupMethod, SpcConflictRule, SpcRuleSet, TargetMetric, ValueStreamOrigin,
+    ValueStreamStatus, WorkshopKind,
 };
+use ics_spc::Direction;
 
 /// Parses a calendar date written exactly as `YYYY-MM-DD`.
 ///
@@ -248,22 +250,14 @@ impl From<Checkpoint> for FollowUpCheckpoint {
     }
 }
 
-/// Which way is better for a measure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Direction {
-    Increase,
-    Decrease,
-    Neither,
-}
-
-impl From<Direction> for ImprovementDirection {
-    fn from(direction: Direction) -> Self {
-        match direction {
-            Direction::Increase => ImprovementDirection::Increase,
-            Direction::Decrease => ImprovementDirection::Decrease,
-            Direction::Neither => ImprovementDirection::Neither,
-        }
-    }
+/// Which way is better for a measure, as `--direction` takes it: `increase`, `decrease` or
+/// `neither`, listed in `--help` and checked by clap like the other enum flags.
+pub fn direction_parser() -> impl TypedValueParser<Value = Direction> {
+    PossibleValuesParser::new(["increase", "decrease", "neither"]).map(|word| match word.as_str() {
+        "increase" => Direction::Increase,
+        "decrease" => Direction::Decrease,
+        _ => Direction::Neither,
+    })
 }
 
 /// How a measure's value is formed.

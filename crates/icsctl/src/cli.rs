@@ -3,10 +3,11 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ics_auth::Principal;
 use ics_proto::events::v1::{Date, MetricValue, TargetMetric};
+use ics_spc::Direction;
 
 use crate::args::{
-    Checkpoint, ConflictRule, Direction, EventKind, ExecRole, Frequency, Kind, Origin,
-    PartitionKind, PeerMethod, Rating, RuleSet, Scoring, Seat, Status, parse_date, parse_finite,
+    Checkpoint, ConflictRule, EventKind, ExecRole, Frequency, Kind, Origin, PartitionKind,
+    PeerMethod, Rating, RuleSet, Scoring, Seat, Status, direction_parser, parse_date, parse_finite,
     parse_metric, parse_metric_value, parse_principal,
 };
 
@@ -618,7 +619,7 @@ pub struct MeasureDefineArgs {
     #[arg(long, default_value = "")]
     pub unit: String,
     /// Which way is better.
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = direction_parser())]
     pub direction: Direction,
     #[arg(long, value_enum)]
     pub scoring: Scoring,
@@ -843,16 +844,22 @@ pub enum ReportCommand {
         #[command(flatten)]
         scope: ScopeArgs,
     },
-    /// Write the workshop outcomes as a board pack: a CSV of every figure, or one
-    /// self-contained HTML page with charts that opens offline.
+    /// Write the board pack the reporting service renders — the workshop outcomes and an ICS's
+    /// measures — as one self-contained HTML page with charts that opens offline, or as CSV
+    /// files of one table each.
     BoardPack {
         #[command(flatten)]
         scope: ScopeArgs,
         #[arg(long, value_enum)]
         format: BoardPackFormat,
-        /// File to write (replaced if it exists).
-        #[arg(long, value_name = "FILE")]
+        /// Where to write (files are replaced if they exist): the HTML page, or with --table
+        /// the one CSV file; for CSV without --table a directory (created if missing) that
+        /// receives every table under the name the server gives it.
+        #[arg(long, value_name = "PATH")]
         out: std::path::PathBuf,
+        /// CSV only: the one table to write, `outcomes` or (for an ICS) `measures`.
+        #[arg(long, value_name = "TABLE")]
+        table: Option<String>,
         /// Membership as it held on this date [default: today].
         #[arg(long, value_name = "DATE", value_parser = parse_date)]
         as_of: Option<Date>,
@@ -921,10 +928,20 @@ pub enum ReportCommand {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BoardPackFormat {
-    /// One row per scope, trust and value stream and improvement kind, numbers unformatted.
+    /// One file per table: the outcomes (a row per scope, trust and value stream and
+    /// improvement kind) and an ICS's measures (a row per trust × measure).
     Csv,
     /// One page with inline CSS and SVG charts, no external resources.
     Html,
+}
+
+impl From<BoardPackFormat> for ics_proto::reporting::v1::BoardPackFormat {
+    fn from(format: BoardPackFormat) -> Self {
+        match format {
+            BoardPackFormat::Csv => ics_proto::reporting::v1::BoardPackFormat::Csv,
+            BoardPackFormat::Html => ics_proto::reporting::v1::BoardPackFormat::Html,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -1319,11 +1336,32 @@ mod tests {
             "2021-06-30",
         ])
         .expect("parses");
-        let Command::Report(ReportCommand::BoardPack { format, out, .. }) = cli.command else {
+        let Command::Report(ReportCommand::BoardPack {
+            format, out, table, ..
+        }) = cli.command
+        else {
             panic!("wrong command");
         };
         assert_eq!(format, BoardPackFormat::Html);
         assert_eq!(out, std::path::PathBuf::from("pack.html"));
+        assert_eq!(table, None);
+        let cli = parse(&[
+            "report",
+            "board-pack",
+            "--ics",
+            "QWO",
+            "--format",
+            "csv",
+            "--table",
+            "measures",
+            "--out",
+            "measures.csv",
+        ])
+        .expect("parses");
+        let Command::Report(ReportCommand::BoardPack { table, .. }) = cli.command else {
+            panic!("wrong command");
+        };
+        assert_eq!(table.as_deref(), Some("measures"));
         assert!(parse(&["report", "board-pack", "--ics", "QWO", "--format", "csv"]).is_err());
         assert!(parse(&["report", "outcomes", "--ics", "QWO"]).is_ok());
         assert!(parse(&["report", "watch-outcomes"]).is_err());
@@ -1360,6 +1398,7 @@ mod tests {
         let Command::Measure(MeasureCommand::Define(define)) = cli.command else {
             panic!("wrong command");
         };
+        assert_eq!(define.direction, Direction::Increase);
         assert_eq!(define.rule_set, RuleSet::MdcV2_5);
         assert_eq!(define.conflict_rule, ConflictRule::Improvement);
         assert_eq!(define.target, Some(0.9));
@@ -1383,6 +1422,22 @@ mod tests {
         ])
         .expect_err("NaN is no target");
         assert_eq!(dotted.exit_code(), 2);
+        let sideways = parse(&[
+            "measure",
+            "define",
+            "X1",
+            "--name",
+            "x",
+            "--direction",
+            "sideways",
+            "--scoring",
+            "continuous",
+            "--frequency",
+            "annual",
+        ])
+        .expect_err("not a direction");
+        assert_eq!(sideways.exit_code(), 2);
+        assert!(sideways.to_string().contains("increase, decrease, neither"));
         assert!(parse(&["measure", "install-reference"]).is_ok());
     }
 

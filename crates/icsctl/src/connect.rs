@@ -1,21 +1,16 @@
 //! Reaching the services: channels, the bearer token on every call, and command options.
 
-use std::fmt;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use ics_auth::{Principal, mint_token};
-use ics_client::{ClientTls, RetryingChannel};
+use ics_client::{Bearer, BearerChannel, ClientTls, RetryingChannel};
 use ics_proto::admin::v1::admin_service_client::AdminServiceClient;
 use ics_proto::events::v1::CommandOptions;
 use ics_proto::metrics::v1::metrics_service_client::MetricsServiceClient;
 use ics_proto::reporting::v1::reporting_service_client::ReportingServiceClient;
 use ics_proto::trusts::v1::trusts_service_client::TrustsServiceClient;
 use ics_proto::workshops::v1::workshops_service_client::WorkshopsServiceClient;
-use tonic::metadata::{Ascii, MetadataValue};
-use tonic::service::Interceptor;
-use tonic::service::interceptor::InterceptedService;
-use tonic::{Request, Status};
 
 use crate::cli::{GlobalArgs, OutputFormat, ServiceName};
 
@@ -25,59 +20,11 @@ const MINTED_TOKEN_TTL: Duration = Duration::from_secs(15 * 60);
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub type Trusts = TrustsServiceClient<InterceptedService<RetryingChannel, Bearer>>;
-pub type Workshops = WorkshopsServiceClient<InterceptedService<RetryingChannel, Bearer>>;
-pub type Metrics = MetricsServiceClient<InterceptedService<RetryingChannel, Bearer>>;
-pub type Reporting = ReportingServiceClient<InterceptedService<RetryingChannel, Bearer>>;
-pub type Admin = AdminServiceClient<InterceptedService<RetryingChannel, Bearer>>;
-
-/// Adds `authorization: Bearer …` to every call, or nothing when no token is configured (a
-/// server in development mode accepts that).
-#[derive(Clone, Default)]
-pub struct Bearer {
-    header: Option<MetadataValue<Ascii>>,
-}
-
-impl fmt::Debug for Bearer {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let token = if self.header.is_some() {
-            "<redacted>"
-        } else {
-            "<none>"
-        };
-        formatter
-            .debug_struct("Bearer")
-            .field("token", &token)
-            .finish()
-    }
-}
-
-impl Bearer {
-    pub fn new(token: Option<&str>) -> anyhow::Result<Self> {
-        let header = token
-            .map(|token| {
-                // The token itself is never echoed: error messages end up in terminals and logs.
-                format!("Bearer {}", token.trim())
-                    .parse::<MetadataValue<Ascii>>()
-                    .map_err(|_| {
-                        anyhow::anyhow!("the token contains characters not allowed in a header")
-                    })
-            })
-            .transpose()?;
-        Ok(Self { header })
-    }
-}
-
-impl Interceptor for Bearer {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        if let Some(header) = &self.header {
-            request
-                .metadata_mut()
-                .insert("authorization", header.clone());
-        }
-        Ok(request)
-    }
-}
+pub type Trusts = TrustsServiceClient<BearerChannel>;
+pub type Workshops = WorkshopsServiceClient<BearerChannel>;
+pub type Metrics = MetricsServiceClient<BearerChannel>;
+pub type Reporting = ReportingServiceClient<BearerChannel>;
+pub type Admin = AdminServiceClient<BearerChannel>;
 
 /// The token to send: `--token` as given, else one minted from `--token-secret` for `--as`,
 /// else none.
@@ -266,21 +213,5 @@ mod tests {
     fn a_principal_without_a_secret_is_refused() {
         let error = resolve_token(&global(&["--as", "operator"])).expect_err("no secret");
         assert!(error.to_string().contains("--token-secret"));
-    }
-
-    #[test]
-    fn the_bearer_header_is_added_to_every_call() {
-        let mut bearer = Bearer::new(Some("abc")).expect("ascii token");
-        let request = bearer.call(Request::new(())).expect("passes");
-        assert_eq!(
-            request
-                .metadata()
-                .get("authorization")
-                .and_then(|value| value.to_str().ok()),
-            Some("Bearer abc")
-        );
-        let mut anonymous = Bearer::default();
-        let request = anonymous.call(Request::new(())).expect("passes");
-        assert!(request.metadata().get("authorization").is_none());
     }
 }

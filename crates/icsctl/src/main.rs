@@ -3,16 +3,12 @@
 //! Exit codes: 0 on success, 1 when a call or the client fails, 2 for usage errors.
 
 mod args;
-mod board_pack;
 mod cli;
 mod commands;
 mod connect;
 mod csv_import;
-mod demo;
 mod failure;
-mod outcomes;
 mod progress;
-mod reference_measures;
 mod render;
 
 use std::process::ExitCode;
@@ -20,7 +16,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::cli::{Cli, Command};
-use crate::commands::{admin, metrics, report, trusts, workshops};
+use crate::commands::{admin, demo, metrics, report, trusts, workshops};
 use crate::connect::Context;
 
 #[tokio::main(flavor = "current_thread")]

@@ -1,5 +1,6 @@
 //! `icsctl` is a client: it depends on the contracts (`ics-proto`, `ics-auth`, `ics-client`,
-//! `ics-validate`), never on the server kit, so it links no database driver, NATS client or
+//! `ics-validate`) and on libraries built on them alone (`ics-board-pack`, `ics-demo`,
+//! `ics-measures`), never on the server kit, so it links no database driver, NATS client or
 //! span exporter. Read off `Cargo.lock`, so that a dependency added anywhere below `icsctl`
 //! is caught.
 

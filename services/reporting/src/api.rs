@@ -1,4 +1,5 @@
-//! The reporting service's gRPC API over the overview and outcomes projections.
+//! The reporting service's gRPC API over the overview, outcomes and measures projections, and
+//! the board packs rendered from them.
 
 use std::pin::Pin;
 use std::time::{Duration, SystemTime};
@@ -23,6 +24,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
+use crate::board_pack;
 use crate::measures;
 use crate::measures_projection::MEASURES;
 use crate::outcomes_projection::OUTCOMES;
@@ -531,5 +533,21 @@ impl ReportingService for ReportingApi {
         )
         .await?;
         Ok(Response::new(change))
+    }
+
+    async fn get_board_pack(
+        &self,
+        request: Request<api::GetBoardPackRequest>,
+    ) -> Result<Response<api::BoardPack>, Status> {
+        let principal = principal(&request)?;
+        let body = request.into_inner();
+        let as_of = as_of(body.as_of.as_ref())?;
+        let scope = authorize_scope(&principal, body.scope.as_ref())?;
+        let wanted = board_pack::Wanted::of(body.format, &body.table, &scope)?;
+        // The server's clock, as the footer of every pack it renders says.
+        let generated_at = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string();
+        let pack =
+            board_pack::board_pack(&self.pool, &scope, as_of, &wanted, &generated_at).await?;
+        Ok(Response::new(pack))
     }
 }

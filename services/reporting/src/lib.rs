@@ -47,8 +47,15 @@
 //!   workshop, by name.
 //!
 //! The arithmetic lives in [`outcomes`], free of storage; [`views::outcomes`] reads the scope.
+//!
+//! # Board packs
+//!
+//! `GetBoardPack(scope, as_of, format, table)` renders the scope's outcomes and, for an ICS, its
+//! measures with `ics-board-pack`: one HTML page with its charts inline, or CSV with one file
+//! per table (see [`board_pack`]). Tenancy is the overview's.
 
 mod api;
+pub mod board_pack;
 pub mod measures;
 mod measures_projection;
 pub mod outcomes;
@@ -67,6 +74,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use api::ReportingApi;
 pub use ics_service_kit::supervisor::Supervisor;
+pub mod dashboard;
 pub use measures_projection::{MEASURES, MeasuresProjection};
 pub use outcomes_projection::{OUTCOMES, OutcomesProjection};
 pub use projection::{OVERVIEW, OverviewProjection};
@@ -113,6 +121,20 @@ pub struct ReportingConfig {
         default_value = "127.0.0.1:50054"
     )]
     pub listen: SocketAddr,
+
+    /// Address of the board dashboard (HTTP; HTTPS with `ICS_TLS_CERT`).
+    #[arg(
+        id = "http_listen",
+        long = "http-listen",
+        env = "ICS_HTTP_LISTEN",
+        default_value = "127.0.0.1:8080"
+    )]
+    pub http_listen: SocketAddr,
+
+    /// A notice every dashboard page shows, for a deployment holding demonstration data
+    /// (`scripts/demo` sets one saying the data is SAMPLE and SYNTHETIC).
+    #[arg(long, env = "ICS_DATA_LABEL")]
+    pub data_label: Option<String>,
 }
 
 /// Runs the reporting service until `shutdown` is cancelled.
@@ -141,6 +163,16 @@ pub async fn run(
         shutdown.clone(),
     );
     let watches = OpenCallLimit::new(common.auth.tenant_watches);
+    let dashboard = dashboard::Dashboard::new(
+        host.pool.clone(),
+        changes.clone(),
+        host.authenticator(),
+        host.serves_tls(),
+        config.data_label.clone(),
+        shutdown.clone(),
+    );
+    host.serve_http(config.http_listen, dashboard.router())
+        .await?;
     let api = ReportingApi::new(host.pool.clone(), changes, watches, shutdown.clone());
     host.add_service(ReportingServiceServer::new(api));
     host.serve(config.listen).await

@@ -15,11 +15,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::NaiveDate;
 use ics_measures::Series;
-use ics_peers::{ChangeUnit, Direction, FunnelUnit, Performance, compare_change, funnel};
+use ics_peers::{ChangeUnit, Funnel, FunnelUnit, Performance, compare_change, funnel};
 use ics_proto::date::from_naive;
 use ics_proto::events::v1::{
-    ImprovementDirection, MeasureDefinition, MeasureScoring, PeerGroupDefined, PeerGroupMethod,
-    SeriesKey, SpcRuleSetVersion, SpcSeries,
+    MeasureDefinition, MeasureScoring, PeerGroupDefined, PeerGroupMethod, SeriesKey,
+    SpcRuleSetVersion, SpcSeries,
 };
 use ics_proto::reporting::v1::{
     FunnelUnit as FunnelUnitView, MeasureRow, MeasureView, PeerBand, PeerChange, PeerComparison,
@@ -37,14 +37,6 @@ pub struct Peers {
     pub peer_group_id: String,
     pub version: u32,
     pub members: BTreeSet<String>,
-}
-
-fn peers_direction(measure: &MeasureDefinition) -> Direction {
-    match ImprovementDirection::try_from(measure.direction) {
-        Ok(ImprovementDirection::Increase) => Direction::Increase,
-        Ok(ImprovementDirection::Decrease) => Direction::Decrease,
-        _ => Direction::Neither,
-    }
 }
 
 fn band(performance: Option<Performance>) -> PeerBand {
@@ -199,7 +191,7 @@ fn bands(
         return None;
     }
     let (period, units) = latest_common_period(recent)?;
-    let plot = funnel(&units, peers_direction(measure)).ok()?;
+    let plot = funnel(&units, ics_measures::direction(measure)).ok()?;
     Some((
         period,
         plot.units
@@ -209,7 +201,9 @@ fn bands(
     ))
 }
 
-async fn definitions(pool: &PgPool) -> Result<HashMap<String, MeasureDefinition>, ServiceError> {
+pub(crate) async fn definitions(
+    pool: &PgPool,
+) -> Result<HashMap<String, MeasureDefinition>, ServiceError> {
     let mut definitions = HashMap::new();
     for row in sqlx::query("SELECT code, definition FROM measure_definitions")
         .fetch_all(pool)
@@ -409,6 +403,18 @@ pub async fn series_chart(
     key: &SeriesKey,
     as_of: NaiveDate,
 ) -> Result<SpcSeries, ServiceError> {
+    let (measure, series) = ics_series(pool, ics_ods_code, key, as_of).await?;
+    Ok(series.spc_series(&measure))
+}
+
+/// A series of one of the ICS's member trusts (as of `as_of`) and its measure's definition;
+/// NOT_FOUND, as for an unknown series, when the trust is not a member.
+pub async fn ics_series(
+    pool: &PgPool,
+    ics_ods_code: &str,
+    key: &SeriesKey,
+    as_of: NaiveDate,
+) -> Result<(MeasureDefinition, Series), ServiceError> {
     let (_, members) = ics_members(pool, ics_ods_code, as_of).await?;
     let not_found = || {
         ServiceError::not_found(format!(
@@ -431,7 +437,7 @@ pub async fn series_chart(
     .await?;
     let bytes = bytes.ok_or_else(not_found)?;
     let series = Series::decode(&bytes).map_err(ServiceError::internal)?;
-    Ok(series.spc_series(&measure))
+    Ok((measure, series))
 }
 
 fn values_at(series: &Series, start: NaiveDate) -> Option<(f64, Option<f64>, Option<f64>)> {
@@ -456,6 +462,27 @@ pub async fn peer_comparison(
     period: Option<NaiveDate>,
     as_of: NaiveDate,
 ) -> Result<PeerComparison, ServiceError> {
+    let (comparison, _) = peer_funnel(
+        pool,
+        ics_ods_code,
+        measure_code,
+        peer_group_id,
+        period,
+        as_of,
+    )
+    .await?;
+    Ok(comparison)
+}
+
+/// As [`peer_comparison`], with the funnel it was read from, which a board pack draws.
+pub async fn peer_funnel(
+    pool: &PgPool,
+    ics_ods_code: &str,
+    measure_code: &str,
+    peer_group_id: &str,
+    period: Option<NaiveDate>,
+    as_of: NaiveDate,
+) -> Result<(PeerComparison, Funnel), ServiceError> {
     let (_, members) = ics_members(pool, ics_ods_code, as_of).await?;
     let codes: Vec<String> = members.iter().map(|m| m.ods_code.clone()).collect();
     let measure = measure(pool, measure_code).await?;
@@ -485,9 +512,9 @@ pub async fn peer_comparison(
             period.map_or("any period".to_string(), |period| period.to_string())
         ))
     })?;
-    let plot = funnel(&funnel_units, peers_direction(&measure))
+    let plot = funnel(&funnel_units, ics_measures::direction(&measure))
         .map_err(|error| ServiceError::FailedPrecondition(error.to_string()))?;
-    Ok(PeerComparison {
+    let comparison = PeerComparison {
         measure_code: measure_code.to_string(),
         peer_group_id: peers.peer_group_id,
         peer_group_version: peers.version,
@@ -514,7 +541,8 @@ pub async fn peer_comparison(
                 band: band(unit.label.performance) as i32,
             })
             .collect(),
-    })
+    };
+    Ok((comparison, plot))
 }
 
 /// A trust's change between two periods against its peers' changes.
@@ -552,7 +580,7 @@ pub async fn peer_change(
             "{ods_code} has no {measure_code} observation starting on both {from} and {to}"
         )));
     }
-    let comparison = compare_change(&change_units, peers_direction(&measure), ods_code)
+    let comparison = compare_change(&change_units, ics_measures::direction(&measure), ods_code)
         .map_err(|error| ServiceError::FailedPrecondition(error.to_string()))?;
     let unit_change = |change: &ics_peers::UnitChange| PeerUnitChange {
         ods_code: change.id.clone(),

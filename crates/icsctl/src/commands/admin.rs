@@ -7,7 +7,7 @@ use ics_proto::admin::v1 as api;
 
 use crate::cli::{AdminCommand, EventsCommand, GlobalArgs, ServiceName, TokenCommand};
 use crate::connect::Context;
-use crate::render::{self, Align, Table, outln};
+use crate::render::{self, Align, PrintTable, Table, outln};
 
 pub async fn events(context: &Context, command: EventsCommand) -> anyhow::Result<()> {
     let EventsCommand::Tail {

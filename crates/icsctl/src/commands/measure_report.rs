@@ -1,20 +1,17 @@
 //! Measure views from the reporting service: the ICS's trust × measure table, one series' SPC
 //! chart data, funnel-plot peer comparisons and change against peers.
 
-use anyhow::Context as _;
 use ics_proto::events::v1::{Date, SeriesKey};
 use ics_proto::reporting::v1::{
     self as api, MeasureView, MeasureViewUpdate, PeerChange, PeerComparison,
 };
 
-use crate::board_pack::{MeasurePack, is_proportion};
 use crate::commands::metrics::print_series;
 use crate::connect::{Context, Reporting};
-use tonic::Code;
 
 use crate::render::{
-    self, Align, Table, assurance_word, date_text, outln, peer_band_word, rule_set_text,
-    scaled_text, variation_word,
+    self, Align, Table, assurance_word, date_text, outln, peer_band_word, peer_group_text,
+    rule_set_text, scaled_text, variation_word,
 };
 
 pub async fn measures(
@@ -51,84 +48,6 @@ pub async fn measures(
         outln!("{line}")?;
     }
     Ok(())
-}
-
-/// What an ICS's board pack shows of its measures: the view and, `with_charts`, the series
-/// behind each row with data and a funnel plot's data for each proportion measure. A
-/// proportion with data from fewer than two peers (FAILED_PRECONDITION) gets no funnel plot; a
-/// trust that has left the ICS since `as_of` (its series is NOT_FOUND today) gets no chart.
-pub async fn measure_pack(
-    reporting: &mut Reporting,
-    ics: &str,
-    as_of: Option<Date>,
-    with_charts: bool,
-) -> anyhow::Result<MeasurePack> {
-    let view = reporting
-        .get_measure_view(api::GetMeasureViewRequest {
-            ics_ods_code: ics.to_owned(),
-            peer_group_id: String::new(),
-            as_of,
-        })
-        .await
-        .context("reading the ICS's measure view for the board pack")?
-        .into_inner();
-    let mut charts = Vec::new();
-    for row in view.rows.iter().filter(|row| with_charts && row.points > 0) {
-        let reply = reporting
-            .get_series_chart(api::GetSeriesChartRequest {
-                ics_ods_code: ics.to_owned(),
-                series: Some(SeriesKey {
-                    measure_code: row.measure_code.clone(),
-                    ods_code: row.ods_code.clone(),
-                    value_stream_id: String::new(),
-                }),
-            })
-            .await;
-        match reply {
-            Ok(chart) => charts.push(chart.into_inner()),
-            Err(status) if status.code() == Code::NotFound => {}
-            Err(status) => {
-                return Err(anyhow::Error::new(status).context(format!(
-                    "reading the series of {} at {} for the board pack",
-                    row.measure_code, row.ods_code
-                )));
-            }
-        }
-    }
-    let mut proportions: Vec<String> = charts
-        .iter()
-        .filter(|chart| is_proportion(chart))
-        .filter_map(|chart| chart.series.as_ref())
-        .map(|key| key.measure_code.clone())
-        .collect();
-    proportions.sort();
-    proportions.dedup();
-    let mut comparisons = Vec::new();
-    for measure_code in proportions {
-        let reply = reporting
-            .get_peer_comparison(api::GetPeerComparisonRequest {
-                ics_ods_code: ics.to_owned(),
-                measure_code: measure_code.clone(),
-                peer_group_id: String::new(),
-                period_start: None,
-            })
-            .await;
-        match reply {
-            Ok(comparison) => comparisons.push(comparison.into_inner()),
-            // Too few peers with data for any one period: no funnel to draw.
-            Err(status) if status.code() == Code::FailedPrecondition => {}
-            Err(status) => {
-                return Err(anyhow::Error::new(status).context(format!(
-                    "comparing {measure_code} across peers for the board pack"
-                )));
-            }
-        }
-    }
-    Ok(MeasurePack {
-        view,
-        charts,
-        comparisons,
-    })
 }
 
 pub async fn series(
@@ -175,14 +94,6 @@ pub async fn peer_change(
         outln!("{line}")?;
     }
     Ok(())
-}
-
-fn peer_group_text(peer_group_id: &str, version: u32) -> String {
-    if peer_group_id.is_empty() {
-        "the ICS's member trusts".to_owned()
-    } else {
-        format!("peer group {peer_group_id} (version {version})")
-    }
 }
 
 /// The view as a heading, then one row per trust × measure.

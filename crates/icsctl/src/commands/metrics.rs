@@ -4,10 +4,10 @@
 use std::sync::Arc;
 
 use anyhow::{Context as _, anyhow, bail};
+use ics_measures::reference;
 use ics_proto::events::v1::{
-    CommandOptions, CommandResult, ImprovementDirection, MeasureDefinition, MeasureFrequency,
-    MeasureScoring, PartitionMarkKind, PeerGroupDefined, PeerGroupMethod, SeriesKey,
-    SpcConflictRule, SpcRuleSet, SpcSeries,
+    MeasureDefinition, MeasureFrequency, MeasureScoring, PartitionMarkKind, PeerGroupDefined,
+    PeerGroupMethod, SeriesKey, SpcConflictRule, SpcRuleSet, SpcSeries,
 };
 use ics_proto::metrics::v1::{self as api, IngestObservationsRequest, IngestSummary, Measure};
 
@@ -19,11 +19,11 @@ use crate::commands::trusts::print_result;
 use crate::connect::{Context, Metrics};
 use crate::csv_import::{self, ParsedFile, Rejection};
 use crate::progress::Progress;
-use crate::reference_measures;
 use crate::render::{
-    self, Align, Table, assurance_word, classification_word, conflict_rule_word, date_text,
-    direction_word, display_scale, frequency_word, optional_scaled_text, outln, peer_method_word,
-    rule_set_text, rule_set_word, scaled_text, scoring_word, spc_rule_word, variation_word,
+    self, Align, PrintTable, Table, assurance_word, classification_word, conflict_rule_word,
+    date_text, direction_word, display_scale, frequency_word, optional_scaled_text, outln,
+    peer_method_word, rule_set_text, rule_set_word, scaled_text, scoring_word, spc_rule_word,
+    variation_word,
 };
 
 pub fn series_key(args: SeriesArgs) -> SeriesKey {
@@ -40,7 +40,7 @@ fn definition_from(args: MeasureDefineArgs) -> MeasureDefinition {
         name: args.name,
         description: args.description,
         unit: args.unit,
-        direction: ImprovementDirection::from(args.direction) as i32,
+        direction: ics_measures::improvement_direction(args.direction) as i32,
         scoring: MeasureScoring::from(args.scoring) as i32,
         frequency: MeasureFrequency::from(args.frequency) as i32,
         target: args.target,
@@ -108,72 +108,48 @@ pub async fn measure(context: &Context, command: MeasureCommand) -> anyhow::Resu
     }
 }
 
-/// What a define command did: `defined`, `unchanged` (same definition, nothing written) or
-/// `already installed` (this request id was used before: the server replayed its answer).
-pub fn define_outcome(result: &CommandResult) -> &'static str {
-    if result.replayed {
-        "already installed"
-    } else if result.event_ids.is_empty() {
-        "unchanged"
-    } else {
-        "defined"
-    }
-}
-
 /// Defines every reference measure in order, each under its own deterministic request id (so
-/// that installing again writes nothing), and hands each answer to `each`. Shared by `measure
-/// install-reference` and the demo.
-pub async fn define_reference_measures(
-    metrics: &mut Metrics,
-    mut each: impl FnMut(&str, &CommandResult) -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
-    for definition in reference_measures::definitions() {
-        let code = definition.code.clone();
-        let result = metrics
-            .define_measure(api::DefineMeasureRequest {
-                options: Some(CommandOptions {
-                    request_id: reference_measures::request_id(&code),
-                    expected_version: None,
-                }),
-                definition: Some(definition),
-            })
-            .await
-            .with_context(|| format!("defining the reference measure {code}"))?
-            .into_inner();
-        each(&code, &result)?;
-    }
-    Ok(())
-}
-
+/// that installing again writes nothing): the same requests the demo sends.
 async fn install_reference(context: &Context, metrics: &mut Metrics) -> anyhow::Result<()> {
-    let width = reference_measures::definitions()
+    let requests = reference::install_requests();
+    let width = requests
         .iter()
+        .filter_map(|request| request.definition.as_ref())
         .map(|definition| definition.code.len())
         .max()
         .unwrap_or(0);
+    let count = requests.len();
     let mut written = 0;
-    define_reference_measures(metrics, |code, result| {
-        let outcome = define_outcome(result);
-        if outcome == "defined" {
+    for request in requests {
+        let code = request
+            .definition
+            .as_ref()
+            .map(|definition| definition.code.clone())
+            .unwrap_or_default();
+        let result = metrics
+            .define_measure(request)
+            .await
+            .with_context(|| format!("defining the reference measure {code}"))?
+            .into_inner();
+        let installed = reference::Installed::of(&result);
+        if installed == reference::Installed::Defined {
             written += 1;
         }
         if context.json() {
-            render::print_json_line(result)?;
+            render::print_json_line(&result)?;
         } else {
             outln!(
-                "{code:<width$}  {outcome:<17}  {} at version {}",
+                "{code:<width$}  {:<17}  {} at version {}",
+                installed.word(),
                 result.stream_id,
                 result.version
             )?;
         }
-        Ok(())
-    })
-    .await?;
+    }
     if !context.json() {
         outln!(
-            "{} reference measures ({}): {written} written",
-            reference_measures::definitions().len(),
-            reference_measures::REFERENCE_VERSION
+            "{count} reference measures ({}): {written} written",
+            reference::REFERENCE_VERSION
         )?;
     }
     Ok(())
@@ -886,7 +862,7 @@ mod tests {
                 ods_code: "RR8".to_owned(),
                 value_stream_id: String::new(),
             }),
-            measure: reference_measures::definitions().into_iter().next(),
+            measure: reference::definitions().into_iter().next(),
             target: Some(0.95),
             points: vec![SpcPoint {
                 period_start: date(2024, 4, 1),
@@ -935,7 +911,7 @@ mod tests {
     #[test]
     fn measures_show_their_definition() {
         let measure = Measure {
-            definition: reference_measures::definitions().into_iter().next(),
+            definition: reference::definitions().into_iter().next(),
             revision: 2,
         };
         let lines = measure_lines(&measure);

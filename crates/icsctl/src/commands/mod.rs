@@ -1,6 +1,7 @@
 //! One module per area of the API.
 
 pub mod admin;
+pub mod demo;
 pub mod measure_report;
 pub mod metrics;
 pub mod report;

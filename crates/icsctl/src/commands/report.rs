@@ -1,19 +1,22 @@
 //! Cross-trust views from the reporting service.
 
+use std::path::Path;
+
 use anyhow::Context as _;
+use ics_board_pack::outcomes;
 use ics_proto::events::v1::Date;
 use ics_proto::reporting::v1::{
     self as api, CqcHistory, Outcomes, Overview, OverviewUpdate, Scope, TrainingParticipation,
     ValueStreamCounts, scope,
 };
 
-use crate::board_pack;
 use crate::cli::{BoardPackFormat, ReportCommand, ScopeArgs};
 use crate::commands::measure_report;
 use crate::commands::metrics::series_key;
 use crate::connect::{Context, Reporting};
-use crate::outcomes;
-use crate::render::{self, Align, Table, date_text, outln, rating_word, scope_text, share_text};
+use crate::render::{
+    self, Align, PrintTable, Table, date_text, outln, rating_word, scope_text, share_text,
+};
 
 pub fn scope_of(args: ScopeArgs) -> Scope {
     let scope = match (args.ics, args.programme) {
@@ -107,58 +110,21 @@ pub async fn report(context: &Context, command: ReportCommand) -> anyhow::Result
             scope,
             format,
             out,
+            table,
             as_of,
         } => {
-            let scope = scope_of(scope);
-            let ics = match &scope.scope {
-                Some(scope::Scope::IcsOdsCode(ics)) => Some(ics.clone()),
-                _ => None,
+            let request = api::GetBoardPackRequest {
+                scope: Some(scope_of(scope)),
+                as_of,
+                format: api::BoardPackFormat::from(format) as i32,
+                table: table.clone().unwrap_or_default(),
             };
-            let outcomes = get_outcomes(&mut reporting, scope, as_of).await?;
-            // Measure views are per ICS: a programme's pack has the outcomes only.
-            let measures = match &ics {
-                Some(ics) => {
-                    let with_charts = format == BoardPackFormat::Html;
-                    Some(
-                        measure_report::measure_pack(&mut reporting, ics, as_of, with_charts)
-                            .await?,
-                    )
-                }
-                None => None,
-            };
-            let (text, format_name) = match format {
-                BoardPackFormat::Csv => (board_pack::csv(&outcomes, measures.as_ref()), "CSV"),
-                BoardPackFormat::Html => {
-                    let generated_at = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC");
-                    (
-                        board_pack::html(&outcomes, measures.as_ref(), &generated_at.to_string()),
-                        "HTML",
-                    )
-                }
-            };
-            std::fs::write(&out, &text)
-                .with_context(|| format!("writing the board pack to {}", out.display()))?;
-            let contents = match &measures {
-                Some(measures) if format == BoardPackFormat::Csv => format!(
-                    ", with {}",
-                    counted(measures.view.rows.len(), "measure row", "measure rows")
-                ),
-                Some(measures) => format!(
-                    ", with {}, {} and {}",
-                    counted(measures.view.rows.len(), "measure row", "measure rows"),
-                    counted(measures.charts.len(), "XmR chart", "XmR charts"),
-                    counted(measures.comparisons.len(), "funnel plot", "funnel plots")
-                ),
-                None => String::new(),
-            };
-            outln!(
-                "wrote the {format_name} board pack of {} as of {} to {} ({} bytes{contents})",
-                outcomes::scope_name(&outcomes),
-                date_text(outcomes.as_of.as_ref()),
-                out.display(),
-                text.len()
-            )?;
-            Ok(())
+            let pack = reporting
+                .max_decoding_message_size(BOARD_PACK_MAX_BYTES)
+                .get_board_pack(request)
+                .await?
+                .into_inner();
+            write_board_pack(&pack, format, &out, table.is_some())
         }
         ReportCommand::Measures {
             ics,
@@ -202,6 +168,101 @@ pub async fn report(context: &Context, command: ReportCommand) -> anyhow::Result
             measure_report::peer_change(context, &mut reporting, request).await
         }
     }
+}
+
+/// The largest board pack taken: an ICS's every chart inline can outgrow gRPC's default of
+/// 4 MiB for a response.
+const BOARD_PACK_MAX_BYTES: usize = 64 * 1024 * 1024;
+
+/// A file name the server gave, if it is a plain name: written into the directory the user
+/// chose, it must not lead anywhere else.
+fn plain_file_name(name: &str) -> Option<&str> {
+    let plain = !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name.contains(['/', '\\', '\0'])
+        && !name.starts_with('.');
+    plain.then_some(name)
+}
+
+/// Writes the pack's one file to `out`, or with CSV and no `--table` each of its files into the
+/// directory `out`, and says what was written.
+fn write_board_pack(
+    pack: &api::BoardPack,
+    format: BoardPackFormat,
+    out: &Path,
+    one_table: bool,
+) -> anyhow::Result<()> {
+    let format_name = match format {
+        BoardPackFormat::Csv => "CSV",
+        BoardPackFormat::Html => "HTML",
+    };
+    let rows = counted(pack.measure_rows as usize, "measure row", "measure rows");
+    let has_measures_table = pack
+        .files
+        .iter()
+        .any(|file| file.table == ics_board_pack::MEASURES_TABLE);
+    let contents = if ics_board_pack::measures_ics(pack.scope.as_ref()).is_none() {
+        String::new()
+    } else if format == BoardPackFormat::Csv {
+        if has_measures_table {
+            format!(", with {rows}")
+        } else {
+            String::new()
+        }
+    } else {
+        format!(
+            ", with {rows}, {} and {}",
+            counted(pack.xmr_charts as usize, "XmR chart", "XmR charts"),
+            counted(pack.funnel_plots as usize, "funnel plot", "funnel plots")
+        )
+    };
+    let what = format!(
+        "the {format_name} board pack of {} as of {}",
+        outcomes::named_scope(&pack.name, pack.scope.as_ref()),
+        date_text(pack.as_of.as_ref())
+    );
+    if format == BoardPackFormat::Html || one_table {
+        let [file] = pack.files.as_slice() else {
+            anyhow::bail!(
+                "the reporting service sent {} files for {what}, not one",
+                pack.files.len()
+            );
+        };
+        std::fs::write(out, &file.content)
+            .with_context(|| format!("writing the board pack to {}", out.display()))?;
+        outln!(
+            "wrote {what} to {} ({} bytes{contents})",
+            out.display(),
+            file.content.len()
+        )?;
+        return Ok(());
+    }
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("creating the directory {}", out.display()))?;
+    let mut written = Vec::new();
+    for file in &pack.files {
+        let name = plain_file_name(&file.file_name).with_context(|| {
+            format!(
+                "the reporting service named a board pack file '{}', which is not a plain file \
+                 name",
+                file.file_name
+            )
+        })?;
+        let path = out.join(name);
+        std::fs::write(&path, &file.content)
+            .with_context(|| format!("writing the board pack to {}", path.display()))?;
+        written.push((path, file.content.len()));
+    }
+    outln!(
+        "wrote {what} to {} ({}{contents})",
+        out.display(),
+        counted(written.len(), "file", "files")
+    )?;
+    for (path, bytes) in written {
+        outln!("  {} ({bytes} bytes)", path.display())?;
+    }
+    Ok(())
 }
 
 /// `1 funnel plot`, `12 XmR charts`.
@@ -464,6 +525,19 @@ mod tests {
                 share_valued: 0.84,
             }),
             executive_departures_24_months: 0,
+        }
+    }
+
+    #[test]
+    fn only_plain_file_names_from_the_server_are_written() {
+        assert_eq!(
+            plain_file_name("board-pack-QWO-2025-01-31-outcomes.csv"),
+            Some("board-pack-QWO-2025-01-31-outcomes.csv")
+        );
+        for name in [
+            "", ".", "..", "../x.csv", "a/b.csv", "a\\b.csv", ".hidden", "a\0b",
+        ] {
+            assert_eq!(plain_file_name(name), None, "{name}");
         }
     }
 

@@ -1,10 +1,10 @@
 //! Commands and lookups of the trusts service.
 
-use anyhow::{Context as _, anyhow};
 use ics_proto::events::v1::{
     BoardRole, CommandResult, CqcRating, CqcRatings, ExecutiveRole, OrganisationKind,
     ValueStreamDefinition, ValueStreamOrigin, ValueStreamStatus,
 };
+use ics_proto::streams::{self, created_id};
 use ics_proto::trusts::v1 as api;
 
 use crate::args::{Rating, enum_number};
@@ -14,32 +14,12 @@ use crate::cli::{
 };
 use crate::connect::Context;
 use crate::render::{
-    self, Align, Table, board_role_word, date_text, executive_role_word, kind_word, origin_word,
-    outln, rating_word, status_word,
+    self, Align, PrintTable, Table, board_role_word, date_text, executive_role_word, kind_word,
+    origin_word, outln, rating_word, status_word,
 };
 
-/// Stream id prefixes of the aggregates a creation command makes; the new id follows.
-pub const PROGRAMME_STREAM: &str = "programme-";
-pub const VALUE_STREAM_STREAM: &str = "value-stream-";
-pub const TRAINING_COHORT_STREAM: &str = "training-cohort-";
-
-/// The id of the aggregate a creation command made, from the stream id it answered with.
-pub fn created_id(result: &CommandResult, prefix: &str) -> anyhow::Result<String> {
-    result
-        .stream_id
-        .strip_prefix(prefix)
-        .filter(|id| !id.is_empty())
-        .map(str::to_owned)
-        .ok_or_else(|| {
-            anyhow!(
-                "the server answered with stream '{}', not a {prefix}<id> stream",
-                result.stream_id
-            )
-        })
-}
-
 /// Prints what a command wrote. `created` names the new aggregate, e.g. `("programme",
-/// PROGRAMME_STREAM)`: its id comes first, as `<noun> <id>` with a one-word noun, so that a
+/// streams::PROGRAMME)`: its id comes first, as `<noun> <id>` with a one-word noun, so that a
 /// script can take it with `head -1 | cut -d' ' -f2`.
 pub fn print_result(
     context: &Context,
@@ -265,7 +245,7 @@ pub async fn value_stream(context: &Context, command: ValueStreamCommand) -> any
             print_result(
                 context,
                 &result.into_inner(),
-                Some(("value-stream", VALUE_STREAM_STREAM)),
+                Some(("value-stream", streams::VALUE_STREAM)),
             )
         }
         ValueStreamCommand::Revise {
@@ -359,7 +339,7 @@ pub async fn training(context: &Context, command: TrainingCommand) -> anyhow::Re
             print_result(
                 context,
                 &result.into_inner(),
-                Some(("training-cohort", TRAINING_COHORT_STREAM)),
+                Some(("training-cohort", streams::TRAINING_COHORT)),
             )
         }
         TrainingCommand::Participation {
@@ -408,7 +388,7 @@ pub async fn programme(context: &Context, command: ProgrammeCommand) -> anyhow::
             return print_result(
                 context,
                 &result.into_inner(),
-                Some(("programme", PROGRAMME_STREAM)),
+                Some(("programme", streams::PROGRAMME)),
             );
         }
         ProgrammeCommand::Join {
@@ -709,46 +689,9 @@ fn print_programme(programme: &api::Programme) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The appointment id of an executive, found by what the demo (or a script) knows about them.
-pub async fn find_appointment(
-    trusts: &mut crate::connect::Trusts,
-    ods_code: &str,
-    role: ExecutiveRole,
-    person_name: &str,
-) -> anyhow::Result<String> {
-    let organisation = trusts
-        .get_organisation(api::GetOrganisationRequest {
-            ods_code: ods_code.to_owned(),
-            as_of: None,
-        })
-        .await?
-        .into_inner();
-    organisation
-        .executives
-        .iter()
-        .find(|executive| executive.role == role as i32 && executive.person_name == person_name)
-        .map(|executive| executive.appointment_id.clone())
-        .with_context(|| format!("{ods_code} has no appointment of {person_name}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn created_ids_come_from_the_stream_id() {
-        let result = CommandResult {
-            stream_id: "value-stream-0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b".to_owned(),
-            version: 1,
-            event_ids: vec![],
-            replayed: false,
-        };
-        assert_eq!(
-            created_id(&result, VALUE_STREAM_STREAM).expect("an id"),
-            "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"
-        );
-        assert!(created_id(&result, PROGRAMME_STREAM).is_err());
-    }
 
     #[test]
     fn a_revision_keeps_what_the_command_line_leaves_out() {

@@ -1,6 +1,7 @@
 //! Commands and lookups of the workshops service.
 
 use ics_proto::events::v1::{FollowUpCheckpoint, MetricValue, WorkshopKind, WorkshopRoles};
+use ics_proto::streams;
 use ics_proto::workshops::v1::{self as api, ListWorkshopsResponse, Workshop};
 
 use crate::args::enum_number;
@@ -11,9 +12,6 @@ use crate::render::{
     self, Align, Table, checkpoint_days, date_text, follow_up_state_word, metric_kind_word,
     metric_unit_word, outln, workshop_kind_word, workshop_status_word,
 };
-
-/// Stream id prefix of a workshop; the workshop's id follows.
-pub const WORKSHOP_STREAM: &str = "workshop-";
 
 fn roles_from(args: RolesArgs) -> WorkshopRoles {
     WorkshopRoles {
@@ -53,7 +51,7 @@ pub async fn workshop(context: &Context, command: WorkshopCommand) -> anyhow::Re
             return print_result(
                 context,
                 &result.into_inner(),
-                Some(("workshop", WORKSHOP_STREAM)),
+                Some(("workshop", streams::WORKSHOP)),
             );
         }
         WorkshopCommand::Schedule {

@@ -16,9 +16,12 @@
 //! bump [`REQUEST_ID_PREFIX`] at the same time: the server refuses a known request id that
 //! arrives with a different command.
 
-use crate::args::{ExecRole, Kind, Origin, Rating, Seat, Status};
-// Short names keep each rating on one line: O outstanding, G good, RI requires improvement,
-// I inadequate.
+// The contract's enums under short names, so that each entry stays on a line or two.
+use ics_proto::events::v1::{
+    BoardRole as Seat, CqcRating as Rating, ExecutiveRole as ExecRole, OrganisationKind as Kind,
+    ValueStreamOrigin as Origin, ValueStreamStatus as Status,
+};
+// Shorter still for the ratings: O outstanding, G good, RI requires improvement, I inadequate.
 use Rating::{Good as G, Inadequate as I, Outstanding as O, RequiresImprovement as RI};
 
 /// Every demo request id starts with this, so a re-run replays the first run's results.

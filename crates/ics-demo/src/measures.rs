@@ -1,5 +1,5 @@
 //! SYNTHETIC monthly measures for the demo's trusts: the reference measures of
-//! [`crate::reference_measures`], then 36 months (April 2022 – March 2025) of Friends and Family
+//! [`ics_measures::reference`], then 36 months (April 2022 – March 2025) of Friends and Family
 //! Test responses and staff leavers for every demo trust, sent through the metrics service's
 //! bulk ingest, and the West Yorkshire ICS's measure view once the reporting service shows them.
 //!
@@ -18,16 +18,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use chrono::{Months, NaiveDate};
+use ics_measures::reference;
 use ics_proto::date::from_naive;
 use ics_proto::events::v1::Date;
 use ics_proto::metrics::v1::{IngestObservationsRequest, ObservationInput};
 use ics_proto::reporting::v1::{GetMeasureViewRequest, MeasureView};
 use tonic::Code;
 
-use super::POLL_INTERVAL;
-use super::data::{self, Organisation};
-use crate::commands::metrics::{define_outcome, define_reference_measures};
-use crate::connect::{Metrics, Reporting};
+use crate::data::{self, Organisation};
+use crate::{Metrics, POLL_INTERVAL, Reporting};
 
 pub const NOTICE: &str = "SYNTHETIC measure data: the monthly Friends and Family Test and staff \
 leaver figures below are generated to show Making Data Count charts, not real performance data.";
@@ -205,21 +204,29 @@ pub struct Installed {
     pub present: usize,
 }
 
-/// Defines the reference measures exactly as `measure install-reference` does (the same
-/// request ids), so that the demo and that command never define them twice.
+/// Defines the reference measures with the very requests `measure install-reference` sends
+/// ([`reference::install_requests`], the same request ids), so that the demo and that command
+/// never define them twice.
 pub async fn install(metrics: &mut Metrics) -> anyhow::Result<Installed> {
     let mut installed = Installed::default();
-    define_reference_measures(metrics, |_, result| {
+    for request in reference::install_requests() {
+        let code = request
+            .definition
+            .as_ref()
+            .map(|definition| definition.code.clone())
+            .unwrap_or_default();
+        let result = metrics
+            .define_measure(request)
+            .await
+            .with_context(|| format!("demo step: install the reference measure {code}"))?
+            .into_inner();
         installed.measures += 1;
-        if define_outcome(result) == "defined" {
+        if reference::Installed::of(&result) == reference::Installed::Defined {
             installed.defined += 1;
         } else {
             installed.present += 1;
         }
-        Ok(())
-    })
-    .await
-    .context("demo step: install the reference measures")?;
+    }
     Ok(installed)
 }
 
@@ -409,12 +416,11 @@ pub async fn wait_for_view(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reference_measures;
     use ics_proto::events::v1::{MeasureDefinition, MeasureScoring};
     use ics_spc::{Classification, Point, VariationIcon};
 
     fn definition(code: &str) -> MeasureDefinition {
-        reference_measures::definitions()
+        reference::definitions()
             .into_iter()
             .find(|definition| definition.code == code)
             .unwrap_or_default()

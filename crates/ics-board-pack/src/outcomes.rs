@@ -1,12 +1,13 @@
-//! Workshop outcomes in words and figures, shared by `report outcomes`, the board pack and the
-//! demo, so that every place prints the headline the same way the seed's table does.
+//! Workshop outcomes in words and figures, shared by the command line's `report outcomes`, the
+//! board pack and the demo, so that every place prints the headline the same way the seed's
+//! table does.
 
 use ics_proto::events::v1::{FollowUpCheckpoint, MetricKind, MetricUnit};
 use ics_proto::reporting::v1::{
-    CheckpointSustainment, KindOutcome, OutcomeGroup, Outcomes, OutcomesUpdate,
+    CheckpointSustainment, KindOutcome, OutcomeGroup, Outcomes, OutcomesUpdate, Scope,
 };
 
-use crate::render::{Align, Table, date_text, metric_unit_word, scope_text};
+use crate::text::{Align, Table, date_text, metric_unit_word, scope_text};
 
 /// The order of the seed's headline table.
 pub const KINDS: [MetricKind; 3] = [
@@ -195,10 +196,15 @@ pub fn sustainment_text(sustainment: Option<&CheckpointSustainment>) -> String {
 
 /// The scope's own name, or what it is when the server sent none.
 pub fn scope_name(outcomes: &Outcomes) -> String {
-    if outcomes.name.is_empty() {
-        scope_text(outcomes.scope.as_ref())
+    named_scope(&outcomes.name, outcomes.scope.as_ref())
+}
+
+/// `name`, or what the scope is when the server sent no name.
+pub fn named_scope(name: &str, scope: Option<&Scope>) -> String {
+    if name.is_empty() {
+        scope_text(scope)
     } else {
-        outcomes.name.clone()
+        name.to_owned()
     }
 }
 
@@ -327,112 +333,9 @@ pub fn update_line(update: &OutcomesUpdate) -> String {
 }
 
 #[cfg(test)]
-pub mod tests {
+mod tests {
     use super::*;
-    use ics_proto::events::v1::Date;
-    use ics_proto::reporting::v1::{Scope, scope};
-
-    fn sustainment(
-        checkpoint: FollowUpCheckpoint,
-        measured: u32,
-        sustained: u32,
-        missed: u32,
-    ) -> CheckpointSustainment {
-        CheckpointSustainment {
-            checkpoint: checkpoint as i32,
-            measured,
-            sustained,
-            share_sustained: if measured == 0 {
-                0.0
-            } else {
-                f64::from(sustained) / f64::from(measured)
-            },
-            missed,
-        }
-    }
-
-    pub fn kind_outcome(
-        kind: MetricKind,
-        workshops: u32,
-        baseline_total: f64,
-        after_total: f64,
-    ) -> KindOutcome {
-        let unit = match kind {
-            MetricKind::ErrorCount => MetricUnit::Count,
-            MetricKind::ErrorRate => MetricUnit::Percent,
-            MetricKind::ProcessTime | MetricKind::Unspecified => MetricUnit::Hours,
-        };
-        KindOutcome {
-            kind: kind as i32,
-            workshops,
-            baseline_total,
-            after_total,
-            pooled_reduction: 1.0 - after_total / baseline_total,
-            mean_reduction: 0.58,
-            median_reduction: 0.6,
-            absolute_reduction: baseline_total - after_total,
-            unit: unit as i32,
-            sustainment: vec![
-                sustainment(FollowUpCheckpoint::Day30, workshops, workshops * 3 / 4, 0),
-                sustainment(FollowUpCheckpoint::Day60, workshops, workshops * 2 / 3, 0),
-                sustainment(FollowUpCheckpoint::Day90, workshops, workshops / 2, 0),
-                sustainment(
-                    FollowUpCheckpoint::Day365,
-                    workshops.saturating_sub(3),
-                    workshops / 3,
-                    3.min(workshops),
-                ),
-            ],
-        }
-    }
-
-    /// The seed's programme: its headline, and two trusts (one with an awkward name).
-    pub fn programme_outcomes() -> Outcomes {
-        Outcomes {
-            scope: Some(Scope {
-                scope: Some(scope::Scope::ProgrammeId("p-1".to_owned())),
-            }),
-            name: "NHS–Virginia Mason Institute partnership".to_owned(),
-            as_of: Some(Date {
-                year: 2021,
-                month: 6,
-                day: 30,
-            }),
-            headline: vec![
-                kind_outcome(MetricKind::ErrorRate, 90, 1850.0, 684.5),
-                kind_outcome(MetricKind::ProcessTime, 82, 4871.0, 1851.0),
-                kind_outcome(MetricKind::ErrorCount, 54, 3100.0, 1023.0),
-            ],
-            by_trust: vec![
-                OutcomeGroup {
-                    key: "RTP".to_owned(),
-                    name: "Surrey and Sussex Healthcare NHS Trust".to_owned(),
-                    kinds: vec![
-                        kind_outcome(MetricKind::ProcessTime, 22, 1500.0, 540.0),
-                        kind_outcome(MetricKind::ErrorCount, 12, 700.0, 210.0),
-                    ],
-                },
-                OutcomeGroup {
-                    key: "ZZ1".to_owned(),
-                    name: "A&B <Trust>".to_owned(),
-                    kinds: vec![
-                        kind_outcome(MetricKind::ProcessTime, 0, 0.0, 0.0),
-                        kind_outcome(MetricKind::ErrorRate, 5, 100.0, 104.0),
-                    ],
-                },
-                OutcomeGroup {
-                    key: "RCF".to_owned(),
-                    name: "Airedale NHS Foundation Trust".to_owned(),
-                    kinds: vec![kind_outcome(MetricKind::ErrorCount, 0, 0.0, 0.0)],
-                },
-            ],
-            by_value_stream: vec![OutcomeGroup {
-                key: "0190a1b2-vs".to_owned(),
-                name: "Discharge, \"fast\" (sample)".to_owned(),
-                kinds: vec![kind_outcome(MetricKind::ProcessTime, 9, 400.0, 150.0)],
-            }],
-        }
-    }
+    use crate::fixtures::{kind_outcome, programme_outcomes, sustainment};
 
     #[test]
     fn the_headline_reads_like_the_seed() {

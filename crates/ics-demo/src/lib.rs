@@ -1,8 +1,8 @@
-//! `icsctl demo`: loads the SAMPLE data set of [`data`], the SYNTHETIC workshop programme of
+//! The demo: loads the SAMPLE data set of [`data`], the SYNTHETIC workshop programme of
 //! [`workshops`] and the reference measures with SYNTHETIC monthly figures of [`measures`]
-//! through the same gRPC commands as the rest of the client, then prints the programme
-//! overview, the West Yorkshire ICS overview, the programme's workshop outcomes and the ICS's
-//! measure view.
+//! through the services' gRPC APIs, then waits until the reporting service shows them: the
+//! programme overview, the West Yorkshire ICS overview, the programme's workshop outcomes and
+//! the ICS's measure view ([`run`]). `icsctl demo` prints what it shows.
 //!
 //! Re-running is safe: every command carries a deterministic request id
 //! (`demo-v1-register-RTP`), so the server answers a repeat with the first run's result instead
@@ -14,7 +14,7 @@
 //! the same figures for a recorded period are left unchanged, so a re-run records none.
 
 pub mod data;
-mod measures;
+pub mod measures;
 mod workshop_loader;
 pub mod workshops;
 
@@ -23,39 +23,122 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow};
 use chrono::NaiveDate;
+use ics_board_pack::text::{rating_word, status_word};
+use ics_client::BearerChannel;
 use ics_proto::date::{from_naive, iso, to_naive};
 use ics_proto::events::v1::{
-    BoardRole, CommandOptions, CommandResult, CqcRating, CqcRatings, Date, ExecutiveRole,
-    OrganisationKind, ValueStreamDefinition, ValueStreamOrigin, ValueStreamStatus,
+    CommandOptions, CommandResult, CqcRating, CqcRatings, Date, ExecutiveRole,
+    ValueStreamDefinition,
 };
-use ics_proto::reporting::v1::{Overview, Scope, scope};
+use ics_proto::metrics::v1::metrics_service_client::MetricsServiceClient;
+use ics_proto::reporting::v1::reporting_service_client::ReportingServiceClient;
+use ics_proto::reporting::v1::{GetOverviewRequest, MeasureView, Overview, Scope, scope};
+use ics_proto::streams::{self, created_id};
 use ics_proto::trusts::v1 as api;
+use ics_proto::trusts::v1::trusts_service_client::TrustsServiceClient;
+use ics_proto::workshops::v1::workshops_service_client::WorkshopsServiceClient;
 use tonic::{Code, Response, Status};
 
-use crate::args::parse_date;
-use crate::cli::DemoArgs;
-use crate::commands::measure_report::measure_view_lines;
-use crate::commands::report::{get_overview, overview_lines};
-use crate::commands::trusts::{
-    PROGRAMME_STREAM, TRAINING_COHORT_STREAM, VALUE_STREAM_STREAM, created_id, find_appointment,
-};
-use crate::connect::{Context, Reporting, Trusts};
-use crate::outcomes::{DEFINITIONS_LINE, headline_table};
-use crate::render::{self, outln};
 use data::{Later, Organisation};
+pub use workshop_loader::WaitedOutcomes;
+
+pub type Trusts = TrustsServiceClient<BearerChannel>;
+pub type Workshops = WorkshopsServiceClient<BearerChannel>;
+pub type Metrics = MetricsServiceClient<BearerChannel>;
+pub type Reporting = ReportingServiceClient<BearerChannel>;
 
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
 
-pub async fn run(context: &Context, arguments: &DemoArgs) -> anyhow::Result<()> {
+/// The services the demo loads through, and the addresses it names while it does.
+pub struct Services {
+    pub trusts: Trusts,
+    pub trusts_url: String,
+    pub workshops: Workshops,
+    pub workshops_url: String,
+    pub metrics: Metrics,
+    pub metrics_url: String,
+    pub reporting: Reporting,
+}
+
+/// How long the demo waits for the reporting service to show what it loaded.
+#[derive(Debug, Clone, Copy)]
+pub struct Waits {
+    /// For the two overviews together, and again for the measure view.
+    pub overviews: Duration,
+    /// For the workshop outcomes, which reach reporting through a second service's relay.
+    pub outcomes: Duration,
+}
+
+/// What the reporting service showed once the demo stopped waiting.
+pub struct Shown {
+    /// As of [`data::PROGRAMME_OVERVIEW_AS_OF`], the partnership's last day.
+    pub programme_overview: Waited,
+    /// West Yorkshire's ([`data::ICS`]) today.
+    pub ics_overview: Waited,
+    /// The programme's, as of its last day.
+    pub outcomes: WaitedOutcomes,
+    /// West Yorkshire's today, and what it still lacked.
+    pub measure_view: Option<MeasureView>,
+    pub measures_missing: Vec<String>,
+}
+
+impl Shown {
+    /// Fails, naming what is missing, unless every view showed everything the demo loaded.
+    pub fn complete(&self, waits: &Waits) -> anyhow::Result<()> {
+        for waited in [&self.programme_overview, &self.ics_overview] {
+            if !waited.missing.is_empty() {
+                anyhow::bail!(
+                    "the reporting service did not show all of the demo data within {} s \
+                     (projections are eventually consistent; run the demo again to re-check): {}",
+                    waits.overviews.as_secs(),
+                    waited.missing.join("; ")
+                );
+            }
+        }
+        if !self.outcomes.missing.is_empty() {
+            anyhow::bail!(
+                "the reporting service did not count every SYNTHETIC workshop within {} s \
+                 (projections are eventually consistent; run the demo again to re-check): {}",
+                waits.outcomes.as_secs(),
+                self.outcomes.missing.join("; ")
+            );
+        }
+        if !self.measures_missing.is_empty() {
+            anyhow::bail!(
+                "the reporting service did not show every SYNTHETIC measure series within {} s \
+                 (projections are eventually consistent; run the demo again to re-check): {}",
+                waits.overviews.as_secs(),
+                self.measures_missing.join("; ")
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Loads everything, telling `say` each step as it goes, then waits (within `waits`) for the
+/// reporting service to show it and answers what it showed.
+pub async fn run(
+    services: Services,
+    waits: &Waits,
+    say: &mut dyn FnMut(&str) -> anyhow::Result<()>,
+) -> anyhow::Result<Shown> {
+    let Services {
+        trusts,
+        trusts_url,
+        workshops: workshops_client,
+        workshops_url,
+        mut metrics,
+        metrics_url,
+        mut reporting,
+    } = services;
     let mut loader = Loader {
-        trusts: context.trusts().await?,
-        progress_to_stderr: context.json(),
+        trusts,
+        say,
         tally: Tally::default(),
     };
     loader.say(data::SAMPLE_NOTICE)?;
     loader.say(&format!(
-        "Loading the demo data set through the trusts service at {} …",
-        context.trusts_url
+        "Loading the demo data set through the trusts service at {trusts_url} …"
     ))?;
     loader.organisations().await?;
     loader.cqc_ratings().await?;
@@ -68,11 +151,9 @@ pub async fn run(context: &Context, arguments: &DemoArgs) -> anyhow::Result<()> 
     loader.say(workshops::NOTICE)?;
     let programme = workshops::programme();
     loader.say(&format!(
-        "Loading {} SYNTHETIC workshops through the workshops service at {} …",
-        programme.len(),
-        context.workshops_url
+        "Loading {} SYNTHETIC workshops through the workshops service at {workshops_url} …",
+        programme.len()
     ))?;
-    let workshops_client = context.workshops().await?;
     for load in workshop_loader::load(&workshops_client, programme, &value_stream_ids).await? {
         loader.tally.written += load.written;
         loader.tally.replayed += load.replayed;
@@ -88,18 +169,17 @@ pub async fn run(context: &Context, arguments: &DemoArgs) -> anyhow::Result<()> 
         ))?;
     }
     let tally = &loader.tally;
-    loader.say(&format!(
+    let loaded = format!(
         "Loaded: {} written, {} replayed from an earlier run, {} already present.",
         tally.written, tally.replayed, tally.present
-    ))?;
+    );
+    loader.say(&loaded)?;
 
     loader.say(measures::NOTICE)?;
     loader.say(&format!(
         "Installing the reference measures and loading SYNTHETIC monthly figures through the \
-         metrics service at {} …",
-        context.metrics_url
+         metrics service at {metrics_url} …"
     ))?;
-    let mut metrics = context.metrics().await?;
     let installed = measures::install(&mut metrics).await?;
     loader.say(&format!(
         "  reference measures: {} ({} defined, {} already installed)",
@@ -119,9 +199,8 @@ pub async fn run(context: &Context, arguments: &DemoArgs) -> anyhow::Result<()> 
         loaded.series, loaded.observations, loaded.recorded, loaded.unchanged
     ))?;
 
-    let mut reporting = context.reporting().await?;
     // One budget for both overviews: by the time the first is complete the second usually is.
-    let deadline = Instant::now() + Duration::from_secs(arguments.wait);
+    let deadline = Instant::now() + waits.overviews;
     let programme_as_of = date(data::PROGRAMME_OVERVIEW_AS_OF)?;
     let programme_trusts: Vec<&Organisation> = data::PROGRAMME_TRUSTS.iter().collect();
     let programme_overview = wait_for_overview(
@@ -152,109 +231,32 @@ pub async fn run(context: &Context, arguments: &DemoArgs) -> anyhow::Result<()> 
     )
     .await?;
 
-    // Its own budget: the workshops' events reach reporting through a second service's relay.
-    let outcomes_deadline = Instant::now() + Duration::from_secs(arguments.outcomes_wait);
     let outcomes = workshop_loader::wait_for_outcomes(
         &mut reporting,
         &Scope {
             scope: Some(scope::Scope::ProgrammeId(programme_id.clone())),
         },
         Some(programme_as_of),
-        outcomes_deadline,
+        Instant::now() + waits.outcomes,
     )
     .await?;
 
-    let measures_deadline = Instant::now() + Duration::from_secs(arguments.wait);
     let (measure_view, measures_missing) =
-        measures::wait_for_view(&mut reporting, measures_deadline).await?;
-
-    if context.json() {
-        // JSON Lines: the programme overview, the ICS overview, the programme's outcomes, then
-        // the ICS's measure view.
-        for waited in [&programme_overview, &ics_overview] {
-            if let Some(overview) = &waited.overview {
-                render::print_json_line(overview)?;
-            }
-        }
-        render::print_json_line(&outcomes.outcomes)?;
-        if let Some(view) = &measure_view {
-            render::print_json_line(view)?;
-        }
-    } else {
-        outln!()?;
-        outln!(
-            "Programme overview as of {}, the partnership's last day (ICBs were only \
-             established on {}):",
-            data::PROGRAMME_OVERVIEW_AS_OF,
-            data::LINKED_FROM
-        )?;
-        print_waited(&programme_overview)?;
-        outln!()?;
-        outln!("West Yorkshire ICS ({}) overview today:", data::ICS)?;
-        print_waited(&ics_overview)?;
-        outln!()?;
-        outln!(
-            "SYNTHETIC workshop outcomes of the programme as of {} (generated workshops that \
-             add up to the published headline, not the programme's own records):",
-            data::PROGRAMME_OVERVIEW_AS_OF
-        )?;
-        for line in headline_table(&outcomes.outcomes.headline).lines() {
-            outln!("{line}")?;
-        }
-        outln!("{DEFINITIONS_LINE}")?;
-        outln!()?;
-        let (first, _) = measures::month(0);
-        let (last, _) = measures::month(measures::MONTHS - 1);
-        outln!(
-            "West Yorkshire ICS ({}) measures today: SYNTHETIC monthly figures from {} to {} \
-             ({} stands out on the Friends and Family Test; leaver rates fall everywhere):",
-            data::ICS,
-            first.format("%B %Y"),
-            last.format("%B %Y"),
-            measures::CONCERN_TRUST
-        )?;
-        if let Some(view) = &measure_view {
-            for line in measure_view_lines(view) {
-                outln!("{line}")?;
-            }
-        }
-        outln!()?;
-        outln!("{}", data::SAMPLE_REMINDER)?;
-        outln!("{}", data::SYNTHETIC_REMINDER)?;
-        outln!("{}", measures::REMINDER)?;
-    }
-
-    for waited in [&programme_overview, &ics_overview] {
-        if !waited.missing.is_empty() {
-            anyhow::bail!(
-                "the reporting service did not show all of the demo data within {} s \
-                 (projections are eventually consistent; run the demo again to re-check): {}",
-                arguments.wait,
-                waited.missing.join("; ")
-            );
-        }
-    }
-    if !outcomes.missing.is_empty() {
-        anyhow::bail!(
-            "the reporting service did not count every SYNTHETIC workshop within {} s \
-             (projections are eventually consistent; run the demo again to re-check): {}",
-            arguments.outcomes_wait,
-            outcomes.missing.join("; ")
-        );
-    }
-    if !measures_missing.is_empty() {
-        anyhow::bail!(
-            "the reporting service did not show every SYNTHETIC measure series within {} s \
-             (projections are eventually consistent; run the demo again to re-check): {}",
-            arguments.wait,
-            measures_missing.join("; ")
-        );
-    }
-    Ok(())
+        measures::wait_for_view(&mut reporting, Instant::now() + waits.overviews).await?;
+    Ok(Shown {
+        programme_overview,
+        ics_overview,
+        outcomes,
+        measure_view,
+        measures_missing,
+    })
 }
 
+/// A date of the data set, written `YYYY-MM-DD`.
 fn date(text: &str) -> anyhow::Result<Date> {
-    parse_date(text).map_err(|message| anyhow!("demo data: {message}"))
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map(from_naive)
+        .map_err(|_| anyhow!("demo data: '{text}' is not a YYYY-MM-DD calendar date"))
 }
 
 fn request(key: &str) -> Option<CommandOptions> {
@@ -271,10 +273,10 @@ struct Tally {
     present: usize,
 }
 
-struct Loader {
+struct Loader<'a> {
     trusts: Trusts,
-    /// With `--output json`, stdout carries only the overviews.
-    progress_to_stderr: bool,
+    /// Where each step is told.
+    say: &'a mut dyn FnMut(&str) -> anyhow::Result<()>,
     tally: Tally,
 }
 
@@ -296,14 +298,9 @@ fn step_failed(status: Status, what: &str) -> anyhow::Error {
     anyhow::Error::new(status).context(format!("demo step: {what}{hint}"))
 }
 
-impl Loader {
-    fn say(&self, line: &str) -> anyhow::Result<()> {
-        if self.progress_to_stderr {
-            eprintln!("{line}");
-        } else {
-            outln!("{line}")?;
-        }
-        Ok(())
+impl Loader<'_> {
+    fn say(&mut self, line: &str) -> anyhow::Result<()> {
+        (self.say)(line)
     }
 
     /// Records a command's outcome; fails on any error.
@@ -356,7 +353,7 @@ impl Loader {
                     options: request(&format!("register-{}", organisation.ods_code)),
                     ods_code: organisation.ods_code.to_owned(),
                     name: organisation.name.to_owned(),
-                    kind: OrganisationKind::from(organisation.kind) as i32,
+                    kind: organisation.kind as i32,
                 })
                 .await;
             self.settle_or_present(
@@ -434,7 +431,7 @@ impl Loader {
             })
             .await;
         let result = self.settle(&format!("register programme {}", programme.name), reply)?;
-        let programme_id = created_id(&result, PROGRAMME_STREAM)?;
+        let programme_id = created_id(&result, streams::PROGRAMME)?;
 
         let joined_on = date(programme.trusts_joined_on)?;
         for trust in data::PROGRAMME_TRUSTS {
@@ -467,7 +464,7 @@ impl Loader {
                     programme_id: programme_id.to_owned(),
                     ods_code: seat.ods_code.to_owned(),
                     person_name: seat.person_name.to_owned(),
-                    role: BoardRole::from(seat.role) as i32,
+                    role: seat.role as i32,
                 })
                 .await;
             self.settle_or_present(&format!("board member {}", seat.person_name), reply)?;
@@ -545,7 +542,7 @@ impl Loader {
     async fn cqc_ratings(&mut self) -> anyhow::Result<()> {
         let present_before = self.tally.present;
         for rating in data::CQC_RATINGS {
-            let number = |value| CqcRating::from(value) as i32;
+            let number = |value: CqcRating| value as i32;
             let reply = self
                 .trusts
                 .publish_cqc_rating(api::PublishCqcRatingRequest {
@@ -567,7 +564,7 @@ impl Loader {
                     "SAMPLE CQC rating of {} published {}: {}",
                     rating.ods_code,
                     rating.published_on,
-                    render::rating_word(number(rating.overall))
+                    rating_word(number(rating.overall))
                 ),
                 reply,
             )?;
@@ -586,7 +583,7 @@ impl Loader {
 
     async fn executives(&mut self) -> anyhow::Result<()> {
         for executive in data::EXECUTIVES {
-            let role = ExecutiveRole::from(executive.role);
+            let role = executive.role;
             let reply = self
                 .trusts
                 .appoint_executive(api::AppointExecutiveRequest {
@@ -609,14 +606,9 @@ impl Loader {
             let Some(departure) = &executive.departure else {
                 continue;
             };
-            let role = ExecutiveRole::from(executive.role);
-            let appointment_id = find_appointment(
-                &mut self.trusts,
-                executive.ods_code,
-                role,
-                executive.person_name,
-            )
-            .await?;
+            let appointment_id = self
+                .find_appointment(executive.ods_code, executive.role, executive.person_name)
+                .await?;
             let reply = self
                 .trusts
                 .record_executive_departure(api::RecordExecutiveDepartureRequest {
@@ -638,6 +630,29 @@ impl Loader {
         Ok(())
     }
 
+    /// The appointment id of an executive, found by what the data set knows about them.
+    async fn find_appointment(
+        &mut self,
+        ods_code: &str,
+        role: ExecutiveRole,
+        person_name: &str,
+    ) -> anyhow::Result<String> {
+        let organisation = self
+            .trusts
+            .get_organisation(api::GetOrganisationRequest {
+                ods_code: ods_code.to_owned(),
+                as_of: None,
+            })
+            .await?
+            .into_inner();
+        organisation
+            .executives
+            .iter()
+            .find(|executive| executive.role == role as i32 && executive.person_name == person_name)
+            .map(|executive| executive.appointment_id.clone())
+            .with_context(|| format!("{ods_code} has no appointment of {person_name}"))
+    }
+
     /// Answers each value stream's id by its key in [`data::VALUE_STREAMS`], for the workshops.
     async fn value_streams(&mut self) -> anyhow::Result<HashMap<&'static str, String>> {
         let mut ids = HashMap::new();
@@ -647,7 +662,7 @@ impl Loader {
                 pathway: stream.pathway.to_owned(),
                 sponsor: stream.sponsor.to_owned(),
                 lead: stream.lead.to_owned(),
-                origin: ValueStreamOrigin::from(stream.origin) as i32,
+                origin: stream.origin as i32,
                 outcome_measures: to_strings(stream.outcome_measures),
             };
             let reply = self
@@ -656,7 +671,7 @@ impl Loader {
                     options: request(&format!("value-stream-{}", stream.key)),
                     ods_code: stream.ods_code.to_owned(),
                     definition: Some(definition.clone()),
-                    status: ValueStreamStatus::from(stream.status) as i32,
+                    status: stream.status as i32,
                 })
                 .await;
             let result = self.settle(
@@ -664,11 +679,11 @@ impl Loader {
                     "SAMPLE value stream at {}: {} ({})",
                     stream.ods_code,
                     stream.name,
-                    render::status_word(ValueStreamStatus::from(stream.status) as i32)
+                    status_word(stream.status as i32)
                 ),
                 reply,
             )?;
-            let value_stream_id = created_id(&result, VALUE_STREAM_STREAM)?;
+            let value_stream_id = created_id(&result, streams::VALUE_STREAM)?;
             ids.insert(stream.key, value_stream_id.clone());
 
             match &stream.later {
@@ -697,7 +712,7 @@ impl Loader {
                     self.settle(&format!("  revised to {name}, with its rationale"), reply)?;
                 }
                 Later::StatusChanged(status) => {
-                    let status = ValueStreamStatus::from(*status) as i32;
+                    let status = *status as i32;
                     let reply = self
                         .trusts
                         .change_value_stream_status(api::ChangeValueStreamStatusRequest {
@@ -706,7 +721,7 @@ impl Loader {
                             status,
                         })
                         .await;
-                    self.settle(&format!("  now {}", render::status_word(status)), reply)?;
+                    self.settle(&format!("  now {}", status_word(status)), reply)?;
                 }
                 Later::Closed { closed_on, reason } => {
                     let reply = self
@@ -739,7 +754,7 @@ impl Loader {
             })
             .await;
         let result = self.settle(&format!("training cohort {}", cohort.name), reply)?;
-        let cohort_id = created_id(&result, TRAINING_COHORT_STREAM)?;
+        let cohort_id = created_id(&result, streams::TRAINING_COHORT)?;
 
         for participation in data::PARTICIPATION {
             let reply = self
@@ -860,9 +875,9 @@ fn missing(overview: &Overview, expected: &[Expectation]) -> Vec<String> {
 }
 
 /// An overview as it stood when the demo stopped waiting, and what it still lacked.
-struct Waited {
-    overview: Option<Overview>,
-    missing: Vec<String>,
+pub struct Waited {
+    pub overview: Option<Overview>,
+    pub missing: Vec<String>,
 }
 
 /// Projections are eventually consistent: ask again until the overview shows what was loaded
@@ -877,7 +892,13 @@ async fn wait_for_overview(
     let mut latest: Option<Overview> = None;
     let mut last_status: Option<Status> = None;
     loop {
-        match get_overview(reporting, scope.clone(), as_of).await {
+        let reply = reporting
+            .get_overview(GetOverviewRequest {
+                scope: Some(scope.clone()),
+                as_of,
+            })
+            .await;
+        match reply.map(Response::into_inner) {
             Ok(overview) => {
                 let gaps = missing(&overview, expected);
                 if gaps.is_empty() {
@@ -922,18 +943,10 @@ async fn wait_for_overview(
     }
 }
 
-fn print_waited(waited: &Waited) -> anyhow::Result<()> {
-    if let Some(overview) = &waited.overview {
-        for line in overview_lines(overview) {
-            outln!("{line}")?;
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ics_proto::events::v1::ValueStreamOrigin;
     use ics_proto::reporting::v1::{CqcRatingRecord, TrainingParticipation, TrustSummary};
     use std::collections::HashSet;
 
@@ -986,7 +999,7 @@ mod tests {
             }
         }
         for text in dates {
-            assert!(parse_date(text).is_ok(), "{text}");
+            assert!(date(text).is_ok(), "{text}");
         }
     }
 
@@ -1074,7 +1087,7 @@ mod tests {
             assert!(first.published_on.starts_with("2015"), "{}", trust.ods_code);
             assert!(matches!(
                 first.overall,
-                crate::args::Rating::RequiresImprovement | crate::args::Rating::Inadequate
+                CqcRating::RequiresImprovement | CqcRating::Inadequate
             ));
         }
     }
@@ -1114,7 +1127,7 @@ mod tests {
         assert_eq!((revised, closed), (1, 1));
         let top_down: HashSet<&str> = data::VALUE_STREAMS
             .iter()
-            .filter(|stream| stream.origin == crate::args::Origin::TopDown)
+            .filter(|stream| stream.origin == ValueStreamOrigin::TopDown)
             .map(|stream| stream.ods_code)
             .collect();
         assert_eq!(top_down.len(), 3);

@@ -20,7 +20,7 @@ use ics_proto::events::v1::{
     FollowUpCheckpoint, MetricKind, MetricUnit, TargetMetric, WorkshopKind,
 };
 
-use super::data::{self, Later};
+use crate::data::{self, Later};
 // Short names keep each template on one line.
 use MetricKind::{ErrorCount as ERRORS, ErrorRate as RATE, ProcessTime as TIME};
 
@@ -716,7 +716,7 @@ pub fn programme() -> Vec<PlannedWorkshop> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outcomes::{grouped, percent, reduction_text};
+    use ics_board_pack::outcomes::{grouped, percent, reduction_text};
     use ics_proto::reporting::v1::KindOutcome;
     use std::collections::HashSet;
 

@@ -1,7 +1,6 @@
-//! Reference measure definitions shipped with the client and installed by
-//! `icsctl measure install-reference`: patient experience (Friends and Family Test), workforce
-//! (leaver rate, stability index, NHS Staff Survey People Promise themes) and productivity
-//! (reference cost index).
+//! The reference measure catalogue, installed by `icsctl measure install-reference` and by the
+//! demo: patient experience (Friends and Family Test), workforce (leaver rate, stability index,
+//! NHS Staff Survey People Promise themes) and productivity (reference cost index).
 //!
 //! Every definition uses the Making Data Count v2.5 rule set with improvement winning a
 //! conflict. Each is sent with its own deterministic request id ([`request_id`]), so installing
@@ -9,9 +8,10 @@
 //! new [`REFERENCE_VERSION`] so that it is sent as a new command (and becomes a new revision).
 
 use ics_proto::events::v1::{
-    ImprovementDirection, MeasureDefinition, MeasureFrequency, MeasureScoring, SpcConflictRule,
-    SpcRuleSet,
+    CommandOptions, CommandResult, ImprovementDirection, MeasureDefinition, MeasureFrequency,
+    MeasureScoring, SpcConflictRule, SpcRuleSet,
 };
+use ics_proto::metrics::v1::DefineMeasureRequest;
 
 /// Bumped whenever a definition below changes.
 pub const REFERENCE_VERSION: &str = "v1";
@@ -186,9 +186,58 @@ pub fn definitions() -> Vec<MeasureDefinition> {
         .collect()
 }
 
+/// Every reference definition as the command that installs it, under its own request id, in
+/// the order of [`definitions`]. Whoever installs them sends exactly these, so the command line
+/// and the demo never define a reference measure twice.
+pub fn install_requests() -> Vec<DefineMeasureRequest> {
+    definitions()
+        .into_iter()
+        .map(|definition| DefineMeasureRequest {
+            options: Some(CommandOptions {
+                request_id: request_id(&definition.code),
+                expected_version: None,
+            }),
+            definition: Some(definition),
+        })
+        .collect()
+}
+
+/// What installing one reference definition did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Installed {
+    /// Newly defined: an event was written.
+    Defined,
+    /// The same definition was already there; nothing was written.
+    Unchanged,
+    /// This request id was used before: the server replayed its first answer.
+    AlreadyInstalled,
+}
+
+impl Installed {
+    pub fn of(result: &CommandResult) -> Installed {
+        if result.replayed {
+            Installed::AlreadyInstalled
+        } else if result.event_ids.is_empty() {
+            Installed::Unchanged
+        } else {
+            Installed::Defined
+        }
+    }
+
+    /// `defined`, `unchanged` or `already installed`.
+    pub fn word(self) -> &'static str {
+        match self {
+            Installed::Defined => "defined",
+            Installed::Unchanged => "unchanged",
+            Installed::AlreadyInstalled => "already installed",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ics_validate::Violations;
 
     fn find(code: &str) -> MeasureDefinition {
         definitions()
@@ -276,5 +325,50 @@ mod tests {
         let first: Vec<String> = definitions().iter().map(|d| request_id(&d.code)).collect();
         let second: Vec<String> = definitions().iter().map(|d| request_id(&d.code)).collect();
         assert_eq!(first, second);
+    }
+
+    #[test]
+    fn every_definition_passes_the_services_validation() {
+        for definition in definitions() {
+            let mut violations = Violations::default();
+            crate::validate_definition(&mut violations, "definition", Some(&definition));
+            assert!(
+                violations.into_vec().is_empty(),
+                "{} does not validate",
+                definition.code
+            );
+        }
+    }
+
+    #[test]
+    fn install_requests_carry_each_definition_under_its_own_request_id() {
+        let requests = install_requests();
+        assert_eq!(requests.len(), definitions().len());
+        for (request, definition) in requests.iter().zip(definitions()) {
+            assert_eq!(request.definition.as_ref(), Some(&definition));
+            assert_eq!(
+                request
+                    .options
+                    .as_ref()
+                    .map(|options| options.request_id.clone()),
+                Some(request_id(&definition.code))
+            );
+        }
+    }
+
+    #[test]
+    fn an_install_reads_as_defined_unchanged_or_already_installed() {
+        let mut result = CommandResult {
+            stream_id: "measure-FFT_POSITIVE".to_owned(),
+            version: 1,
+            event_ids: vec!["e-1".to_owned()],
+            replayed: false,
+        };
+        assert_eq!(Installed::of(&result), Installed::Defined);
+        result.replayed = true;
+        assert_eq!(Installed::of(&result).word(), "already installed");
+        result.replayed = false;
+        result.event_ids.clear();
+        assert_eq!(Installed::of(&result).word(), "unchanged");
     }
 }

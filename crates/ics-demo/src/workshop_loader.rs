@@ -1,4 +1,4 @@
-//! Feeding the SYNTHETIC workshop programme of [`super::workshops`] through the workshops
+//! Feeding the SYNTHETIC workshop programme of [`crate::workshops`] through the workshops
 //! service, and waiting for the programme's outcomes to show it.
 //!
 //! Each workshop's commands go in order (charter, schedule, held, report-out, follow-ups,
@@ -10,21 +10,18 @@ use std::time::Instant;
 
 use anyhow::{Context as _, anyhow};
 use chrono::NaiveDate;
+use ics_board_pack::outcomes::{find_kind, kind_label};
+use ics_board_pack::text::checkpoint_days;
 use ics_proto::date::from_naive;
 use ics_proto::events::v1::{CommandResult, Date, MetricValue, WorkshopRoles};
-use ics_proto::reporting::v1::{Outcomes, Scope};
+use ics_proto::reporting::v1::{GetOutcomesRequest, Outcomes, Scope};
+use ics_proto::streams::{self, created_id};
 use ics_proto::workshops::v1 as api;
 use tokio::task::JoinSet;
 use tonic::{Code, Response, Status};
 
-use super::workshops::{Fate, HEADLINE, PlannedWorkshop};
-use super::{POLL_INTERVAL, request, step_failed};
-use crate::commands::report::get_outcomes;
-use crate::commands::trusts::created_id;
-use crate::commands::workshops::WORKSHOP_STREAM;
-use crate::connect::{Reporting, Workshops};
-use crate::outcomes::{find_kind, kind_label};
-use crate::render::checkpoint_days;
+use crate::workshops::{Fate, HEADLINE, PlannedWorkshop};
+use crate::{POLL_INTERVAL, Reporting, Workshops, request, step_failed};
 
 /// Workshops loaded at the same time.
 const IN_FLIGHT: usize = 16;
@@ -137,7 +134,7 @@ async fn load_one(
         }
     };
     let chartered = commands.settle(&workshop, "charter", reply)?;
-    let workshop_id = created_id(&chartered, WORKSHOP_STREAM)?;
+    let workshop_id = created_id(&chartered, streams::WORKSHOP)?;
 
     let reply = client
         .schedule_workshop(api::ScheduleWorkshopRequest {
@@ -316,7 +313,13 @@ pub async fn wait_for_outcomes(
     let mut latest: Option<Outcomes> = None;
     let mut last_status: Option<Status> = None;
     loop {
-        match get_outcomes(reporting, scope.clone(), as_of).await {
+        let reply = reporting
+            .get_outcomes(GetOutcomesRequest {
+                scope: Some(scope.clone()),
+                as_of,
+            })
+            .await;
+        match reply.map(tonic::Response::into_inner) {
             Ok(outcomes) => {
                 let missing = outcomes_missing(&outcomes);
                 if missing.is_empty() {
@@ -358,8 +361,8 @@ pub async fn wait_for_outcomes(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::demo::workshops::programme;
-    use crate::outcomes::tests::kind_outcome;
+    use crate::workshops::programme;
+    use ics_board_pack::fixtures::kind_outcome;
     use ics_proto::events::v1::MetricKind;
     use std::collections::HashSet;
 

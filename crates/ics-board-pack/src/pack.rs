@@ -1,22 +1,18 @@
-//! Board packs: the workshop outcomes as a CSV of every figure, or as one HTML page a board
-//! member can open offline (inline CSS and SVG, nothing fetched). Pure functions of the
-//! [`Outcomes`] message — and, for an ICS, of its measures ([`MeasurePack`]: a trust × measure
-//! table, XmR charts and funnel plots) — so that what a board reads can be tested without a
-//! server.
+//! The pack itself: the workshop outcomes as one HTML page a board member can open offline
+//! (inline CSS and SVG, nothing fetched), or as CSV files of one table each, with an ICS's
+//! measures.
 
-mod measures;
+use ics_proto::events::v1::{MetricKind, MetricUnit};
+use ics_proto::reporting::v1::{BoardPackFile, KindOutcome, OutcomeGroup, Outcomes, Scope, scope};
 
-pub use measures::{MeasurePack, is_proportion};
-
-use ics_proto::events::v1::MetricKind;
-use ics_proto::reporting::v1::{KindOutcome, OutcomeGroup, Outcomes, scope};
-
+use crate::measures::{self, MeasurePack};
 use crate::outcomes::{
     CHECKPOINTS, DEFINITIONS, KINDS, checkpoint_label, find_checkpoint, find_kind, headline_table,
     kind_label, kinds_in_order, kinds_with_workshops, percent, reduction_text, scope_name,
     sustainment_text,
 };
-use crate::render::{checkpoint_days, date_text, metric_kind_word, metric_unit_word};
+use crate::text::{checkpoint_days, date_text, metric_kind_word, metric_unit_word};
+use ics_charts::escape;
 
 /// `ics` or `programme`, and the ODS code or programme id.
 fn scope_parts(outcomes: &Outcomes) -> (&'static str, String) {
@@ -31,10 +27,18 @@ fn scope_parts(outcomes: &Outcomes) -> (&'static str, String) {
     }
 }
 
+/// The CSV table of the workshop outcomes, in every scope's pack.
+pub const OUTCOMES_TABLE: &str = "outcomes";
+/// The CSV table of an ICS's measures.
+pub const MEASURES_TABLE: &str = "measures";
+
+const HTML_CONTENT_TYPE: &str = "text/html; charset=utf-8";
+const CSV_CONTENT_TYPE: &str = "text/csv; charset=utf-8; header=present";
+
 /// RFC 4180 quoting. Text that a spreadsheet would run as a formula (`=`, `+`, `-`, `@` first)
 /// gets a leading apostrophe: names come from trusts' own systems and a board pack is opened in
-/// Excel. Numbers are written by [`number_cell`] and never pass through here.
-fn text_cell(text: &str) -> String {
+/// Excel. Numbers are written by [`decimal_cell`] and never pass through here.
+pub(crate) fn text_cell(text: &str) -> String {
     let guarded = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{text}")
     } else {
@@ -47,9 +51,31 @@ fn text_cell(text: &str) -> String {
     }
 }
 
-/// Shortest text that reads back as the same number: nothing rounded away for the analyst.
-fn number_cell(number: f64) -> String {
-    number.to_string()
+/// A figure with a fixed number of decimals, so that no binary-fraction noise (`0.6199999…`)
+/// reaches a spreadsheet; empty where there is no figure, which a `0` would misstate.
+pub(crate) fn decimal_cell(value: Option<f64>, decimals: usize) -> String {
+    let Some(value) = value.filter(|value| value.is_finite()) else {
+        return String::new();
+    };
+    let text = format!("{value:.decimals$}");
+    // A small negative figure rounds to `-0.00`, which reads as a loss that did not happen.
+    if text.starts_with('-') && text.trim_start_matches(['-', '0', '.']).is_empty() {
+        text[1..].to_owned()
+    } else {
+        text
+    }
+}
+
+/// Shares (reductions, the share sustained) to a hundredth of a percentage point.
+const SHARE_DECIMALS: usize = 4;
+
+/// Decimals of totals in an outcome's unit: hours and days to the hundredth (under a minute
+/// and a quarter hour), minutes, counts and percentage points to the tenth.
+fn unit_decimals(unit: i32) -> usize {
+    match MetricUnit::try_from(unit) {
+        Ok(MetricUnit::Minutes | MetricUnit::Count | MetricUnit::Percent) => 1,
+        _ => 2,
+    }
 }
 
 fn csv_header() -> Vec<String> {
@@ -84,18 +110,80 @@ fn csv_header() -> Vec<String> {
     header
 }
 
-/// One line per scope, trust and value stream and improvement kind, every figure unformatted.
-/// An ICS's measures follow as a second table of their own, after a blank line.
-pub fn csv(outcomes: &Outcomes, measures: Option<&MeasurePack>) -> String {
-    let mut text = outcomes_csv(outcomes);
-    if let Some(measures) = measures {
-        text.push_str("\r\n");
-        text.push_str(&measures::csv(measures));
-    }
-    text
+/// `board-pack-QWO-2025-01-31`: the scope and the date, for the pack's file names.
+fn file_stem(outcomes: &Outcomes) -> String {
+    let (_, scope_id) = scope_parts(outcomes);
+    let as_of = outcomes
+        .as_of
+        .as_ref()
+        .map(ics_proto::date::iso)
+        .unwrap_or_default();
+    // Only characters that are safe in a file name on any system: an ODS code, a UUID, a date.
+    let safe = |text: &str| {
+        text.chars()
+            .filter(|character| character.is_ascii_alphanumeric() || *character == '-')
+            .collect::<String>()
+    };
+    ["board-pack".to_owned(), safe(&scope_id), safe(&as_of)]
+        .into_iter()
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join("-")
 }
 
-fn outcomes_csv(outcomes: &Outcomes) -> String {
+/// The pack as one HTML page (see [`html`]).
+pub fn html_file(
+    outcomes: &Outcomes,
+    measures: Option<&MeasurePack>,
+    generated_at: &str,
+) -> BoardPackFile {
+    BoardPackFile {
+        file_name: format!("{}.html", file_stem(outcomes)),
+        content_type: HTML_CONTENT_TYPE.to_owned(),
+        content: html(outcomes, measures, generated_at).into_bytes(),
+        table: String::new(),
+    }
+}
+
+/// The ICS whose measures a scope's pack holds: measure views are per ICS, so a programme's
+/// pack has the outcomes only.
+pub fn measures_ics(scope: Option<&Scope>) -> Option<&str> {
+    match scope.and_then(|scope| scope.scope.as_ref()) {
+        Some(scope::Scope::IcsOdsCode(ics)) => Some(ics),
+        _ => None,
+    }
+}
+
+/// The tables a scope's pack has in CSV: the outcomes, and an ICS's measures.
+pub fn csv_tables(scope: Option<&Scope>) -> Vec<&'static str> {
+    let mut tables = vec![OUTCOMES_TABLE];
+    if measures_ics(scope).is_some() {
+        tables.push(MEASURES_TABLE);
+    }
+    tables
+}
+
+/// One CSV file per table, in the order of [`csv_tables`]: the outcomes, then the measures when
+/// given.
+pub fn csv_files(outcomes: &Outcomes, measures: Option<&MeasurePack>) -> Vec<BoardPackFile> {
+    let stem = file_stem(outcomes);
+    let file = |table: &str, text: String| BoardPackFile {
+        file_name: format!("{stem}-{table}.csv"),
+        content_type: CSV_CONTENT_TYPE.to_owned(),
+        content: text.into_bytes(),
+        table: table.to_owned(),
+    };
+    let mut files = vec![file(OUTCOMES_TABLE, outcomes_csv(outcomes))];
+    if let Some(measures) = measures {
+        files.push(file(MEASURES_TABLE, measures::csv(measures)));
+    }
+    files
+}
+
+/// The outcomes table: a line per scope, trust and value stream and improvement kind. Kinds
+/// without workshops have no totals or reductions (empty cells), and a checkpoint where nothing
+/// was measured has no share.
+pub fn outcomes_csv(outcomes: &Outcomes) -> String {
     let (scope_type, scope_id) = scope_parts(outcomes);
     let name = scope_name(outcomes);
     let as_of = date_text(outcomes.as_of.as_ref());
@@ -128,19 +216,31 @@ fn outcomes_csv(outcomes: &Outcomes) -> String {
                 text_cell(&metric_kind_word(outcome.kind)),
                 text_cell(&metric_unit_word(outcome.unit)),
                 outcome.workshops.to_string(),
-                number_cell(outcome.baseline_total),
-                number_cell(outcome.after_total),
-                number_cell(outcome.pooled_reduction),
-                number_cell(outcome.mean_reduction),
-                number_cell(outcome.median_reduction),
-                number_cell(outcome.absolute_reduction),
             ];
+            let with_workshops = (outcome.workshops > 0).then_some(outcome);
+            let total = |value: fn(&KindOutcome) -> f64| {
+                decimal_cell(with_workshops.map(value), unit_decimals(outcome.unit))
+            };
+            let share = |value: fn(&KindOutcome) -> f64| {
+                decimal_cell(with_workshops.map(value), SHARE_DECIMALS)
+            };
+            cells.extend([
+                total(|outcome| outcome.baseline_total),
+                total(|outcome| outcome.after_total),
+                share(|outcome| outcome.pooled_reduction),
+                share(|outcome| outcome.mean_reduction),
+                share(|outcome| outcome.median_reduction),
+                total(|outcome| outcome.absolute_reduction),
+            ]);
             for checkpoint in CHECKPOINTS {
                 let sustainment = find_checkpoint(outcome, checkpoint).copied();
                 let sustainment = sustainment.unwrap_or_default();
                 cells.push(sustainment.measured.to_string());
                 cells.push(sustainment.sustained.to_string());
-                cells.push(number_cell(sustainment.share_sustained));
+                cells.push(decimal_cell(
+                    (sustainment.measured > 0).then_some(sustainment.share_sustained),
+                    SHARE_DECIMALS,
+                ));
                 cells.push(sustainment.missed.to_string());
             }
             text.push_str(&cells.join(","));
@@ -148,22 +248,6 @@ fn outcomes_csv(outcomes: &Outcomes) -> String {
         }
     }
     text
-}
-
-/// Text for HTML element content and attribute values alike (SVG included).
-pub fn escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for character in text.chars() {
-        match character {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            '\'' => escaped.push_str("&#39;"),
-            other => escaped.push(other),
-        }
-    }
-    escaped
 }
 
 const STYLE: &str = "
@@ -197,7 +281,7 @@ footer { margin-top: 2.5rem; padding-top: .5rem; border-top: 1px solid #d8dde0;
 }
 ";
 
-fn cell(text: &str, numeric: bool) -> String {
+pub(crate) fn cell(text: &str, numeric: bool) -> String {
     if numeric {
         format!("<td class=\"num\">{}</td>", escape(text))
     } else {
@@ -205,7 +289,7 @@ fn cell(text: &str, numeric: bool) -> String {
     }
 }
 
-fn heading_cells(headings: &[(&str, bool)]) -> String {
+pub(crate) fn heading_cells(headings: &[(&str, bool)]) -> String {
     headings
         .iter()
         .map(|(heading, numeric)| {
@@ -579,11 +663,11 @@ pub fn html(outcomes: &Outcomes, measures: Option<&MeasurePack>, generated_at: &
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outcomes::tests::programme_outcomes;
+    use crate::fixtures::{measure_pack, programme_outcomes};
 
     #[test]
     fn the_csv_has_a_header_and_a_row_per_group_and_kind() {
-        let text = csv(&programme_outcomes(), None);
+        let text = outcomes_csv(&programme_outcomes());
         let lines: Vec<&str> = text.split("\r\n").collect();
         assert_eq!(
             lines[0],
@@ -595,28 +679,35 @@ mod tests {
              measured_90,sustained_90,share_sustained_90,missed_90,\
              measured_365,sustained_365,share_sustained_365,missed_365"
         );
-        let pooled = 1.0 - 1851.0 / 4871.0;
+        // Hours to the hundredth, shares to four decimals: 1 − 1851 ÷ 4871 is 0.619995…
         assert_eq!(
             lines[1],
-            format!(
-                "programme,p-1,NHS–Virginia Mason Institute partnership,2021-06-30,scope,p-1,\
-                 NHS–Virginia Mason Institute partnership,process-time,hours,82,4871,1851,\
-                 {pooled},0.58,0.6,3020,82,61,{},0,82,54,{},0,82,41,{},0,79,27,{},3",
-                61.0 / 82.0,
-                54.0 / 82.0,
-                41.0 / 82.0,
-                27.0 / 79.0
-            )
+            "programme,p-1,NHS–Virginia Mason Institute partnership,2021-06-30,scope,p-1,\
+             NHS–Virginia Mason Institute partnership,process-time,hours,82,4871.00,1851.00,\
+             0.6200,0.5800,0.6000,3020.00,82,61,0.7439,0,82,54,0.6585,0,82,41,0.5000,0,\
+             79,27,0.3418,3"
         );
-        assert!(lines[2].contains(",scope,p-1,") && lines[2].contains(",error-count,count,54,"));
-        assert!(lines[3].contains(",error-rate,percent,90,1850,684.5,"));
+        assert!(lines[2].contains(",scope,p-1,"));
+        assert!(lines[2].contains(",error-count,count,54,3100.0,1023.0,0.6700,"));
+        assert!(lines[3].contains(",error-rate,percent,90,1850.0,684.5,0.6300,"));
         assert!(lines[4].starts_with("programme,p-1,"));
         assert!(
             lines[4].contains(",trust,RTP,Surrey and Sussex Healthcare NHS Trust,process-time,")
         );
-        assert!(lines[6].contains(",trust,ZZ1,A&B <Trust>,process-time,hours,0,0,0,"));
-        assert!(lines[7].contains(",trust,ZZ1,A&B <Trust>,error-rate,percent,5,100,104,"));
-        assert!(lines[8].contains(",trust,RCF,Airedale NHS Foundation Trust,error-count,count,0,"));
+        // Without workshops there are no totals, reductions or shares: empty, not 0.
+        assert!(
+            lines[6].ends_with(
+                ",trust,ZZ1,A&B <Trust>,process-time,hours,0,,,,,,,\
+                 0,0,,0,0,0,,0,0,0,,0,0,0,,0"
+            ),
+            "{}",
+            lines[6]
+        );
+        assert!(lines[7].contains(",trust,ZZ1,A&B <Trust>,error-rate,percent,5,100.0,104.0,"));
+        assert!(lines[7].contains(",-0.0400,"), "a worsening stays negative");
+        assert!(
+            lines[8].contains(",trust,RCF,Airedale NHS Foundation Trust,error-count,count,0,,")
+        );
         assert!(
             lines[9].contains(",value_stream,0190a1b2-vs,\"Discharge, \"\"fast\"\" (sample)\",")
         );
@@ -626,6 +717,7 @@ mod tests {
             "10 rows and the empty string after the last CRLF"
         );
         assert_eq!(lines[10], "");
+        assert!(!text.contains("999999"), "no float noise: {text}");
     }
 
     #[test]
@@ -633,7 +725,19 @@ mod tests {
         assert_eq!(text_cell("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
         assert_eq!(text_cell("@SUM(A1)"), "'@SUM(A1)");
         assert_eq!(text_cell("Leeds"), "Leeds");
-        assert_eq!(number_cell(-0.04), "-0.04");
+    }
+
+    #[test]
+    fn figures_have_fixed_decimals_and_no_figure_is_an_empty_cell() {
+        assert_eq!(decimal_cell(Some(-0.04), 2), "-0.04");
+        assert_eq!(decimal_cell(Some(0.1 + 0.2), 4), "0.3000");
+        assert_eq!(decimal_cell(Some(-0.0001), 2), "0.00");
+        assert_eq!(decimal_cell(Some(-0.4), 0), "0");
+        assert_eq!(decimal_cell(Some(3020.0), 2), "3020.00");
+        assert_eq!(decimal_cell(None, 2), "");
+        assert_eq!(decimal_cell(Some(f64::NAN), 2), "");
+        assert_eq!(unit_decimals(MetricUnit::Hours as i32), 2);
+        assert_eq!(unit_decimals(MetricUnit::Count as i32), 1);
     }
 
     #[test]
@@ -695,7 +799,7 @@ mod tests {
 
     #[test]
     fn an_ics_pack_has_a_measure_table_an_xmr_chart_per_series_and_a_funnel_per_proportion() {
-        let pack = measures::tests::pack();
+        let pack = measure_pack();
         let page = html(&ics_outcomes(), Some(&pack), "2025-01-31 12:00 UTC");
         assert!(page.contains("<section><h2>Measures</h2>"));
         assert!(page.contains(
@@ -746,25 +850,74 @@ mod tests {
     }
 
     #[test]
-    fn the_csv_of_an_ics_adds_its_measures_as_a_second_table() {
-        let pack = measures::tests::pack();
+    fn the_csv_of_an_ics_is_one_file_per_table() {
+        let pack = measure_pack();
         let outcomes = ics_outcomes();
-        let text = csv(&outcomes, Some(&pack));
-        let alone = csv(&outcomes, None);
-        let (first, second) = text.split_once("\r\n\r\n").expect("a blank line");
-        assert_eq!(format!("{first}\r\n"), alone);
-        assert_eq!(second, measures::csv(&pack));
-        assert!(second.starts_with("scope_type,scope_id,scope_name,as_of,ods_code,"));
         assert_eq!(
-            second.split("\r\n").count(),
-            5,
-            "a header, three rows, the end"
+            csv_tables(outcomes.scope.as_ref()),
+            [OUTCOMES_TABLE, MEASURES_TABLE]
         );
+        assert_eq!(
+            csv_tables(programme_outcomes().scope.as_ref()),
+            [OUTCOMES_TABLE]
+        );
+        assert_eq!(measures_ics(outcomes.scope.as_ref()), Some("QWO"));
+        assert_eq!(measures_ics(None), None);
+        let files = csv_files(&outcomes, Some(&pack));
+        let names: Vec<(&str, &str)> = files
+            .iter()
+            .map(|file| (file.table.as_str(), file.file_name.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("outcomes", "board-pack-QWO-2021-06-30-outcomes.csv"),
+                ("measures", "board-pack-QWO-2021-06-30-measures.csv"),
+            ]
+        );
+        assert_eq!(files[0].content, outcomes_csv(&outcomes).into_bytes());
+        assert_eq!(files[1].content, measures::csv(&pack).into_bytes());
+        assert!(
+            files[1]
+                .content
+                .starts_with(b"scope_type,scope_id,scope_name,as_of,ods_code,")
+        );
+        for file in &files {
+            assert_eq!(file.content_type, "text/csv; charset=utf-8; header=present");
+            let text = String::from_utf8(file.content.clone()).expect("UTF-8");
+            assert!(!text.contains("\r\n\r\n"), "one table, no blank line");
+        }
+        // A programme's pack has no measures.
+        let programme = csv_files(&programme_outcomes(), None);
+        assert_eq!(programme.len(), 1);
+        assert_eq!(
+            programme[0].file_name,
+            "board-pack-p-1-2021-06-30-outcomes.csv"
+        );
+    }
+
+    #[test]
+    fn the_html_file_is_named_by_scope_and_date() {
+        let file = html_file(&ics_outcomes(), None, "now");
+        assert_eq!(file.file_name, "board-pack-QWO-2021-06-30.html");
+        assert_eq!(file.content_type, "text/html; charset=utf-8");
+        assert!(file.table.is_empty());
+        assert_eq!(
+            file.content,
+            html(&ics_outcomes(), None, "now").into_bytes()
+        );
+        let odd = Outcomes {
+            scope: Some(ics_proto::reporting::v1::Scope {
+                scope: Some(scope::Scope::IcsOdsCode("../Q W".to_owned())),
+            }),
+            ..Outcomes::default()
+        };
+        assert_eq!(html_file(&odd, None, "now").file_name, "board-pack-QW.html");
     }
 
     #[test]
     fn the_generated_time_is_escaped_too() {
         assert!(html(&Outcomes::default(), None, "<now>").contains("generated &lt;now&gt;"));
-        assert_eq!(escape("a'b\"c"), "a&#39;b&quot;c");
+        assert_eq!(escape("a'b\"c"), "a&apos;b&quot;c");
     }
 }

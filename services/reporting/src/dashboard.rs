@@ -1,0 +1,772 @@
+//! The board dashboard, served over HTTP (`ICS_HTTP_LISTEN`) by the process that runs the
+//! reporting service: read-only pages computed from the same views as the gRPC API, kept live
+//! by server-sent events from the same change notifications as its watches.
+//!
+//! - `GET /sign-in` and `POST /sign-in`: a board pastes its token (or follows a sign-in link,
+//!   whose token travels in the URL fragment, never to the server's logs); the token becomes
+//!   an HttpOnly, SameSite=Strict session cookie (Secure under TLS) that expires with it.
+//!   Scripts send `Authorization: Bearer <token>` instead.
+//! - `GET /ics/{ODS}`: the ICS overview; `GET /ics/{ODS}/live`: its updates as HTML fragments.
+//!
+//! Tenancy is the gRPC API's: the principal comes from the token, and a board of one ICS is
+//! refused another's pages. Without a valid token a page answers 401 with the sign-in form and
+//! no data.
+
+use std::time::SystemTime;
+
+use axum::Router;
+use axum::extract::{Form, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use chrono::NaiveDate;
+use futures_util::Stream;
+use ics_charts::escape;
+use ics_proto::reporting::v1::{Overview, Scope, TrustSummary, scope};
+use ics_service_kit::auth::{Authenticator, Principal, token_expired};
+use sqlx::PgPool;
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+
+use crate::watch::ChangeHub;
+use crate::{OVERVIEW, views};
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "ics_session";
+
+/// What every page handler needs.
+#[derive(Clone)]
+pub struct Dashboard {
+    pool: PgPool,
+    changes: ChangeHub,
+    authenticator: Authenticator,
+    /// Whether the pages are served over TLS (the cookie is then `Secure`).
+    secure: bool,
+    /// Shown on every page when the deployment holds demonstration data (`ICS_DATA_LABEL`).
+    data_label: Option<String>,
+    shutdown: CancellationToken,
+}
+
+impl Dashboard {
+    pub fn new(
+        pool: PgPool,
+        changes: ChangeHub,
+        authenticator: Authenticator,
+        secure: bool,
+        data_label: Option<String>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Dashboard {
+            pool,
+            changes,
+            authenticator,
+            secure,
+            data_label: data_label.filter(|label| !label.trim().is_empty()),
+            shutdown,
+        }
+    }
+
+    pub fn router(self) -> Router {
+        Router::new()
+            .route("/", get(home))
+            .route("/sign-in", get(sign_in_page).post(sign_in))
+            .route("/sign-out", axum::routing::post(sign_out))
+            .route("/ics/{ods}", get(ics_page))
+            .route("/ics/{ods}/live", get(ics_live))
+            .route("/ics/{ods}/measures", get(measures_page))
+            .route("/ics/{ods}/trusts/{trust}", get(trust_page))
+            .route("/ics/{ods}/measures/{measure}/{trust}", get(series_page))
+            .route("/static/dashboard.js", get(script))
+            .route("/static/dashboard.css", get(stylesheet))
+            .with_state(self)
+    }
+
+    /// The caller's principal and token expiry, from the bearer header or the session cookie.
+    fn caller(&self, headers: &HeaderMap) -> Option<(Principal, Option<SystemTime>)> {
+        let token = bearer(headers).or_else(|| session_cookie(headers))?;
+        self.authenticator.authenticate_token(&token).ok()
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
+}
+
+fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.to_owned())
+}
+
+/// Where a principal's dashboard starts.
+fn home_of(principal: &Principal) -> Option<String> {
+    match principal {
+        Principal::BoardReader {
+            ics_ods_code: Some(ics),
+            ..
+        } => Some(format!("/ics/{ics}")),
+        _ => None,
+    }
+}
+
+async fn home(State(dashboard): State<Dashboard>, headers: HeaderMap) -> Response {
+    match dashboard
+        .caller(&headers)
+        .and_then(|(principal, _)| home_of(&principal))
+    {
+        Some(home) => Redirect::to(&home).into_response(),
+        None => Redirect::to("/sign-in").into_response(),
+    }
+}
+
+async fn sign_in_page() -> Response {
+    page_response(StatusCode::OK, "Sign in", &sign_in_form(None))
+}
+
+fn sign_in_form(problem: Option<&str>) -> String {
+    let problem = problem
+        .map(|problem| format!(r#"<p class="problem" role="alert">{}</p>"#, escape(problem)))
+        .unwrap_or_default();
+    format!(
+        r#"<h1>Sign in</h1>
+{problem}<p>Paste the access token your organisation issued to your board.</p>
+<form method="post" action="/sign-in" id="sign-in">
+  <label for="token">Access token</label>
+  <textarea id="token" name="token" rows="4" cols="60" required autocomplete="off" spellcheck="false"></textarea>
+  <button type="submit">Sign in</button>
+</form>"#
+    )
+}
+
+#[derive(serde::Deserialize)]
+struct SignIn {
+    token: String,
+}
+
+async fn sign_in(State(dashboard): State<Dashboard>, Form(form): Form<SignIn>) -> Response {
+    let token = form.token.trim().to_owned();
+    let mut headers = HeaderMap::new();
+    if let Ok(value) = HeaderValue::from_str(&format!("Bearer {token}")) {
+        headers.insert(header::AUTHORIZATION, value);
+    }
+    let Some((principal, expires_at)) = dashboard.caller(&headers) else {
+        tracing::info!(
+            target: ics_service_kit::audit::TARGET,
+            kind = "unauthenticated",
+            rpc = "POST /sign-in",
+            "dashboard sign-in refused"
+        );
+        return page_response(
+            StatusCode::UNAUTHORIZED,
+            "Sign in",
+            &sign_in_form(Some("That token was not accepted: it may have expired.")),
+        );
+    };
+    let Some(home) = home_of(&principal) else {
+        return page_response(
+            StatusCode::FORBIDDEN,
+            "Not a board",
+            "<h1>Not a board</h1><p>The dashboard is for ICS boards; this token is not one.</p>",
+        );
+    };
+    let max_age = expires_at
+        .and_then(|expires_at| expires_at.duration_since(SystemTime::now()).ok())
+        .map(|left| left.as_secs())
+        .unwrap_or(0);
+    let secure = if dashboard.secure { "; Secure" } else { "" };
+    let cookie = format!(
+        "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{secure}"
+    );
+    let mut response = Redirect::to(&home).into_response();
+    if let Ok(cookie) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+async fn sign_out() -> Response {
+    let mut response = Redirect::to("/sign-in").into_response();
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("ics_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"),
+    );
+    response
+}
+
+/// The caller of an ICS page, or the response that refuses it.
+fn ics_caller(
+    dashboard: &Dashboard,
+    headers: &HeaderMap,
+    ods: &str,
+) -> Result<(Principal, Option<SystemTime>), Response> {
+    let Some((principal, expires_at)) = dashboard.caller(headers) else {
+        return Err(page_response(
+            StatusCode::UNAUTHORIZED,
+            "Sign in",
+            &sign_in_form(None),
+        ));
+    };
+    if let Err(denied) = principal.authorize_ics_read(ods) {
+        denied.audit();
+        return Err(page_response(
+            StatusCode::FORBIDDEN,
+            "Not allowed",
+            "<h1>Not allowed</h1><p>Your board may not read this ICS.</p>",
+        ));
+    }
+    Ok((principal, expires_at))
+}
+
+fn ics_scope(ods: &str) -> Scope {
+    Scope {
+        scope: Some(scope::Scope::IcsOdsCode(ods.to_owned())),
+    }
+}
+
+async fn ics_page(
+    State(dashboard): State<Dashboard>,
+    Path(ods): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let principal = match ics_caller(&dashboard, &headers, &ods) {
+        Ok((principal, _)) => principal,
+        Err(refused) => return refused,
+    };
+    let today = chrono::Utc::now().date_naive();
+    match views::overview(&dashboard.pool, &ics_scope(&ods), today).await {
+        Ok(overview) => {
+            let title = format!("{} — ICS overview", overview.name);
+            let freshness = freshness_note(&dashboard.pool, OVERVIEW).await;
+            let label = data_label(&dashboard);
+            let body = format!(
+                r#"<div class="signed-in">Signed in as {who} <form method="post" action="/sign-out"><button type="submit">Sign out</button></form></div>
+{label}<h1>{name}</h1>
+<nav aria-label="Views of the ICS"><a href="/ics/{ods}/measures">Measures</a></nav>
+{freshness}<p class="live-status" id="live-status" role="status">Updates appear here as they happen.</p>
+<section id="overview" data-live="/ics/{ods}/live" aria-live="polite">{section}</section>"#,
+                who = escape(&principal.label()),
+                name = escape(&overview.name),
+                ods = escape(&ods),
+                section = overview_section(&overview),
+            );
+            page_response(StatusCode::OK, &title, &body)
+        }
+        Err(error) => error_page(&error),
+    }
+}
+
+/// A view that has not changed for this long is flagged as possibly stale.
+const STALE_AFTER_DAYS: i64 = 90;
+
+/// When the view's projection last applied a change, with a warning when that is long ago.
+async fn freshness_note(pool: &PgPool, projection: &str) -> String {
+    let updated: Option<chrono::DateTime<chrono::Utc>> = sqlx::query_scalar(
+        "SELECT max(updated_at) FROM projection_checkpoints WHERE projection = $1",
+    )
+    .bind(projection)
+    .fetch_one(pool)
+    .await
+    .ok()
+    .flatten();
+    let Some(updated) = updated else {
+        return r#"<p class="stale" role="note">No data has been recorded for this view yet.</p>"#
+            .to_owned();
+    };
+    let age = chrono::Utc::now() - updated;
+    let when = updated.format("%-d %B %Y %H:%M UTC");
+    if age.num_days() >= STALE_AFTER_DAYS {
+        format!(
+            r#"<p class="stale" role="note">The data runs to {when}: nothing has changed for {} days. Check that the trusts' systems are still sending it.</p>"#,
+            age.num_days()
+        )
+    } else {
+        format!(r#"<p class="freshness">The data runs to {when}.</p>"#)
+    }
+}
+
+/// The page of the ICS's measures: each trust × measure with its latest value and the Making
+/// Data Count icons, linking to its XmR chart.
+async fn measures_page(
+    State(dashboard): State<Dashboard>,
+    Path(ods): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(refused) = ics_caller(&dashboard, &headers, &ods) {
+        return refused;
+    }
+    let today = chrono::Utc::now().date_naive();
+    let view = match crate::measures::measure_view(&dashboard.pool, &ods, "", today).await {
+        Ok(view) => view,
+        Err(error) => return error_page(&error),
+    };
+    let mut rows = String::new();
+    for row in &view.rows {
+        let variation = ics_measures::variation_icon(row.variation)
+            .map(ics_charts::variation_icon)
+            .unwrap_or_else(|| "—".to_owned());
+        let assurance = ics_measures::assurance_icon(row.assurance)
+            .map(ics_charts::assurance_icon)
+            .unwrap_or_else(|| "—".to_owned());
+        rows.push_str(&format!(
+            "    <tr><th scope=\"row\"><a href=\"/ics/{ods}/measures/{code}/{trust}\">{measure}</a></th><td>{organisation}</td><td>{period}</td><td class=\"number\">{value}</td><td>{variation}</td><td>{assurance}</td><td>{points}</td></tr>\n",
+            ods = escape(&ods),
+            code = escape(&row.measure_code),
+            trust = escape(&row.ods_code),
+            measure = escape(&row.measure_name),
+            organisation = escape(&row.organisation_name),
+            period = date_text(row.latest_period_start.as_ref()),
+            value = value_text(row.latest_value, row.display_scale, &row.unit),
+            points = row.points,
+        ));
+    }
+    let label = data_label(&dashboard);
+    let freshness = freshness_note(&dashboard.pool, crate::MEASURES).await;
+    let body = format!(
+        r#"{label}<h1>{name}: measures</h1>
+<nav aria-label="Views of the ICS"><a href="/ics/{ods}">Overview</a></nav>
+{freshness}<section id="measures">
+<table class="measures">
+  <caption>Each trust's measures: the latest value and its Making Data Count variation and assurance</caption>
+  <thead><tr><th scope="col">Measure</th><th scope="col">Trust</th><th scope="col">Latest period</th><th scope="col">Latest value</th><th scope="col">Variation</th><th scope="col">Assurance</th><th scope="col">Points</th></tr></thead>
+  <tbody>
+{rows}  </tbody>
+</table>
+</section>"#,
+        name = escape(&view.name),
+        ods = escape(&ods),
+    );
+    page_response(StatusCode::OK, &format!("{} — measures", view.name), &body)
+}
+
+/// One trust of the ICS: its row of the overview and its measures with their icons.
+async fn trust_page(
+    State(dashboard): State<Dashboard>,
+    Path((ods, trust_code)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(refused) = ics_caller(&dashboard, &headers, &ods) {
+        return refused;
+    }
+    let today = chrono::Utc::now().date_naive();
+    let overview = match views::overview(&dashboard.pool, &ics_scope(&ods), today).await {
+        Ok(overview) => overview,
+        Err(error) => return error_page(&error),
+    };
+    // A trust outside the ICS reads as unknown, as in the gRPC API.
+    let Some(trust) = overview
+        .trusts
+        .iter()
+        .find(|trust| trust.ods_code == trust_code)
+    else {
+        return error_page(&ics_service_kit::ServiceError::not_found(format!(
+            "trust {trust_code} in ics {ods}"
+        )));
+    };
+    let measures = match crate::measures::measure_view(&dashboard.pool, &ods, "", today).await {
+        Ok(view) => view,
+        Err(error) => return error_page(&error),
+    };
+    let mut rows = String::new();
+    for row in measures
+        .rows
+        .iter()
+        .filter(|row| row.ods_code == trust_code)
+    {
+        rows.push_str(&format!(
+            "    <tr><th scope=\"row\"><a href=\"/ics/{ods}/measures/{code}/{trust}\">{measure}</a></th><td>{period}</td><td class=\"number\">{value}</td><td>{variation}</td><td>{assurance}</td></tr>\n",
+            ods = escape(&ods),
+            code = escape(&row.measure_code),
+            trust = escape(&row.ods_code),
+            measure = escape(&row.measure_name),
+            period = date_text(row.latest_period_start.as_ref()),
+            value = value_text(row.latest_value, row.display_scale, &row.unit),
+            variation = ics_measures::variation_icon(row.variation)
+                .map(ics_charts::variation_icon)
+                .unwrap_or_else(|| "—".to_owned()),
+            assurance = ics_measures::assurance_icon(row.assurance)
+                .map(ics_charts::assurance_icon)
+                .unwrap_or_else(|| "—".to_owned()),
+        ));
+    }
+    if rows.is_empty() {
+        rows.push_str("    <tr><td colspan=\"5\">No measures recorded for this trust.</td></tr>\n");
+    }
+    let body = format!(
+        r#"{label}<h1>{name}</h1>
+<nav aria-label="Views of the ICS"><a href="/ics/{ods}">Overview</a> <a href="/ics/{ods}/measures">Measures</a></nav>
+<table class="trusts">
+  <caption>{name} in the ICS overview</caption>
+  <thead><tr>
+    <th scope="col">Trust</th><th scope="col">ODS code</th><th scope="col">CQC overall</th><th scope="col">Rated on</th>
+    <th scope="col">Active value streams</th><th scope="col">Executive departures (24 months)</th>
+    <th scope="col">Training participants</th><th scope="col">Valued the training</th>
+  </tr></thead>
+  <tbody>
+{summary}  </tbody>
+</table>
+<table class="measures">
+  <caption>Measures of {name}</caption>
+  <thead><tr><th scope="col">Measure</th><th scope="col">Latest period</th><th scope="col">Latest value</th><th scope="col">Variation</th><th scope="col">Assurance</th></tr></thead>
+  <tbody>
+{rows}  </tbody>
+</table>"#,
+        label = data_label(&dashboard),
+        name = escape(&trust.name),
+        ods = escape(&ods),
+        summary = trust_row(trust),
+    );
+    page_response(StatusCode::OK, &trust.name, &body)
+}
+
+/// One series' XmR chart, from the reporting service's own analysis of it.
+async fn series_page(
+    State(dashboard): State<Dashboard>,
+    Path((ods, measure_code, trust)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(refused) = ics_caller(&dashboard, &headers, &ods) {
+        return refused;
+    }
+    let key = ics_proto::events::v1::SeriesKey {
+        measure_code: measure_code.clone(),
+        ods_code: trust.clone(),
+        value_stream_id: String::new(),
+    };
+    let today = chrono::Utc::now().date_naive();
+    let (measure, series) =
+        match crate::measures::ics_series(&dashboard.pool, &ods, &key, today).await {
+            Ok(found) => found,
+            Err(error) => return error_page(&error),
+        };
+    let analysis = series.analyse(&measure);
+    let labels: Vec<String> = series
+        .dated_points()
+        .map(|(start, _)| start.format("%b %Y").to_string())
+        .collect();
+    let chart = ics_charts::xmr_chart(&ics_charts::XmrChart {
+        title: &format!("{} — {}", measure.name, trust),
+        unit: &measure.unit,
+        labels: &labels,
+        analysis: &analysis,
+        target: series.target(&measure),
+    });
+    let body = format!(
+        r#"{label}<h1>{name}, {trust}</h1>
+<nav aria-label="Views of the ICS"><a href="/ics/{ods}/measures">All measures</a></nav>
+<figure class="chart">{chart}<figcaption>XmR chart of {name} for {trust}: {points} points, with the process limits and the target the reporting service computed.</figcaption></figure>"#,
+        label = data_label(&dashboard),
+        name = escape(&measure.name),
+        trust = escape(&trust),
+        ods = escape(&ods),
+        points = labels.len(),
+    );
+    page_response(
+        StatusCode::OK,
+        &format!("{} — {}", measure.name, trust),
+        &body,
+    )
+}
+
+/// A value as boards read it: scaled (a proportion as a percentage), without float noise.
+fn value_text(value: f64, scale: f64, unit: &str) -> String {
+    let scaled = value * if scale > 0.0 { scale } else { 1.0 };
+    let rounded = format!("{scaled:.2}");
+    let trimmed = rounded.trim_end_matches('0').trim_end_matches('.');
+    if unit.is_empty() {
+        trimmed.to_owned()
+    } else {
+        format!("{trimmed} {}", escape(unit))
+    }
+}
+
+fn data_label(dashboard: &Dashboard) -> String {
+    dashboard
+        .data_label
+        .as_deref()
+        .map(|label| format!(r#"<p class="data-label" role="note">{}</p>"#, escape(label)))
+        .unwrap_or_default()
+}
+
+fn error_page(error: &ics_service_kit::ServiceError) -> Response {
+    page_response(
+        StatusCode::from_u16(http_status(error)).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        "Not available",
+        &format!(
+            "<h1>Not available</h1><p>{}</p>",
+            escape(&error.to_string())
+        ),
+    )
+}
+
+/// The HTTP status a view's error answers with (the gRPC code's counterpart).
+fn http_status(error: &ics_service_kit::ServiceError) -> u16 {
+    match error.code() {
+        tonic::Code::NotFound => 404,
+        tonic::Code::PermissionDenied => 403,
+        tonic::Code::InvalidArgument => 400,
+        tonic::Code::Unavailable => 503,
+        _ => 500,
+    }
+}
+
+/// The overview's updates: the section again, as HTML, whenever a change of the overview
+/// projection alters it; ends when the token expires or the server stops.
+async fn ics_live(
+    State(dashboard): State<Dashboard>,
+    Path(ods): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let expires_at = match ics_caller(&dashboard, &headers, &ods) {
+        Ok((_, expires_at)) => expires_at,
+        Err(refused) => return refused,
+    };
+    Sse::new(overview_updates(dashboard, ods, expires_at))
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+fn overview_updates(
+    dashboard: Dashboard,
+    ods: String,
+    expires_at: Option<SystemTime>,
+) -> impl Stream<Item = Result<Event, std::convert::Infallible>> {
+    let (sender, receiver) = tokio::sync::mpsc::channel(8);
+    let mut changes = dashboard.changes.subscribe();
+    tokio::spawn(async move {
+        let scope = ics_scope(&ods);
+        let mut last: Option<Overview> = None;
+        loop {
+            let today = chrono::Utc::now().date_naive();
+            if let Ok(overview) = views::overview(&dashboard.pool, &scope, today).await
+                && last.as_ref() != Some(&overview)
+            {
+                // The first view is the one the page already shows.
+                if last.is_some() {
+                    let event = Event::default()
+                        .event("overview")
+                        .data(overview_section(&overview));
+                    if sender.send(Ok(event)).await.is_err() {
+                        return;
+                    }
+                }
+                last = Some(overview);
+            }
+            loop {
+                let change = tokio::select! {
+                    () = dashboard.shutdown.cancelled() => return,
+                    () = sender.closed() => return,
+                    () = token_expired(expires_at) => {
+                        let _ = sender.send(Ok(Event::default().event("expired").data("signed out"))).await;
+                        return;
+                    }
+                    change = changes.recv() => change,
+                };
+                match change {
+                    Ok(change) if change.projection == OVERVIEW => break,
+                    Ok(_) => continue,
+                    Err(RecvError::Lagged(_)) => break,
+                    Err(RecvError::Closed) => return,
+                }
+            }
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(receiver)
+}
+
+fn date_text(date: Option<&ics_proto::events::v1::Date>) -> String {
+    date.and_then(ics_proto::date::to_naive)
+        .map(|date: NaiveDate| date.format("%-d %B %Y").to_string())
+        .unwrap_or_else(|| "—".to_owned())
+}
+
+fn cqc_word(rating: i32) -> &'static str {
+    use ics_proto::events::v1::CqcRating;
+    match CqcRating::try_from(rating) {
+        Ok(CqcRating::Outstanding) => "Outstanding",
+        Ok(CqcRating::Good) => "Good",
+        Ok(CqcRating::RequiresImprovement) => "Requires improvement",
+        Ok(CqcRating::Inadequate) => "Inadequate",
+        _ => "Not rated",
+    }
+}
+
+/// The overview's tables: what the page shows and what each live update replaces.
+fn overview_section(overview: &Overview) -> String {
+    let mut rows = String::new();
+    for trust in &overview.trusts {
+        rows.push_str(&trust_row(trust));
+    }
+    let streams = overview.value_streams.unwrap_or_default();
+    let training = overview.training.unwrap_or_default();
+    format!(
+        r#"<p>Membership and figures as of <strong>{as_of}</strong>.</p>
+<table class="trusts">
+  <caption>Trusts of the ICS: CQC rating, value streams, leadership stability and training</caption>
+  <thead><tr>
+    <th scope="col">Trust</th><th scope="col">ODS code</th><th scope="col">CQC overall</th><th scope="col">Rated on</th>
+    <th scope="col">Active value streams</th><th scope="col">Executive departures (24 months)</th>
+    <th scope="col">Training participants</th><th scope="col">Valued the training</th>
+  </tr></thead>
+  <tbody>
+{rows}  </tbody>
+</table>
+<table class="totals">
+  <caption>ICS totals</caption>
+  <tbody>
+    <tr><th scope="row">Value streams</th><td>{active} active, {proposed} proposed, {sustaining} sustaining, {closed} closed</td></tr>
+    <tr><th scope="row">Executive departures (24 months)</th><td>{departures}</td></tr>
+    <tr><th scope="row">Training</th><td>{participants} participants, {completed} completed, {valued}</td></tr>
+  </tbody>
+</table>"#,
+        as_of = date_text(overview.as_of.as_ref()),
+        active = streams.active,
+        proposed = streams.proposed,
+        sustaining = streams.sustaining,
+        closed = streams.closed,
+        departures = overview.executive_departures_24_months,
+        participants = training.participants,
+        completed = training.completed,
+        valued = share_text(&training),
+    )
+}
+
+fn share_text(training: &ics_proto::reporting::v1::TrainingParticipation) -> String {
+    if training.survey_respondents == 0 {
+        "no survey responses".to_owned()
+    } else {
+        format!(
+            "{:.0}% of {} respondents valued it",
+            training.share_valued * 100.0,
+            training.survey_respondents
+        )
+    }
+}
+
+fn trust_row(trust: &TrustSummary) -> String {
+    let (rating, rated_on) = match &trust.current_cqc {
+        Some(record) => (
+            cqc_word(record.ratings.as_ref().map_or(0, |ratings| ratings.overall)),
+            date_text(record.published_on.as_ref()),
+        ),
+        None => ("Not rated", "—".to_owned()),
+    };
+    let streams = trust.value_streams.unwrap_or_default();
+    let training = trust.training.unwrap_or_default();
+    format!(
+        "    <tr><th scope=\"row\"><a href=\"/ics/{icb}/trusts/{ods}\">{name}</a></th><td>{ods}</td><td class=\"rating\">{rating}</td><td>{rated_on}</td><td>{active}</td><td>{departures}</td><td>{participants}</td><td>{valued}</td></tr>\n",
+        icb = escape(&trust.icb_ods_code),
+        name = escape(&trust.name),
+        ods = escape(&trust.ods_code),
+        active = streams.active,
+        departures = trust.executive_departures_24_months,
+        participants = training.participants,
+        valued = share_text(&training),
+    )
+}
+
+/// A whole page: the skip link, the landmark and the page's own script and styles.
+fn page_response(status: StatusCode, title: &str, body: &str) -> Response {
+    let page = format!(
+        r##"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<link rel="stylesheet" href="/static/dashboard.css">
+<script src="/static/dashboard.js" defer></script>
+</head>
+<body>
+<a class="skip" href="#main">Skip to content</a>
+<main id="main" tabindex="-1">
+{body}
+</main>
+</body>
+</html>
+"##,
+        title = escape(title),
+    );
+    let mut response = (status, Html(page)).into_response();
+    let headers = response.headers_mut();
+    // Scripts and styles from this origin only, no framing, no referrer leaking ODS paths.
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+        ),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+async fn script() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("dashboard/dashboard.js"),
+    )
+        .into_response()
+}
+
+async fn stylesheet() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("dashboard/dashboard.css"),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_read_as_boards_read_them() {
+        assert_eq!(value_text(0.6358000000000001, 100.0, "%"), "63.58 %");
+        assert_eq!(
+            value_text(635.8000000000001, 1.0, "minutes"),
+            "635.8 minutes"
+        );
+        assert_eq!(value_text(12.0, 0.0, ""), "12");
+    }
+
+    #[test]
+    fn the_session_cookie_is_found_among_others() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_static("theme=dark; ics_session=abc.def.ghi; other=1"),
+        );
+        assert_eq!(session_cookie(&headers).as_deref(), Some("abc.def.ghi"));
+        assert_eq!(session_cookie(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn pages_forbid_framing_and_foreign_scripts() {
+        let response = page_response(StatusCode::OK, "t <x>", "<p>body</p>");
+        let policy = response
+            .headers()
+            .get(header::CONTENT_SECURITY_POLICY)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default();
+        assert!(policy.contains("script-src 'self'") && policy.contains("frame-ancestors 'none'"));
+    }
+}

@@ -1,0 +1,194 @@
+// The board dashboard in Debian's chromium, as a board member uses it. Started by
+// tests/tests/dashboard.rs, which seeds the data and publishes a rating when this script says
+// READY on stdout (and answers PUBLISHED on stdin). Exits non-zero, naming each failure, when
+// anything a board should see is missing or anything it should not see is shown.
+//
+// Environment: DASHBOARD_URL, BOARD_TOKEN (a board of ICS_ODS), ICS_ODS, OTHER_ICS_ODS,
+// OWN_TRUSTS and OTHER_TRUSTS (comma-separated trust names), LIVE_TRUST (the trust whose rating
+// is published while the page is open), DATA_LABEL (the deployment's notice that its data is
+// for demonstration), MEASURE_NAME (a measure with a series of one of the ICS's trusts),
+// OTHER_TRUST_CODE (a trust of the other ICS), SCREENSHOTS (a directory, optional).
+
+import { chromium } from "playwright-core";
+import readline from "node:readline";
+
+const env = (name) => {
+  const value = process.env[name];
+  if (!value) {
+    throw new Error(`${name} is not set`);
+  }
+  return value;
+};
+const base = env("DASHBOARD_URL");
+const token = env("BOARD_TOKEN");
+const ics = env("ICS_ODS");
+const otherIcs = env("OTHER_ICS_ODS");
+const ownTrusts = env("OWN_TRUSTS").split(",");
+const otherTrusts = env("OTHER_TRUSTS").split(",");
+const liveTrust = env("LIVE_TRUST");
+const dataLabel = env("DATA_LABEL");
+const measureName = env("MEASURE_NAME");
+const otherTrustCode = env("OTHER_TRUST_CODE");
+const screenshots = process.env.SCREENSHOTS;
+
+const failures = [];
+const check = (condition, what) => {
+  if (!condition) {
+    failures.push(what);
+  }
+};
+
+const input = readline.createInterface({ input: process.stdin });
+const lines = input[Symbol.asyncIterator]();
+const nextLine = async () => (await lines.next()).value;
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+  args: [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+  ],
+});
+try {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+
+  // 1. Without a token: the sign-in page, and no data.
+  const anonymous = await page.goto(`${base}/ics/${ics}`);
+  check(anonymous.status() === 401, `a page without a token answered ${anonymous.status()}, not 401`);
+  check(await page.locator("form#sign-in textarea#token").isVisible(), "no sign-in form without a token");
+  const anonymousText = await page.locator("body").innerText();
+  for (const trust of [...ownTrusts, ...otherTrusts]) {
+    check(!anonymousText.includes(trust), `the sign-in page shows ${trust}`);
+  }
+  const wrong = await page.request.get(`${base}/ics/${ics}`, {
+    headers: { Authorization: "Bearer not-a-token" },
+  });
+  check(wrong.status() === 401, `a bad bearer token answered ${wrong.status()}`);
+  if (screenshots) {
+    await page.screenshot({ path: `${screenshots}/sign-in.png`, fullPage: true });
+  }
+
+  // 2. A sign-in link (token in the fragment) signs in with an HttpOnly cookie.
+  await page.goto(`${base}/sign-in#token=${encodeURIComponent(token)}`);
+  await page.waitForURL(`${base}/ics/${ics}`);
+  const cookies = await context.cookies();
+  const session = cookies.find((cookie) => cookie.name === "ics_session");
+  check(session?.httpOnly === true, "the session cookie is not HttpOnly");
+  check(session?.sameSite === "Strict", `the session cookie is SameSite=${session?.sameSite}`);
+
+  // 3. Its own trusts, none of another ICS's.
+  const rows = page.locator("table.trusts tbody tr");
+  check((await rows.count()) === ownTrusts.length, `the overview lists ${await rows.count()} trusts, not ${ownTrusts.length}`);
+  const text = await page.locator("main").innerText();
+  for (const trust of ownTrusts) {
+    check(text.includes(trust), `the overview does not show ${trust}`);
+  }
+  for (const trust of otherTrusts) {
+    check(!text.includes(trust), `the overview shows another ICS's ${trust}`);
+  }
+  check(text.includes(dataLabel), "the page does not say its data is for demonstration");
+  check(/The data runs to \d/.test(text), "the page does not say when its data runs to");
+  const foreign = await page.goto(`${base}/ics/${otherIcs}`);
+  check(foreign.status() === 403, `another ICS's page answered ${foreign.status()}, not 403`);
+  const foreignText = await page.locator("body").innerText();
+  for (const trust of otherTrusts) {
+    check(!foreignText.includes(trust), `another ICS's refusal shows ${trust}`);
+  }
+  await page.goto(`${base}/ics/${ics}`);
+
+  // 4. Tables carry their semantics: a caption and header cells with a scope.
+  check((await page.locator("table.trusts caption").count()) === 1, "the trusts table has no caption");
+  check(
+    (await page.locator("table.trusts thead th[scope=col]").count()) >= 5,
+    "the trusts table's column headers have no scope",
+  );
+  check(
+    (await page.locator("table.trusts tbody th[scope=row]").count()) === ownTrusts.length,
+    "the trusts table's rows have no row headers",
+  );
+
+  // 5. By keyboard: the skip link comes first and lands on the content; sign-out is reachable.
+  await page.keyboard.press("Tab");
+  check(
+    (await page.evaluate(() => document.activeElement?.textContent)) === "Skip to content",
+    "the first Tab does not reach the skip link",
+  );
+  await page.keyboard.press("Enter");
+  check(
+    (await page.evaluate(() => document.activeElement?.id)) === "main",
+    "the skip link does not move focus to the content",
+  );
+  let reachedSignOut = false;
+  for (let step = 0; step < 10 && !reachedSignOut; step++) {
+    await page.keyboard.press("Tab");
+    reachedSignOut = (await page.evaluate(() => document.activeElement?.textContent)) === "Sign out";
+  }
+  check(reachedSignOut, "Sign out cannot be reached by keyboard");
+
+  // 6. Measures: the Making Data Count icons and the XmR chart render, with text alternatives.
+  await page.getByRole("link", { name: "Measures" }).click();
+  await page.waitForURL(`${base}/ics/${ics}/measures`);
+  const icons = page.locator("table.measures svg.mdc-icon[role=img]");
+  check((await icons.count()) >= 2, `the measures page draws ${await icons.count()} icons, not a variation and an assurance icon`);
+  const iconTitles = await icons.evaluateAll((svgs) => svgs.map((svg) => svg.querySelector("title")?.textContent ?? ""));
+  check(iconTitles.some((title) => title.startsWith("Variation: ")), `no icon names its variation in words: ${iconTitles}`);
+  check(iconTitles.some((title) => title.startsWith("Assurance: ")), `no icon names its assurance in words: ${iconTitles}`);
+  const iconBox = await icons.first().boundingBox();
+  check(iconBox !== null && iconBox.width >= 16 && iconBox.height >= 16, "the icons are not drawn");
+  await page.getByRole("link", { name: measureName }).first().click();
+  const chart = page.locator("figure.chart svg[role=img]");
+  await chart.waitFor();
+  const chartBox = await chart.boundingBox();
+  check(chartBox !== null && chartBox.width > 200 && chartBox.height > 100, "the XmR chart is not drawn");
+  const chartName = await chart.evaluate((svg) => svg.querySelector("title")?.textContent ?? "");
+  check(chartName.includes(measureName), `the chart's accessible name is "${chartName}"`);
+  check((await page.locator("figure.chart figcaption").innerText()).includes("XmR chart"), "the chart has no caption");
+  check((await chart.locator("circle, path").count()) > 10, "the chart has no points or lines");
+  if (screenshots) {
+    await page.screenshot({ path: `${screenshots}/chart.png`, fullPage: true });
+  }
+  await page.goto(`${base}/ics/${ics}/measures`);
+  if (screenshots) {
+    await page.screenshot({ path: `${screenshots}/measures.png`, fullPage: true });
+  }
+
+  // 7. A trust's drill-down: its own row and measures; another ICS's trust is not found.
+  await page.goto(`${base}/ics/${ics}`);
+  await page.getByRole("link", { name: liveTrust }).click();
+  await page.locator("h1", { hasText: liveTrust }).waitFor();
+  check((await page.locator("table.measures tbody svg.mdc-icon").count()) >= 2, "the trust page has no measure icons");
+  const outsider = await page.goto(`${base}/ics/${ics}/trusts/${otherTrustCode}`);
+  check(outsider.status() === 404, `another ICS's trust answered ${outsider.status()}, not 404`);
+  await page.goto(`${base}/ics/${ics}`);
+
+  // 8. Live: a rating published over gRPC appears without a reload within a second.
+  const liveRow = page.locator("table.trusts tbody tr", { hasText: liveTrust });
+  check(!(await liveRow.innerText()).includes("Outstanding"), `${liveTrust} is already Outstanding`);
+  // Let the page's event stream connect before the rating is published.
+  await page.waitForTimeout(500);
+  console.log("READY");
+  check((await nextLine()) === "PUBLISHED", "the test did not publish the rating");
+  const published = Date.now();
+  try {
+    await liveRow.locator("td.rating", { hasText: "Outstanding" }).waitFor({ timeout: 1000 });
+    console.error(`live: the rating appeared ${Date.now() - published} ms after it was acknowledged`);
+  } catch {
+    failures.push(`the published rating did not appear on the open page within 1 s`);
+  }
+  if (screenshots) {
+    await page.screenshot({ path: `${screenshots}/overview.png`, fullPage: true });
+  }
+} finally {
+  await browser.close();
+  input.close();
+}
+
+if (failures.length > 0) {
+  console.error(failures.map((failure) => `FAILED: ${failure}`).join("\n"));
+  process.exit(1);
+}
+console.log("OK");
