@@ -7,7 +7,8 @@
 // OWN_TRUSTS and OTHER_TRUSTS (comma-separated trust names), LIVE_TRUST (the trust whose rating
 // is published while the page is open), DATA_LABEL (the deployment's notice that its data is
 // for demonstration), MEASURE_NAME (a measure with a series of one of the ICS's trusts),
-// OTHER_TRUST_CODE (a trust of the other ICS), SCREENSHOTS (a directory, optional).
+// OTHER_TRUST_CODE (a trust of the other ICS), PROGRAMME_ID, PROGRAMME_NAME and PROGRAMME_TOKEN
+// (a programme board's), SCREENSHOTS (a directory, optional).
 
 import { chromium } from "playwright-core";
 import readline from "node:readline";
@@ -29,6 +30,9 @@ const liveTrust = env("LIVE_TRUST");
 const dataLabel = env("DATA_LABEL");
 const measureName = env("MEASURE_NAME");
 const otherTrustCode = env("OTHER_TRUST_CODE");
+const programme = env("PROGRAMME_ID");
+const programmeName = env("PROGRAMME_NAME");
+const programmeToken = env("PROGRAMME_TOKEN");
 const screenshots = process.env.SCREENSHOTS;
 
 const failures = [];
@@ -130,7 +134,7 @@ try {
   check(reachedSignOut, "Sign out cannot be reached by keyboard");
 
   // 6. Measures: the Making Data Count icons and the XmR chart render, with text alternatives.
-  await page.getByRole("link", { name: "Measures" }).click();
+  await page.getByRole("link", { name: "Measures", exact: true }).click();
   await page.waitForURL(`${base}/ics/${ics}/measures`);
   const icons = page.locator("table.measures svg.mdc-icon[role=img]");
   check((await icons.count()) >= 2, `the measures page draws ${await icons.count()} icons, not a variation and an assurance icon`);
@@ -165,7 +169,45 @@ try {
   check(outsider.status() === 404, `another ICS's trust answered ${outsider.status()}, not 404`);
   await page.goto(`${base}/ics/${ics}`);
 
-  // 8. Live: a rating published over gRPC appears without a reload within a second.
+  // 8. Board packs download, computed by the service: one table per CSV file, no float noise.
+  const csv = await page.request.get(`${base}/ics/${ics}/board-pack/measures.csv`);
+  check(csv.status() === 200, `the measures CSV answered ${csv.status()}`);
+  check((csv.headers()["content-type"] ?? "").startsWith("text/csv"), "the measures CSV is not text/csv");
+  const csvText = await csv.text();
+  check(csvText.includes(measureName) && !/\d\.\d*0000000\d/.test(csvText), `the measures CSV: ${csvText.slice(0, 300)}`);
+  const packPage = await page.request.get(`${base}/ics/${ics}/board-pack/board-pack.html`);
+  check(packPage.status() === 200 && (await packPage.text()).includes("<svg"), "the HTML board pack has no charts");
+  check(
+    (packPage.headers()["content-disposition"] ?? "").startsWith("attachment"),
+    "the HTML board pack is not a download",
+  );
+  const foreignPack = await page.request.get(`${base}/ics/${otherIcs}/board-pack/measures.csv`);
+  check(foreignPack.status() === 403, `another ICS's board pack answered ${foreignPack.status()}`);
+  const foreignProgramme = await page.request.get(`${base}/programmes/${programme}`);
+  check(foreignProgramme.status() === 403, `a programme the board is not on answered ${foreignProgramme.status()}`);
+
+  // 9. A programme's board lands on its programme's outcomes.
+  const programmeContext = await browser.newContext();
+  const programmePage = await programmeContext.newPage();
+  await programmePage.goto(`${base}/sign-in#token=${encodeURIComponent(programmeToken)}`);
+  await programmePage.waitForURL(`${base}/programmes/${programme}`);
+  check(
+    (await programmePage.locator("h1").innerText()) === programmeName,
+    "the programme page is not headed by the programme's name",
+  );
+  check(
+    (await programmePage.locator("table caption", { hasText: "Headline" }).count()) === 1,
+    "the programme page has no headline table",
+  );
+  const crossing = await programmePage.goto(`${base}/ics/${ics}`);
+  check(crossing.status() === 403, `a programme board reading an ICS page got ${crossing.status()}`);
+  if (screenshots) {
+    await programmePage.goto(`${base}/programmes/${programme}`);
+    await programmePage.screenshot({ path: `${screenshots}/programme.png`, fullPage: true });
+  }
+  await programmeContext.close();
+
+  // 10. Live: a rating published over gRPC appears without a reload within a second.
   const liveRow = page.locator("table.trusts tbody tr", { hasText: liveTrust });
   check(!(await liveRow.innerText()).includes("Outstanding"), `${liveTrust} is already Outstanding`);
   // Let the page's event stream connect before the rating is published.

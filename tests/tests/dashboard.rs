@@ -16,7 +16,8 @@ use ics_proto::reporting::v1::reporting_service_client::ReportingServiceClient;
 use ics_proto::reporting::v1::{GetOverviewRequest, Scope, scope};
 use ics_proto::trusts::v1::trusts_service_client::TrustsServiceClient;
 use ics_proto::trusts::v1::{
-    LinkOrganisationRequest, PublishCqcRatingRequest, RegisterOrganisationRequest,
+    JoinProgrammeRequest, LinkOrganisationRequest, PublishCqcRatingRequest,
+    RegisterOrganisationRequest, RegisterProgrammeRequest,
 };
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -32,6 +33,7 @@ const SURREY: (&str, &str) = ("RTP", "Surrey and Sussex Healthcare NHS Trust");
 const DATA_LABEL: &str = "SAMPLE data for demonstration only";
 const FFT: &str = "FFT_POSITIVE";
 const FFT_NAME: &str = "Friends and Family Test % positive";
+const PROGRAMME_NAME: &str = "West Yorkshire improvement programme";
 
 fn browser_dir() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/browser"))
@@ -115,6 +117,39 @@ async fn a_board_reads_its_live_ics_overview_in_the_browser() {
     }
 
     record_a_measure(&server, &operator).await;
+    let programme = trusts
+        .register_programme(authorized(
+            &operator,
+            RegisterProgrammeRequest {
+                options: ics_e2e::options(),
+                name: PROGRAMME_NAME.into(),
+                description: "Leeds and partners".into(),
+                starts_on: Some(linked_since),
+                ends_on: None,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .stream_id
+        .trim_start_matches("programme-")
+        .to_owned();
+    trusts
+        .join_programme(authorized(
+            &operator,
+            JoinProgrammeRequest {
+                options: ics_e2e::options(),
+                programme_id: programme.clone(),
+                ods_code: "RR8".into(),
+                joined_on: Some(linked_since),
+            },
+        ))
+        .await
+        .unwrap();
+    let programme_board = deployment.token(&Principal::BoardReader {
+        ics_ods_code: None,
+        programme_id: Some(programme.clone()),
+    });
 
     let board = deployment.token(&Principal::BoardReader {
         ics_ods_code: Some("QWO".into()),
@@ -139,6 +174,9 @@ async fn a_board_reads_its_live_ics_overview_in_the_browser() {
         .env("DATA_LABEL", DATA_LABEL)
         .env("MEASURE_NAME", FFT_NAME)
         .env("OTHER_TRUST_CODE", SURREY.0)
+        .env("PROGRAMME_ID", &programme)
+        .env("PROGRAMME_NAME", PROGRAMME_NAME)
+        .env("PROGRAMME_TOKEN", &programme_board)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -173,9 +211,10 @@ async fn a_board_reads_its_live_ics_overview_in_the_browser() {
             .await
             .unwrap();
     }
+    // A browser script that failed early has closed its input already; its output says why.
     let mut stdin = browser.stdin.take().unwrap();
-    stdin.write_all(b"PUBLISHED\n").await.unwrap();
-    stdin.flush().await.unwrap();
+    let _ = stdin.write_all(b"PUBLISHED\n").await;
+    let _ = stdin.flush().await;
     let mut rest = Vec::new();
     while let Ok(Some(line)) = said.next_line().await {
         rest.push(line);

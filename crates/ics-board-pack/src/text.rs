@@ -228,6 +228,11 @@ impl Table {
         &self.rows
     }
 
+    /// The column headings, for renderings other than plain text (the dashboard's HTML).
+    pub fn headings(&self) -> impl Iterator<Item = &str> {
+        self.headings.iter().map(|(heading, _)| heading.as_str())
+    }
+
     pub fn lines(&self) -> Vec<String> {
         let mut widths: Vec<usize> = self
             .headings

@@ -76,6 +76,12 @@ impl Dashboard {
             .route("/ics/{ods}/live", get(ics_live))
             .route("/ics/{ods}/measures", get(measures_page))
             .route("/ics/{ods}/trusts/{trust}", get(trust_page))
+            .route("/ics/{ods}/board-pack/{file}", get(ics_board_pack))
+            .route("/programmes/{id}", get(programme_page))
+            .route(
+                "/programmes/{id}/board-pack/{file}",
+                get(programme_board_pack),
+            )
             .route("/ics/{ods}/measures/{measure}/{trust}", get(series_page))
             .route("/static/dashboard.js", get(script))
             .route("/static/dashboard.css", get(stylesheet))
@@ -115,6 +121,10 @@ fn home_of(principal: &Principal) -> Option<String> {
             ics_ods_code: Some(ics),
             ..
         } => Some(format!("/ics/{ics}")),
+        Principal::BoardReader {
+            programme_id: Some(programme),
+            ..
+        } => Some(format!("/programmes/{programme}")),
         _ => None,
     }
 }
@@ -251,7 +261,7 @@ async fn ics_page(
             let body = format!(
                 r#"<div class="signed-in">Signed in as {who} <form method="post" action="/sign-out"><button type="submit">Sign out</button></form></div>
 {label}<h1>{name}</h1>
-<nav aria-label="Views of the ICS"><a href="/ics/{ods}/measures">Measures</a></nav>
+<nav aria-label="Views of the ICS"><a href="/ics/{ods}/measures">Measures</a> <a href="/ics/{ods}/board-pack/board-pack.html" download>Board pack (HTML)</a> <a href="/ics/{ods}/board-pack/measures.csv" download>Measures (CSV)</a> <a href="/ics/{ods}/board-pack/outcomes.csv" download>Outcomes (CSV)</a></nav>
 {freshness}<p class="live-status" id="live-status" role="status">Updates appear here as they happen.</p>
 <section id="overview" data-live="/ics/{ods}/live" aria-live="polite">{section}</section>"#,
                 who = escape(&principal.label()),
@@ -346,6 +356,193 @@ async fn measures_page(
         ods = escape(&ods),
     );
     page_response(StatusCode::OK, &format!("{} — measures", view.name), &body)
+}
+
+/// The caller of a programme page, or the response that refuses it.
+fn programme_caller(
+    dashboard: &Dashboard,
+    headers: &HeaderMap,
+    programme: &str,
+) -> Result<Principal, Response> {
+    let Some((principal, _)) = dashboard.caller(headers) else {
+        return Err(page_response(
+            StatusCode::UNAUTHORIZED,
+            "Sign in",
+            &sign_in_form(None),
+        ));
+    };
+    if let Err(denied) = principal.authorize_programme_read(programme) {
+        denied.audit();
+        return Err(page_response(
+            StatusCode::FORBIDDEN,
+            "Not allowed",
+            "<h1>Not allowed</h1><p>Your board may not read this programme.</p>",
+        ));
+    }
+    Ok(principal)
+}
+
+fn programme_scope(programme: &str) -> Scope {
+    Scope {
+        scope: Some(scope::Scope::ProgrammeId(programme.to_owned())),
+    }
+}
+
+/// A programme's workshop outcomes: the headline table and each trust's contribution.
+async fn programme_page(
+    State(dashboard): State<Dashboard>,
+    Path(programme): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(refused) = programme_caller(&dashboard, &headers, &programme) {
+        return refused;
+    }
+    let today = chrono::Utc::now().date_naive();
+    let outcomes = match views::outcomes(&dashboard.pool, &programme_scope(&programme), today).await
+    {
+        Ok(outcomes) => outcomes,
+        Err(error) => return error_page(&error),
+    };
+    let headline = html_table(
+        "Headline: workshops with a report-out, and the reduction they achieved, by kind of improvement",
+        &ics_board_pack::outcomes::headline_table(&outcomes.headline),
+    );
+    let mut by_trust = ics_board_pack::text::Table::new(&[
+        ("trust", ics_board_pack::text::Align::Left),
+        ("improvement kind", ics_board_pack::text::Align::Left),
+        ("workshops", ics_board_pack::text::Align::Right),
+        ("reduction", ics_board_pack::text::Align::Left),
+    ]);
+    for group in &outcomes.by_trust {
+        for outcome in ics_board_pack::outcomes::kinds_with_workshops(&group.kinds) {
+            by_trust.row(vec![
+                group.name.clone(),
+                ics_board_pack::outcomes::kind_label(outcome.kind),
+                outcome.workshops.to_string(),
+                ics_board_pack::outcomes::reduction_text(Some(outcome)),
+            ]);
+        }
+    }
+    if by_trust.rows().is_empty() {
+        by_trust.row(vec![
+            "No trust has a workshop with a report-out yet.".to_owned(),
+            String::new(),
+            String::new(),
+            String::new(),
+        ]);
+    }
+    let freshness = freshness_note(&dashboard.pool, crate::OUTCOMES).await;
+    let body = format!(
+        r#"{label}<h1>{name}</h1>
+<nav aria-label="Downloads"><a href="/programmes/{id}/board-pack/board-pack.html" download>Board pack (HTML)</a> <a href="/programmes/{id}/board-pack/outcomes.csv" download>Outcomes (CSV)</a></nav>
+{freshness}<p>Workshops counted as of <strong>{as_of}</strong>.</p>
+<section id="outcomes">{headline}{by_trust}</section>"#,
+        label = data_label(&dashboard),
+        name = escape(&outcomes.name),
+        id = escape(&programme),
+        as_of = date_text(outcomes.as_of.as_ref()),
+        by_trust = html_table("Each trust's contribution", &by_trust),
+    );
+    page_response(StatusCode::OK, &outcomes.name, &body)
+}
+
+/// A board-pack table as an accessible HTML table: a caption, column headers, and the first
+/// cell of each row as its row header.
+fn html_table(caption: &str, table: &ics_board_pack::text::Table) -> String {
+    let headings: String = table
+        .headings()
+        .map(|heading| format!(r#"<th scope="col">{}</th>"#, escape(heading)))
+        .collect();
+    let rows: String = table
+        .rows()
+        .iter()
+        .map(|row| {
+            let cells: String = row
+                .iter()
+                .enumerate()
+                .map(|(index, cell)| {
+                    if index == 0 {
+                        format!(r#"<th scope="row">{}</th>"#, escape(cell))
+                    } else {
+                        format!("<td>{}</td>", escape(cell))
+                    }
+                })
+                .collect();
+            format!("<tr>{cells}</tr>\n")
+        })
+        .collect();
+    format!(
+        "<table>\n<caption>{}</caption>\n<thead><tr>{headings}</tr></thead>\n<tbody>\n{rows}</tbody>\n</table>\n",
+        escape(caption)
+    )
+}
+
+async fn ics_board_pack(
+    State(dashboard): State<Dashboard>,
+    Path((ods, file)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(refused) = ics_caller(&dashboard, &headers, &ods) {
+        return refused;
+    }
+    board_pack_download(&dashboard, &ics_scope(&ods), &file).await
+}
+
+async fn programme_board_pack(
+    State(dashboard): State<Dashboard>,
+    Path((programme, file)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(refused) = programme_caller(&dashboard, &headers, &programme) {
+        return refused;
+    }
+    board_pack_download(&dashboard, &programme_scope(&programme), &file).await
+}
+
+/// The scope's board pack as the service computes it for `GetBoardPack`: `board-pack.html`, or
+/// one CSV table (`outcomes.csv`, `measures.csv`).
+async fn board_pack_download(dashboard: &Dashboard, scope: &Scope, file: &str) -> Response {
+    let wanted = match file.strip_suffix(".csv") {
+        _ if file == "board-pack.html" => crate::board_pack::Wanted::Html,
+        Some(table) => match crate::board_pack::Wanted::of(
+            ics_proto::reporting::v1::BoardPackFormat::Csv as i32,
+            table,
+            scope,
+        ) {
+            Ok(wanted) => wanted,
+            Err(error) => return error_page(&error),
+        },
+        None => {
+            return error_page(&ics_service_kit::ServiceError::not_found(format!(
+                "board pack file {file}"
+            )));
+        }
+    };
+    let today = chrono::Utc::now().date_naive();
+    let generated_at = chrono::Utc::now().format("%-d %B %Y %H:%M UTC").to_string();
+    let pack =
+        match crate::board_pack::board_pack(&dashboard.pool, scope, today, &wanted, &generated_at)
+            .await
+        {
+            Ok(pack) => pack,
+            Err(error) => return error_page(&error),
+        };
+    let Some(file) = pack.files.into_iter().next() else {
+        return error_page(&ics_service_kit::ServiceError::not_found("board pack file"));
+    };
+    let mut response = (StatusCode::OK, file.content).into_response();
+    let headers = response.headers_mut();
+    if let Ok(content_type) = HeaderValue::from_str(&file.content_type) {
+        headers.insert(header::CONTENT_TYPE, content_type);
+    }
+    // The server names the file: a plain name, no directories.
+    if let Ok(disposition) =
+        HeaderValue::from_str(&format!("attachment; filename=\"{}\"", file.file_name))
+    {
+        headers.insert(header::CONTENT_DISPOSITION, disposition);
+    }
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 /// One trust of the ICS: its row of the overview and its measures with their icons.
