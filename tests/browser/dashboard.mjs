@@ -224,6 +224,22 @@ try {
   if (screenshots) {
     await page.screenshot({ path: `${screenshots}/overview.png`, fullPage: true });
   }
+
+  // 11. The measures page is live too: a new month recorded over gRPC shows without a reload.
+  await page.goto(`${base}/ics/${ics}/measures`);
+  const points = page.locator("table.measures tbody tr", { hasText: measureName }).locator("td").last();
+  const pointsBefore = Number(await points.innerText());
+  await page.waitForTimeout(500);
+  console.log("MEASURES_READY");
+  check((await nextLine()) === "RECORDED", "the test did not record the observation");
+  try {
+    await page
+      .locator("table.measures tbody tr", { hasText: measureName })
+      .locator("td", { hasText: String(pointsBefore + 1) })
+      .waitFor({ timeout: 2000 });
+  } catch {
+    failures.push(`the recorded observation did not reach the open measures page within 2 s (${pointsBefore} points)`);
+  }
 } finally {
   await browser.close();
   input.close();

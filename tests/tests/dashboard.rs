@@ -217,6 +217,11 @@ async fn a_board_reads_its_live_ics_overview_in_the_browser() {
     let _ = stdin.flush().await;
     let mut rest = Vec::new();
     while let Ok(Some(line)) = said.next_line().await {
+        if line == "MEASURES_READY" {
+            record_month(&server, &operator, 20).await;
+            let _ = stdin.write_all(b"RECORDED\n").await;
+            let _ = stdin.flush().await;
+        }
         rest.push(line);
     }
     let status = tokio::time::timeout(Duration::from_secs(30), browser.wait())
@@ -238,9 +243,7 @@ async fn record_a_measure(server: &ics_e2e::Server, operator: &str) {
         SpcRuleSet,
     };
     use ics_proto::metrics::v1::metrics_service_client::MetricsServiceClient;
-    use ics_proto::metrics::v1::{
-        DefineMeasureRequest, IngestObservationsRequest, ObservationInput,
-    };
+    use ics_proto::metrics::v1::{DefineMeasureRequest, IngestObservationsRequest};
     use ics_proto::reporting::v1::GetMeasureViewRequest;
 
     let mut metrics = MetricsServiceClient::new(channel(&server.metrics_url).await);
@@ -266,30 +269,7 @@ async fn record_a_measure(server: &ics_e2e::Server, operator: &str) {
         ))
         .await
         .unwrap();
-    let observations: Vec<ObservationInput> = (0..20u32)
-        .map(|offset| {
-            let start = chrono::NaiveDate::from_ymd_opt(2023, 1, 1)
-                .unwrap()
-                .checked_add_months(chrono::Months::new(offset))
-                .unwrap();
-            let end = start
-                .checked_add_months(chrono::Months::new(1))
-                .unwrap()
-                .pred_opt()
-                .unwrap();
-            ObservationInput {
-                measure_code: FFT.into(),
-                ods_code: "RR8".into(),
-                value_stream_id: String::new(),
-                period_start: Some(from_naive(start)),
-                period_end: Some(from_naive(end)),
-                value: None,
-                numerator: Some(910.0 + f64::from(offset % 3) * 10.0),
-                denominator: Some(1000.0),
-                source: "fft-extract".into(),
-            }
-        })
-        .collect();
+    let observations: Vec<_> = (0..20u32).map(fft_month).collect();
     // The metrics service learns of the trusts from the trusts service's events.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -334,4 +314,44 @@ async fn record_a_measure(server: &ics_e2e::Server, operator: &str) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Leeds's Friends and Family Test for the month `offset` months after January 2023.
+fn fft_month(offset: u32) -> ics_proto::metrics::v1::ObservationInput {
+    let start = chrono::NaiveDate::from_ymd_opt(2023, 1, 1)
+        .unwrap()
+        .checked_add_months(chrono::Months::new(offset))
+        .unwrap();
+    let end = start
+        .checked_add_months(chrono::Months::new(1))
+        .unwrap()
+        .pred_opt()
+        .unwrap();
+    ics_proto::metrics::v1::ObservationInput {
+        measure_code: FFT.into(),
+        ods_code: "RR8".into(),
+        value_stream_id: String::new(),
+        period_start: Some(from_naive(start)),
+        period_end: Some(from_naive(end)),
+        value: None,
+        numerator: Some(910.0 + f64::from(offset % 3) * 10.0),
+        denominator: Some(1000.0),
+        source: "fft-extract".into(),
+    }
+}
+
+/// One more month, recorded with a unary call.
+async fn record_month(server: &ics_e2e::Server, operator: &str, offset: u32) {
+    use ics_proto::metrics::v1::RecordObservationRequest;
+    use ics_proto::metrics::v1::metrics_service_client::MetricsServiceClient;
+    MetricsServiceClient::new(channel(&server.metrics_url).await)
+        .record_observation(authorized(
+            operator,
+            RecordObservationRequest {
+                options: ics_e2e::options(),
+                observation: Some(fft_month(offset)),
+            },
+        ))
+        .await
+        .unwrap();
 }

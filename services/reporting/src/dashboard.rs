@@ -21,7 +21,6 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use chrono::NaiveDate;
-use futures_util::Stream;
 use ics_charts::escape;
 use ics_proto::reporting::v1::{Overview, Scope, TrustSummary, scope};
 use ics_service_kit::auth::{Authenticator, Principal, token_expired};
@@ -75,9 +74,11 @@ impl Dashboard {
             .route("/ics/{ods}", get(ics_page))
             .route("/ics/{ods}/live", get(ics_live))
             .route("/ics/{ods}/measures", get(measures_page))
+            .route("/ics/{ods}/measures/live", get(measures_live))
             .route("/ics/{ods}/trusts/{trust}", get(trust_page))
             .route("/ics/{ods}/board-pack/{file}", get(ics_board_pack))
             .route("/programmes/{id}", get(programme_page))
+            .route("/programmes/{id}/live", get(programme_live))
             .route(
                 "/programmes/{id}/board-pack/{file}",
                 get(programme_board_pack),
@@ -319,41 +320,16 @@ async fn measures_page(
         Ok(view) => view,
         Err(error) => return error_page(&error),
     };
-    let mut rows = String::new();
-    for row in &view.rows {
-        let variation = ics_measures::variation_icon(row.variation)
-            .map(ics_charts::variation_icon)
-            .unwrap_or_else(|| "—".to_owned());
-        let assurance = ics_measures::assurance_icon(row.assurance)
-            .map(ics_charts::assurance_icon)
-            .unwrap_or_else(|| "—".to_owned());
-        rows.push_str(&format!(
-            "    <tr><th scope=\"row\"><a href=\"/ics/{ods}/measures/{code}/{trust}\">{measure}</a></th><td>{organisation}</td><td>{period}</td><td class=\"number\">{value}</td><td>{variation}</td><td>{assurance}</td><td>{points}</td></tr>\n",
-            ods = escape(&ods),
-            code = escape(&row.measure_code),
-            trust = escape(&row.ods_code),
-            measure = escape(&row.measure_name),
-            organisation = escape(&row.organisation_name),
-            period = date_text(row.latest_period_start.as_ref()),
-            value = value_text(row.latest_value, row.display_scale, &row.unit),
-            points = row.points,
-        ));
-    }
     let label = data_label(&dashboard);
     let freshness = freshness_note(&dashboard.pool, crate::MEASURES).await;
     let body = format!(
         r#"{label}<h1>{name}: measures</h1>
 <nav aria-label="Views of the ICS"><a href="/ics/{ods}">Overview</a></nav>
-{freshness}<section id="measures">
-<table class="measures">
-  <caption>Each trust's measures: the latest value and its Making Data Count variation and assurance</caption>
-  <thead><tr><th scope="col">Measure</th><th scope="col">Trust</th><th scope="col">Latest period</th><th scope="col">Latest value</th><th scope="col">Variation</th><th scope="col">Assurance</th><th scope="col">Points</th></tr></thead>
-  <tbody>
-{rows}  </tbody>
-</table>
-</section>"#,
+{freshness}<p class="live-status" id="live-status" role="status">Updates appear here as they happen.</p>
+<section id="measures" data-live="/ics/{ods}/measures/live" aria-live="polite">{section}</section>"#,
         name = escape(&view.name),
         ods = escape(&ods),
+        section = measures_section(&ods, &view),
     );
     page_response(StatusCode::OK, &format!("{} — measures", view.name), &body)
 }
@@ -363,8 +339,8 @@ fn programme_caller(
     dashboard: &Dashboard,
     headers: &HeaderMap,
     programme: &str,
-) -> Result<Principal, Response> {
-    let Some((principal, _)) = dashboard.caller(headers) else {
+) -> Result<(Principal, Option<SystemTime>), Response> {
+    let Some((principal, expires_at)) = dashboard.caller(headers) else {
         return Err(page_response(
             StatusCode::UNAUTHORIZED,
             "Sign in",
@@ -379,7 +355,7 @@ fn programme_caller(
             "<h1>Not allowed</h1><p>Your board may not read this programme.</p>",
         ));
     }
-    Ok(principal)
+    Ok((principal, expires_at))
 }
 
 fn programme_scope(programme: &str) -> Scope {
@@ -403,23 +379,43 @@ async fn programme_page(
         Ok(outcomes) => outcomes,
         Err(error) => return error_page(&error),
     };
+    let freshness = freshness_note(&dashboard.pool, crate::OUTCOMES).await;
+    let body = format!(
+        r#"{label}<h1>{name}</h1>
+<nav aria-label="Downloads"><a href="/programmes/{id}/board-pack/board-pack.html" download>Board pack (HTML)</a> <a href="/programmes/{id}/board-pack/outcomes.csv" download>Outcomes (CSV)</a></nav>
+{freshness}<p class="live-status" id="live-status" role="status">Updates appear here as they happen.</p>
+<section id="outcomes" data-live="/programmes/{id}/live" aria-live="polite">{section}</section>"#,
+        label = data_label(&dashboard),
+        name = escape(&outcomes.name),
+        id = escape(&programme),
+        section = outcomes_section(&outcomes),
+    );
+    page_response(StatusCode::OK, &outcomes.name, &body)
+}
+
+/// The outcomes tables: what the programme page shows and what each live update replaces.
+fn outcomes_section(outcomes: &ics_proto::reporting::v1::Outcomes) -> String {
+    use ics_board_pack::outcomes::{
+        headline_table, kind_label, kinds_with_workshops, reduction_text,
+    };
+    use ics_board_pack::text::{Align, Table};
     let headline = html_table(
         "Headline: workshops with a report-out, and the reduction they achieved, by kind of improvement",
-        &ics_board_pack::outcomes::headline_table(&outcomes.headline),
+        &headline_table(&outcomes.headline),
     );
-    let mut by_trust = ics_board_pack::text::Table::new(&[
-        ("trust", ics_board_pack::text::Align::Left),
-        ("improvement kind", ics_board_pack::text::Align::Left),
-        ("workshops", ics_board_pack::text::Align::Right),
-        ("reduction", ics_board_pack::text::Align::Left),
+    let mut by_trust = Table::new(&[
+        ("trust", Align::Left),
+        ("improvement kind", Align::Left),
+        ("workshops", Align::Right),
+        ("reduction", Align::Left),
     ]);
     for group in &outcomes.by_trust {
-        for outcome in ics_board_pack::outcomes::kinds_with_workshops(&group.kinds) {
+        for outcome in kinds_with_workshops(&group.kinds) {
             by_trust.row(vec![
                 group.name.clone(),
-                ics_board_pack::outcomes::kind_label(outcome.kind),
+                kind_label(outcome.kind),
                 outcome.workshops.to_string(),
-                ics_board_pack::outcomes::reduction_text(Some(outcome)),
+                reduction_text(Some(outcome)),
             ]);
         }
     }
@@ -431,19 +427,11 @@ async fn programme_page(
             String::new(),
         ]);
     }
-    let freshness = freshness_note(&dashboard.pool, crate::OUTCOMES).await;
-    let body = format!(
-        r#"{label}<h1>{name}</h1>
-<nav aria-label="Downloads"><a href="/programmes/{id}/board-pack/board-pack.html" download>Board pack (HTML)</a> <a href="/programmes/{id}/board-pack/outcomes.csv" download>Outcomes (CSV)</a></nav>
-{freshness}<p>Workshops counted as of <strong>{as_of}</strong>.</p>
-<section id="outcomes">{headline}{by_trust}</section>"#,
-        label = data_label(&dashboard),
-        name = escape(&outcomes.name),
-        id = escape(&programme),
-        as_of = date_text(outcomes.as_of.as_ref()),
-        by_trust = html_table("Each trust's contribution", &by_trust),
-    );
-    page_response(StatusCode::OK, &outcomes.name, &body)
+    format!(
+        "<p>Workshops counted as of <strong>{}</strong>.</p>\n{headline}{}",
+        date_text(outcomes.as_of.as_ref()),
+        html_table("Each trust's contribution", &by_trust)
+    )
 }
 
 /// A board-pack table as an accessible HTML table: a caption, column headers, and the first
@@ -543,6 +531,43 @@ async fn board_pack_download(dashboard: &Dashboard, scope: &Scope, file: &str) -
     }
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+/// The measures table: what the page shows and what each live update replaces.
+fn measures_section(ods: &str, view: &ics_proto::reporting::v1::MeasureView) -> String {
+    let mut rows = String::new();
+    for row in &view.rows {
+        let variation = ics_measures::variation_icon(row.variation)
+            .map(ics_charts::variation_icon)
+            .unwrap_or_else(|| "—".to_owned());
+        let assurance = ics_measures::assurance_icon(row.assurance)
+            .map(ics_charts::assurance_icon)
+            .unwrap_or_else(|| "—".to_owned());
+        rows.push_str(&format!(
+            "    <tr><th scope=\"row\"><a href=\"/ics/{ods}/measures/{code}/{trust}\">{measure}</a></th><td>{organisation}</td><td>{period}</td><td class=\"number\">{value}</td><td>{variation}</td><td>{assurance}</td><td>{points}</td></tr>\n",
+            ods = escape(ods),
+            code = escape(&row.measure_code),
+            trust = escape(&row.ods_code),
+            measure = escape(&row.measure_name),
+            organisation = escape(&row.organisation_name),
+            period = date_text(row.latest_period_start.as_ref()),
+            value = value_text(row.latest_value, row.display_scale, &row.unit),
+            points = row.points,
+        ));
+    }
+    if rows.is_empty() {
+        rows.push_str(
+            "    <tr><td colspan=\"7\">No measures recorded for the ICS's trusts yet.</td></tr>\n",
+        );
+    }
+    format!(
+        r#"<table class="measures">
+  <caption>Each trust's measures: the latest value and its Making Data Count variation and assurance</caption>
+  <thead><tr><th scope="col">Measure</th><th scope="col">Trust</th><th scope="col">Latest period</th><th scope="col">Latest value</th><th scope="col">Variation</th><th scope="col">Assurance</th><th scope="col">Points</th></tr></thead>
+  <tbody>
+{rows}  </tbody>
+</table>"#
+    )
 }
 
 /// One trust of the ICS: its row of the overview and its measures with their icons.
@@ -727,36 +752,107 @@ async fn ics_live(
         Ok((_, expires_at)) => expires_at,
         Err(refused) => return refused,
     };
-    Sse::new(overview_updates(dashboard, ods, expires_at))
-        .keep_alive(KeepAlive::default())
-        .into_response()
+    let scope = ics_scope(&ods);
+    live(dashboard, &[OVERVIEW], expires_at, move |pool| {
+        let scope = scope.clone();
+        Box::pin(async move {
+            let today = chrono::Utc::now().date_naive();
+            views::overview(&pool, &scope, today)
+                .await
+                .ok()
+                .map(|overview| overview_section(&overview))
+        })
+    })
 }
 
-fn overview_updates(
+/// The measures page's updates (the measures projection's changes).
+async fn measures_live(
+    State(dashboard): State<Dashboard>,
+    Path(ods): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let expires_at = match ics_caller(&dashboard, &headers, &ods) {
+        Ok((_, expires_at)) => expires_at,
+        Err(refused) => return refused,
+    };
+    live(
+        dashboard,
+        &[crate::MEASURES, OVERVIEW],
+        expires_at,
+        move |pool| {
+            let ods = ods.clone();
+            Box::pin(async move {
+                let today = chrono::Utc::now().date_naive();
+                crate::measures::measure_view(&pool, &ods, "", today)
+                    .await
+                    .ok()
+                    .map(|view| measures_section(&ods, &view))
+            })
+        },
+    )
+}
+
+/// The programme page's updates (the outcomes projection's changes, and the overview's, which
+/// hold membership and names).
+async fn programme_live(
+    State(dashboard): State<Dashboard>,
+    Path(programme): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let expires_at = match programme_caller(&dashboard, &headers, &programme) {
+        Ok((_, expires_at)) => expires_at,
+        Err(refused) => return refused,
+    };
+    let scope = programme_scope(&programme);
+    live(
+        dashboard,
+        &[crate::OUTCOMES, OVERVIEW],
+        expires_at,
+        move |pool| {
+            let scope = scope.clone();
+            Box::pin(async move {
+                let today = chrono::Utc::now().date_naive();
+                views::outcomes(&pool, &scope, today)
+                    .await
+                    .ok()
+                    .map(|outcomes| outcomes_section(&outcomes))
+            })
+        },
+    )
+}
+
+/// A page section kept live: `render` draws it again whenever one of `projections` applies a
+/// change, and an `update` event carries it when it differs from what the page shows; the
+/// stream ends when the token expires (an `expired` event) or the server stops.
+fn live<F>(
     dashboard: Dashboard,
-    ods: String,
+    projections: &'static [&'static str],
     expires_at: Option<SystemTime>,
-) -> impl Stream<Item = Result<Event, std::convert::Infallible>> {
+    render: F,
+) -> Response
+where
+    F: Fn(PgPool) -> futures_util::future::BoxFuture<'static, Option<String>> + Send + 'static,
+{
     let (sender, receiver) = tokio::sync::mpsc::channel(8);
     let mut changes = dashboard.changes.subscribe();
     tokio::spawn(async move {
-        let scope = ics_scope(&ods);
-        let mut last: Option<Overview> = None;
+        let mut last: Option<String> = None;
         loop {
-            let today = chrono::Utc::now().date_naive();
-            if let Ok(overview) = views::overview(&dashboard.pool, &scope, today).await
-                && last.as_ref() != Some(&overview)
+            if let Some(section) = render(dashboard.pool.clone()).await
+                && last.as_ref() != Some(&section)
             {
-                // The first view is the one the page already shows.
+                // The first rendering is the one the page already shows.
                 if last.is_some() {
-                    let event = Event::default()
-                        .event("overview")
-                        .data(overview_section(&overview));
-                    if sender.send(Ok(event)).await.is_err() {
+                    let event = Event::default().event("update").data(section.clone());
+                    if sender
+                        .send(Ok::<_, std::convert::Infallible>(event))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }
-                last = Some(overview);
+                last = Some(section);
             }
             loop {
                 let change = tokio::select! {
@@ -769,7 +865,7 @@ fn overview_updates(
                     change = changes.recv() => change,
                 };
                 match change {
-                    Ok(change) if change.projection == OVERVIEW => break,
+                    Ok(change) if projections.contains(&change.projection.as_str()) => break,
                     Ok(_) => continue,
                     Err(RecvError::Lagged(_)) => break,
                     Err(RecvError::Closed) => return,
@@ -777,7 +873,9 @@ fn overview_updates(
             }
         }
     });
-    tokio_stream::wrappers::ReceiverStream::new(receiver)
+    Sse::new(tokio_stream::wrappers::ReceiverStream::new(receiver))
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }
 
 fn date_text(date: Option<&ics_proto::events::v1::Date>) -> String {

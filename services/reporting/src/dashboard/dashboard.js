@@ -17,7 +17,7 @@ document.addEventListener("DOMContentLoaded", () => {
     return;
   }
   const source = new EventSource(live.dataset.live);
-  source.addEventListener("overview", (event) => {
+  source.addEventListener("update", (event) => {
     live.innerHTML = event.data;
     if (status) {
       status.textContent = "Updated " + new Date().toLocaleTimeString("en-GB") + ".";
