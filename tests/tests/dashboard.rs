@@ -355,3 +355,54 @@ async fn record_month(server: &ics_e2e::Server, operator: &str, offset: u32) {
         .await
         .unwrap();
 }
+
+/// A plain HTTP/1.1 GET: the status code and the body.
+async fn http_get(base: &str, path: &str) -> (u16, String) {
+    use tokio::io::AsyncReadExt;
+    let address = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Every process serves HTTP on its own address: `/healthz` everywhere, the dashboard only where
+/// the reporting service runs.
+#[tokio::test]
+async fn every_process_serves_http_and_only_reporting_serves_the_dashboard() {
+    let deployment = Deployment::new().await;
+    let trusts = deployment.start("trusts").await;
+    let reporting = deployment.start("reporting").await;
+    assert_ne!(trusts.dashboard_url, reporting.dashboard_url);
+    for server in [&trusts, &reporting] {
+        let (status, body) = http_get(&server.dashboard_url, "/healthz").await;
+        assert_eq!(
+            (status, body.trim()),
+            (200, "ok"),
+            "{}",
+            server.dashboard_url
+        );
+    }
+    let (status, _) = http_get(&trusts.dashboard_url, "/sign-in").await;
+    assert_eq!(status, 404, "the trusts process serves no dashboard");
+    let (status, body) = http_get(&reporting.dashboard_url, "/ics/QWO").await;
+    assert_eq!(status, 401, "a dashboard page without a token");
+    assert!(body.contains("id=\"sign-in\""), "{body}");
+    deployment.finish().await;
+}

@@ -72,6 +72,12 @@ pub struct CommonConfig {
     #[command(flatten)]
     pub tls: TlsConfig,
 
+    /// This process's HTTP address: `/healthz`, and the board dashboard where the reporting
+    /// service runs. `icsd` defaults it by command: 127.0.0.1:8080 for `all` and `reporting`,
+    /// :8081 `trusts`, :8082 `workshops`, :8083 `metrics`.
+    #[arg(long, env = "ICS_HTTP_LISTEN")]
+    pub http_listen: Option<std::net::SocketAddr>,
+
     /// Seconds to let in-flight calls finish after a shutdown signal before giving up on them.
     #[arg(long, env = "ICS_SHUTDOWN_GRACE_SECS", default_value_t = DEFAULT_SHUTDOWN_GRACE_SECS)]
     pub shutdown_grace_secs: u64,
@@ -105,6 +111,15 @@ impl CommonConfig {
         Duration::from_secs(self.shutdown_drain_secs)
     }
 
+    /// The same, serving HTTP on `http_listen` (none: no HTTP surface, for the services of
+    /// `icsd all` other than the one that serves the process's).
+    pub fn with_http_listen(&self, http_listen: Option<std::net::SocketAddr>) -> CommonConfig {
+        CommonConfig {
+            http_listen,
+            ..self.clone()
+        }
+    }
+
     /// The configuration of one of `services` services sharing this process: each gets an
     /// equal part of the connection budget.
     pub fn shared_by(&self, services: u32) -> CommonConfig {
@@ -124,6 +139,7 @@ impl Default for CommonConfig {
             auth: AuthConfig::default(),
             telemetry: TelemetryConfig::default(),
             tls: TlsConfig::default(),
+            http_listen: None,
             shutdown_grace_secs: DEFAULT_SHUTDOWN_GRACE_SECS,
             shutdown_drain_secs: DEFAULT_SHUTDOWN_DRAIN_SECS,
             db_max_connections: DEFAULT_DB_MAX_CONNECTIONS,
@@ -143,6 +159,7 @@ impl fmt::Debug for CommonConfig {
             .field("auth", &self.auth)
             .field("telemetry", &self.telemetry)
             .field("tls", &self.tls)
+            .field("http_listen", &self.http_listen)
             .field("shutdown_grace_secs", &self.shutdown_grace_secs)
             .field("shutdown_drain_secs", &self.shutdown_drain_secs)
             .field("db_max_connections", &self.db_max_connections)

@@ -73,6 +73,8 @@ pub struct ServiceHost {
     service_names: Vec<&'static str>,
     max_message_bytes: usize,
     background: Vec<JoinHandle<()>>,
+    /// Pages this service adds to the process's HTTP surface (the reporting dashboard).
+    http_routes: Option<axum::Router>,
 }
 
 impl std::fmt::Debug for ServiceHost {
@@ -147,6 +149,7 @@ impl ServiceHost {
             service_names: Vec::new(),
             max_message_bytes: crate::server::DEFAULT_MAX_MESSAGE_BYTES,
             background: vec![audit_writer],
+            http_routes: None,
         })
     }
 
@@ -200,13 +203,17 @@ impl ServiceHost {
         self.common.tls.tls_cert.is_some()
     }
 
-    /// Serves `router` over HTTP on `listen` until shutdown, with the listeners' TLS; a port
-    /// that cannot be bound fails the start.
-    pub async fn serve_http(
-        &mut self,
-        listen: SocketAddr,
-        router: axum::Router,
-    ) -> anyhow::Result<()> {
+    /// Adds pages to the process's HTTP surface (`ICS_HTTP_LISTEN`), beside `/healthz`.
+    pub fn add_http_routes(&mut self, router: axum::Router) {
+        self.http_routes = Some(match self.http_routes.take() {
+            Some(routes) => routes.merge(router),
+            None => router,
+        });
+    }
+
+    /// Serves the HTTP surface, with the listeners' TLS, until shutdown; a port that cannot
+    /// be bound fails the start.
+    async fn start_http(&mut self, listen: SocketAddr) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen for http on {listen} (ICS_HTTP_LISTEN)"))?;
@@ -219,6 +226,12 @@ impl ServiceHost {
                 )
             })
             .transpose()?;
+        // Liveness for load balancers and probes that speak HTTP rather than gRPC health.
+        let mut router =
+            axum::Router::new().route("/healthz", axum::routing::get(|| async { "ok\n" }));
+        if let Some(routes) = self.http_routes.take() {
+            router = router.merge(routes);
+        }
         let shutdown = self.shutdown.clone();
         self.spawn(async move {
             if let Err(error) = crate::http::serve_http(listener, router, tls, shutdown).await {
@@ -260,6 +273,9 @@ impl ServiceHost {
             admin = admin.with_projections(supervisor.clone());
         }
         self.add_service(AdminServiceServer::new(admin));
+        if let Some(http_listen) = self.common.http_listen {
+            self.start_http(http_listen).await?;
+        }
         let listener = tokio::net::TcpListener::bind(listen).await?;
         tracing::info!(service = self.service, listen = %listener.local_addr()?, "serving");
         let tls = crate::tls::TlsFiles::from_config(&self.common.tls)?

@@ -135,11 +135,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let telemetry = telemetry::init(&cli.common.telemetry, service_name)?;
     let shutdown = shutdown_on_signals();
+    // Every process serves HTTP; when services run apart on one host, each has its own port.
+    let http = |default: &str| {
+        let default = default.parse().expect("a socket address");
+        cli.common
+            .with_http_listen(Some(cli.common.http_listen.unwrap_or(default)))
+    };
     let outcome = match &cli.command {
-        Command::Trusts(config) => ics_trusts::run(&cli.common, config, shutdown).await,
-        Command::Workshops(config) => ics_workshops::run(&cli.common, config, shutdown).await,
-        Command::Metrics(config) => ics_metrics::run(&cli.common, config, shutdown).await,
-        Command::Reporting(config) => ics_reporting::run(&cli.common, config, shutdown).await,
+        Command::Trusts(config) => ics_trusts::run(&http(HTTP_TRUSTS), config, shutdown).await,
+        Command::Workshops(config) => {
+            ics_workshops::run(&http(HTTP_WORKSHOPS), config, shutdown).await
+        }
+        Command::Metrics(config) => ics_metrics::run(&http(HTTP_METRICS), config, shutdown).await,
+        Command::Reporting(config) => {
+            ics_reporting::run(&http(HTTP_REPORTING), config, shutdown).await
+        }
         Command::All {
             trusts,
             workshops,
@@ -152,7 +162,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 metrics,
                 reporting,
             };
-            run_all(&cli.common, &services, shutdown).await
+            run_all(&http(HTTP_REPORTING), &services, shutdown).await
         }
         Command::Healthcheck { .. } => Ok(()),
     };
@@ -162,6 +172,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     telemetry.shutdown().await;
     outcome
 }
+
+/// Default HTTP addresses (`ICS_HTTP_LISTEN`) by command.
+const HTTP_REPORTING: &str = "127.0.0.1:8080";
+const HTTP_TRUSTS: &str = "127.0.0.1:8081";
+const HTTP_WORKSHOPS: &str = "127.0.0.1:8082";
+const HTTP_METRICS: &str = "127.0.0.1:8083";
 
 /// The configuration of every service, for `all`.
 struct Services<'a> {
@@ -189,13 +205,15 @@ async fn run_all(
         }
         result
     };
-    // The connection budget is the process's: each service gets its share.
-    let share = &common.shared_by(4);
+    // The connection budget is the process's: each service gets its share. One HTTP surface
+    // for the process: the reporting service's, with the dashboard.
+    let with_http = &common.shared_by(4);
+    let share = &with_http.with_http_listen(None);
     let (trusts, workshops, metrics, reporting) = tokio::join!(
         async { stop_on_failure(ics_trusts::run(share, trusts, shutdown.clone()).await) },
         async { stop_on_failure(ics_workshops::run(share, workshops, shutdown.clone()).await) },
         async { stop_on_failure(ics_metrics::run(share, metrics, shutdown.clone()).await) },
-        async { stop_on_failure(ics_reporting::run(share, reporting, shutdown.clone()).await) },
+        async { stop_on_failure(ics_reporting::run(with_http, reporting, shutdown.clone()).await) },
     );
     trusts.and(workshops).and(metrics).and(reporting)
 }

@@ -122,15 +122,6 @@ pub struct ReportingConfig {
     )]
     pub listen: SocketAddr,
 
-    /// Address of the board dashboard (HTTP; HTTPS with `ICS_TLS_CERT`).
-    #[arg(
-        id = "http_listen",
-        long = "http-listen",
-        env = "ICS_HTTP_LISTEN",
-        default_value = "127.0.0.1:8080"
-    )]
-    pub http_listen: SocketAddr,
-
     /// A notice every dashboard page shows, for a deployment holding demonstration data
     /// (`scripts/demo` sets one saying the data is SAMPLE and SYNTHETIC).
     #[arg(long, env = "ICS_DATA_LABEL")]
@@ -171,8 +162,8 @@ pub async fn run(
         config.data_label.clone(),
         shutdown.clone(),
     );
-    host.serve_http(config.http_listen, dashboard.router())
-        .await?;
+    // On the process's HTTP surface (ICS_HTTP_LISTEN).
+    host.add_http_routes(dashboard.router());
     let api = ReportingApi::new(host.pool.clone(), changes, watches, shutdown.clone());
     host.add_service(ReportingServiceServer::new(api));
     host.serve(config.listen).await
