@@ -36,6 +36,50 @@ const programmeToken = env("PROGRAMME_TOKEN");
 const screenshots = process.env.SCREENSHOTS;
 
 const failures = [];
+
+// WCAG 2.1 AA 1.4.3: every HTML element with its own text has at least 4.5:1 contrast with its
+// effective background (3:1 for large text). Returns the offenders.
+const contrastProblems = (page) =>
+  page.evaluate(() => {
+    const channels = (color) => (color.match(/[\d.]+/g) ?? []).map(Number);
+    const luminance = ([r, g, b]) => {
+      const linear = (value) => {
+        const c = value / 255;
+        return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+      };
+      return 0.2126 * linear(r) + 0.7152 * linear(g) + 0.0722 * linear(b);
+    };
+    const background = (element) => {
+      for (let node = element; node; node = node.parentElement) {
+        const [r, g, b, a = 1] = channels(getComputedStyle(node).backgroundColor);
+        if (a > 0) {
+          return [r, g, b];
+        }
+      }
+      return [255, 255, 255];
+    };
+    const problems = [];
+    for (const element of document.body.querySelectorAll("*")) {
+      if (element instanceof SVGElement || element.closest("svg")) {
+        continue;
+      }
+      const ownText = [...element.childNodes].some(
+        (node) => node.nodeType === Node.TEXT_NODE && node.textContent.trim() !== "",
+      );
+      const style = getComputedStyle(element);
+      if (!ownText || style.visibility === "hidden" || element.getClientRects().length === 0) {
+        continue;
+      }
+      const [lighter, darker] = [luminance(channels(style.color)), luminance(background(element))].sort((a, b) => b - a);
+      const ratio = (lighter + 0.05) / (darker + 0.05);
+      const size = parseFloat(style.fontSize);
+      const large = size >= 24 || (size >= 18.66 && Number(style.fontWeight) >= 700);
+      if (ratio < (large ? 3 : 4.5)) {
+        problems.push(`${element.tagName.toLowerCase()} "${element.textContent.trim().slice(0, 40)}": ${ratio.toFixed(2)}:1`);
+      }
+    }
+    return problems;
+  });
 const check = (condition, what) => {
   if (!condition) {
     failures.push(what);
@@ -72,6 +116,9 @@ try {
     headers: { Authorization: "Bearer not-a-token" },
   });
   check(wrong.status() === 401, `a bad bearer token answered ${wrong.status()}`);
+  for (const problem of await contrastProblems(page)) {
+    failures.push(`contrast on the sign-in page: ${problem}`);
+  }
   if (screenshots) {
     await page.screenshot({ path: `${screenshots}/sign-in.png`, fullPage: true });
   }
@@ -103,6 +150,10 @@ try {
     check(!foreignText.includes(trust), `another ICS's refusal shows ${trust}`);
   }
   await page.goto(`${base}/ics/${ics}`);
+
+  for (const problem of await contrastProblems(page)) {
+    failures.push(`contrast on the overview: ${problem}`);
+  }
 
   // 4. Tables carry their semantics: a caption and header cells with a scope.
   check((await page.locator("table.trusts caption").count()) === 1, "the trusts table has no caption");
@@ -143,7 +194,21 @@ try {
   check(iconTitles.some((title) => title.startsWith("Assurance: ")), `no icon names its assurance in words: ${iconTitles}`);
   const iconBox = await icons.first().boundingBox();
   check(iconBox !== null && iconBox.width >= 16 && iconBox.height >= 16, "the icons are not drawn");
-  await page.getByRole("link", { name: measureName }).first().click();
+  for (const problem of await contrastProblems(page)) {
+    failures.push(`contrast on the measures page: ${problem}`);
+  }
+  const funnel = page.locator("#peers svg[role=img]");
+  check((await funnel.count()) >= 1, "the measures page has no funnel plot");
+  if ((await funnel.count()) >= 1) {
+    const funnelName = await funnel.first().evaluate((svg) => svg.querySelector("title")?.textContent ?? "");
+    check(funnelName.includes(measureName), `the funnel plot's accessible name is "${funnelName}"`);
+  }
+  await page
+    .locator("table.measures tbody tr")
+    .filter({ hasText: liveTrust })
+    .getByRole("link", { name: measureName })
+    .click();
+  await page.waitForURL(/\/measures\/[^/]+\/[^/]+$/);
   const chart = page.locator("figure.chart svg[role=img]");
   await chart.waitFor();
   const chartBox = await chart.boundingBox();
@@ -199,6 +264,9 @@ try {
     (await programmePage.locator("table caption", { hasText: "Headline" }).count()) === 1,
     "the programme page has no headline table",
   );
+  for (const problem of await contrastProblems(programmePage)) {
+    failures.push(`contrast on the programme page: ${problem}`);
+  }
   const crossing = await programmePage.goto(`${base}/ics/${ics}`);
   check(crossing.status() === 403, `a programme board reading an ICS page got ${crossing.status()}`);
   if (screenshots) {
@@ -227,16 +295,14 @@ try {
 
   // 11. The measures page is live too: a new month recorded over gRPC shows without a reload.
   await page.goto(`${base}/ics/${ics}/measures`);
-  const points = page.locator("table.measures tbody tr", { hasText: measureName }).locator("td").last();
+  const liveMeasure = page.locator("table.measures tbody tr").filter({ hasText: measureName }).filter({ hasText: liveTrust });
+  const points = liveMeasure.locator("td").last();
   const pointsBefore = Number(await points.innerText());
   await page.waitForTimeout(500);
   console.log("MEASURES_READY");
   check((await nextLine()) === "RECORDED", "the test did not record the observation");
   try {
-    await page
-      .locator("table.measures tbody tr", { hasText: measureName })
-      .locator("td", { hasText: String(pointsBefore + 1) })
-      .waitFor({ timeout: 2000 });
+    await liveMeasure.locator("td", { hasText: String(pointsBefore + 1) }).waitFor({ timeout: 2000 });
   } catch {
     failures.push(`the recorded observation did not reach the open measures page within 2 s (${pointsBefore} points)`);
   }

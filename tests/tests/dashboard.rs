@@ -235,8 +235,8 @@ async fn a_board_reads_its_live_ics_overview_in_the_browser() {
     deployment.finish().await;
 }
 
-/// Twenty months of the Friends and Family Test for Leeds (RR8), stable at 91–93% against a 90%
-/// target, until the reporting service's measure view shows them.
+/// Twenty months of the Friends and Family Test for Leeds (RR8) and Bradford (RAE), stable at
+/// 91–93% against a 90% target, until the reporting service's measure view shows them.
 async fn record_a_measure(server: &ics_e2e::Server, operator: &str) {
     use ics_proto::events::v1::{
         ImprovementDirection, MeasureDefinition, MeasureFrequency, MeasureScoring, SpcConflictRule,
@@ -269,7 +269,11 @@ async fn record_a_measure(server: &ics_e2e::Server, operator: &str) {
         ))
         .await
         .unwrap();
-    let observations: Vec<_> = (0..20u32).map(fft_month).collect();
+    // Two trusts, so that the measure has a funnel plot too.
+    let observations: Vec<_> = ["RR8", "RAE"]
+        .into_iter()
+        .flat_map(|ods_code| (0..20u32).map(move |offset| fft_month(ods_code, offset)))
+        .collect();
     // The metrics service learns of the trusts from the trusts service's events.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -316,8 +320,8 @@ async fn record_a_measure(server: &ics_e2e::Server, operator: &str) {
     }
 }
 
-/// Leeds's Friends and Family Test for the month `offset` months after January 2023.
-fn fft_month(offset: u32) -> ics_proto::metrics::v1::ObservationInput {
+/// A trust's Friends and Family Test for the month `offset` months after January 2023.
+fn fft_month(ods_code: &str, offset: u32) -> ics_proto::metrics::v1::ObservationInput {
     let start = chrono::NaiveDate::from_ymd_opt(2023, 1, 1)
         .unwrap()
         .checked_add_months(chrono::Months::new(offset))
@@ -329,7 +333,7 @@ fn fft_month(offset: u32) -> ics_proto::metrics::v1::ObservationInput {
         .unwrap();
     ics_proto::metrics::v1::ObservationInput {
         measure_code: FFT.into(),
-        ods_code: "RR8".into(),
+        ods_code: ods_code.into(),
         value_stream_id: String::new(),
         period_start: Some(from_naive(start)),
         period_end: Some(from_naive(end)),
@@ -349,7 +353,7 @@ async fn record_month(server: &ics_e2e::Server, operator: &str, offset: u32) {
             operator,
             RecordObservationRequest {
                 options: ics_e2e::options(),
-                observation: Some(fft_month(offset)),
+                observation: Some(fft_month("RR8", offset)),
             },
         ))
         .await

@@ -25,7 +25,7 @@ pub mod text;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;
 
-pub use measures::{MeasurePack, PeerFunnel, SeriesChart, is_proportion};
+pub use measures::{MeasurePack, PeerFunnel, SeriesChart, funnel_html, is_proportion};
 pub use pack::{
     MEASURES_TABLE, OUTCOMES_TABLE, csv_files, csv_tables, html, html_file, measures_ics,
     outcomes_csv,

@@ -243,8 +243,9 @@ fn capitalised(text: &str) -> String {
     }
 }
 
-/// A funnel plot of one comparison.
-fn funnel_html(view: &MeasureView, peer_funnel: &PeerFunnel) -> String {
+/// A funnel plot of one comparison, with its heading and a note of its limits (the board pack's
+/// and the dashboard's).
+pub fn funnel_html(view: &MeasureView, peer_funnel: &PeerFunnel) -> String {
     let PeerFunnel { comparison, funnel } = peer_funnel;
     let name = view
         .rows

@@ -76,6 +76,7 @@ impl Dashboard {
             .route("/ics/{ods}/measures", get(measures_page))
             .route("/ics/{ods}/measures/live", get(measures_live))
             .route("/ics/{ods}/trusts/{trust}", get(trust_page))
+            .route("/ics/{ods}/trusts/{trust}/live", get(trust_live))
             .route("/ics/{ods}/board-pack/{file}", get(ics_board_pack))
             .route("/programmes/{id}", get(programme_page))
             .route("/programmes/{id}/live", get(programme_live))
@@ -320,13 +321,40 @@ async fn measures_page(
         Ok(view) => view,
         Err(error) => return error_page(&error),
     };
+    // Funnel plots of the proportion measures, as the board pack draws them; a measure with too
+    // few trusts with data for one period, or not a proportion, has none.
+    let codes: std::collections::BTreeSet<&str> = view
+        .rows
+        .iter()
+        .map(|row| row.measure_code.as_str())
+        .collect();
+    let mut funnels = String::new();
+    for code in codes {
+        if let Ok((comparison, funnel)) =
+            crate::measures::peer_funnel(&dashboard.pool, &ods, code, "", None, today).await
+        {
+            funnels.push_str(&format!(
+                r#"<figure class="chart">{}</figure>"#,
+                ics_board_pack::funnel_html(
+                    &view,
+                    &ics_board_pack::PeerFunnel { comparison, funnel }
+                )
+            ));
+        }
+    }
+    if !funnels.is_empty() {
+        funnels = format!(
+            "<section id=\"peers\"><h2>The ICS's trusts against each other</h2>{funnels}</section>"
+        );
+    }
     let label = data_label(&dashboard);
     let freshness = freshness_note(&dashboard.pool, crate::MEASURES).await;
     let body = format!(
         r#"{label}<h1>{name}: measures</h1>
 <nav aria-label="Views of the ICS"><a href="/ics/{ods}">Overview</a></nav>
 {freshness}<p class="live-status" id="live-status" role="status">Updates appear here as they happen.</p>
-<section id="measures" data-live="/ics/{ods}/measures/live" aria-live="polite">{section}</section>"#,
+<section id="measures" data-live="/ics/{ods}/measures/live" aria-live="polite">{section}</section>
+{funnels}"#,
         name = escape(&view.name),
         ods = escape(&ods),
         section = measures_section(&ods, &view),
@@ -579,25 +607,66 @@ async fn trust_page(
     if let Err(refused) = ics_caller(&dashboard, &headers, &ods) {
         return refused;
     }
-    let today = chrono::Utc::now().date_naive();
-    let overview = match views::overview(&dashboard.pool, &ics_scope(&ods), today).await {
-        Ok(overview) => overview,
+    let (name, section) = match trust_section(&dashboard.pool, &ods, &trust_code).await {
+        Ok(found) => found,
         Err(error) => return error_page(&error),
     };
-    // A trust outside the ICS reads as unknown, as in the gRPC API.
-    let Some(trust) = overview
+    let body = format!(
+        r#"{label}<h1>{name}</h1>
+<nav aria-label="Views of the ICS"><a href="/ics/{ods}">Overview</a> <a href="/ics/{ods}/measures">Measures</a></nav>
+<p class="live-status" id="live-status" role="status">Updates appear here as they happen.</p>
+<section id="trust" data-live="/ics/{ods}/trusts/{trust}/live" aria-live="polite">{section}</section>"#,
+        label = data_label(&dashboard),
+        name = escape(&name),
+        ods = escape(&ods),
+        trust = escape(&trust_code),
+    );
+    page_response(StatusCode::OK, &name, &body)
+}
+
+/// The trust page's updates (its overview row and its measures).
+async fn trust_live(
+    State(dashboard): State<Dashboard>,
+    Path((ods, trust_code)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let expires_at = match ics_caller(&dashboard, &headers, &ods) {
+        Ok((_, expires_at)) => expires_at,
+        Err(refused) => return refused,
+    };
+    live(
+        dashboard,
+        &[OVERVIEW, crate::MEASURES],
+        expires_at,
+        move |pool| {
+            let (ods, trust_code) = (ods.clone(), trust_code.clone());
+            Box::pin(async move {
+                trust_section(&pool, &ods, &trust_code)
+                    .await
+                    .ok()
+                    .map(|(_, section)| section)
+            })
+        },
+    )
+}
+
+/// One trust's name and tables: its row of the ICS overview and its measures with their icons.
+/// A trust outside the ICS reads as unknown, as in the gRPC API.
+async fn trust_section(
+    pool: &PgPool,
+    ods: &str,
+    trust_code: &str,
+) -> Result<(String, String), ics_service_kit::ServiceError> {
+    let today = chrono::Utc::now().date_naive();
+    let overview = views::overview(pool, &ics_scope(ods), today).await?;
+    let trust = overview
         .trusts
         .iter()
         .find(|trust| trust.ods_code == trust_code)
-    else {
-        return error_page(&ics_service_kit::ServiceError::not_found(format!(
-            "trust {trust_code} in ics {ods}"
-        )));
-    };
-    let measures = match crate::measures::measure_view(&dashboard.pool, &ods, "", today).await {
-        Ok(view) => view,
-        Err(error) => return error_page(&error),
-    };
+        .ok_or_else(|| {
+            ics_service_kit::ServiceError::not_found(format!("trust {trust_code} in ics {ods}"))
+        })?;
+    let measures = crate::measures::measure_view(pool, ods, "", today).await?;
     let mut rows = String::new();
     for row in measures
         .rows
@@ -606,7 +675,7 @@ async fn trust_page(
     {
         rows.push_str(&format!(
             "    <tr><th scope=\"row\"><a href=\"/ics/{ods}/measures/{code}/{trust}\">{measure}</a></th><td>{period}</td><td class=\"number\">{value}</td><td>{variation}</td><td>{assurance}</td></tr>\n",
-            ods = escape(&ods),
+            ods = escape(ods),
             code = escape(&row.measure_code),
             trust = escape(&row.ods_code),
             measure = escape(&row.measure_name),
@@ -623,10 +692,8 @@ async fn trust_page(
     if rows.is_empty() {
         rows.push_str("    <tr><td colspan=\"5\">No measures recorded for this trust.</td></tr>\n");
     }
-    let body = format!(
-        r#"{label}<h1>{name}</h1>
-<nav aria-label="Views of the ICS"><a href="/ics/{ods}">Overview</a> <a href="/ics/{ods}/measures">Measures</a></nav>
-<table class="trusts">
+    let section = format!(
+        r#"<table class="trusts">
   <caption>{name} in the ICS overview</caption>
   <thead><tr>
     <th scope="col">Trust</th><th scope="col">ODS code</th><th scope="col">CQC overall</th><th scope="col">Rated on</th>
@@ -642,12 +709,10 @@ async fn trust_page(
   <tbody>
 {rows}  </tbody>
 </table>"#,
-        label = data_label(&dashboard),
         name = escape(&trust.name),
-        ods = escape(&ods),
         summary = trust_row(trust),
     );
-    page_response(StatusCode::OK, &trust.name, &body)
+    Ok((trust.name.clone(), section))
 }
 
 /// One series' XmR chart, from the reporting service's own analysis of it.
