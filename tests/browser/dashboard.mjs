@@ -197,6 +197,13 @@ try {
   for (const problem of await contrastProblems(page)) {
     failures.push(`contrast on the measures page: ${problem}`);
   }
+  // The series end in 2024: the page must say its figures are old, and how old.
+  check(
+    /The newest data runs to \d+ \w+ 2024, \d+ months ago: these figures are not current/.test(
+      await page.locator("main").innerText(),
+    ),
+    "the measures page does not warn that its newest data is old",
+  );
   const funnel = page.locator("#peers svg[role=img]");
   check((await funnel.count()) >= 1, "the measures page has no funnel plot");
   if ((await funnel.count()) >= 1) {

@@ -348,7 +348,7 @@ async fn measures_page(
         );
     }
     let label = data_label(&dashboard);
-    let freshness = freshness_note(&dashboard.pool, crate::MEASURES).await;
+    let freshness = periods_note(&view.rows.iter().collect::<Vec<_>>());
     let body = format!(
         r#"{label}<h1>{name}: measures</h1>
 <nav aria-label="Views of the ICS"><a href="/ics/{ods}">Overview</a></nav>
@@ -692,8 +692,13 @@ async fn trust_section(
     if rows.is_empty() {
         rows.push_str("    <tr><td colspan=\"5\">No measures recorded for this trust.</td></tr>\n");
     }
+    let own: Vec<_> = measures
+        .rows
+        .iter()
+        .filter(|row| row.ods_code == trust_code)
+        .collect();
     let section = format!(
-        r#"<table class="trusts">
+        r#"{periods}<table class="trusts">
   <caption>{name} in the ICS overview</caption>
   <thead><tr>
     <th scope="col">Trust</th><th scope="col">ODS code</th><th scope="col">CQC overall</th><th scope="col">Rated on</th>
@@ -711,6 +716,7 @@ async fn trust_section(
 </table>"#,
         name = escape(&trust.name),
         summary = trust_row(trust),
+        periods = periods_note(&own),
     );
     Ok((trust.name.clone(), section))
 }
@@ -793,6 +799,34 @@ fn error_page(error: &ics_service_kit::ServiceError) -> Response {
             escape(&error.to_string())
         ),
     )
+}
+
+/// What a measures page's data runs to: the end of the newest period any of its rows holds,
+/// with a warning when that is more than [`STALE_AFTER_DAYS`] ago (a board must not read an old
+/// chart as today's).
+fn periods_note(rows: &[&ics_proto::reporting::v1::MeasureRow]) -> String {
+    let newest = rows
+        .iter()
+        .filter_map(|row| {
+            row.latest_period_end
+                .as_ref()
+                .or(row.latest_period_start.as_ref())
+                .and_then(ics_proto::date::to_naive)
+        })
+        .max();
+    let Some(newest) = newest else {
+        return r#"<p class="stale" role="note">No measure has data yet.</p>"#.to_owned();
+    };
+    let age = (chrono::Utc::now().date_naive() - newest).num_days();
+    let when = newest.format("%-d %B %Y");
+    if age > STALE_AFTER_DAYS {
+        format!(
+            r#"<p class="stale" role="note">The newest data runs to {when}, {} months ago: these figures are not current.</p>"#,
+            age / 30
+        )
+    } else {
+        format!(r#"<p class="freshness">The newest data runs to {when}.</p>"#)
+    }
 }
 
 /// The HTTP status a view's error answers with (the gRPC code's counterpart).
