@@ -248,7 +248,11 @@ try {
   const csvText = await csv.text();
   check(csvText.includes(measureName) && !/\d\.\d*0000000\d/.test(csvText), `the measures CSV: ${csvText.slice(0, 300)}`);
   const packPage = await page.request.get(`${base}/ics/${ics}/board-pack/board-pack.html`);
-  check(packPage.status() === 200 && (await packPage.text()).includes("<svg"), "the HTML board pack has no charts");
+  const packHtml = await packPage.text();
+  check(packPage.status() === 200 && packHtml.includes("<svg"), "the HTML board pack has no charts");
+  check(packHtml.includes(dataLabel), "the HTML board pack does not say its data is for demonstration");
+  check(packHtml.includes('<td class="icon"><svg'), "the HTML board pack draws no Making Data Count icons");
+  check(packHtml.includes("these figures are not current"), "the HTML board pack does not warn that its data is old");
   check(
     (packPage.headers()["content-disposition"] ?? "").startsWith("attachment"),
     "the HTML board pack is not a download",

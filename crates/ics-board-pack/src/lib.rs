@@ -25,7 +25,10 @@ pub mod text;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;
 
-pub use measures::{MeasurePack, PeerFunnel, SeriesChart, funnel_html, is_proportion};
+pub use measures::{
+    MeasurePack, PeerFunnel, STALE_AFTER_DAYS, SeriesChart, funnel_html, is_proportion,
+    newest_period, staleness,
+};
 pub use pack::{
     MEASURES_TABLE, OUTCOMES_TABLE, csv_files, csv_tables, html, html_file, measures_ics,
     outcomes_csv,

@@ -139,13 +139,53 @@ fn table_html(view: &MeasureView) -> String {
         html.push_str(&cell(&date_text(row.latest_period_start.as_ref()), false));
         html.push_str(&cell(&latest_text(row), true));
         html.push_str(&cell(&row.points.to_string(), true));
-        html.push_str(&cell(&variation_text(row.variation), false));
-        html.push_str(&cell(&assurance_text(row.assurance), false));
+        // The Making Data Count icon boards recognise, with its meaning in words beside it.
+        html.push_str(&icon_cell(
+            ics_measures::variation_icon(row.variation).map(ics_charts::variation_icon),
+            &variation_text(row.variation),
+        ));
+        html.push_str(&icon_cell(
+            ics_measures::assurance_icon(row.assurance).map(ics_charts::assurance_icon),
+            &assurance_text(row.assurance),
+        ));
         html.push_str(&cell(&peer_band_text(row.peer_band), false));
         html.push_str("</tr>");
     }
     html.push_str("</tbody></table>");
     html
+}
+
+fn icon_cell(icon: Option<String>, words: &str) -> String {
+    match icon {
+        Some(icon) => format!(
+            "<td class=\"icon\">{}<span>{}</span></td>",
+            inline(&icon),
+            escape(words)
+        ),
+        None => format!("<td>{}</td>", escape(words)),
+    }
+}
+
+/// The end of the newest period any row holds (its start where it has no end): what a measures
+/// page or pack says its data runs to.
+pub fn newest_period(rows: &[&MeasureRow]) -> Option<chrono::NaiveDate> {
+    rows.iter()
+        .filter_map(|row| {
+            row.latest_period_end
+                .as_ref()
+                .or(row.latest_period_start.as_ref())
+                .and_then(ics_proto::date::to_naive)
+        })
+        .max()
+}
+
+/// Data older than this (from the view's date) is flagged as not current.
+pub const STALE_AFTER_DAYS: i64 = 90;
+
+/// Whether data running to `newest` is stale on `as_of`, and how many days old it is.
+pub fn staleness(newest: chrono::NaiveDate, as_of: chrono::NaiveDate) -> (bool, i64) {
+    let age = (as_of - newest).num_days();
+    (age > STALE_AFTER_DAYS, age)
 }
 
 fn scaled_limits(limits: Limits, factor: f64) -> Limits {
@@ -299,6 +339,26 @@ pub fn html(pack: &MeasurePack) -> String {
             view.peer_group_version
         ))
     ));
+    let rows: Vec<&MeasureRow> = view.rows.iter().collect();
+    if let (Some(newest), Some(as_of)) = (
+        newest_period(&rows),
+        view.as_of.as_ref().and_then(ics_proto::date::to_naive),
+    ) {
+        let (stale, age) = staleness(newest, as_of);
+        html.push_str(&if stale {
+            format!(
+                "<p class=\"stale\" role=\"note\">The newest data runs to {}, {} months before \
+                 this pack's date: these figures are not current.</p>",
+                escape(&newest.format("%-d %B %Y").to_string()),
+                age / 30
+            )
+        } else {
+            format!(
+                "<p class=\"note\">The newest data runs to {}.</p>",
+                escape(&newest.format("%-d %B %Y").to_string())
+            )
+        });
+    }
     html.push_str(&table_html(view));
     html.push_str("</section>\n");
 

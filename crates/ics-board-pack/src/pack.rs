@@ -136,11 +136,12 @@ pub fn html_file(
     outcomes: &Outcomes,
     measures: Option<&MeasurePack>,
     generated_at: &str,
+    notice: Option<&str>,
 ) -> BoardPackFile {
     BoardPackFile {
         file_name: format!("{}.html", file_stem(outcomes)),
         content_type: HTML_CONTENT_TYPE.to_owned(),
-        content: html(outcomes, measures, generated_at).into_bytes(),
+        content: html(outcomes, measures, generated_at, notice).into_bytes(),
         table: String::new(),
     }
 }
@@ -259,7 +260,13 @@ h1 { font-size: 1.7rem; margin: 0 0 .2rem; }
 h2 { font-size: 1.25rem; margin: 2rem 0 .5rem; border-bottom: 2px solid #005eb8;
   padding-bottom: .2rem; }
 .subtitle { color: #4c6272; margin: 0; }
-table { border-collapse: collapse; margin: .5rem 0 1rem; }
+table { border-collapse: collapse; margin: .5rem 0 1rem; max-width: 100%; }
+section { overflow-x: auto; }
+td { overflow-wrap: anywhere; }
+td.icon svg { display: inline-block; width: 1.6rem; height: 1.6rem; margin: 0 .4rem 0 0;
+  vertical-align: middle; }
+.notice { background: #ffeb3b; color: #212b32; font-weight: 600; padding: .5rem .75rem; }
+.stale { background: #fde8e6; color: #8a1f11; padding: .5rem .75rem; }
 th, td { border-bottom: 1px solid #d8dde0; padding: .35rem .7rem; text-align: left;
   vertical-align: top; }
 th { background: #f0f4f5; }
@@ -590,7 +597,14 @@ fn capitalised(text: &str) -> String {
 /// One self-contained page: the headline, per-trust figures, a chart per improvement kind, an
 /// ICS's measures when given, and the definitions. `generated_at` is printed as given, so that
 /// the caller owns the clock.
-pub fn html(outcomes: &Outcomes, measures: Option<&MeasurePack>, generated_at: &str) -> String {
+/// `notice` is the deployment's own word on its data (the demo's SAMPLE and SYNTHETIC label),
+/// printed at the top of the page.
+pub fn html(
+    outcomes: &Outcomes,
+    measures: Option<&MeasurePack>,
+    generated_at: &str,
+    notice: Option<&str>,
+) -> String {
     let name = scope_name(outcomes);
     let as_of = date_text(outcomes.as_of.as_ref());
     let (scope_type, scope_id) = scope_parts(outcomes);
@@ -614,6 +628,12 @@ pub fn html(outcomes: &Outcomes, measures: Option<&MeasurePack>, generated_at: &
         escape(scope_label),
         escape(&scope_id)
     ));
+    if let Some(notice) = notice {
+        html.push_str(&format!(
+            "<p class=\"notice\" role=\"note\">{}</p>\n",
+            escape(notice)
+        ));
+    }
 
     html.push_str("<section><h2>Headline</h2>");
     html.push_str(&headline_html(outcomes));
@@ -742,7 +762,7 @@ mod tests {
 
     #[test]
     fn the_html_page_shows_the_headline_charts_and_escapes_every_name() {
-        let page = html(&programme_outcomes(), None, "2025-01-31 12:00 UTC");
+        let page = html(&programme_outcomes(), None, "2025-01-31 12:00 UTC", None);
         assert!(page.starts_with("<!DOCTYPE html>"));
         assert!(page.contains(
             "<title>NHS–Virginia Mason Institute partnership — workshop outcomes as of \
@@ -782,7 +802,7 @@ mod tests {
         outcomes
             .headline
             .retain(|outcome| outcome.kind != MetricKind::ErrorCount as i32);
-        let page = html(&outcomes, None, "now");
+        let page = html(&outcomes, None, "now", None);
         assert_eq!(page.matches("<svg ").count(), 2);
         assert!(page.contains("No workshops of this kind in this scope."));
         assert!(page.contains("<td>total errors</td><td class=\"num\">0</td><td>-</td>"));
@@ -800,21 +820,27 @@ mod tests {
     #[test]
     fn an_ics_pack_has_a_measure_table_an_xmr_chart_per_series_and_a_funnel_per_proportion() {
         let pack = measure_pack();
-        let page = html(&ics_outcomes(), Some(&pack), "2025-01-31 12:00 UTC");
+        let page = html(&ics_outcomes(), Some(&pack), "2025-01-31 12:00 UTC", None);
         assert!(page.contains("<section><h2>Measures</h2>"));
         assert!(page.contains(
             "<tr><td>RR8</td><td>Leeds &lt;Teaching&gt;</td>\
              <td>Friends and Family Test: % positive</td><td>2023-09-01</td>\
-             <td class=\"num\">80.00 %</td><td class=\"num\">21</td>\
-             <td>special cause concern (low values)</td>\
-             <td>consistently failing the target</td><td>worse than peers</td></tr>"
+             <td class=\"num\">80.00 %</td><td class=\"num\">21</td><td class=\"icon\"><svg"
+        ));
+        // Each icon with its meaning in words beside it.
+        assert!(page.contains(
+            "<span>special cause concern (low values)</span></td><td class=\"icon\"><svg"
+        ));
+        assert!(page.contains(
+            "<span>consistently failing the target</span></td><td>worse than peers</td></tr>"
         ));
         assert!(page.contains(
             "<td>RAE</td><td>Bradford</td><td>Reference cost index</td><td>-</td>\
              <td class=\"num\">-</td><td class=\"num\">0</td><td>-</td><td>-</td><td>-</td>"
         ));
-        // Three outcome charts, an XmR chart per series and one funnel plot.
-        assert_eq!(page.matches("<svg ").count(), 3 + 2 + 1);
+        // Three outcome charts, an XmR chart per series, one funnel plot, and two icons (variation
+        // and assurance) for each of the two rows with an analysis.
+        assert_eq!(page.matches("<svg ").count(), 3 + 2 + 1 + 2 * 2);
         assert!(page.contains(
             "<h3>Friends and Family Test: % positive — Leeds &lt;Teaching&gt; (RR8)</h3>"
         ));
@@ -838,13 +864,13 @@ mod tests {
         }
         assert_eq!(page.matches("url(").count(), page.matches("url(#").count());
         // Without measures (a programme's pack) the page is as before.
-        assert!(!html(&programme_outcomes(), None, "now").contains("<h2>Measures</h2>"));
+        assert!(!html(&programme_outcomes(), None, "now", None).contains("<h2>Measures</h2>"));
     }
 
     #[test]
     fn a_measure_view_without_rows_says_so_and_draws_nothing() {
         let pack = MeasurePack::default();
-        let page = html(&ics_outcomes(), Some(&pack), "now");
+        let page = html(&ics_outcomes(), Some(&pack), "now", None);
         assert!(page.contains("No measure has data for this ICS's trusts."));
         assert_eq!(page.matches("<svg ").count(), 3);
     }
@@ -898,13 +924,13 @@ mod tests {
 
     #[test]
     fn the_html_file_is_named_by_scope_and_date() {
-        let file = html_file(&ics_outcomes(), None, "now");
+        let file = html_file(&ics_outcomes(), None, "now", None);
         assert_eq!(file.file_name, "board-pack-QWO-2021-06-30.html");
         assert_eq!(file.content_type, "text/html; charset=utf-8");
         assert!(file.table.is_empty());
         assert_eq!(
             file.content,
-            html(&ics_outcomes(), None, "now").into_bytes()
+            html(&ics_outcomes(), None, "now", None).into_bytes()
         );
         let odd = Outcomes {
             scope: Some(ics_proto::reporting::v1::Scope {
@@ -912,12 +938,47 @@ mod tests {
             }),
             ..Outcomes::default()
         };
-        assert_eq!(html_file(&odd, None, "now").file_name, "board-pack-QW.html");
+        assert_eq!(
+            html_file(&odd, None, "now", None).file_name,
+            "board-pack-QW.html"
+        );
     }
 
     #[test]
     fn the_generated_time_is_escaped_too() {
-        assert!(html(&Outcomes::default(), None, "<now>").contains("generated &lt;now&gt;"));
+        assert!(html(&Outcomes::default(), None, "<now>", None).contains("generated &lt;now&gt;"));
         assert_eq!(escape("a'b\"c"), "a&apos;b&quot;c");
+    }
+
+    #[test]
+    fn the_pack_carries_the_notice_the_icons_and_a_warning_when_its_data_is_old() {
+        let pack = crate::fixtures::measure_pack();
+        let page = html(
+            &ics_outcomes(),
+            Some(&pack),
+            "now",
+            Some("SAMPLE data for demonstration only"),
+        );
+        assert!(
+            page.contains(
+                "<p class=\"notice\" role=\"note\">SAMPLE data for demonstration only</p>"
+            )
+        );
+        assert!(
+            page.contains("<td class=\"icon\"><svg"),
+            "the icons are drawn"
+        );
+        assert!(
+            page.contains("<title>Variation: "),
+            "each icon is named in words"
+        );
+        let newest = crate::newest_period(&pack.view.rows.iter().collect::<Vec<_>>());
+        let as_of = pack.view.as_of.as_ref().and_then(ics_proto::date::to_naive);
+        if let (Some(newest), Some(as_of)) = (newest, as_of) {
+            assert_eq!(
+                page.contains("these figures are not current"),
+                crate::staleness(newest, as_of).0
+            );
+        }
     }
 }

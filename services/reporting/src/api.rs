@@ -40,6 +40,8 @@ pub struct ReportingApi {
     pool: PgPool,
     changes: ChangeHub,
     watches: OpenCallLimit,
+    /// Printed on board packs (`ICS_DATA_LABEL`).
+    data_label: Option<String>,
     shutdown: CancellationToken,
 }
 
@@ -56,8 +58,16 @@ impl ReportingApi {
             pool,
             changes,
             watches,
+            data_label: None,
             shutdown,
         }
+    }
+
+    /// The deployment's notice on its data (the demo's SAMPLE and SYNTHETIC label), printed on
+    /// every board pack.
+    pub fn with_data_label(mut self, data_label: Option<String>) -> Self {
+        self.data_label = data_label.filter(|label| !label.trim().is_empty());
+        self
     }
 }
 
@@ -546,8 +556,15 @@ impl ReportingService for ReportingApi {
         let wanted = board_pack::Wanted::of(body.format, &body.table, &scope)?;
         // The server's clock, as the footer of every pack it renders says.
         let generated_at = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string();
-        let pack =
-            board_pack::board_pack(&self.pool, &scope, as_of, &wanted, &generated_at).await?;
+        let pack = board_pack::board_pack(
+            &self.pool,
+            &scope,
+            as_of,
+            &wanted,
+            &generated_at,
+            self.data_label.as_deref(),
+        )
+        .await?;
         Ok(Response::new(pack))
     }
 }

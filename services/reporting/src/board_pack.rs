@@ -54,13 +54,15 @@ impl Wanted {
     }
 }
 
-/// The scope's board pack on `as_of`. `generated_at` is printed in the HTML page's footer.
+/// The scope's board pack on `as_of`. `generated_at` is printed in the HTML page's footer, and
+/// `notice` (`ICS_DATA_LABEL`) at its top.
 pub async fn board_pack(
     pool: &PgPool,
     scope: &Scope,
     as_of: NaiveDate,
     wanted: &Wanted,
     generated_at: &str,
+    notice: Option<&str>,
 ) -> Result<BoardPack, ServiceError> {
     let outcomes = views::outcomes(pool, scope, as_of).await?;
     let measures = match ics_board_pack::measures_ics(Some(scope)) {
@@ -72,6 +74,7 @@ pub async fn board_pack(
             &outcomes,
             measures.as_ref(),
             generated_at,
+            notice,
         )],
         Wanted::Csv(table) => ics_board_pack::csv_files(&outcomes, measures.as_ref())
             .into_iter()

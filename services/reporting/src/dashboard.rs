@@ -85,6 +85,10 @@ impl Dashboard {
                 get(programme_board_pack),
             )
             .route("/ics/{ods}/measures/{measure}/{trust}", get(series_page))
+            .route(
+                "/ics/{ods}/measures/{measure}/{trust}/live",
+                get(series_live),
+            )
             .route("/static/dashboard.js", get(script))
             .route("/static/dashboard.css", get(stylesheet))
             .with_state(self)
@@ -277,8 +281,7 @@ async fn ics_page(
     }
 }
 
-/// A view that has not changed for this long is flagged as possibly stale.
-const STALE_AFTER_DAYS: i64 = 90;
+use ics_board_pack::STALE_AFTER_DAYS;
 
 /// When the view's projection last applied a change, with a warning when that is long ago.
 async fn freshness_note(pool: &PgPool, projection: &str) -> String {
@@ -536,13 +539,19 @@ async fn board_pack_download(dashboard: &Dashboard, scope: &Scope, file: &str) -
     };
     let today = chrono::Utc::now().date_naive();
     let generated_at = chrono::Utc::now().format("%-d %B %Y %H:%M UTC").to_string();
-    let pack =
-        match crate::board_pack::board_pack(&dashboard.pool, scope, today, &wanted, &generated_at)
-            .await
-        {
-            Ok(pack) => pack,
-            Err(error) => return error_page(&error),
-        };
+    let pack = match crate::board_pack::board_pack(
+        &dashboard.pool,
+        scope,
+        today,
+        &wanted,
+        &generated_at,
+        dashboard.data_label.as_deref(),
+    )
+    .await
+    {
+        Ok(pack) => pack,
+        Err(error) => return error_page(&error),
+    };
     let Some(file) = pack.files.into_iter().next() else {
         return error_page(&ics_service_kit::ServiceError::not_found("board pack file"));
     };
@@ -730,17 +739,60 @@ async fn series_page(
     if let Err(refused) = ics_caller(&dashboard, &headers, &ods) {
         return refused;
     }
+    let (name, section) = match series_section(&dashboard.pool, &ods, &measure_code, &trust).await {
+        Ok(found) => found,
+        Err(error) => return error_page(&error),
+    };
+    let body = format!(
+        r#"{label}<h1>{name}, {trust}</h1>
+<nav aria-label="Views of the ICS"><a href="/ics/{ods}/measures">All measures</a></nav>
+<p class="live-status" id="live-status" role="status">Updates appear here as they happen.</p>
+<section id="series" data-live="/ics/{ods}/measures/{code}/{trust}/live" aria-live="polite">{section}</section>"#,
+        label = data_label(&dashboard),
+        name = escape(&name),
+        trust = escape(&trust),
+        ods = escape(&ods),
+        code = escape(&measure_code),
+    );
+    page_response(StatusCode::OK, &format!("{name} — {trust}"), &body)
+}
+
+/// The chart page's updates (the measures projection's changes).
+async fn series_live(
+    State(dashboard): State<Dashboard>,
+    Path((ods, measure_code, trust)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let expires_at = match ics_caller(&dashboard, &headers, &ods) {
+        Ok((_, expires_at)) => expires_at,
+        Err(refused) => return refused,
+    };
+    live(dashboard, &[crate::MEASURES], expires_at, move |pool| {
+        let (ods, measure_code, trust) = (ods.clone(), measure_code.clone(), trust.clone());
+        Box::pin(async move {
+            series_section(&pool, &ods, &measure_code, &trust)
+                .await
+                .ok()
+                .map(|(_, section)| section)
+        })
+    })
+}
+
+/// A series' measure name and its XmR chart, from the reporting service's own analysis of the
+/// series' stored points.
+async fn series_section(
+    pool: &PgPool,
+    ods: &str,
+    measure_code: &str,
+    trust: &str,
+) -> Result<(String, String), ics_service_kit::ServiceError> {
     let key = ics_proto::events::v1::SeriesKey {
-        measure_code: measure_code.clone(),
-        ods_code: trust.clone(),
+        measure_code: measure_code.to_owned(),
+        ods_code: trust.to_owned(),
         value_stream_id: String::new(),
     };
     let today = chrono::Utc::now().date_naive();
-    let (measure, series) =
-        match crate::measures::ics_series(&dashboard.pool, &ods, &key, today).await {
-            Ok(found) => found,
-            Err(error) => return error_page(&error),
-        };
+    let (measure, series) = crate::measures::ics_series(pool, ods, &key, today).await?;
     let analysis = series.analyse(&measure);
     let labels: Vec<String> = series
         .dated_points()
@@ -753,21 +805,13 @@ async fn series_page(
         analysis: &analysis,
         target: series.target(&measure),
     });
-    let body = format!(
-        r#"{label}<h1>{name}, {trust}</h1>
-<nav aria-label="Views of the ICS"><a href="/ics/{ods}/measures">All measures</a></nav>
-<figure class="chart">{chart}<figcaption>XmR chart of {name} for {trust}: {points} points, with the process limits and the target the reporting service computed.</figcaption></figure>"#,
-        label = data_label(&dashboard),
+    let section = format!(
+        r#"<figure class="chart">{chart}<figcaption>XmR chart of {name} for {trust}: {points} points, with the process limits and the target the reporting service computed.</figcaption></figure>"#,
         name = escape(&measure.name),
-        trust = escape(&trust),
-        ods = escape(&ods),
+        trust = escape(trust),
         points = labels.len(),
     );
-    page_response(
-        StatusCode::OK,
-        &format!("{} — {}", measure.name, trust),
-        &body,
-    )
+    Ok((measure.name.clone(), section))
 }
 
 /// A value as boards read it: scaled (a proportion as a percentage), without float noise.
@@ -801,25 +845,15 @@ fn error_page(error: &ics_service_kit::ServiceError) -> Response {
     )
 }
 
-/// What a measures page's data runs to: the end of the newest period any of its rows holds,
-/// with a warning when that is more than [`STALE_AFTER_DAYS`] ago (a board must not read an old
-/// chart as today's).
+/// What a measures page's data runs to (the board pack's computation), with a warning when it is
+/// not current.
 fn periods_note(rows: &[&ics_proto::reporting::v1::MeasureRow]) -> String {
-    let newest = rows
-        .iter()
-        .filter_map(|row| {
-            row.latest_period_end
-                .as_ref()
-                .or(row.latest_period_start.as_ref())
-                .and_then(ics_proto::date::to_naive)
-        })
-        .max();
-    let Some(newest) = newest else {
+    let Some(newest) = ics_board_pack::newest_period(rows) else {
         return r#"<p class="stale" role="note">No measure has data yet.</p>"#.to_owned();
     };
-    let age = (chrono::Utc::now().date_naive() - newest).num_days();
+    let (stale, age) = ics_board_pack::staleness(newest, chrono::Utc::now().date_naive());
     let when = newest.format("%-d %B %Y");
-    if age > STALE_AFTER_DAYS {
+    if stale {
         format!(
             r#"<p class="stale" role="note">The newest data runs to {when}, {} months ago: these figures are not current.</p>"#,
             age / 30

@@ -164,7 +164,8 @@ pub async fn run(
     );
     // On the process's HTTP surface (ICS_HTTP_LISTEN).
     host.add_http_routes(dashboard.router());
-    let api = ReportingApi::new(host.pool.clone(), changes, watches, shutdown.clone());
+    let api = ReportingApi::new(host.pool.clone(), changes, watches, shutdown.clone())
+        .with_data_label(config.data_label.clone());
     host.add_service(ReportingServiceServer::new(api));
     host.serve(config.listen).await
 }
