@@ -946,8 +946,12 @@ async fn the_demo_runs_against_every_service_in_one_process_and_replays_on_a_sec
     let page = std::fs::read_to_string(&pack).unwrap();
     std::fs::remove_file(&pack).ok();
     let measures = &page[page.find("<h2>Measures</h2>").expect("a measures section")..];
-    assert_eq!(measures.matches("<svg ").count(), 13);
-    assert!(measures.contains("<td>special cause concern (low values)</td>"));
+    // Twelve XmR charts and a funnel plot, beside a Making Data Count icon for each row's
+    // variation and each assurance.
+    let icons = measures.matches("class=\"mdc-icon\"").count();
+    assert_eq!(measures.matches("<svg ").count() - icons, 13);
+    assert!(icons >= 12, "{icons} icons");
+    assert!(measures.contains("<span>special cause concern (low values)</span>"));
 
     // As CSV, the service sends one file per table: the outcomes, then the measures, with fixed
     // decimals and no figure where there is no data.
