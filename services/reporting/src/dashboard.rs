@@ -199,15 +199,21 @@ async fn sign_in(State(dashboard): State<Dashboard>, Form(form): Form<SignIn>) -
         .and_then(|expires_at| expires_at.duration_since(SystemTime::now()).ok())
         .map(|left| left.as_secs())
         .unwrap_or(0);
-    let secure = if dashboard.secure { "; Secure" } else { "" };
-    let cookie = format!(
-        "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{secure}"
-    );
+    let cookie = session_cookie_value(&token, max_age, dashboard.secure);
     let mut response = Redirect::to(&home).into_response();
     if let Ok(cookie) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, cookie);
     }
     response
+}
+
+/// The session cookie a sign-in sets: HttpOnly (no script reads it), SameSite=Strict (no other
+/// site sends it), Secure under TLS, and gone when the token expires.
+fn session_cookie_value(token: &str, max_age: u64, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!(
+        "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{secure}"
+    )
 }
 
 async fn sign_out() -> Response {
@@ -1185,6 +1191,16 @@ mod tests {
         );
         assert_eq!(session_cookie(&headers).as_deref(), Some("abc.def.ghi"));
         assert_eq!(session_cookie(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn the_session_cookie_is_http_only_strict_and_secure_under_tls() {
+        let plain = session_cookie_value("t.o.k", 60, false);
+        assert_eq!(
+            plain,
+            "ics_session=t.o.k; HttpOnly; SameSite=Strict; Path=/; Max-Age=60"
+        );
+        assert!(session_cookie_value("t.o.k", 60, true).ends_with("; Secure"));
     }
 
     #[test]
