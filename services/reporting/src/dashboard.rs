@@ -225,11 +225,13 @@ async fn sign_out() -> Response {
     response
 }
 
-/// The caller of an ICS page, or the response that refuses it.
-fn ics_caller(
+/// The caller of a page, or the response that refuses it: the sign-in form without a valid
+/// token, 403 (audited) when `may_read` denies the principal the page's scope (`what`).
+fn page_caller(
     dashboard: &Dashboard,
     headers: &HeaderMap,
-    ods: &str,
+    may_read: impl FnOnce(&Principal) -> Result<(), ics_service_kit::auth::Denied>,
+    what: &str,
 ) -> Result<(Principal, Option<SystemTime>), Response> {
     let Some((principal, expires_at)) = dashboard.caller(headers) else {
         return Err(page_response(
@@ -238,15 +240,29 @@ fn ics_caller(
             &sign_in_form(None),
         ));
     };
-    if let Err(denied) = principal.authorize_ics_read(ods) {
+    if let Err(denied) = may_read(&principal) {
         denied.audit();
         return Err(page_response(
             StatusCode::FORBIDDEN,
             "Not allowed",
-            "<h1>Not allowed</h1><p>Your board may not read this ICS.</p>",
+            &format!("<h1>Not allowed</h1><p>Your board may not read {what}.</p>"),
         ));
     }
     Ok((principal, expires_at))
+}
+
+/// The caller of an ICS page.
+fn ics_caller(
+    dashboard: &Dashboard,
+    headers: &HeaderMap,
+    ods: &str,
+) -> Result<(Principal, Option<SystemTime>), Response> {
+    page_caller(
+        dashboard,
+        headers,
+        |principal| principal.authorize_ics_read(ods),
+        "this ICS",
+    )
 }
 
 fn ics_scope(ods: &str) -> Scope {
@@ -371,28 +387,18 @@ async fn measures_page(
     page_response(StatusCode::OK, &format!("{} — measures", view.name), &body)
 }
 
-/// The caller of a programme page, or the response that refuses it.
+/// The caller of a programme page.
 fn programme_caller(
     dashboard: &Dashboard,
     headers: &HeaderMap,
     programme: &str,
 ) -> Result<(Principal, Option<SystemTime>), Response> {
-    let Some((principal, expires_at)) = dashboard.caller(headers) else {
-        return Err(page_response(
-            StatusCode::UNAUTHORIZED,
-            "Sign in",
-            &sign_in_form(None),
-        ));
-    };
-    if let Err(denied) = principal.authorize_programme_read(programme) {
-        denied.audit();
-        return Err(page_response(
-            StatusCode::FORBIDDEN,
-            "Not allowed",
-            "<h1>Not allowed</h1><p>Your board may not read this programme.</p>",
-        ));
-    }
-    Ok((principal, expires_at))
+    page_caller(
+        dashboard,
+        headers,
+        |principal| principal.authorize_programme_read(programme),
+        "this programme",
+    )
 }
 
 fn programme_scope(programme: &str) -> Scope {
