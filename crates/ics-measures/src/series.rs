@@ -212,7 +212,9 @@ impl Series {
                     }
                 }
             }
-            SeriesChange::Target(set) => self.own_target = Some(set.target),
+            // An absent target clears the series' own: it follows its measure's again, as
+            // `SetSeriesTargetRequest` promises.
+            SeriesChange::Target(set) => self.own_target = set.target.map(Some),
         }
     }
 
@@ -448,6 +450,30 @@ mod tests {
     use ics_proto::events::v1::{ImprovementDirection, MeasureScoring, SeriesKey};
 
     use super::*;
+
+    #[test]
+    fn clearing_a_series_target_falls_back_to_the_measures() {
+        let measure = MeasureDefinition {
+            target: Some(0.9),
+            ..MeasureDefinition::default()
+        };
+        let mut series = Series::new(SeriesKey::default());
+        let set = |target: Option<f64>| {
+            SeriesChange::Target(SeriesTargetSet {
+                series: None,
+                target,
+                reason: String::new(),
+            })
+        };
+        series.apply_change(set(Some(0.95)));
+        assert_eq!(series.target(&measure), Some(0.95));
+        series.apply_change(set(None));
+        assert_eq!(series.own_target(), None);
+        assert_eq!(series.target(&measure), Some(0.9));
+        // And so it stays once stored and read back.
+        let stored = Series::decode(&series.encode()).expect("decodes");
+        assert_eq!(stored.target(&measure), Some(0.9));
+    }
 
     #[test]
     fn a_chart_is_the_api_series_and_the_analysis_its_icons_came_from() {

@@ -158,8 +158,7 @@ async fn connect_when_reachable(
         let Some(delay) = backoff.next_delay() else {
             tracing::error!(url = %display_url, %error, "postgres not reachable; giving up");
             return Err(sqlx::Error::Io(std::io::Error::other(format!(
-                "postgres at {display_url} was not reachable within {}s ({error}); start it with: \
-                 pg_ctlcluster --skip-systemctl-redirect 15 main start",
+                "postgres at {display_url} was not reachable within {}s ({error})",
                 STARTUP_RETRY_WINDOW.as_secs()
             ))));
         };
@@ -167,7 +166,7 @@ async fn connect_when_reachable(
             url = %display_url,
             attempt = backoff.attempts,
             %error,
-            "postgres not reachable; start it with: pg_ctlcluster --skip-systemctl-redirect 15 main start"
+            "postgres not reachable; retrying"
         );
         tokio::select! {
             () = tokio::time::sleep(delay) => {}

@@ -55,9 +55,10 @@ pub async fn connect_nats(config: &NatsConfig, client: &str) -> anyhow::Result<a
             anyhow::bail!("cannot connect to nats at {display_url}: {error}");
         }
         let Some(delay) = backoff.next_delay() else {
+            // Where NATS runs is the deployment's business: scripts/lib.sh says how to start it
+            // on a laptop; a production log gets no such advice.
             anyhow::bail!(
-                "nats at {display_url} was not reachable within {}s ({error}); start it with: \
-                 nats-server -js",
+                "nats at {display_url} was not reachable within {}s ({error})",
                 STARTUP_RETRY_WINDOW.as_secs()
             );
         };
@@ -65,7 +66,7 @@ pub async fn connect_nats(config: &NatsConfig, client: &str) -> anyhow::Result<a
             url = %display_url,
             attempt = backoff.attempts,
             %error,
-            "nats not reachable; start it with: nats-server -js"
+            "nats not reachable; retrying"
         );
         tokio::time::sleep(delay).await;
     }

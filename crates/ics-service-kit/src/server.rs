@@ -182,21 +182,30 @@ pub async fn serve(
         .local_addr()
         .context("the gRPC listener has no local address")?;
 
-    let mut reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(ics_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .with_service_name(HEALTH_SERVICE_NAME)
-        .with_service_name(REFLECTION_SERVICE_NAME);
-    for service_name in &service_names {
-        reflection = reflection.with_service_name(*service_name);
-    }
-    let reflection = reflection
+    // Reflection in both versions: v1, and v1alpha for older tools (grpcurl before 1.8,
+    // Python's grpcio-reflection).
+    let reflection = || {
+        let mut reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(ics_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name(HEALTH_SERVICE_NAME)
+            .with_service_name(REFLECTION_SERVICE_NAME);
+        for service_name in &service_names {
+            reflection = reflection.with_service_name(*service_name);
+        }
+        reflection
+    };
+    let reflection_v1 = reflection()
         .build_v1()
+        .context("cannot build the gRPC reflection service from the embedded descriptors")?;
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
         .context("cannot build the gRPC reflection service from the embedded descriptors")?;
     let health_service = HealthServer::new(HealthService::from_health_reporter(health.clone()));
     let routes = routes
         .add_service(health_service)
-        .add_service(reflection)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .prepare();
 
     for service_name in &service_names {

@@ -217,8 +217,19 @@ impl Supervisor {
         self.projections
             .iter()
             .find(|supervised| supervised.name == projection)
-            .ok_or_else(|| ServiceError::NotFound {
-                resource: format!("projection {projection}"),
+            .ok_or_else(|| {
+                // Name the valid ones, so that an operator's typo is answered with the fix.
+                let names: Vec<&str> = self
+                    .projections
+                    .iter()
+                    .map(|supervised| supervised.name.as_str())
+                    .collect();
+                ServiceError::NotFound {
+                    resource: format!(
+                        "projection {projection} (this service's projections: {})",
+                        names.join(", ")
+                    ),
+                }
             })
     }
 

@@ -97,6 +97,39 @@ async fn serves_health_and_reflection_then_drains_in_order() {
     drop(answers);
     drop(reflection);
 
+    // The same through v1alpha, which older tools speak.
+    {
+        use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
+        use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
+        let mut reflection = ServerReflectionClient::new(
+            channel(&endpoint)
+                .await
+                .expect("server accepts connections"),
+        );
+        let mut answers = reflection
+            .server_reflection_info(tokio_stream::iter([ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(MessageRequest::ListServices(String::new())),
+            }]))
+            .await
+            .expect("v1alpha reflection answers")
+            .into_inner();
+        let answer = answers
+            .message()
+            .await
+            .expect("v1alpha reflection stream")
+            .expect("one answer");
+        let Some(MessageResponse::ListServicesResponse(listed)) = answer.message_response else {
+            panic!("expected a service list, got {:?}", answer.message_response);
+        };
+        assert!(
+            listed.service.iter().any(|service| service.name == TRUSTS),
+            "{listed:?}"
+        );
+    }
+
     let mut watch = health
         .watch(check(TRUSTS))
         .await

@@ -141,6 +141,13 @@ async fn a_runner_that_panics_is_restarted_and_applies_the_event_it_died_on() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(supervisor.restarts("panics_once").unwrap() >= 1);
+    // An unknown name is answered with the valid ones.
+    let unknown = supervisor.restarts("panic_once").unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+    assert!(
+        unknown.to_string().contains("projections: panics_once"),
+        "{unknown}"
+    );
     shutdown.cancel();
     supervisor.stopped().await;
     ics_testing::delete_streams(&nats, &prefix).await;

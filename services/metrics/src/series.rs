@@ -256,7 +256,9 @@ pub fn set_target(
         target,
         reason: reason.to_string(),
     };
-    if before.own_target() == Some(target) {
+    // Nothing to record when the series already has this target, or already follows its
+    // measure's and is asked to.
+    if before.own_target() == target.map(Some) {
         return Ok(Vec::new());
     }
     apply_then_signal(&before, measure, NewEvent::encode(&key.ods_code, &event))
