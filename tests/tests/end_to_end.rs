@@ -1384,3 +1384,57 @@ async fn a_workshop_from_charter_to_follow_up_moves_the_ics_outcomes_on_an_open_
     );
     deployment.finish().await;
 }
+
+/// Operators reach every service's projections by name: the reporting views and the
+/// workshops' and metrics' read models of the trusts service; an unknown name is answered with
+/// the valid ones.
+#[tokio::test]
+async fn operators_reach_every_projection_by_name() {
+    let deployment = Deployment::new().await;
+    let server = deployment.start("all").await;
+    let output = deployment
+        .icsctl_output(
+            &server,
+            &["admin", "dead-letters", "--projection", "references"],
+        )
+        .await;
+    assert!(output.success, "{}", output.stderr);
+    assert!(
+        output.stdout.contains("0 dead letters"),
+        "{}",
+        output.stdout
+    );
+    let output = deployment
+        .icsctl_output(
+            &server,
+            &["admin", "rebuild", "--projection", "metrics_references"],
+        )
+        .await;
+    assert!(output.success, "{}", output.stderr);
+    assert!(
+        output
+            .stdout
+            .contains("rebuilt projection metrics_references"),
+        "{}",
+        output.stdout
+    );
+    let output = deployment
+        .icsctl_output(&server, &["admin", "rebuild", "--projection", "overveiw"])
+        .await;
+    assert!(!output.success);
+    for name in [
+        "overview",
+        "outcomes",
+        "measures",
+        "references",
+        "follow_ups",
+        "metrics_references",
+    ] {
+        assert!(
+            output.stderr.contains(name),
+            "{name} missing from: {}",
+            output.stderr
+        );
+    }
+    deployment.finish().await;
+}

@@ -968,13 +968,14 @@ pub enum AdminCommand {
         #[arg(long, value_name = "N")]
         from: u64,
     },
-    /// Messages a reporting projection gave up on.
+    /// Messages a projection gave up on, from every service that runs projections.
     DeadLetters {
         /// Only this projection's.
         #[arg(long)]
         projection: Option<String>,
     },
-    /// Drop a reporting projection and replay it from the beginning.
+    /// Drop a projection (of whichever service runs it) and replay it from the beginning; an
+    /// unknown name is answered with the valid ones.
     Rebuild {
         #[arg(long)]
         projection: String,

@@ -59,13 +59,30 @@ pub async fn admin(context: &Context, command: AdminCommand) -> anyhow::Result<(
             Ok(())
         }
         AdminCommand::DeadLetters { projection } => {
-            let mut admin = context.admin(ServiceName::Reporting).await?;
-            let response = admin
-                .list_dead_letters(api::ListDeadLettersRequest {
-                    projection: projection.unwrap_or_default(),
-                })
-                .await?
-                .into_inner();
+            let projection = projection.unwrap_or_default();
+            // Every service with projections keeps its own dead letters: the reporting views,
+            // and the workshops' and metrics' read models of the trusts service.
+            let mut dead_letters = Vec::new();
+            let mut unknown = Vec::new();
+            for service in PROJECTING_SERVICES {
+                let mut admin = context.admin(service).await?;
+                match admin
+                    .list_dead_letters(api::ListDeadLettersRequest {
+                        projection: projection.clone(),
+                    })
+                    .await
+                {
+                    Ok(response) => dead_letters.extend(response.into_inner().dead_letters),
+                    Err(status) if status.code() == tonic::Code::NotFound => {
+                        unknown.push(status.message().to_owned());
+                    }
+                    Err(status) => return Err(status.into()),
+                }
+            }
+            if unknown.len() == PROJECTING_SERVICES.len() {
+                anyhow::bail!("no service has that projection: {}", unknown.join("; "));
+            }
+            let response = api::ListDeadLettersResponse { dead_letters };
             if context.json() {
                 return render::print_json(&response);
             }
@@ -100,13 +117,31 @@ pub async fn admin(context: &Context, command: AdminCommand) -> anyhow::Result<(
             before,
         } => audit(context, service, limit, before).await,
         AdminCommand::Rebuild { projection } => {
-            let mut admin = context.admin(ServiceName::Reporting).await?;
-            let response = admin
-                .rebuild_projection(api::RebuildProjectionRequest {
-                    projection: projection.clone(),
-                })
-                .await?
-                .into_inner();
+            // The service that runs the projection rebuilds it; the others answer NOT_FOUND
+            // naming their own, which together list every valid name.
+            let mut unknown = Vec::new();
+            let mut rebuilt = None;
+            for service in PROJECTING_SERVICES {
+                let mut admin = context.admin(service).await?;
+                match admin
+                    .rebuild_projection(api::RebuildProjectionRequest {
+                        projection: projection.clone(),
+                    })
+                    .await
+                {
+                    Ok(response) => {
+                        rebuilt = Some(response.into_inner());
+                        break;
+                    }
+                    Err(status) if status.code() == tonic::Code::NotFound => {
+                        unknown.push(status.message().to_owned());
+                    }
+                    Err(status) => return Err(status.into()),
+                }
+            }
+            let Some(response) = rebuilt else {
+                anyhow::bail!("no service has that projection: {}", unknown.join("; "));
+            };
             if context.json() {
                 return render::print_json(&response);
             }
@@ -118,6 +153,13 @@ pub async fn admin(context: &Context, command: AdminCommand) -> anyhow::Result<(
         }
     }
 }
+
+/// The services that run projections (trusts runs none).
+const PROJECTING_SERVICES: [ServiceName; 3] = [
+    ServiceName::Reporting,
+    ServiceName::Workshops,
+    ServiceName::Metrics,
+];
 
 const ALL_SERVICES: [ServiceName; 4] = [
     ServiceName::Trusts,
