@@ -352,6 +352,8 @@ fn request_span(service: &'static str, request: &http::Request<()>) -> tracing::
         request_id,
         peer,
         trace_id = tracing::field::Empty,
+        rpc.grpc.status_code = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
     );
     let parent = telemetry::extract_http_parent(request.headers());
     let incoming = parent.span().span_context().trace_id();
@@ -467,12 +469,12 @@ impl Service<http::Request<tonic::body::Body>> for GrpcService {
             .map(|body| MessageSizeLimit::new(body, max_message_bytes).with_hygiene(hygiene));
         let authenticator = match &self.authenticator {
             Some(authenticator) if !path.as_str().starts_with("/grpc.") => authenticator.clone(),
-            _ => return Box::pin(self.routes.call(request)),
+            _ => return Box::pin(recording_status(self.routes.call(request))),
         };
         // The routes were polled ready; the clone takes their place for the next call.
         let ready = self.routes.clone();
         let mut routes = std::mem::replace(&mut self.routes, ready);
-        Box::pin(async move {
+        Box::pin(recording_status(async move {
             let admitted = match authenticator
                 .admit_call(request.headers(), path.as_str())
                 .await
@@ -490,8 +492,34 @@ impl Service<http::Request<tonic::body::Body>> for GrpcService {
             // The tenant's place is freed once the response (or a stream's head) is ready.
             drop(admitted.slot);
             response
-        })
+        }))
     }
+}
+
+/// Records the call's gRPC status on its span (`rpc.grpc.status_code`), and marks the span as
+/// an error when the server failed it. Following OpenTelemetry's conventions for server spans,
+/// a client's mistake (INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED…) is not the server's
+/// error; UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE and DATA_LOSS are.
+/// A status that only a stream's trailers carry is not seen here.
+async fn recording_status<F>(response: F) -> Result<http::Response<tonic::body::Body>, Infallible>
+where
+    F: std::future::Future<Output = Result<http::Response<tonic::body::Body>, Infallible>>,
+{
+    let response = response.await;
+    if let Ok(response) = &response
+        && let Some(code) = response
+            .headers()
+            .get("grpc-status")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<i32>().ok())
+    {
+        let span = tracing::Span::current();
+        span.record("rpc.grpc.status_code", code);
+        if matches!(code, 2 | 4 | 12 | 13 | 14 | 15) {
+            span.record("otel.status_code", "ERROR");
+        }
+    }
+    response
 }
 
 /// gRPC frames each message as a 1-byte compression flag and a 4-byte big-endian length. This

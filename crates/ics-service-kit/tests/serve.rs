@@ -162,3 +162,76 @@ async fn serves_health_and_reflection_then_drains_in_order() {
         "no connections accepted after shutdown"
     );
 }
+
+/// Every field recorded on a span after its creation, as `(name, value)`.
+#[derive(Clone, Default)]
+struct RecordedFields(std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>);
+
+impl tracing::field::Visit for RecordedFields {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0
+            .lock()
+            .expect("not poisoned")
+            .push((field.name().to_owned(), format!("{value:?}")));
+    }
+
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.0
+            .lock()
+            .expect("not poisoned")
+            .push((field.name().to_owned(), value.to_owned()));
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for RecordedFields {
+    fn on_record(
+        &self,
+        _span: &tracing::span::Id,
+        values: &tracing::span::Record<'_>,
+        _context: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        values.record(&mut self.clone());
+    }
+}
+
+/// A call the server fails carries its gRPC status on its span, marked as an error, so that a
+/// trace shows it failed.
+#[tokio::test]
+async fn a_call_the_server_fails_is_an_error_on_its_span() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    let recorded = RecordedFields::default();
+    let _subscriber =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(recorded.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a free port");
+    let endpoint = format!("http://{}", listener.local_addr().expect("bound address"));
+    let shutdown = CancellationToken::new();
+    // No service behind the routes: any platform call is UNIMPLEMENTED, the server's failing.
+    let server = tokio::spawn(serve(
+        ServeOptions::new(listener, vec![TRUSTS]),
+        Routes::default(),
+        shutdown.clone(),
+    ));
+    let mut trusts = ics_proto::trusts::v1::trusts_service_client::TrustsServiceClient::new(
+        channel(&endpoint)
+            .await
+            .expect("server accepts connections"),
+    );
+    let refused = trusts
+        .list_organisations(ics_proto::trusts::v1::ListOrganisationsRequest::default())
+        .await
+        .expect_err("no trusts service here");
+    assert_eq!(refused.code(), tonic::Code::Unimplemented);
+    shutdown.cancel();
+    server.await.expect("server task").expect("served");
+    let fields = recorded.0.lock().expect("not poisoned").clone();
+    assert!(
+        fields.contains(&("rpc.grpc.status_code".to_owned(), "12".to_owned())),
+        "{fields:?}"
+    );
+    assert!(
+        fields.contains(&("otel.status_code".to_owned(), "ERROR".to_owned())),
+        "{fields:?}"
+    );
+}
