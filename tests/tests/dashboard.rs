@@ -362,13 +362,23 @@ async fn record_month(server: &ics_e2e::Server, operator: &str, offset: u32) {
 
 /// A plain HTTP/1.1 GET: the status code and the body.
 async fn http_get(base: &str, path: &str) -> (u16, String) {
+    http_get_as(base, path, None).await
+}
+
+/// As [`http_get`], with a bearer token.
+async fn http_get_as(base: &str, path: &str, token: Option<&str>) -> (u16, String) {
     use tokio::io::AsyncReadExt;
     let address = base.trim_start_matches("http://");
+    let authorization = token
+        .map(|token| format!("Authorization: Bearer {token}\r\n"))
+        .unwrap_or_default();
     let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
     stream
         .write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n")
-                .as_bytes(),
+            format!(
+                "GET {path} HTTP/1.1\r\nHost: {address}\r\n{authorization}Connection: close\r\n\r\n"
+            )
+            .as_bytes(),
         )
         .await
         .unwrap();
@@ -408,5 +418,37 @@ async fn every_process_serves_http_and_only_reporting_serves_the_dashboard() {
     let (status, body) = http_get(&reporting.dashboard_url, "/ics/QWO").await;
     assert_eq!(status, 401, "a dashboard page without a token");
     assert!(body.contains("id=\"sign-in\""), "{body}");
+    deployment.finish().await;
+}
+
+/// The tenant's call rate covers the dashboard's pages: a board beyond it gets 429 with the
+/// time to wait, and another board is unaffected.
+#[tokio::test]
+async fn a_board_reading_beyond_its_rate_is_told_to_wait() {
+    let mut deployment = Deployment::new().await;
+    deployment.environment.extend([
+        ("ICS_TENANT_CALLS_PER_SEC".to_owned(), "1".to_owned()),
+        ("ICS_TENANT_CALL_BURST".to_owned(), "2".to_owned()),
+    ]);
+    let server = deployment.start("reporting").await;
+    let board = |ics: &str| {
+        deployment.token(&Principal::BoardReader {
+            ics_ods_code: Some(ics.into()),
+            programme_id: None,
+        })
+    };
+    let (west, east) = (board("QWO"), board("QYG"));
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(
+            http_get_as(&server.dashboard_url, "/ics/QWO", Some(&west))
+                .await
+                .0,
+        );
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
+    // No ICS is registered: past the limit, the other board's page is simply not found.
+    let (status, _) = http_get_as(&server.dashboard_url, "/ics/QYG", Some(&east)).await;
+    assert_ne!(status, 429);
     deployment.finish().await;
 }

@@ -253,8 +253,9 @@ impl Authenticator {
         self
     }
 
-    /// Whether `principal` may make another call now; when not, how long until it may.
-    fn admit(&self, principal: &Principal) -> Result<(), Duration> {
+    /// Whether `principal` may make another call now; when not, how long until it may. The
+    /// gRPC calls' admission asks it, and so do the dashboard's pages.
+    pub fn admit(&self, principal: &Principal) -> Result<(), Duration> {
         let Some(limit) = &self.tenant_limit else {
             return Ok(());
         };

@@ -240,6 +240,20 @@ fn page_caller(
             &sign_in_form(None),
         ));
     };
+    // The tenant's call rate covers its pages as it covers its gRPC calls.
+    if let Err(wait) = dashboard.authenticator.admit(&principal) {
+        let mut refused = page_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many requests",
+            "<h1>Too many requests</h1><p>Your board is reading faster than its share; wait a moment and reload.</p>",
+        );
+        if let Ok(retry_after) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+            refused
+                .headers_mut()
+                .insert(header::RETRY_AFTER, retry_after);
+        }
+        return Err(refused);
+    }
     if let Err(denied) = may_read(&principal) {
         denied.audit();
         return Err(page_response(
