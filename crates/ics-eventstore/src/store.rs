@@ -342,6 +342,23 @@ impl EventStore {
         stored_u64("event count", count)
     }
 
+    /// When the oldest event committed after `cursor` was recorded (none when there is none):
+    /// how long the relay has been behind.
+    pub async fn oldest_after(
+        &self,
+        cursor: LogCursor,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
+        let oldest: Option<chrono::DateTime<chrono::Utc>> = sqlx::query_scalar(
+            "SELECT min(recorded_at) FROM events
+             WHERE (transaction_id, global_position) > ($1::text::xid8, $2)",
+        )
+        .bind(cursor.transaction_id.to_string())
+        .bind(to_i64(cursor.global_position))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(oldest)
+    }
+
     /// Where an event lies in commit order; none when the log does not hold it.
     pub async fn position_of(&self, event_id: Uuid) -> Result<Option<LogCursor>, StoreError> {
         let row: Option<(String, i64)> = sqlx::query_as(

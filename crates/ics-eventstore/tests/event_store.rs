@@ -190,6 +190,37 @@ async fn a_retried_request_returns_the_first_result_and_writes_nothing() {
     database.drop_database().await;
 }
 
+/// The relay's lag in time: when the oldest event after a cursor was recorded.
+#[tokio::test]
+async fn the_oldest_event_after_a_cursor_says_how_long_the_relay_is_behind() {
+    let database = TestDatabase::create().await;
+    let store = store(&database).await;
+    assert_eq!(
+        store.oldest_after(LogCursor::default()).await.unwrap(),
+        None
+    );
+    let before = chrono::Utc::now() - chrono::Duration::seconds(1);
+    for request in ["req-old-1", "req-old-2"] {
+        append(&store, request, "organisation-RTP", ExpectedVersion::Any)
+            .await
+            .unwrap();
+    }
+    let oldest = store
+        .oldest_after(LogCursor::default())
+        .await
+        .unwrap()
+        .expect("two events wait");
+    assert!(oldest >= before && oldest <= chrono::Utc::now(), "{oldest}");
+    // Past the last event there is nothing waiting.
+    let events = store
+        .read_committed(LogCursor::default(), 0, 10)
+        .await
+        .unwrap();
+    let after_last = LogCursor::after(events.last().expect("events"));
+    assert_eq!(store.oldest_after(after_last).await.unwrap(), None);
+    database.drop_database().await;
+}
+
 #[tokio::test]
 async fn a_failed_decision_writes_nothing() {
     let database = TestDatabase::create().await;

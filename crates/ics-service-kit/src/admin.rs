@@ -287,6 +287,13 @@ async fn verify_log(store: &EventStore, relay: &Relay) -> Result<api::LogCheck, 
     let log_events = store.count().await?;
     let checkpoint = relay.checkpoint().await?;
     let unpublished_events = store.count_after(checkpoint.unwrap_or_default()).await?;
+    let oldest_unpublished_age_ms = store
+        .oldest_after(checkpoint.unwrap_or_default())
+        .await?
+        .map(|recorded_at| {
+            u64::try_from((chrono::Utc::now() - recorded_at).num_milliseconds()).unwrap_or(0)
+        })
+        .unwrap_or(0);
     let stream = relay.stream_name();
     let mut gaps = Vec::new();
     // NATS being away is itself worth reporting, with what the log alone can tell.
@@ -339,5 +346,6 @@ async fn verify_log(store: &EventStore, relay: &Relay) -> Result<api::LogCheck, 
         checkpoint_recorded: checkpoint.is_some(),
         stream_ends_in_log: matches!(stream_end, StreamEnd::At(_)),
         gaps,
+        oldest_unpublished_age_ms,
     })
 }

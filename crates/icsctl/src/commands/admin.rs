@@ -277,6 +277,7 @@ async fn verify(context: &Context) -> anyhow::Result<()> {
             ("events", Align::Right),
             ("stream messages", Align::Right),
             ("unpublished", Align::Right),
+            ("oldest unpublished", Align::Right),
         ]);
         let mut projections = Table::new(&[
             ("projection", Align::Left),
@@ -297,6 +298,11 @@ async fn verify(context: &Context) -> anyhow::Result<()> {
                     log.log_events.to_string(),
                     log.stream_messages.to_string(),
                     log.unpublished_events.to_string(),
+                    if log.oldest_unpublished_age_ms == 0 {
+                        "-".to_owned()
+                    } else {
+                        format!("{:.1} s", log.oldest_unpublished_age_ms as f64 / 1000.0)
+                    },
                 ]);
                 descriptions.extend(log.gaps.iter().map(|gap| format!("{}: {gap}", log.service)));
             }
