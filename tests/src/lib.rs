@@ -488,3 +488,52 @@ pub fn write(dir: &std::path::Path, name: &str, contents: &str) -> std::path::Pa
     std::fs::write(&path, contents).unwrap();
     path
 }
+
+/// Bytes sent and received as they are, to put malformed or fuzzed bodies on the wire.
+#[derive(Debug, Clone, Default)]
+pub struct RawCodec;
+
+pub struct RawCoder;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawCoder;
+    type Decoder = RawCoder;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        RawCoder
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RawCoder
+    }
+}
+
+impl tonic::codec::Encoder for RawCoder {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        destination: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), Self::Error> {
+        use bytes::BufMut;
+        destination.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCoder {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        source: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Vec<u8>>, Self::Error> {
+        use bytes::Buf;
+        Ok(Some(source.copy_to_bytes(source.remaining()).to_vec()))
+    }
+}

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use ics_auth::{Principal, claims_for};
-use ics_e2e::{Authority, Deployment, authorized, channel, write};
+use ics_e2e::{Authority, Deployment, RawCodec, authorized, channel, write};
 use ics_proto::trusts::v1::ListOrganisationsRequest;
 use ics_proto::trusts::v1::trusts_service_client::TrustsServiceClient;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -780,55 +780,6 @@ async fn a_trust_writer_token_naming_an_icb_writes_nothing() {
         .unwrap();
     assert_eq!(qwo.name, "QWO organisation", "nothing was written");
     deployment.finish().await;
-}
-
-/// Bytes sent as they are, to put malformed bodies on the wire.
-#[derive(Debug, Clone, Default)]
-struct RawCodec;
-
-struct RawCoder;
-
-impl tonic::codec::Codec for RawCodec {
-    type Encode = Vec<u8>;
-    type Decode = Vec<u8>;
-    type Encoder = RawCoder;
-    type Decoder = RawCoder;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        RawCoder
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        RawCoder
-    }
-}
-
-impl tonic::codec::Encoder for RawCoder {
-    type Item = Vec<u8>;
-    type Error = tonic::Status;
-
-    fn encode(
-        &mut self,
-        item: Vec<u8>,
-        destination: &mut tonic::codec::EncodeBuf<'_>,
-    ) -> Result<(), Self::Error> {
-        use bytes::BufMut;
-        destination.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl tonic::codec::Decoder for RawCoder {
-    type Item = Vec<u8>;
-    type Error = tonic::Status;
-
-    fn decode(
-        &mut self,
-        source: &mut tonic::codec::DecodeBuf<'_>,
-    ) -> Result<Option<Vec<u8>>, Self::Error> {
-        use bytes::Buf;
-        Ok(Some(source.copy_to_bytes(source.remaining()).to_vec()))
-    }
 }
 
 /// S7 input hygiene: NUL or a bidirectional override in any string field (request ids too) and

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt as _;
 use ics_auth::Principal;
-use ics_e2e::{AUDIENCE, Deployment, ISSUER, Server, authorized, channel};
+use ics_e2e::{AUDIENCE, Deployment, ISSUER, RawCodec, Server, authorized, channel};
 use ics_proto::events::v1::Date;
 use prost::Message as _;
 use prost_reflect::{DynamicMessage, Kind, MessageDescriptor, MethodDescriptor, Value};
@@ -41,57 +41,8 @@ const ICS_Y: &str = "QYG";
 const MEASURE: &str = "SECURITY_MATRIX";
 
 // ---------------------------------------------------------------------------------------------
-// Raw bytes on the wire
+// Raw bytes on the wire (`ics_e2e::RawCodec`)
 // ---------------------------------------------------------------------------------------------
-
-/// Bytes sent and received as they are: requests are encoded `DynamicMessage`s or fuzzed bytes.
-#[derive(Debug, Clone, Default)]
-struct RawCodec;
-
-struct RawCoder;
-
-impl tonic::codec::Codec for RawCodec {
-    type Encode = Vec<u8>;
-    type Decode = Vec<u8>;
-    type Encoder = RawCoder;
-    type Decoder = RawCoder;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        RawCoder
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        RawCoder
-    }
-}
-
-impl tonic::codec::Encoder for RawCoder {
-    type Item = Vec<u8>;
-    type Error = tonic::Status;
-
-    fn encode(
-        &mut self,
-        item: Vec<u8>,
-        destination: &mut tonic::codec::EncodeBuf<'_>,
-    ) -> Result<(), Self::Error> {
-        use bytes::BufMut;
-        destination.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl tonic::codec::Decoder for RawCoder {
-    type Item = Vec<u8>;
-    type Error = tonic::Status;
-
-    fn decode(
-        &mut self,
-        source: &mut tonic::codec::DecodeBuf<'_>,
-    ) -> Result<Option<Vec<u8>>, Self::Error> {
-        use bytes::Buf;
-        Ok(Some(source.copy_to_bytes(source.remaining()).to_vec()))
-    }
-}
 
 /// What a call was answered.
 #[derive(Debug, Clone)]
