@@ -171,11 +171,7 @@ struct SignIn {
 
 async fn sign_in(State(dashboard): State<Dashboard>, Form(form): Form<SignIn>) -> Response {
     let token = form.token.trim().to_owned();
-    let mut headers = HeaderMap::new();
-    if let Ok(value) = HeaderValue::from_str(&format!("Bearer {token}")) {
-        headers.insert(header::AUTHORIZATION, value);
-    }
-    let Some((principal, expires_at)) = dashboard.caller(&headers) else {
+    let Ok((principal, expires_at)) = dashboard.authenticator.authenticate_token(&token) else {
         tracing::info!(
             target: ics_service_kit::audit::TARGET,
             kind = "unauthenticated",
@@ -600,12 +596,7 @@ async fn board_pack_download(dashboard: &Dashboard, scope: &Scope, file: &str) -
 fn measures_section(ods: &str, view: &ics_proto::reporting::v1::MeasureView) -> String {
     let mut rows = String::new();
     for row in &view.rows {
-        let variation = ics_measures::variation_icon(row.variation)
-            .map(ics_charts::variation_icon)
-            .unwrap_or_else(|| "—".to_owned());
-        let assurance = ics_measures::assurance_icon(row.assurance)
-            .map(ics_charts::assurance_icon)
-            .unwrap_or_else(|| "—".to_owned());
+        let (variation, assurance) = icons(row);
         rows.push_str(&format!(
             "    <tr><th scope=\"row\"><a href=\"/ics/{ods}/measures/{code}/{trust}\">{measure}</a></th><td>{organisation}</td><td>{period}</td><td class=\"number\">{value}</td><td>{variation}</td><td>{assurance}</td><td>{points}</td></tr>\n",
             ods = escape(ods),
@@ -702,12 +693,14 @@ async fn trust_section(
             ics_service_kit::ServiceError::not_found(format!("trust {trust_code} in ics {ods}"))
         })?;
     let measures = crate::measures::measure_view(pool, ods, "", today).await?;
-    let mut rows = String::new();
-    for row in measures
+    let own: Vec<_> = measures
         .rows
         .iter()
         .filter(|row| row.ods_code == trust_code)
-    {
+        .collect();
+    let mut rows = String::new();
+    for row in &own {
+        let (variation, assurance) = icons(row);
         rows.push_str(&format!(
             "    <tr><th scope=\"row\"><a href=\"/ics/{ods}/measures/{code}/{trust}\">{measure}</a></th><td>{period}</td><td class=\"number\">{value}</td><td>{variation}</td><td>{assurance}</td></tr>\n",
             ods = escape(ods),
@@ -716,30 +709,15 @@ async fn trust_section(
             measure = escape(&row.measure_name),
             period = date_text(row.latest_period_start.as_ref()),
             value = value_text(row.latest_value, row.display_scale, &row.unit),
-            variation = ics_measures::variation_icon(row.variation)
-                .map(ics_charts::variation_icon)
-                .unwrap_or_else(|| "—".to_owned()),
-            assurance = ics_measures::assurance_icon(row.assurance)
-                .map(ics_charts::assurance_icon)
-                .unwrap_or_else(|| "—".to_owned()),
         ));
     }
     if rows.is_empty() {
         rows.push_str("    <tr><td colspan=\"5\">No measures recorded for this trust.</td></tr>\n");
     }
-    let own: Vec<_> = measures
-        .rows
-        .iter()
-        .filter(|row| row.ods_code == trust_code)
-        .collect();
     let section = format!(
         r#"{periods}<table class="trusts">
   <caption>{name} in the ICS overview</caption>
-  <thead><tr>
-    <th scope="col">Trust</th><th scope="col">ODS code</th><th scope="col">CQC overall</th><th scope="col">Rated on</th>
-    <th scope="col">Active value streams</th><th scope="col">Executive departures (24 months)</th>
-    <th scope="col">Training participants</th><th scope="col">Valued the training</th>
-  </tr></thead>
+{head}
   <tbody>
 {summary}  </tbody>
 </table>
@@ -750,6 +728,7 @@ async fn trust_section(
 {rows}  </tbody>
 </table>"#,
         name = escape(&trust.name),
+        head = TRUSTS_HEAD,
         summary = trust_row(trust),
         periods = periods_note(&own),
     );
@@ -1055,6 +1034,27 @@ fn cqc_word(rating: i32) -> &'static str {
 }
 
 /// The overview's tables: what the page shows and what each live update replaces.
+/// The header of a table of trusts, whose rows [`trust_row`] draws.
+const TRUSTS_HEAD: &str = r#"  <thead><tr>
+    <th scope="col">Trust</th><th scope="col">ODS code</th><th scope="col">CQC overall</th><th scope="col">Rated on</th>
+    <th scope="col">Active value streams</th><th scope="col">Executive departures (24 months)</th>
+    <th scope="col">Training participants</th><th scope="col">Valued the training</th>
+  </tr></thead>"#;
+
+/// A measure row's Making Data Count icons, variation then assurance (a dash where there is
+/// none).
+fn icons(row: &ics_proto::reporting::v1::MeasureRow) -> (String, String) {
+    let none = || "—".to_owned();
+    (
+        ics_measures::variation_icon(row.variation)
+            .map(ics_charts::variation_icon)
+            .unwrap_or_else(none),
+        ics_measures::assurance_icon(row.assurance)
+            .map(ics_charts::assurance_icon)
+            .unwrap_or_else(none),
+    )
+}
+
 fn overview_section(overview: &Overview) -> String {
     let mut rows = String::new();
     for trust in &overview.trusts {
@@ -1066,11 +1066,7 @@ fn overview_section(overview: &Overview) -> String {
         r#"<p>Membership and figures as of <strong>{as_of}</strong>.</p>
 <table class="trusts">
   <caption>Trusts of the ICS: CQC rating, value streams, leadership stability and training</caption>
-  <thead><tr>
-    <th scope="col">Trust</th><th scope="col">ODS code</th><th scope="col">CQC overall</th><th scope="col">Rated on</th>
-    <th scope="col">Active value streams</th><th scope="col">Executive departures (24 months)</th>
-    <th scope="col">Training participants</th><th scope="col">Valued the training</th>
-  </tr></thead>
+{head}
   <tbody>
 {rows}  </tbody>
 </table>
@@ -1083,6 +1079,7 @@ fn overview_section(overview: &Overview) -> String {
   </tbody>
 </table>"#,
         as_of = date_text(overview.as_of.as_ref()),
+        head = TRUSTS_HEAD,
         active = streams.active,
         proposed = streams.proposed,
         sustaining = streams.sustaining,
