@@ -213,19 +213,14 @@ impl ServiceHost {
 
     /// Serves the HTTP surface, with the listeners' TLS, until shutdown; a port that cannot
     /// be bound fails the start.
-    async fn start_http(&mut self, listen: SocketAddr) -> anyhow::Result<()> {
+    async fn start_http(
+        &mut self,
+        listen: SocketAddr,
+        tls: Option<crate::tls::ReloadingTls>,
+    ) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen for http on {listen} (ICS_HTTP_LISTEN)"))?;
-        let tls = crate::tls::TlsFiles::from_config(&self.common.tls)?
-            .map(|files| {
-                crate::tls::ReloadingTls::start(
-                    files,
-                    Duration::from_secs(self.common.tls.tls_reload_secs),
-                    &self.shutdown,
-                )
-            })
-            .transpose()?;
         // Liveness for load balancers and probes that speak HTTP rather than gRPC health.
         let mut router =
             axum::Router::new().route("/healthz", axum::routing::get(|| async { "ok\n" }));
@@ -273,11 +268,7 @@ impl ServiceHost {
             admin = admin.with_projections(supervisor.clone());
         }
         self.add_service(AdminServiceServer::new(admin));
-        if let Some(http_listen) = self.common.http_listen {
-            self.start_http(http_listen).await?;
-        }
-        let listener = tokio::net::TcpListener::bind(listen).await?;
-        tracing::info!(service = self.service, listen = %listener.local_addr()?, "serving");
+        // One reloading configuration serves both surfaces: the files are watched once.
         let tls = crate::tls::TlsFiles::from_config(&self.common.tls)?
             .map(|files| {
                 crate::tls::ReloadingTls::start(
@@ -287,6 +278,11 @@ impl ServiceHost {
                 )
             })
             .transpose()?;
+        if let Some(http_listen) = self.common.http_listen {
+            self.start_http(http_listen, tls.clone()).await?;
+        }
+        let listener = tokio::net::TcpListener::bind(listen).await?;
+        tracing::info!(service = self.service, listen = %listener.local_addr()?, "serving");
         let options = ServeOptions::new(listener, self.service_names.clone())
             .for_service(self.service)
             .with_authenticator(self.authenticator.clone())
