@@ -286,32 +286,37 @@ impl Authenticator {
             .map(|(principal, _)| principal)
     }
 
-    /// The principal behind a bare bearer token (a session cookie's), and when it expires.
+    /// The principal behind a bare bearer token (a session cookie's), and when it expires
+    /// (never, in development mode).
     pub fn authenticate_token(
         &self,
         token: &str,
     ) -> Result<(Principal, Option<SystemTime>), AuthError> {
-        self.authenticate_header(Some(format!("Bearer {token}").as_bytes()))
+        match self.mode.as_ref() {
+            Mode::Development => Ok((Principal::Development, None)),
+            Mode::Token(verifier) => {
+                let (principal, expires_at) = verifier.verify_until(token.trim())?;
+                Ok((principal, Some(expires_at)))
+            }
+        }
     }
 
-    /// The principal behind an `authorization` header, and when its token expires (never, in
-    /// development mode).
+    /// The principal behind an `authorization` header, and when its token expires.
     fn authenticate_header(
         &self,
         header: Option<&[u8]>,
     ) -> Result<(Principal, Option<SystemTime>), AuthError> {
-        let verifier = match self.mode.as_ref() {
-            Mode::Development => return Ok((Principal::Development, None)),
-            Mode::Token(verifier) => verifier,
-        };
+        // Development mode needs no header at all.
+        if matches!(self.mode.as_ref(), Mode::Development) {
+            return Ok((Principal::Development, None));
+        }
         let header = std::str::from_utf8(header.ok_or(AuthError::MissingToken)?)
             .map_err(|_| AuthError::MalformedHeader)?;
         let (scheme, token) = header.split_once(' ').ok_or(AuthError::MalformedHeader)?;
         if !scheme.eq_ignore_ascii_case("bearer") {
             return Err(AuthError::MalformedHeader);
         }
-        let (principal, expires_at) = verifier.verify_until(token.trim())?;
-        Ok((principal, Some(expires_at)))
+        self.authenticate_token(token)
     }
 
     /// Admits the call to `rpc` with these headers, or answers why not: UNAUTHENTICATED without
