@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 pub use ics_auth::{AuthError, Denied, KeySet, Principal, TokenVerifier, mint_token};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tonic::codegen::http;
 use tonic::metadata::MetadataMap;
@@ -39,6 +39,7 @@ use tonic::{Request, Status};
 
 use crate::config::{AuthConfig, AuthMode};
 use crate::error::ServiceError;
+use crate::limits::TenantSlots;
 
 /// Secrets shorter than this are accepted but warned about: HS256 keys should carry at least
 /// as much entropy as the hash output.
@@ -73,13 +74,7 @@ pub struct Authenticator {
     /// Calls per tenant (trust writers and boards), so that one cannot flood the rest.
     tenant_limit: Option<Arc<TenantLimit>>,
     /// Calls in flight per tenant.
-    tenant_calls: Option<Arc<TenantCalls>>,
-}
-
-/// Each tenant's calls in flight: a semaphore per tenant, created on its first call.
-struct TenantCalls {
-    per_tenant: usize,
-    semaphores: std::sync::Mutex<std::collections::HashMap<String, Arc<Semaphore>>>,
+    tenant_calls: Option<TenantSlots>,
 }
 
 /// How long a call may queue behind its tenant's calls in flight before it is refused.
@@ -232,12 +227,7 @@ impl Authenticator {
 
     /// Lets each tenant have at most `per_tenant` calls in flight; more queue (none when 0).
     pub fn with_tenant_concurrency(mut self, per_tenant: u32) -> Self {
-        self.tenant_calls = (per_tenant > 0).then(|| {
-            Arc::new(TenantCalls {
-                per_tenant: per_tenant as usize,
-                semaphores: Default::default(),
-            })
-        });
+        self.tenant_calls = (per_tenant > 0).then(|| TenantSlots::new(per_tenant));
         self
     }
 
@@ -259,7 +249,7 @@ impl Authenticator {
         let Some(limit) = &self.tenant_limit else {
             return Ok(());
         };
-        if !is_tenant(principal) {
+        if !crate::limits::is_tenant(principal) {
             return Ok(());
         }
         limit.check_key(&principal.label()).map_err(|not_until| {
@@ -358,9 +348,19 @@ impl Authenticator {
                 details,
             ));
         }
-        let slot = match (&self.tenant_calls, is_tenant(&principal)) {
-            (Some(calls), true) => Some(calls.enter(&principal, rpc).await?),
-            _ => None,
+        let slot = match &self.tenant_calls {
+            Some(calls) => match calls.enter(&principal, TENANT_QUEUE_WAIT).await {
+                Ok(slot) => slot,
+                Err(crate::limits::SlotsTaken) => {
+                    let tenant = principal.label();
+                    let in_flight = calls.per_tenant();
+                    tracing::info!(principal = %tenant, rpc, in_flight, "tenant calls in flight limit reached");
+                    return Err(Status::resource_exhausted(format!(
+                        "{tenant} has {in_flight} calls in flight and more waiting; retry later"
+                    )));
+                }
+            },
+            None => None,
         };
         Ok(Admitted {
             principal,
@@ -368,42 +368,6 @@ impl Authenticator {
             slot,
         })
     }
-}
-
-impl TenantCalls {
-    /// A place among the tenant's calls in flight, waiting for one to end when all are taken.
-    async fn enter(
-        &self,
-        principal: &Principal,
-        rpc: &str,
-    ) -> Result<OwnedSemaphorePermit, Status> {
-        let tenant = principal.label();
-        let semaphore = self
-            .semaphores
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .entry(tenant.clone())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.per_tenant)))
-            .clone();
-        match tokio::time::timeout(TENANT_QUEUE_WAIT, semaphore.acquire_owned()).await {
-            Ok(Ok(permit)) => Ok(permit),
-            _ => {
-                tracing::info!(principal = %tenant, rpc, in_flight = self.per_tenant, "tenant calls in flight limit reached");
-                Err(Status::resource_exhausted(format!(
-                    "{tenant} has {} calls in flight and more waiting; retry later",
-                    self.per_tenant
-                )))
-            }
-        }
-    }
-}
-
-/// Trust writers and boards: the principals whose calls are limited (operators are not).
-fn is_tenant(principal: &Principal) -> bool {
-    matches!(
-        principal,
-        Principal::TrustWriter { .. } | Principal::BoardReader { .. }
-    )
 }
 
 /// Reloads the published keys every `period`, logging a change of key ids (a rotation).
