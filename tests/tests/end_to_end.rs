@@ -1037,6 +1037,7 @@ async fn the_demo_runs_against_every_service_in_one_process_and_replays_on_a_sec
     assert!(succeeded, "{output}");
     assert_eq!(std::fs::read_to_string(&single).unwrap(), measures_csv);
     std::fs::remove_file(&single).ok();
+    check_lookups(&deployment, &server).await;
     let overviews =
         |output: &str| output[output.find("Programme overview").unwrap_or(0)..].to_string();
     assert_eq!(overviews(&first), overviews(&second));
@@ -1046,6 +1047,223 @@ async fn the_demo_runs_against_every_service_in_one_process_and_replays_on_a_sec
         "icsd all did not shut down cleanly"
     );
     deployment.finish().await;
+}
+
+/// The lookups over the demo's world: the pages of a list are the whole list, in order, each
+/// entry belongs to the board's scope, and a page token is refused with another scope or other
+/// filters.
+async fn check_lookups(deployment: &Deployment, server: &ics_e2e::Server) {
+    use ics_proto::reporting::v1::{
+        ListPeerGroupsRequest, ListProgrammesRequest, ListSeriesRequest, ListValueStreamsRequest,
+    };
+    let mut reporting = ReportingServiceClient::new(channel(&server.reporting_url).await);
+    let board = |ics: &str| {
+        deployment.token(&Principal::BoardReader {
+            ics_ods_code: Some(ics.into()),
+            programme_id: None,
+        })
+    };
+    let (west_yorkshire, surrey) = (board("QWO"), board("QXU"));
+    let members =
+        |overview: ics_proto::reporting::v1::Overview| -> std::collections::BTreeSet<String> {
+            overview
+                .trusts
+                .into_iter()
+                .map(|trust| trust.ods_code)
+                .collect()
+        };
+    let west_yorkshire_trusts = members(
+        reporting
+            .get_overview(authorized(
+                &west_yorkshire,
+                GetOverviewRequest {
+                    scope: ics("QWO"),
+                    as_of: None,
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner(),
+    );
+
+    let series_page = |token: &str, scope: &str, measure: &str, page_size: u32| ListSeriesRequest {
+        scope: ics(scope),
+        measure_code: measure.to_owned(),
+        page_size,
+        page_token: token.to_owned(),
+        ..Default::default()
+    };
+    let mut paged = Vec::new();
+    let mut token = String::new();
+    let mut pages = 0;
+    loop {
+        let page = reporting
+            .list_series(authorized(
+                &west_yorkshire,
+                series_page(&token, "QWO", "", 3),
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(page.series.len() <= 3);
+        pages += 1;
+        paged.extend(page.series);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    let whole = reporting
+        .list_series(authorized(
+            &west_yorkshire,
+            series_page("", "QWO", "", 1000),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(whole.next_page_token.is_empty());
+    // Six member trusts with two measures each, as the board pack's twelve rows.
+    assert_eq!(whole.series.len(), 12);
+    assert_eq!(paged, whole.series);
+    assert_eq!(pages, 4);
+    for entry in &whole.series {
+        let key = entry.series.as_ref().unwrap();
+        assert!(west_yorkshire_trusts.contains(&key.ods_code), "{key:?}");
+        assert_eq!(entry.points, 36, "{key:?}");
+    }
+
+    // A token is bound to its scope and filters: not Surrey's to replay, nor the operator's
+    // with another scope, nor West Yorkshire's with a measure filter added.
+    let first = reporting
+        .list_series(authorized(&west_yorkshire, series_page("", "QWO", "", 5)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!first.next_page_token.is_empty());
+    let operator = deployment.token(&Principal::Operator);
+    for (token, scope, measure) in [
+        (&surrey, "QXU", ""),
+        (&operator, "QXU", ""),
+        (&west_yorkshire, "QWO", "FFT_POSITIVE"),
+    ] {
+        let refused = reporting
+            .list_series(authorized(
+                token,
+                series_page(&first.next_page_token, scope, measure, 5),
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+        assert_eq!(violated_fields(&refused), ["page_token"]);
+    }
+    // Surrey's own list holds none of West Yorkshire's trusts, and West Yorkshire cannot read it.
+    let surreys = reporting
+        .list_series(authorized(&surrey, series_page("", "QXU", "", 1000)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!surreys.series.is_empty());
+    for entry in &surreys.series {
+        assert!(!west_yorkshire_trusts.contains(&entry.series.as_ref().unwrap().ods_code));
+    }
+    let refused = reporting
+        .list_series(authorized(&west_yorkshire, series_page("", "QXU", "", 10)))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+
+    // Value streams of the scope's trusts; a trust outside it is NOT_FOUND.
+    let value_streams = reporting
+        .list_value_streams(authorized(
+            &west_yorkshire,
+            ListValueStreamsRequest {
+                scope: ics("QWO"),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!value_streams.value_streams.is_empty());
+    for value_stream in &value_streams.value_streams {
+        assert!(west_yorkshire_trusts.contains(&value_stream.ods_code));
+    }
+    let outside = reporting
+        .list_value_streams(authorized(
+            &west_yorkshire,
+            ListValueStreamsRequest {
+                scope: ics("QWO"),
+                ods_code: "RTP".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(outside.code(), Code::NotFound);
+
+    // The programme the demo registered, joined by West Yorkshire's trusts.
+    let programmes = reporting
+        .list_programmes(authorized(
+            &west_yorkshire,
+            ListProgrammesRequest {
+                scope: ics("QWO"),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(programmes.programmes.len(), 1, "{programmes:?}");
+    assert!(programmes.programmes[0].trusts >= 1);
+    let peer_groups = reporting
+        .list_peer_groups(authorized(
+            &west_yorkshire,
+            ListPeerGroupsRequest {
+                ics_ods_code: "QWO".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(peer_groups.next_page_token.is_empty());
+
+    // The same lists from icsctl, which reads every page.
+    let (succeeded, output) = deployment
+        .icsctl(
+            server,
+            &["series", "list", "--ics", "QWO", "--page-size", "5"],
+        )
+        .await;
+    assert!(succeeded, "{output}");
+    assert!(output.contains("12 series"), "{output}");
+    let (succeeded, output) = deployment
+        .icsctl(server, &["programme", "list", "--ics", "QWO"])
+        .await;
+    assert!(succeeded, "{output}");
+    assert!(
+        output.contains(&programmes.programmes[0].programme_id),
+        "{output}"
+    );
+    let (succeeded, output) = deployment
+        .icsctl(
+            server,
+            &[
+                "value-stream",
+                "list",
+                "--ics",
+                "QWO",
+                "--page-size",
+                "1",
+                "--page-token",
+                &first.next_page_token,
+            ],
+        )
+        .await;
+    assert!(
+        !succeeded,
+        "another list's token must be refused:\n{output}"
+    );
 }
 
 #[tokio::test]

@@ -682,6 +682,8 @@ fn text_for(name: &str, parent: &str, world: &World, target: Target<'_>) -> Stri
         "peer_group_id" => target.peer_group_id.to_owned(),
         "measure_code" => MEASURE.to_owned(),
         "code" if matches!(parent, "MeasureDefinition" | "GetMeasureRequest") => MEASURE.to_owned(),
+        // The first page of a list.
+        "page_token" => String::new(),
         // No projection by that name: an operator's rebuild must not drop a real one.
         "projection" => String::new(),
         "metric_id" => "m1".to_owned(),
@@ -958,6 +960,19 @@ const TABLE: &[Rule] = &[
         "B has no observations on both dates compared",
     ),
     rule("ics.reporting.v1.ReportingService/GetBoardPack", BoardRead),
+    rule(
+        "ics.reporting.v1.ReportingService/ListProgrammes",
+        BoardRead,
+    ),
+    rule(
+        "ics.reporting.v1.ReportingService/ListValueStreams",
+        BoardRead,
+    ),
+    rule("ics.reporting.v1.ReportingService/ListSeries", BoardRead),
+    rule(
+        "ics.reporting.v1.ReportingService/ListPeerGroups",
+        BoardRead,
+    ),
     // --- admin (on every listener) ----------------------------------------------------------
     rule("ics.admin.v1.AdminService/TailEvents", OperatorOnly)
         .operator(NO_EVENT_LOG, "reporting keeps no event log"),

@@ -23,6 +23,7 @@ pub mod http;
 pub mod hygiene;
 pub mod limits;
 pub mod nats;
+pub mod page;
 mod retry;
 pub mod server;
 pub mod startup;

@@ -365,6 +365,16 @@ pub enum ValueStreamCommand {
     },
     /// Show a value stream with every revision.
     Get { value_stream_id: String },
+    /// The value streams of the scope's trusts, by trust.
+    List {
+        #[command(flatten)]
+        scope: ScopeArgs,
+        /// Only this trust's value streams.
+        #[arg(long, value_name = "ODS")]
+        trust: Option<String>,
+        #[command(flatten)]
+        page: PageArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -464,6 +474,13 @@ pub enum ProgrammeCommand {
     },
     /// Show a programme with its trusts, board, compacts and meetings.
     Get { programme_id: String },
+    /// The programmes the scope's trusts have joined (a programme scope: that programme).
+    List {
+        #[command(flatten)]
+        scope: ScopeArgs,
+        #[command(flatten)]
+        page: PageArgs,
+    },
 }
 
 /// The optional people of a workshop, by role.
@@ -741,6 +758,19 @@ pub enum SeriesCommand {
     /// A series point by point: value, mean, process limits, classification, rules; its
     /// variation and assurance icons and rule set on top.
     Get(SeriesArgs),
+    /// The series with observations of the scope's trusts, by measure and trust.
+    List {
+        #[command(flatten)]
+        scope: ScopeArgs,
+        /// Only this trust's series.
+        #[arg(long, value_name = "ODS")]
+        trust: Option<String>,
+        /// Only this measure's series.
+        #[arg(long, value_name = "CODE")]
+        measure: Option<String>,
+        #[command(flatten)]
+        page: PageArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -764,6 +794,14 @@ pub enum PeerGroupCommand {
     },
     /// Show a peer group's current version.
     Get { peer_group_id: String },
+    /// The peer groups an ICS's board may compare against.
+    List {
+        /// ODS code of the ICB.
+        #[arg(long, value_name = "ODS")]
+        ics: String,
+        #[command(flatten)]
+        page: PageArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -791,6 +829,18 @@ pub struct ImportObservationsArgs {
     /// Read and check the file, report, and send nothing.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+/// How much of a list to read: every page, or one page from a token.
+#[derive(Debug, Clone, Args)]
+pub struct PageArgs {
+    /// Entries asked for per page (the server gives at most 1000).
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub page_size: u32,
+    /// Print only the page after this token (a previous page's `next page:` token) and the
+    /// token of the page after it. Without it every page is read and printed.
+    #[arg(long, value_name = "TOKEN")]
+    pub page_token: Option<String>,
 }
 
 /// Which cross-trust view to read: one ICS or one programme.

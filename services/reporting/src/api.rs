@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::board_pack;
+use crate::lookups;
 use crate::measures;
 use crate::measures_projection::MEASURES;
 use crate::outcomes_projection::OUTCOMES;
@@ -567,4 +568,93 @@ impl ReportingService for ReportingApi {
         .await?;
         Ok(Response::new(pack))
     }
+
+    async fn list_programmes(
+        &self,
+        request: Request<api::ListProgrammesRequest>,
+    ) -> Result<Response<api::ListProgrammesResponse>, Status> {
+        let principal = principal(&request)?;
+        let body = request.into_inner();
+        let scope = authorize_scope(&principal, body.scope.as_ref())?;
+        let today = chrono::Utc::now().date_naive();
+        let page = lookups::programmes(&self.pool, &scope, body.page_size, &body.page_token, today)
+            .await?;
+        Ok(Response::new(page))
+    }
+
+    async fn list_value_streams(
+        &self,
+        request: Request<api::ListValueStreamsRequest>,
+    ) -> Result<Response<api::ListValueStreamsResponse>, Status> {
+        let principal = principal(&request)?;
+        let body = request.into_inner();
+        optional_trust(&body.ods_code)?;
+        let scope = authorize_scope(&principal, body.scope.as_ref())?;
+        let today = chrono::Utc::now().date_naive();
+        let page = lookups::value_streams(
+            &self.pool,
+            &scope,
+            &body.ods_code,
+            body.page_size,
+            &body.page_token,
+            today,
+        )
+        .await?;
+        Ok(Response::new(page))
+    }
+
+    async fn list_series(
+        &self,
+        request: Request<api::ListSeriesRequest>,
+    ) -> Result<Response<api::ListSeriesResponse>, Status> {
+        let principal = principal(&request)?;
+        let body = request.into_inner();
+        optional_trust(&body.ods_code)?;
+        if !body.measure_code.is_empty() {
+            let mut violations = Violations::default();
+            required_measure(&mut violations, &body.measure_code);
+            ServiceError::check(violations)?;
+        }
+        let scope = authorize_scope(&principal, body.scope.as_ref())?;
+        let today = chrono::Utc::now().date_naive();
+        let page = lookups::series(
+            &self.pool,
+            &scope,
+            &body.ods_code,
+            &body.measure_code,
+            body.page_size,
+            &body.page_token,
+            today,
+        )
+        .await?;
+        Ok(Response::new(page))
+    }
+
+    async fn list_peer_groups(
+        &self,
+        request: Request<api::ListPeerGroupsRequest>,
+    ) -> Result<Response<api::ListPeerGroupsResponse>, Status> {
+        let principal = principal(&request)?;
+        let body = request.into_inner();
+        authorize_ics(&principal, &body.ics_ods_code)?;
+        let today = chrono::Utc::now().date_naive();
+        let page = lookups::peer_groups(
+            &self.pool,
+            &body.ics_ods_code,
+            body.page_size,
+            &body.page_token,
+            today,
+        )
+        .await?;
+        Ok(Response::new(page))
+    }
+}
+
+/// A lookup's optional trust filter must be an ODS code when given.
+fn optional_trust(ods_code: &str) -> Result<(), ServiceError> {
+    let mut violations = Violations::default();
+    if !ods_code.is_empty() {
+        validate::ods_code(&mut violations, "ods_code", ods_code);
+    }
+    ServiceError::check(violations)
 }

@@ -56,6 +56,7 @@
 
 mod api;
 pub mod board_pack;
+mod lookups;
 pub mod measures;
 mod measures_projection;
 pub mod outcomes;

@@ -33,13 +33,7 @@ pub async fn overview(
     scope: &Scope,
     as_of: NaiveDate,
 ) -> Result<Overview, ServiceError> {
-    let (name, members) = match &scope.scope {
-        Some(scope::Scope::IcsOdsCode(ics)) => ics_members(pool, ics, as_of).await?,
-        Some(scope::Scope::ProgrammeId(programme_id)) => {
-            programme_members(pool, programme_id, as_of).await?
-        }
-        None => return Err(ServiceError::invalid_field("scope", "is required")),
-    };
+    let (name, members) = scope_members(pool, scope, as_of).await?;
     let codes: Vec<String> = members
         .iter()
         .map(|member| member.ods_code.clone())
@@ -216,6 +210,22 @@ fn members_from_rows(rows: &[sqlx::postgres::PgRow]) -> Result<Vec<Member>, sqlx
             })
         })
         .collect()
+}
+
+/// The scope's name and its trusts on `as_of`: an ICS's members, or a programme's trusts that
+/// had joined by then.
+pub(crate) async fn scope_members(
+    pool: &PgPool,
+    scope: &Scope,
+    as_of: NaiveDate,
+) -> Result<(String, Vec<Member>), ServiceError> {
+    match &scope.scope {
+        Some(scope::Scope::IcsOdsCode(ics)) => ics_members(pool, ics, as_of).await,
+        Some(scope::Scope::ProgrammeId(programme_id)) => {
+            programme_members(pool, programme_id, as_of).await
+        }
+        None => Err(ServiceError::invalid_field("scope", "is required")),
+    }
 }
 
 pub(crate) async fn ics_members(

@@ -15,6 +15,7 @@ use crate::cli::{
     ImportCommand, ImportObservationsArgs, MeasureCommand, MeasureDefineArgs, ObservationArgs,
     ObservationCommand, PeerGroupCommand, SeriesArgs, SeriesCommand, SetTargetArgs,
 };
+use crate::commands::lookups;
 use crate::commands::trusts::print_result;
 use crate::connect::{Context, Metrics};
 use crate::csv_import::{self, ParsedFile, Rejection};
@@ -310,7 +311,15 @@ pub async fn observation(context: &Context, command: ObservationCommand) -> anyh
 }
 
 pub async fn series(context: &Context, command: SeriesCommand) -> anyhow::Result<()> {
-    let SeriesCommand::Get(args) = command;
+    let args = match command {
+        SeriesCommand::Get(args) => args,
+        SeriesCommand::List {
+            scope,
+            trust,
+            measure,
+            page,
+        } => return lookups::series(context, scope, trust, measure, page).await,
+    };
     let mut metrics = context.metrics().await?;
     let series = metrics
         .get_series(api::GetSeriesRequest {
@@ -457,6 +466,7 @@ pub async fn peer_group(context: &Context, command: PeerGroupCommand) -> anyhow:
             }
             print_result(context, &result, None)
         }
+        PeerGroupCommand::List { ics, page } => lookups::peer_groups(context, ics, page).await,
         PeerGroupCommand::Get { peer_group_id } => {
             let group = metrics
                 .get_peer_group(api::GetPeerGroupRequest { peer_group_id })

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod demo;
+pub mod lookups;
 pub mod measure_report;
 pub mod metrics;
 pub mod report;

@@ -12,6 +12,7 @@ use crate::cli::{
     CqcCommand, CqcPublishArgs, DefinitionArgs, ExecCommand, OrgCommand, ProgrammeCommand,
     TrainingCommand, ValueStreamCommand,
 };
+use crate::commands::lookups;
 use crate::connect::Context;
 use crate::render::{
     self, Align, PrintTable, Table, board_role_word, date_text, executive_role_word, kind_word,
@@ -301,6 +302,9 @@ pub async fn value_stream(context: &Context, command: ValueStreamCommand) -> any
                 .await?;
             print_result(context, &result.into_inner(), None)
         }
+        ValueStreamCommand::List { scope, trust, page } => {
+            lookups::value_streams(context, scope, trust, page).await
+        }
         ValueStreamCommand::Get { value_stream_id } => {
             let value_stream = trusts
                 .get_value_stream(api::GetValueStreamRequest { value_stream_id })
@@ -458,6 +462,9 @@ pub async fn programme(context: &Context, command: ProgrammeCommand) -> anyhow::
                     notes,
                 })
                 .await?
+        }
+        ProgrammeCommand::List { scope, page } => {
+            return lookups::programmes(context, scope, page).await;
         }
         ProgrammeCommand::Get { programme_id } => {
             let programme = trusts
