@@ -9,7 +9,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use ics_auth::Principal;
-use ics_e2e::{Deployment, authorized, channel};
+use ics_e2e::{Deployment, authorized, channel, http_get, http_get_as};
 use ics_proto::date::from_naive;
 use ics_proto::events::v1::{CqcRating, CqcRatings, OrganisationKind};
 use ics_proto::reporting::v1::reporting_service_client::ReportingServiceClient;
@@ -358,42 +358,6 @@ async fn record_month(server: &ics_e2e::Server, operator: &str, offset: u32) {
         ))
         .await
         .unwrap();
-}
-
-/// A plain HTTP/1.1 GET: the status code and the body.
-async fn http_get(base: &str, path: &str) -> (u16, String) {
-    http_get_as(base, path, None).await
-}
-
-/// As [`http_get`], with a bearer token.
-async fn http_get_as(base: &str, path: &str, token: Option<&str>) -> (u16, String) {
-    use tokio::io::AsyncReadExt;
-    let address = base.trim_start_matches("http://");
-    let authorization = token
-        .map(|token| format!("Authorization: Bearer {token}\r\n"))
-        .unwrap_or_default();
-    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
-    stream
-        .write_all(
-            format!(
-                "GET {path} HTTP/1.1\r\nHost: {address}\r\n{authorization}Connection: close\r\n\r\n"
-            )
-            .as_bytes(),
-        )
-        .await
-        .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default();
-    (status, body)
 }
 
 /// Every process serves HTTP on its own address: `/healthz` everywhere, the dashboard only where

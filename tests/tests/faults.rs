@@ -754,6 +754,19 @@ async fn r4_nats_down_longer_than_the_duplicate_window() {
     let during = load.sent.load(Ordering::SeqCst);
     load.until_sent(during + 200).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
+    // What an operator's dashboard shows meanwhile: the backlog and how long it has waited.
+    let (_, page) = ics_e2e::http_get(&server.dashboard_url, "/metrics").await;
+    let trusts = [("service", "trusts")];
+    let unpublished =
+        ics_e2e::prometheus_sample(&page, "ics_relay_unpublished_events", &trusts).unwrap();
+    let oldest =
+        ics_e2e::prometheus_sample(&page, "ics_relay_oldest_unpublished_age_seconds", &trusts)
+            .unwrap();
+    assert!(
+        unpublished >= 100.0,
+        "{unpublished} events waiting:\n{page}"
+    );
+    assert!(oldest >= 1.5, "the oldest has waited {oldest} s");
     rig.nats.restart().await;
     let back = Instant::now();
     let (sent, _failed, acked) = load.finish().await;

@@ -282,18 +282,28 @@ impl AdminService for AdminApi {
 const AUDIT_PAGE: u32 = 100;
 const AUDIT_PAGE_MAX: u32 = 1_000;
 
+/// Events the relay has not published, and how long the oldest has waited.
+pub(crate) async fn relay_lag(
+    store: &EventStore,
+    relay: &Relay,
+) -> Result<(u64, Duration), ics_eventstore::StoreError> {
+    let checkpoint = relay.checkpoint().await?.unwrap_or_default();
+    let unpublished = store.count_after(checkpoint).await?;
+    let oldest_age = store
+        .oldest_after(checkpoint)
+        .await?
+        .and_then(|recorded_at| (chrono::Utc::now() - recorded_at).to_std().ok())
+        .unwrap_or_default();
+    Ok((unpublished, oldest_age))
+}
+
 /// The log compared with its relay checkpoint and its stream.
 async fn verify_log(store: &EventStore, relay: &Relay) -> Result<api::LogCheck, ServiceError> {
     let log_events = store.count().await?;
     let checkpoint = relay.checkpoint().await?;
-    let unpublished_events = store.count_after(checkpoint.unwrap_or_default()).await?;
-    let oldest_unpublished_age_ms = store
-        .oldest_after(checkpoint.unwrap_or_default())
-        .await?
-        .map(|recorded_at| {
-            u64::try_from((chrono::Utc::now() - recorded_at).num_milliseconds()).unwrap_or(0)
-        })
-        .unwrap_or(0);
+    let (unpublished_events, oldest_unpublished_age) = relay_lag(store, relay).await?;
+    let oldest_unpublished_age_ms =
+        u64::try_from(oldest_unpublished_age.as_millis()).unwrap_or(u64::MAX);
     let stream = relay.stream_name();
     let mut gaps = Vec::new();
     // NATS being away is itself worth reporting, with what the log alone can tell.

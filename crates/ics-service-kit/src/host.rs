@@ -221,9 +221,10 @@ impl ServiceHost {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen for http on {listen} (ICS_HTTP_LISTEN)"))?;
-        // Liveness for load balancers and probes that speak HTTP rather than gRPC health.
-        let mut router =
-            axum::Router::new().route("/healthz", axum::routing::get(|| async { "ok\n" }));
+        // Liveness, and the process's Prometheus metrics (every service's, under `icsd all`).
+        let mut router = axum::Router::new()
+            .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+            .merge(crate::prometheus::route());
         if let Some(routes) = self.http_routes.take() {
             router = router.merge(routes);
         }
@@ -268,6 +269,18 @@ impl ServiceHost {
             admin = admin.with_projections(supervisor.clone());
         }
         self.add_service(AdminServiceServer::new(admin));
+        crate::prometheus::metrics().watch(crate::prometheus::Source {
+            service: self.service,
+            pool: self.pool.clone(),
+            log: self
+                .log
+                .as_ref()
+                .map(|log| (log.store.clone(), log.relay.clone())),
+            projections: self
+                .supervisor
+                .clone()
+                .map(|supervisor| supervisor as Arc<dyn crate::admin::ProjectionAdmin>),
+        });
         // One reloading configuration serves both surfaces: the files are watched once.
         let tls = crate::tls::TlsFiles::from_config(&self.common.tls)?
             .map(|files| {
@@ -293,6 +306,7 @@ impl ServiceHost {
         let served = serve(options, self.routes, self.shutdown.clone()).await;
         // Whatever ended serving, the rest of the service stops with it.
         self.shutdown.cancel();
+        crate::prometheus::metrics().forget(self.service);
         for task in self.background {
             let _ = task.await;
         }

@@ -24,6 +24,7 @@ pub mod hygiene;
 pub mod limits;
 pub mod nats;
 pub mod page;
+pub mod prometheus;
 mod retry;
 pub mod server;
 pub mod startup;

@@ -217,6 +217,7 @@ pub async fn serve(
 
     let stop_accepting = CancellationToken::new();
     let service = GrpcService {
+        service: platform_service,
         routes,
         max_message_bytes,
         hygiene: Arc::new(RequestHygiene::new()?),
@@ -446,6 +447,8 @@ async fn wait_for_signal() -> &'static str {
 /// reflection are open to all.
 #[derive(Clone)]
 struct GrpcService {
+    /// The platform service these routes belong to, for the metrics' `service` label.
+    service: &'static str,
     routes: Routes,
     max_message_bytes: usize,
     hygiene: Arc<RequestHygiene>,
@@ -469,12 +472,16 @@ impl Service<http::Request<tonic::body::Body>> for GrpcService {
             .map(|body| MessageSizeLimit::new(body, max_message_bytes).with_hygiene(hygiene));
         let authenticator = match &self.authenticator {
             Some(authenticator) if !path.as_str().starts_with("/grpc.") => authenticator.clone(),
-            _ => return Box::pin(recording_status(self.routes.call(request))),
+            _ => {
+                let call = Call::start(self.service, path);
+                return Box::pin(recording_status(call, self.routes.call(request)));
+            }
         };
         // The routes were polled ready; the clone takes their place for the next call.
         let ready = self.routes.clone();
         let mut routes = std::mem::replace(&mut self.routes, ready);
-        Box::pin(recording_status(async move {
+        let call = Call::start(self.service, path.clone());
+        Box::pin(recording_status(call, async move {
             let admitted = match authenticator
                 .admit_call(request.headers(), path.as_str())
                 .await
@@ -501,25 +508,64 @@ impl Service<http::Request<tonic::body::Body>> for GrpcService {
 /// a client's mistake (INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED…) is not the server's
 /// error; UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE and DATA_LOSS are.
 /// A status that only a stream's trailers carry is not seen here.
-async fn recording_status<F>(response: F) -> Result<http::Response<tonic::body::Body>, Infallible>
+///
+/// The call is also counted in the process's metrics ([`crate::prometheus`]) with the code the
+/// head carries: OK when it carries none, as a successful unary call's head does (its status
+/// follows in the trailers).
+async fn recording_status<F>(
+    call: Call,
+    response: F,
+) -> Result<http::Response<tonic::body::Body>, Infallible>
 where
     F: std::future::Future<Output = Result<http::Response<tonic::body::Body>, Infallible>>,
 {
     let response = response.await;
-    if let Ok(response) = &response
-        && let Some(code) = response
+    let code = response.as_ref().ok().and_then(|response| {
+        response
             .headers()
             .get("grpc-status")
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.parse::<i32>().ok())
-    {
+    });
+    if let Some(code) = code {
         let span = tracing::Span::current();
         span.record("rpc.grpc.status_code", code);
         if matches!(code, 2 | 4 | 12 | 13 | 14 | 15) {
             span.record("otel.status_code", "ERROR");
         }
     }
+    call.finish(code.unwrap_or(0));
     response
+}
+
+/// A call being answered, for the metrics.
+struct Call {
+    service: &'static str,
+    path: RpcPath,
+    started: std::time::Instant,
+}
+
+impl Call {
+    fn start(service: &'static str, path: RpcPath) -> Call {
+        Call {
+            service,
+            path,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// Health checks and reflection are left out, as they are of the traces.
+    fn finish(self, code: i32) {
+        if self.path.as_str().starts_with("/grpc.") {
+            return;
+        }
+        crate::prometheus::metrics().observe_call(
+            self.service,
+            self.path.as_str(),
+            code,
+            self.started.elapsed(),
+        );
+    }
 }
 
 /// gRPC frames each message as a 1-byte compression flag and a 4-byte big-endian length. This
