@@ -216,16 +216,20 @@ pub fn measure_report_range<'a>(
     report(base, definition, ods_code, figures)
 }
 
-/// A series' points as `MeasureReport`s, one per period, leaving out ghosted points. The
-/// organisation is the series key's; a value stream, if the series has one, has no place in
-/// an R4 MeasureReport, so pass organisation-level series.
+/// A series' points within a range of periods (`period_start` to `period_end`, both days
+/// included) as `MeasureReport`s, one per period, leaving out ghosted points. The organisation
+/// is the series key's; a value stream, if the series has one, has no place in an R4
+/// MeasureReport, so pass organisation-level series.
 pub fn series_reports(
     base: &str,
     definition: &MeasureDefinition,
     record: &SeriesRecord,
+    period_start: &Date,
+    period_end: &Date,
 ) -> Vec<Value> {
     let ods_code = series_ods_code(record);
     counted_points(record)
+        .filter(within(period_start, period_end))
         .map(|point| measure_report(base, definition, ods_code, point))
         .collect()
 }
@@ -240,20 +244,24 @@ pub fn series_range_report(
     period_start: &Date,
     period_end: &Date,
 ) -> Value {
-    let range = (date_key(period_start), date_key(period_end));
-    let within = |point: &&ObservationPoint| {
-        let start = point.period_start.as_ref().map(date_key);
-        let end = point.period_end.as_ref().map(date_key);
-        matches!((start, end), (Some(start), Some(end)) if start >= range.0 && end <= range.1)
-    };
     measure_report_range(
         base,
         definition,
         series_ods_code(record),
-        counted_points(record).filter(within),
+        counted_points(record).filter(within(period_start, period_end)),
         period_start,
         period_end,
     )
+}
+
+/// Whether a point's period lies within the range, both days included.
+fn within(period_start: &Date, period_end: &Date) -> impl Fn(&&ObservationPoint) -> bool {
+    let range = (date_key(period_start), date_key(period_end));
+    move |point: &&ObservationPoint| {
+        let start = point.period_start.as_ref().map(date_key);
+        let end = point.period_end.as_ref().map(date_key);
+        matches!((start, end), (Some(start), Some(end)) if start >= range.0 && end <= range.1)
+    }
 }
 
 /// Resources as a FHIR R4 `Bundle` of type `searchset`: every resource is a match, `total`

@@ -525,7 +525,13 @@ fn series() -> SeriesRecord {
 
 #[test]
 fn a_series_leaves_out_its_ghosted_points() {
-    let reports = series_reports(EXAMPLE_BASE, &fft(), &series());
+    let reports = series_reports(
+        EXAMPLE_BASE,
+        &fft(),
+        &series(),
+        &date(2024, 1, 1),
+        &date(2024, 12, 31),
+    );
     let ids: Vec<&str> = reports
         .iter()
         .map(|report| report["id"].as_str().unwrap())
@@ -539,6 +545,16 @@ fn a_series_leaves_out_its_ghosted_points() {
         ]
     );
     reports.iter().for_each(assert_valid);
+    // One report a period, within the range asked for only.
+    let within = series_reports(
+        EXAMPLE_BASE,
+        &fft(),
+        &series(),
+        &date(2024, 4, 1),
+        &date(2024, 5, 31),
+    );
+    assert_eq!(within.len(), 1);
+    assert_eq!(within[0]["id"], "fft-positive-rx1-20240501");
 
     // April is ghosted and June lies outside: March and May only.
     let range = series_range_report(
@@ -561,7 +577,13 @@ fn a_searchset_bundle_holds_measures_and_reports() {
         measure(EXAMPLE_BASE, &leavers(), 1),
         measure(EXAMPLE_BASE, &cost_index(), 1),
     ];
-    resources.extend(series_reports(EXAMPLE_BASE, &fft(), &series()));
+    resources.extend(series_reports(
+        EXAMPLE_BASE,
+        &fft(),
+        &series(),
+        &date(2024, 1, 1),
+        &date(2024, 12, 31),
+    ));
     let bundle = searchset_bundle(EXAMPLE_BASE, resources);
     assert_valid(&bundle);
     assert_eq!(bundle["type"], "searchset");
