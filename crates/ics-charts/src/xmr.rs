@@ -357,7 +357,7 @@ enum Kind {
     NeitherHigh,
     NeitherLow,
     CommonCause,
-    /// Not assessed: a run chart, or a partition without limits.
+    /// Not assessed: a run chart, or a partition under the minimum per partition.
     NoLimits,
     Ghosted,
 }

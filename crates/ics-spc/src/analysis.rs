@@ -44,7 +44,7 @@ pub enum Warning {
     },
     /// A partition's limits rest on fewer points than the rule set's warning
     /// threshold (12). With fewer than 2 points there is no moving range and the
-    /// partition has no limits.
+    /// partition has no limits (its points are still classified).
     ShortPartition {
         /// Partition index.
         partition: usize,
@@ -118,9 +118,13 @@ pub struct PointResult {
     pub mean: Option<f64>,
     /// The partition's limits, if it has any.
     pub limits: Option<Limits>,
-    /// Rules triggered; always none for ghosted points and points without limits.
+    /// Rules triggered; always none for ghosted points and points of a partition that
+    /// is not assessed (a run chart, or under the minimum per partition). A point of an
+    /// assessed partition too short for limits (one point) can still be part of a
+    /// trend, but triggers no rule that needs limits.
     pub flags: Flags,
-    /// `None` for ghosted points and points without limits.
+    /// `None` for ghosted points and points of a partition that is not assessed; a
+    /// point of an assessed partition too short for limits is classified all the same.
     pub classification: Option<Classification>,
     /// The point triggered both high-side and low-side rules (improvement and
     /// concern, or neither-high and neither-low), resolved as documented on
@@ -143,8 +147,9 @@ pub struct Analysis {
     pub partitions: Vec<PartitionSummary>,
     /// No partition has limits: show as a run chart.
     pub run_chart: bool,
-    /// From the last non-ghosted point; `None` when there is none or its partition
-    /// has no limits.
+    /// From the last non-ghosted point; `None` when there is none or it is not
+    /// classified (a run chart, or its partition under the minimum per partition). A
+    /// last partition of a single point, too short for limits, still has one.
     pub variation: Option<VariationIcon>,
     /// From the target against the last non-ghosted point's partition's limits;
     /// `None` without a target, without a direction, or without limits.
@@ -276,8 +281,9 @@ pub fn analyse(
         });
     }
 
-    // Centre and limits per partition.
+    // Centre and limits per partition, and whether each is assessed at all.
     let mut partitions = Vec::with_capacity(ranges.len());
+    let mut assessed_partitions = Vec::with_capacity(ranges.len());
     for (index, range) in ranges.iter().enumerate() {
         let active: Vec<f64> = range
             .clone()
@@ -316,6 +322,7 @@ pub fn analyse(
             });
         }
         let assessed = is_spc_chart && meets_partition_minimum;
+        assessed_partitions.push(assessed);
         if assessed && basis_len < rules.partition_warning_points.max(2) {
             warnings.push(Warning::ShortPartition {
                 partition: index,
@@ -339,6 +346,17 @@ pub fn analyse(
         });
     }
 
+    let run_chart = partitions.iter().all(|p| p.limits.is_none());
+    // A partition is classified when it is assessed, even if it has too few points for
+    // limits of its own (a one-point partition), as long as the chart is not a run
+    // chart: MDC's SQL tool still runs every rule on such points — those needing
+    // limits cannot fire — and gives the last one a variation icon. (With no limits
+    // anywhere there is nothing to show special cause against, so it stays a run chart.)
+    let classified: Vec<bool> = assessed_partitions
+        .iter()
+        .map(|&assessed| assessed && !run_chart)
+        .collect();
+
     let mut results: Vec<PointResult> = points
         .iter()
         .enumerate()
@@ -357,39 +375,54 @@ pub fn analyse(
         })
         .collect();
 
-    // Rules within each partition that has limits.
+    // Shift, two-in-three and astronomical points within each classified partition.
     for part in &partitions {
-        let Some(limits) = part.limits else { continue };
+        let Some(mean) = part.mean.filter(|_| classified[part.index]) else {
+            continue;
+        };
         let idx: Vec<usize> = part.points.clone().filter(|&i| !ghosted[i]).collect();
-        let values: Vec<f64> = idx.iter().map(|&i| points[i].value).collect();
-        let positions: Vec<Position> = values
-            .iter()
-            .map(|&v| Position::of(v, limits.mean))
-            .collect();
-        let beyond: Vec<bool> = values
-            .iter()
-            .map(|&v| {
-                let upper = v > limits.upper_two_sigma
-                    && (rules.two_in_three == TwoInThree::IncludeBeyondProcessLimit
-                        || v <= limits.upper_process_limit);
-                let lower = v < limits.lower_two_sigma
-                    && (rules.two_in_three == TwoInThree::IncludeBeyondProcessLimit
-                        || v >= limits.lower_process_limit);
-                upper || lower
-            })
-            .collect();
-        let astronomical = rules::astronomical(&values, &limits);
-        let shift = rules::shift(&positions, rules.shift_points);
-        let two_in_three = rules::two_in_three(&positions, &beyond);
-        for (k, &i) in idx.iter().enumerate() {
-            let flags = &mut results[i].flags;
-            flags.astronomical = astronomical[k];
-            flags.shift = shift[k];
-            flags.two_in_three = two_in_three[k];
+        // MDC's SQL tool puts a baseline's points in a partition of their own (the rest
+        // sharing its mean and limits) and counts shifts and two-in-three within a
+        // partition, so neither run continues across the baseline's end.
+        let runs_split_at = if rules.baseline_restarts_runs && part.baseline {
+            part.basis_points.min(idx.len())
+        } else {
+            idx.len()
+        };
+        for run in [&idx[..runs_split_at], &idx[runs_split_at..]] {
+            let values: Vec<f64> = run.iter().map(|&i| points[i].value).collect();
+            let positions: Vec<Position> = values.iter().map(|&v| Position::of(v, mean)).collect();
+            let shift = rules::shift(&positions, rules.shift_points);
+            for (k, &i) in run.iter().enumerate() {
+                results[i].flags.shift = shift[k];
+            }
+            // The other rules need limits, which a one-point partition does not have.
+            let Some(limits) = part.limits else { continue };
+            let beyond: Vec<bool> = values
+                .iter()
+                .map(|&v| {
+                    let upper = v > limits.upper_two_sigma
+                        && (rules.two_in_three == TwoInThree::IncludeBeyondProcessLimit
+                            || v <= limits.upper_process_limit);
+                    let lower = v < limits.lower_two_sigma
+                        && (rules.two_in_three == TwoInThree::IncludeBeyondProcessLimit
+                            || v >= limits.lower_process_limit);
+                    upper || lower
+                })
+                .collect();
+            let astronomical = rules::astronomical(&values, &limits);
+            let two_in_three = rules::two_in_three(&positions, &beyond);
+            for (k, &i) in run.iter().enumerate() {
+                let flags = &mut results[i].flags;
+                flags.astronomical = astronomical[k];
+                flags.two_in_three = two_in_three[k];
+            }
         }
     }
 
-    // Trends: over the whole chart's non-ghosted points, or within each partition.
+    // Trends: over the whole chart's non-ghosted points, or within each partition. A
+    // baseline's end never breaks one: MDC counts trends over the whole chart, and
+    // NHSRplotthedots over a rebase group, which fixing its limits does not split.
     let trend_sequences: Vec<Vec<usize>> = if rules.trend_crosses_rebase {
         vec![(0..points.len()).filter(|&i| !ghosted[i]).collect()]
     } else {
@@ -402,15 +435,15 @@ pub fn analyse(
         let values: Vec<f64> = seq.iter().map(|&i| points[i].value).collect();
         let trend = rules::trend(&values, rules.trend_points);
         for (k, &i) in seq.iter().enumerate() {
-            if results[i].limits.is_some() {
+            if classified[partition_of[i]] {
                 results[i].flags.trend = trend[k];
             }
         }
     }
 
-    // Classification of every non-ghosted point with limits.
+    // Classification of every non-ghosted point of a classified partition.
     for r in &mut results {
-        if r.ghosted || r.limits.is_none() {
+        if r.ghosted || !classified[r.partition] {
             continue;
         }
         let (classification, conflict) =
@@ -425,7 +458,7 @@ pub fn analyse(
     let mut assurance = None;
     if let Some(i) = last {
         let r = &results[i];
-        if let (Some(classification), Some(limits)) = (r.classification, r.limits) {
+        if let Some(classification) = r.classification {
             variation = Some(VariationIcon::from_classification(
                 classification,
                 direction,
@@ -434,7 +467,9 @@ pub fn analyse(
             if r.conflict && two_sided {
                 warnings.push(Warning::VariationIconConflict { index: i });
             }
-            assurance = target.and_then(|t| {
+            // MDC compares the target with the point's limits; without limits (a
+            // one-point partition) there is no assurance icon.
+            assurance = r.limits.zip(target).and_then(|(limits, t)| {
                 AssuranceIcon::assess(
                     t,
                     limits.lower_process_limit,
@@ -444,8 +479,6 @@ pub fn analyse(
             });
         }
     }
-
-    let run_chart = partitions.iter().all(|p| p.limits.is_none());
 
     Analysis {
         rules: *rules,

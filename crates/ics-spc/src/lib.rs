@@ -24,8 +24,11 @@
 //!   starts partition 0.
 //! * A [`Baseline`] on the point that starts a partition fixes that partition's mean
 //!   and limits from its first `points` **non-ghosted** points and carries them
-//!   forward over the rest of the partition (the rules still run over the whole
-//!   partition). A baseline anywhere else is ignored with a warning.
+//!   forward over the rest of the partition. Whether the shift and two-in-three runs
+//!   restart at the baseline's end is
+//!   [`baseline_restarts_runs`](RuleSet::baseline_restarts_runs) (MDC yes); the other
+//!   rules run over the whole partition. A baseline anywhere else is ignored with a
+//!   warning.
 //! * Ghosted points (and non-finite values, with a warning) are returned — with their
 //!   partition's mean and limits for drawing — but are excluded from everything:
 //!   the mean, the moving ranges (which join the non-ghosted points either side), the
@@ -44,23 +47,27 @@
 //!
 //! # Special-cause rules
 //!
-//! Run on the non-ghosted points of partitions that have limits ([`rules`] has them
-//! on plain sequences). Each flag records its side: high (above / increasing) or
-//! low (below / decreasing).
+//! Run on the non-ghosted points of assessed partitions ([`rules`] has them on plain
+//! sequences). Each flag records its side: high (above / increasing) or low (below /
+//! decreasing). A partition too short for limits of its own (a single point) is still
+//! assessed, as in MDC: the rules that need limits cannot fire there, but a trend can.
 //!
 //! * **Astronomical point**: strictly above the upper or strictly below the lower
 //!   process limit.
 //! * **Shift**: [`shift_points`](RuleSet::shift_points) (7) or more points in a row
-//!   strictly above, or strictly below, the mean, within a partition. A point exactly
-//!   on the mean breaks the run. Every point of the run is flagged.
+//!   strictly above, or strictly below, the mean, within a partition (and, with
+//!   [`baseline_restarts_runs`](RuleSet::baseline_restarts_runs), within the baseline
+//!   or within the rest of its partition). A point exactly on the mean breaks the run.
+//!   Every point of the run is flagged.
 //! * **Trend**: [`trend_points`](RuleSet::trend_points) (7) or more points in a row,
 //!   endpoints included, each strictly greater (or strictly smaller) than the one
 //!   before. A tie breaks it. Every point of the run is flagged. Whether a run may
 //!   cross a rebase is [`trend_crosses_rebase`](RuleSet::trend_crosses_rebase); a
 //!   baseline end never breaks a run.
-//! * **Two in three**: in three consecutive points of a partition, all strictly on the
-//!   same side of the mean, at least two beyond that side's 2σ line: those points
-//!   (only those) are flagged. Whether points beyond the process limit count is
+//! * **Two in three**: in three consecutive points of a partition (split at a
+//!   baseline's end as the shift is), all strictly on the same side of the mean, at
+//!   least two beyond that side's 2σ line: those points (only those) are flagged.
+//!   Whether points beyond the process limit count is
 //!   [`two_in_three`](RuleSet::two_in_three).
 //!
 //! # Classification and icons
@@ -72,11 +79,13 @@
 //!   tool does). [`PointResult::conflict`] records that it happened.
 //! * **Variation icon** from the last non-ghosted point's classification:
 //!   [`VariationIcon`] (common cause, improvement high/low, concern high/low, neither
-//!   high/low). A conflict there adds [`Warning::VariationIconConflict`].
+//!   high/low). A conflict there adds [`Warning::VariationIconConflict`]. A last
+//!   partition of one point has no limits but still gives an icon (common cause
+//!   unless it ends a trend), as MDC does.
 //! * **Assurance icon** from the target against the limits of the last non-ghosted
 //!   point's partition: higher is better — target ≤ lower limit → pass, ≥ upper limit
 //!   → fail, strictly between → hit or miss; mirrored for lower is better; none
-//!   without a target or a direction.
+//!   without a target, a direction, or limits.
 //!
 //! # Too few points
 //!
@@ -88,7 +97,8 @@
 //! * A partition whose limits rest on fewer than
 //!   [`partition_warning_points`](RuleSet::partition_warning_points) (12) points gets
 //!   [`Warning::ShortPartition`]; with fewer than 2 there is no moving range and so
-//!   no limits.
+//!   no limits (its points are still classified, unless no partition has limits, when
+//!   the chart is a run chart).
 //!
 //! # Settings and whose default they follow
 //!
@@ -97,6 +107,7 @@
 //! | `shift_points` (6–8) | 7 | 7 |
 //! | `trend_points` (6–8) | 7 | 7 |
 //! | `trend_crosses_rebase` | yes (MDC) | no (NHSRplotthedots) |
+//! | `baseline_restarts_runs` | yes (MDC) | no (NHSRplotthedots) |
 //! | `two_in_three` | exclude beyond process limit (v2.5) | exclude (as the R package) |
 //! | `screen_moving_range_outliers` | off (MDC) | on, 3.267 × AMR (NHSRplotthedots) |
 //! | `conflict_rule` | improvement (MDC) | improvement |

@@ -2,8 +2,9 @@
 //!
 //! [`analyse`](crate::analyse) applies these per partition (the trend across the
 //! whole chart when [`RuleSet::trend_crosses_rebase`](crate::RuleSet::trend_crosses_rebase)
-//! is set); they are public so that the published rule vectors can be checked
-//! directly against them.
+//! is set; the shift and two-in-three separately before and after a baseline's end when
+//! [`RuleSet::baseline_restarts_runs`](crate::RuleSet::baseline_restarts_runs) is); they
+//! are public so that the published rule vectors can be checked directly against them.
 
 use crate::Limits;
 use crate::types::Sides;

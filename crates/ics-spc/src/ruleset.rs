@@ -65,6 +65,14 @@ pub struct RuleSet {
     /// Whether a trend may run across a rebase (recalculate-from) boundary:
     /// MDC yes, NHSRplotthedots no.
     pub trend_crosses_rebase: bool,
+    /// Whether the end of a baseline restarts the shift and two-in-three runs: the
+    /// baseline's points and the rest of its partition share the baseline's mean and
+    /// limits, but a run must lie wholly within one or the other. MDC yes (its SQL tool
+    /// gives the baseline's points a partition of their own and counts these runs
+    /// within a partition); NHSRplotthedots no (fixing the limits after *n* points
+    /// does not split the rules' grouping). Trends are unaffected: see
+    /// [`trend_crosses_rebase`](Self::trend_crosses_rebase).
+    pub baseline_restarts_runs: bool,
     /// Which points count towards two-in-three.
     pub two_in_three: TwoInThree,
     /// Moving-range outlier screening: drop moving ranges ≥ 3.267 × AMR and recompute
@@ -91,6 +99,7 @@ impl RuleSet {
         shift_points: 7,
         trend_points: 7,
         trend_crosses_rebase: true,
+        baseline_restarts_runs: true,
         two_in_three: TwoInThree::ExcludeBeyondProcessLimit,
         screen_moving_range_outliers: false,
         conflict_rule: ConflictRule::Improvement,
@@ -100,12 +109,15 @@ impl RuleSet {
     };
 
     /// The NHSRplotthedots defaults, where they differ from MDC: trends stop at a
-    /// rebase and moving-range outliers are screened. Everything else (including the
-    /// minimum-point rules, which the R package does not have) follows MDC v2.5.
+    /// rebase, runs carry on past the end of a baseline (the R package's
+    /// `fix_after_n_points`) and moving-range outliers are screened. Everything else
+    /// (including the minimum-point rules, which the R package does not have) follows
+    /// MDC v2.5.
     pub const NHSR_PLOTTHEDOTS: RuleSet = RuleSet {
         name: "nhsr-plotthedots",
         version: "1",
         trend_crosses_rebase: false,
+        baseline_restarts_runs: false,
         screen_moving_range_outliers: true,
         ..RuleSet::MDC_V2_5
     };

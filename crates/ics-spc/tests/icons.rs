@@ -284,5 +284,6 @@ fn every_result_carries_its_rule_set() {
     assert_eq!(a.rule_set_name(), "nhsr-plotthedots");
     assert_eq!(a.rules.label(), "nhsr-plotthedots 1");
     assert!(a.rules.screen_moving_range_outliers && !a.rules.trend_crosses_rebase);
+    assert!(MDC.baseline_restarts_runs && !a.rules.baseline_restarts_runs);
     assert_eq!(RuleSet::default(), MDC);
 }

@@ -137,24 +137,104 @@ fn baseline_on_a_later_partition() {
 }
 
 #[test]
-fn baseline_runs_on_into_the_rest_of_the_partition() {
-    // The baseline ends ..., 9, 11. Its last point and four 12s: five above, no shift.
-    let a = analyse(
-        &baseline_then(&[12.0, 12.0, 12.0, 12.0, 9.0]),
+fn the_end_of_a_baseline_restarts_a_shift_in_mdc_but_not_in_nhsr() {
+    // The baseline ends ..., 9, 11 (mean 10); six 12s follow. The 11 and the 12s are
+    // seven in a row above the mean, but only six of them come after the baseline.
+    let points = baseline_then(&[12.0; 6]);
+    let mdc = analyse(&points, Direction::Increase, None, &RuleSet::MDC_V2_5);
+    assert_eq!(mdc.partitions[0].limits.unwrap().mean, 10.0);
+    assert!(
+        mdc.points.iter().all(|p| !p.flags.shift.any()),
+        "{:?}",
+        mdc.points.iter().map(|p| p.flags.shift).collect::<Vec<_>>()
+    );
+    // NHSRplotthedots fixes the limits without splitting the rules' runs: the seven
+    // straddling the baseline's end are a shift.
+    let nhsr = analyse(
+        &points,
+        Direction::Increase,
+        None,
+        &RuleSet::NHSR_PLOTTHEDOTS,
+    );
+    for (i, p) in nhsr.points.iter().enumerate() {
+        assert_eq!(p.flags.shift.high, i >= 15, "point {i}");
+    }
+    // The setting alone makes the difference.
+    let runs_on = RuleSet {
+        name: "mdc-sql/runs-past-baseline",
+        baseline_restarts_runs: false,
+        ..RuleSet::MDC_V2_5
+    };
+    let a = analyse(&points, Direction::Increase, None, &runs_on);
+    for (i, p) in a.points.iter().enumerate() {
+        assert_eq!(p.flags.shift.high, i >= 15, "point {i}");
+    }
+    // Seven 12s after the baseline are a shift either way.
+    let after = analyse(
+        &baseline_then(&[12.0; 7]),
         Direction::Increase,
         None,
         &RuleSet::MDC_V2_5,
     );
-    assert!(a.points.iter().all(|p| !p.flags.shift.any()));
-    // Its last point and six 12s: seven above, straddling the baseline's end.
-    let a = analyse(
-        &baseline_then(&[12.0; 6]),
-        Direction::Increase,
-        None,
-        &RuleSet::MDC_V2_5,
-    );
-    assert!(a.points[15..].iter().all(|p| p.flags.shift.high));
-    assert!(!a.points[14].flags.shift.any());
+    for (i, p) in after.points.iter().enumerate() {
+        assert_eq!(p.flags.shift.high, i >= 16, "point {i}");
+    }
+}
+
+/// A 16-point baseline of mean 10 whose last point (15) lies between the upper 2σ
+/// line and the upper process limit, then `tail`.
+fn baseline_ending_high(tail: &[f64]) -> Vec<Point> {
+    let mut values = alternating(9.0, 11.0, 14);
+    values.extend([5.0, 15.0]);
+    values.extend(tail);
+    let mut points = plain(&values);
+    points[0] = points[0].with_baseline(16);
+    points
+}
+
+#[test]
+fn the_end_of_a_baseline_restarts_two_in_three_in_mdc_but_not_in_nhsr() {
+    // 15 (the baseline's last point), 15.5, 10.5: three above the mean, the first two
+    // beyond the upper 2σ line — but the three straddle the baseline's end.
+    let points = baseline_ending_high(&[15.5, 10.5, 9.0]);
+    for rules in [RuleSet::MDC_V2_5, RuleSet::NHSR_PLOTTHEDOTS] {
+        let a = analyse(&points, Direction::Increase, None, &rules);
+        let l = a.partitions[0].limits.unwrap();
+        assert_eq!(l.mean, 10.0);
+        for v in [15.0, 15.5] {
+            assert!(v > l.upper_two_sigma && v <= l.upper_process_limit, "{l:?}");
+        }
+        assert!(10.5 > l.mean && 10.5 < l.upper_two_sigma);
+        let flagged: Vec<usize> = (0..a.points.len())
+            .filter(|&i| a.points[i].flags.two_in_three.any())
+            .collect();
+        if rules.name == RuleSet::MDC_V2_5.name {
+            assert_eq!(flagged, Vec::<usize>::new());
+            assert_eq!(
+                a.points[16].classification,
+                Some(Classification::CommonCause)
+            );
+        } else {
+            assert_eq!(flagged, [15, 16]);
+            assert_eq!(
+                a.points[16].classification,
+                Some(Classification::Improvement)
+            );
+        }
+    }
+}
+
+#[test]
+fn the_end_of_a_baseline_does_not_break_a_trend() {
+    // The baseline ends 9, 11 (mean 10); 11.5, 12, 12.5, 13, 13.5 follow: with the
+    // 9 and the 11, seven strictly increasing points across the baseline's end.
+    let points = baseline_then(&[11.5, 12.0, 12.5, 13.0, 13.5]);
+    for rules in [RuleSet::MDC_V2_5, RuleSet::NHSR_PLOTTHEDOTS] {
+        let a = analyse(&points, Direction::Increase, None, &rules);
+        for (i, p) in a.points.iter().enumerate() {
+            assert_eq!(p.flags.trend.high, i >= 14, "{}: point {i}", rules.name);
+        }
+    }
 }
 
 #[test]
@@ -353,13 +433,16 @@ fn partition_scope_drops_limits_of_a_short_partition() {
 }
 
 #[test]
-fn a_single_point_partition_has_no_limits() {
+fn a_last_partition_of_one_point_has_no_limits_but_a_common_cause_icon() {
     let mut values = alternating(9.0, 11.0, 20);
     values.push(30.0);
     let mut points = plain(&values);
     points[20] = points[20].recalculate();
-    let a = analyse(&points, Direction::Increase, None, &RuleSet::MDC_V2_5);
+    // A ghost in the last partition does not count as a second point.
+    points.push(Point::ghost(31.0));
+    let a = analyse(&points, Direction::Increase, Some(20.0), &RuleSet::MDC_V2_5);
     assert!(a.partitions[0].limits.is_some());
+    assert_eq!(a.partitions[1].non_ghosted, 1);
     assert_eq!(a.partitions[1].limits, None);
     assert_eq!(a.partitions[1].mean, Some(30.0));
     assert!(a.warnings.contains(&Warning::ShortPartition {
@@ -367,6 +450,68 @@ fn a_single_point_partition_has_no_limits() {
         points: 1,
         threshold: 12
     }));
+    // Without limits no rule fires on the 30, but the point is assessed: common cause.
+    let last = &a.points[20];
+    assert_eq!(last.limits, None);
+    assert!(!last.flags.any(), "{:?}", last.flags);
+    assert_eq!(last.classification, Some(Classification::CommonCause));
+    assert_eq!(a.variation, Some(ics_spc::VariationIcon::CommonCause));
+    // The target has no limits to be judged against.
+    assert_eq!(a.assurance, None);
+    assert!(!a.run_chart);
+}
+
+#[test]
+fn a_last_partition_of_one_point_keeps_its_trend() {
+    // Partition 0 ends 0, 1, ..., 6; the rebase starts a one-point partition at 7:
+    // eight increasing points, the last alone in its partition.
+    let mut values = alternating(10.0, 0.0, 16);
+    values.extend([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]);
+    let mut points = plain(&values);
+    points[22] = points[22].recalculate();
+
+    let mdc = analyse(&points, Direction::Increase, None, &RuleSet::MDC_V2_5);
+    assert_eq!(mdc.partitions[1].points, 22..23);
+    assert_eq!(mdc.partitions[1].limits, None);
+    for (i, p) in mdc.points.iter().enumerate() {
+        assert_eq!(p.flags.trend.high, (15..=22).contains(&i), "point {i}");
+    }
+    assert_eq!(
+        mdc.points[22].classification,
+        Some(Classification::Improvement)
+    );
+    assert_eq!(mdc.variation, Some(ics_spc::VariationIcon::ImprovementHigh));
+    let neither = analyse(&points, Direction::Neither, None, &RuleSet::MDC_V2_5);
+    assert_eq!(neither.variation, Some(ics_spc::VariationIcon::NeitherHigh));
+
+    // NHSRplotthedots stops trends at a rebase: the lone 7 is common cause.
+    let nhsr = analyse(
+        &points,
+        Direction::Increase,
+        None,
+        &RuleSet::NHSR_PLOTTHEDOTS,
+    );
+    assert!(!nhsr.points[22].flags.any());
+    assert_eq!(
+        nhsr.points[22].classification,
+        Some(Classification::CommonCause)
+    );
+    assert_eq!(nhsr.variation, Some(ics_spc::VariationIcon::CommonCause));
+}
+
+#[test]
+fn a_one_point_partition_under_the_partition_minimum_is_not_assessed() {
+    let mut values = alternating(9.0, 11.0, 20);
+    values.push(30.0);
+    let mut points = plain(&values);
+    points[20] = points[20].recalculate();
+    let rs = RuleSet {
+        name: "mdc-sql/partition-minimum",
+        minimum_points_scope: MinimumPointsScope::Partition,
+        ..RuleSet::MDC_V2_5
+    };
+    let a = analyse(&points, Direction::Increase, None, &rs);
+    assert_eq!(a.points[20].classification, None);
     assert_eq!(a.variation, None);
 }
 

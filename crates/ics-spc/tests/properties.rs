@@ -8,7 +8,7 @@ mod common;
 use common::{Rng, random_direction, random_series};
 use ics_spc::{
     Analysis, Classification, ConflictRule, Direction, MinimumPointsScope, Point, RuleSet,
-    TwoInThree, analyse,
+    TwoInThree, Warning, analyse,
 };
 
 const CASES: usize = 3000;
@@ -131,7 +131,14 @@ fn basic_invariants() {
         for (i, p) in a.points.iter().enumerate() {
             assert_eq!(p.value.to_bits(), c.points[i].value.to_bits());
             assert!(a.partitions[p.partition].points.contains(&i));
-            if p.ghosted || p.limits.is_none() {
+            // Every partition of a chart with limits somewhere is assessed, unless it
+            // is under the minimum per partition.
+            let assessed = !a.run_chart
+                && !a.warnings.iter().any(|w| {
+                    matches!(w, Warning::PartitionTooFewPoints { partition, .. }
+                        if *partition == p.partition)
+                });
+            if p.ghosted || !assessed {
                 assert!(!p.flags.any(), "{p:?}");
                 assert_eq!(p.classification, None);
             } else {
@@ -141,7 +148,21 @@ fn basic_invariants() {
                     p.flags.any(),
                     "{p:?}"
                 );
+                if p.limits.is_none() {
+                    // Too short for limits: the rules that need them cannot fire.
+                    assert!(a.partitions[p.partition].basis_points < 2, "{p:?}");
+                    assert!(!p.flags.astronomical.any() && !p.flags.two_in_three.any());
+                }
             }
+        }
+        // The icons come from the last non-ghosted point, classified or not.
+        let last = a.points.iter().rev().find(|p| !p.ghosted);
+        assert_eq!(
+            a.variation.is_some(),
+            last.is_some_and(|p| p.classification.is_some())
+        );
+        if last.is_none_or(|p| p.limits.is_none()) {
+            assert_eq!(a.assurance, None);
         }
         if a.run_chart {
             assert_eq!(a.variation, None);
