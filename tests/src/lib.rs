@@ -545,6 +545,34 @@ pub async fn http_get(base: &str, path: &str) -> (u16, String) {
 
 /// As [`http_get`], with a bearer token.
 pub async fn http_get_as(base: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    let response = http_request(base, path, token).await;
+    (response.status, response.body)
+}
+
+/// An HTTP/1.1 response as read off the wire.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    pub status: u16,
+    /// The status line and headers, as sent.
+    pub head: String,
+    pub body: String,
+}
+
+impl HttpResponse {
+    /// A header's value (names compared without case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|line| {
+            let (header, value) = line.split_once(':')?;
+            header
+                .trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| value.trim())
+        })
+    }
+}
+
+/// A plain HTTP/1.1 GET with an optional bearer token, read whole.
+pub async fn http_request(base: &str, path: &str, token: Option<&str>) -> HttpResponse {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let address = base.trim_start_matches("http://");
     let authorization = token
@@ -567,11 +595,11 @@ pub async fn http_get_as(base: &str, path: &str, token: Option<&str>) -> (u16, S
         .nth(1)
         .and_then(|code| code.parse().ok())
         .unwrap_or(0);
-    let body = response
+    let (head, body) = response
         .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
+        .map(|(head, body)| (head.to_owned(), body.to_owned()))
         .unwrap_or_default();
-    (status, body)
+    HttpResponse { status, head, body }
 }
 
 /// The value of the sample `name{labels}` on a Prometheus page, where every label given is

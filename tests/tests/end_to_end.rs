@@ -1038,6 +1038,7 @@ async fn the_demo_runs_against_every_service_in_one_process_and_replays_on_a_sec
     assert_eq!(std::fs::read_to_string(&single).unwrap(), measures_csv);
     std::fs::remove_file(&single).ok();
     check_lookups(&deployment, &server).await;
+    check_fhir(&deployment, &server).await;
     let overviews =
         |output: &str| output[output.find("Programme overview").unwrap_or(0)..].to_string();
     assert_eq!(overviews(&first), overviews(&second));
@@ -1047,6 +1048,135 @@ async fn the_demo_runs_against_every_service_in_one_process_and_replays_on_a_sec
         "icsd all did not shut down cleanly"
     );
     deployment.finish().await;
+}
+
+/// The demo's measures as HL7 FHIR R4, over gRPC and HTTP, each answer valid under HL7's R4
+/// JSON schema, and a trust read only within the caller's scope.
+async fn check_fhir(deployment: &Deployment, server: &ics_e2e::Server) {
+    use ics_e2e::http_request;
+    use ics_proto::reporting::v1::{GetFhirMeasureReportsRequest, GetFhirMeasuresRequest};
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../crates/ics-fhir/tests/fixtures/fhir.schema.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let valid = |json: &str| -> serde_json::Value {
+        let resource: serde_json::Value = serde_json::from_str(json).unwrap();
+        let errors: Vec<String> = validator
+            .iter_errors(&resource)
+            .map(|error| error.to_string())
+            .take(5)
+            .collect();
+        assert!(errors.is_empty(), "not FHIR R4: {errors:?}\n{json}");
+        resource
+    };
+    let board = deployment.token(&Principal::BoardReader {
+        ics_ods_code: Some("QWO".into()),
+        programme_id: None,
+    });
+    let bradford = deployment.token(&Principal::TrustWriter {
+        ods_code: "RAE".into(),
+    });
+    let mut reporting = ReportingServiceClient::new(channel(&server.reporting_url).await);
+
+    let measures = reporting
+        .get_fhir_measures(authorized(&board, GetFhirMeasuresRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(measures.content_type.starts_with("application/fhir+json"));
+    let measures = valid(&measures.json);
+    assert_eq!(measures["resourceType"], "Bundle");
+    assert_eq!(measures["total"], 13, "the reference measures");
+
+    // Every period of Bradford's two series, one report each, then one per measure over them.
+    let wide = "period=2000-01-01/2030-12-31";
+    let reports = http_request(
+        &server.dashboard_url,
+        &format!("/fhir/MeasureReport?subject=RAE&{wide}"),
+        Some(&board),
+    )
+    .await;
+    assert_eq!(reports.status, 200, "{}", reports.body);
+    assert!(
+        reports
+            .header("content-type")
+            .is_some_and(|value| value.starts_with("application/fhir+json")),
+        "{}",
+        reports.head
+    );
+    let bundle = valid(&reports.body);
+    assert_eq!(bundle["total"], 72);
+    let first = &bundle["entry"][0]["resource"];
+    assert_eq!(first["resourceType"], "MeasureReport");
+    assert_eq!(
+        first["reporter"]["identifier"]["system"],
+        "https://fhir.nhs.uk/Id/ods-organization-code"
+    );
+    assert_eq!(first["reporter"]["identifier"]["value"], "RAE");
+    let aggregated = http_request(
+        &server.dashboard_url,
+        &format!("/fhir/MeasureReport?subject=https://fhir.nhs.uk/Id/ods-organization-code|RAE&{wide}&aggregate=true&measure=FFT_POSITIVE"),
+        Some(&bradford),
+    )
+    .await;
+    assert_eq!(aggregated.status, 200, "{}", aggregated.body);
+    assert_eq!(valid(&aggregated.body)["total"], 1);
+    // The same over gRPC, through the board's scope.
+    let grpc = reporting
+        .get_fhir_measure_reports(authorized(
+            &board,
+            GetFhirMeasureReportsRequest {
+                scope: ics("QWO"),
+                ods_code: "RAE".into(),
+                period_start: day(2000, 1, 1),
+                period_end: day(2030, 12, 31),
+                measure_code: String::new(),
+                aggregate: true,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(valid(&grpc.json)["total"], 2);
+
+    // Refusals, each an OperationOutcome: another ICS's trust is not found for the board, and
+    // forbidden to another trust; no token; a malformed period.
+    for (path, token, status) in [
+        (
+            format!("/fhir/MeasureReport?subject=RTP&{wide}"),
+            Some(&board),
+            404,
+        ),
+        (
+            format!("/fhir/MeasureReport?subject=RR8&{wide}"),
+            Some(&bradford),
+            403,
+        ),
+        (format!("/fhir/MeasureReport?subject=RAE&{wide}"), None, 401),
+        (
+            "/fhir/MeasureReport?subject=RAE&period=2024".to_owned(),
+            Some(&board),
+            400,
+        ),
+        ("/fhir/Measure".to_owned(), None, 401),
+    ] {
+        let refused = http_request(&server.dashboard_url, &path, token.map(String::as_str)).await;
+        assert_eq!(refused.status, status, "{path}: {}", refused.body);
+        let outcome = valid(&refused.body);
+        assert_eq!(outcome["resourceType"], "OperationOutcome", "{path}");
+    }
+    let refused = http_request(
+        &server.dashboard_url,
+        "/fhir/MeasureReport?subject=RAE&period=2024",
+        Some(&board),
+    )
+    .await;
+    assert!(refused.body.contains("period"), "{}", refused.body);
 }
 
 /// The lookups over the demo's world: the pages of a list are the whole list, in order, each

@@ -973,6 +973,14 @@ const TABLE: &[Rule] = &[
         "ics.reporting.v1.ReportingService/ListPeerGroups",
         BoardRead,
     ),
+    rule(
+        "ics.reporting.v1.ReportingService/GetFhirMeasures",
+        SharedReference,
+    ),
+    rule(
+        "ics.reporting.v1.ReportingService/GetFhirMeasureReports",
+        BoardRead,
+    ),
     // --- admin (on every listener) ----------------------------------------------------------
     rule("ics.admin.v1.AdminService/TailEvents", OperatorOnly)
         .operator(NO_EVENT_LOG, "reporting keeps no event log"),

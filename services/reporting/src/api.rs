@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::board_pack;
+use crate::fhir;
 use crate::lookups;
 use crate::measures;
 use crate::measures_projection::MEASURES;
@@ -43,6 +44,8 @@ pub struct ReportingApi {
     watches: OpenCallLimit,
     /// Printed on board packs (`ICS_DATA_LABEL`).
     data_label: Option<String>,
+    /// The root of the FHIR resources' canonical URLs (`ICS_FHIR_BASE_URL`).
+    fhir_base: String,
     shutdown: CancellationToken,
 }
 
@@ -60,6 +63,7 @@ impl ReportingApi {
             changes,
             watches,
             data_label: None,
+            fhir_base: ics_fhir::EXAMPLE_BASE.to_owned(),
             shutdown,
         }
     }
@@ -70,11 +74,20 @@ impl ReportingApi {
         self.data_label = data_label.filter(|label| !label.trim().is_empty());
         self
     }
+
+    /// The root of the FHIR resources' canonical URLs.
+    pub fn with_fhir_base(mut self, fhir_base: &str) -> Self {
+        self.fhir_base = fhir_base.to_owned();
+        self
+    }
 }
 
 /// Checks the scope's shape and that the caller may read it. The tenant comes from the
 /// principal: a board reader asking for another scope is refused before anything is read.
-fn authorize_scope(principal: &Principal, scope: Option<&Scope>) -> Result<Scope, ServiceError> {
+pub(crate) fn authorize_scope(
+    principal: &Principal,
+    scope: Option<&Scope>,
+) -> Result<Scope, ServiceError> {
     let Some(scope) = scope.filter(|scope| scope.scope.is_some()) else {
         return Err(ServiceError::invalid_field(
             "scope",
@@ -647,6 +660,34 @@ impl ReportingService for ReportingApi {
         )
         .await?;
         Ok(Response::new(page))
+    }
+
+    async fn get_fhir_measures(
+        &self,
+        request: Request<api::GetFhirMeasuresRequest>,
+    ) -> Result<Response<api::FhirResource>, Status> {
+        // Shared reference data, as GetMeasure is: any authenticated caller.
+        principal(&request)?;
+        let bundle = fhir::measures(&self.pool, &self.fhir_base).await?;
+        Ok(Response::new(fhir::resource(&bundle)))
+    }
+
+    async fn get_fhir_measure_reports(
+        &self,
+        request: Request<api::GetFhirMeasureReportsRequest>,
+    ) -> Result<Response<api::FhirResource>, Status> {
+        let principal = principal(&request)?;
+        let body = request.into_inner();
+        let query = fhir::ReportQuery::check(
+            &body.ods_code,
+            body.period_start.as_ref(),
+            body.period_end.as_ref(),
+            &body.measure_code,
+            body.aggregate,
+        )?;
+        fhir::authorize_subject(&self.pool, &principal, body.scope, &query.ods_code).await?;
+        let bundle = fhir::measure_reports(&self.pool, &self.fhir_base, &query).await?;
+        Ok(Response::new(fhir::resource(&bundle)))
     }
 }
 

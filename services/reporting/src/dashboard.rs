@@ -44,6 +44,8 @@ pub struct Dashboard {
     secure: bool,
     /// Shown on every page when the deployment holds demonstration data (`ICS_DATA_LABEL`).
     data_label: Option<String>,
+    /// The root of the FHIR resources' canonical URLs (`ICS_FHIR_BASE_URL`).
+    fhir_base: String,
     shutdown: CancellationToken,
 }
 
@@ -62,8 +64,27 @@ impl Dashboard {
             authenticator,
             secure,
             data_label: data_label.filter(|label| !label.trim().is_empty()),
+            fhir_base: ics_fhir::EXAMPLE_BASE.to_owned(),
             shutdown,
         }
+    }
+
+    /// The root of the FHIR resources' canonical URLs.
+    pub fn with_fhir_base(mut self, fhir_base: &str) -> Self {
+        self.fhir_base = fhir_base.to_owned();
+        self
+    }
+
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub(crate) fn authenticator(&self) -> &Authenticator {
+        &self.authenticator
+    }
+
+    pub(crate) fn fhir_base(&self) -> &str {
+        &self.fhir_base
     }
 
     pub fn router(self) -> Router {
@@ -89,13 +110,19 @@ impl Dashboard {
                 "/ics/{ods}/measures/{measure}/{trust}/live",
                 get(series_live),
             )
+            // HL7 FHIR R4 for integration teams (see crate::fhir).
+            .route("/fhir/Measure", get(crate::fhir::measure_search))
+            .route(
+                "/fhir/MeasureReport",
+                get(crate::fhir::measure_report_search),
+            )
             .route("/static/dashboard.js", get(script))
             .route("/static/dashboard.css", get(stylesheet))
             .with_state(self)
     }
 
     /// The caller's principal and token expiry, from the bearer header or the session cookie.
-    fn caller(&self, headers: &HeaderMap) -> Option<(Principal, Option<SystemTime>)> {
+    pub(crate) fn caller(&self, headers: &HeaderMap) -> Option<(Principal, Option<SystemTime>)> {
         let token = bearer(headers).or_else(|| session_cookie(headers))?;
         self.authenticator.authenticate_token(&token).ok()
     }

@@ -56,6 +56,7 @@
 
 mod api;
 pub mod board_pack;
+mod fhir;
 mod lookups;
 pub mod measures;
 mod measures_projection;
@@ -127,6 +128,12 @@ pub struct ReportingConfig {
     /// (`scripts/demo` sets one saying the data is SAMPLE and SYNTHETIC).
     #[arg(long, env = "ICS_DATA_LABEL")]
     pub data_label: Option<String>,
+
+    /// The root of the canonical URLs of the FHIR resources this deployment serves
+    /// (`<base>/Measure/<id>`): the public address of its `/fhir` endpoint. The default is a
+    /// placeholder to replace.
+    #[arg(long, env = "ICS_FHIR_BASE_URL", default_value = ics_fhir::EXAMPLE_BASE)]
+    pub fhir_base_url: String,
 }
 
 /// Runs the reporting service until `shutdown` is cancelled.
@@ -162,11 +169,13 @@ pub async fn run(
         host.serves_tls(),
         config.data_label.clone(),
         shutdown.clone(),
-    );
+    )
+    .with_fhir_base(&config.fhir_base_url);
     // On the process's HTTP surface (ICS_HTTP_LISTEN).
     host.add_http_routes(dashboard.router());
     let api = ReportingApi::new(host.pool.clone(), changes, watches, shutdown.clone())
-        .with_data_label(config.data_label.clone());
+        .with_data_label(config.data_label.clone())
+        .with_fhir_base(&config.fhir_base_url);
     host.add_service(ReportingServiceServer::new(api));
     host.serve(config.listen).await
 }
