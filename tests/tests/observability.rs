@@ -256,3 +256,242 @@ async fn every_process_serves_prometheus_metrics() {
     );
     deployment.finish().await;
 }
+
+mod traces {
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    use ics_auth::Principal;
+    use ics_e2e::{Deployment, authorized, channel, options};
+    use ics_proto::events::v1::OrganisationKind;
+    use ics_proto::trusts::v1::RegisterOrganisationRequest;
+    use ics_proto::trusts::v1::trusts_service_client::TrustsServiceClient;
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+        TraceService, TraceServiceServer,
+    };
+    use opentelemetry_proto::tonic::collector::trace::v1::{
+        ExportTraceServiceRequest, ExportTraceServiceResponse,
+    };
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+    use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
+    use tokio::sync::mpsc;
+
+    /// A span as the collector received it, with the `service.name` of its resource.
+    #[derive(Debug, Clone)]
+    struct Received {
+        service_name: String,
+        trace_id: String,
+        span_id: String,
+        parent_span_id: String,
+        name: String,
+        kind: SpanKind,
+        attributes: HashMap<String, String>,
+        error: bool,
+    }
+
+    /// An OTLP/gRPC collector in the test process: passes on every span it is sent.
+    struct Collector(mpsc::UnboundedSender<Received>);
+
+    fn text(value: Option<&AnyValue>) -> String {
+        match value.and_then(|value| value.value.as_ref()) {
+            Some(any_value::Value::StringValue(text)) => text.clone(),
+            Some(any_value::Value::IntValue(number)) => number.to_string(),
+            Some(any_value::Value::BoolValue(flag)) => flag.to_string(),
+            Some(other) => format!("{other:?}"),
+            None => String::new(),
+        }
+    }
+
+    fn attributes(attributes: &[KeyValue]) -> HashMap<String, String> {
+        attributes
+            .iter()
+            .map(|attribute| (attribute.key.clone(), text(attribute.value.as_ref())))
+            .collect()
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+    }
+
+    #[tonic::async_trait]
+    impl TraceService for Collector {
+        async fn export(
+            &self,
+            request: tonic::Request<ExportTraceServiceRequest>,
+        ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+            for resource_spans in request.into_inner().resource_spans {
+                let resource = resource_spans
+                    .resource
+                    .map(|resource| attributes(&resource.attributes))
+                    .unwrap_or_default();
+                let service_name = resource.get("service.name").cloned().unwrap_or_default();
+                for span in resource_spans
+                    .scope_spans
+                    .into_iter()
+                    .flat_map(|scope| scope.spans)
+                {
+                    let _ = self.0.send(Received {
+                        service_name: service_name.clone(),
+                        trace_id: hex(&span.trace_id),
+                        span_id: hex(&span.span_id),
+                        parent_span_id: hex(&span.parent_span_id),
+                        name: span.name.clone(),
+                        kind: SpanKind::try_from(span.kind).unwrap_or(SpanKind::Unspecified),
+                        attributes: attributes(&span.attributes),
+                        error: span
+                            .status
+                            .is_some_and(|status| status.code == StatusCode::Error as i32),
+                    });
+                }
+            }
+            Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+        }
+    }
+
+    /// One trace from a hospital system's call to each projection that applies its event:
+    /// the call's server span (under the trusts service's own name although `icsd all` runs
+    /// every service), the append, the relay's publish (PRODUCER) and each projection's apply
+    /// (CONSUMER, under its own service's name), each the child of the one before, with
+    /// OpenTelemetry's RPC and messaging attributes; and a failed call's span has error status.
+    #[tokio::test]
+    async fn one_trace_runs_from_a_call_through_the_append_the_publish_and_every_projection() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let collector = listener.local_addr().unwrap();
+        let (sender, mut received) = mpsc::unbounded_channel();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(TraceServiceServer::new(Collector(sender)))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        let mut deployment = Deployment::new().await;
+        deployment.environment = vec![
+            ("ICS_OTLP_ENDPOINT".into(), format!("http://{collector}")),
+            // Batches leave every 100 ms rather than every 5 s.
+            ("OTEL_BSP_SCHEDULE_DELAY".into(), "100".into()),
+        ];
+        let server = deployment.start("all").await;
+        let operator = deployment.token(&Principal::Operator);
+
+        let trace_id = uuid::Uuid::now_v7().simple().to_string();
+        let caller_span = "00f067aa0ba902b7";
+        let mut request = authorized(
+            &operator,
+            RegisterOrganisationRequest {
+                options: options(),
+                ods_code: "QOB".into(),
+                name: "Traced ICB".into(),
+                kind: OrganisationKind::Icb as i32,
+            },
+        );
+        request.metadata_mut().insert(
+            "traceparent",
+            format!("00-{trace_id}-{caller_span}-01").parse().unwrap(),
+        );
+        let mut trusts = TrustsServiceClient::new(channel(&server.url).await);
+        trusts.register_organisation(request).await.unwrap();
+        // A call that fails on the server's side: UNIMPLEMENTED, an error in the conventions.
+        let mut grpc = tonic::client::Grpc::new(channel(&server.url).await);
+        grpc.ready().await.unwrap();
+        let failed: Result<tonic::Response<Vec<u8>>, _> = grpc
+            .unary(
+                authorized(&operator, Vec::new()),
+                tonic::codegen::http::uri::PathAndQuery::from_static(
+                    "/ics.trusts.v1.TrustsService/NoSuchMethod",
+                ),
+                ics_e2e::RawCodec,
+            )
+            .await;
+        assert_eq!(failed.unwrap_err().code(), tonic::Code::Unimplemented);
+
+        // The three projections of the organisation registry each apply the event.
+        let consumers = [
+            ("ics-reporting", "overview"),
+            ("ics-workshops", "references"),
+            ("ics-metrics", "metrics_references"),
+        ];
+        let mut spans: Vec<Received> = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let complete = |spans: &[Received]| {
+            let ours = spans.iter().filter(|span| span.trace_id == trace_id);
+            ours.filter(|span| span.kind == SpanKind::Consumer).count() >= consumers.len()
+                && spans.iter().any(|span| span.name.ends_with("NoSuchMethod"))
+        };
+        while !complete(&spans) {
+            match tokio::time::timeout_at(deadline, received.recv()).await {
+                Ok(Some(span)) => spans.push(span),
+                _ => panic!("the trace is incomplete after 30 s: {spans:#?}"),
+            }
+        }
+        let ours: Vec<&Received> = spans
+            .iter()
+            .filter(|span| span.trace_id == trace_id)
+            .collect();
+        let one = |kind: SpanKind, what: &str| -> &Received {
+            let found: Vec<&&Received> = ours.iter().filter(|span| span.kind == kind).collect();
+            assert_eq!(found.len(), 1, "one {what} span: {ours:#?}");
+            found[0]
+        };
+
+        let call = one(SpanKind::Server, "server");
+        assert_eq!(
+            call.parent_span_id, caller_span,
+            "the caller's span is the parent"
+        );
+        assert_eq!(call.service_name, "ics-trusts");
+        assert_eq!(
+            call.name,
+            "ics.trusts.v1.TrustsService/RegisterOrganisation"
+        );
+        assert_eq!(call.attributes["rpc.system"], "grpc");
+        assert_eq!(
+            call.attributes["rpc.service"],
+            "ics.trusts.v1.TrustsService"
+        );
+        assert_eq!(call.attributes["rpc.method"], "RegisterOrganisation");
+        assert!(!call.error);
+
+        let append = ours
+            .iter()
+            .find(|span| span.name.starts_with("append "))
+            .unwrap_or_else(|| panic!("no append span: {ours:#?}"));
+        assert_eq!(append.parent_span_id, call.span_id);
+        assert_eq!(append.service_name, "ics-trusts");
+        assert_eq!(append.attributes["db.system.name"], "postgresql");
+
+        let publish = one(SpanKind::Producer, "producer");
+        assert_eq!(publish.parent_span_id, append.span_id);
+        assert_eq!(publish.service_name, "ics-trusts");
+        assert_eq!(publish.attributes["messaging.system"], "nats");
+        assert_eq!(publish.attributes["messaging.operation.type"], "send");
+        let subject = &publish.attributes["messaging.destination.name"];
+        assert!(subject.contains(".trusts."), "{subject}");
+        assert!(!publish.attributes["messaging.message.id"].is_empty());
+
+        for (service_name, projection) in consumers {
+            let apply = ours
+                .iter()
+                .find(|span| {
+                    span.kind == SpanKind::Consumer
+                        && span.attributes.get("projection").map(String::as_str) == Some(projection)
+                })
+                .unwrap_or_else(|| panic!("no apply span of {projection}: {ours:#?}"));
+            assert_eq!(apply.parent_span_id, publish.span_id, "{projection}");
+            assert_eq!(apply.service_name, service_name, "{projection}");
+            assert_eq!(apply.attributes["messaging.operation.type"], "process");
+            assert_eq!(&apply.attributes["messaging.destination.name"], subject);
+            assert_eq!(
+                apply.attributes["messaging.message.id"],
+                publish.attributes["messaging.message.id"]
+            );
+        }
+
+        let unimplemented = spans
+            .iter()
+            .find(|span| span.name.ends_with("NoSuchMethod"))
+            .unwrap();
+        assert!(unimplemented.error, "{unimplemented:?}");
+        assert_eq!(unimplemented.service_name, "ics-trusts");
+        deployment.finish().await;
+    }
+}

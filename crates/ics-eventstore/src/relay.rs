@@ -72,6 +72,19 @@ pub struct RelayConfig {
     pub max_backoff: Duration,
     /// Stream replicas: 1 on a single server, 3 on a JetStream cluster.
     pub replicas: usize,
+    /// How a publish joins the trace of the command that recorded the event. Without it the
+    /// stored trace context is passed on as it is and no producer span is made.
+    pub trace: Option<TraceHooks>,
+}
+
+/// The telemetry backend's part in a publish; the relay stays free of any backend, and
+/// services pass their kit's functions.
+#[derive(Debug, Clone, Copy)]
+pub struct TraceHooks {
+    /// Makes a span the child of a stored `traceparent`/`tracestate`.
+    pub continue_trace: fn(&tracing::Span, &str, &str),
+    /// The current span's `(traceparent, tracestate)`, empty when it has no trace.
+    pub current_traceparent: fn() -> (String, String),
 }
 
 impl RelayConfig {
@@ -83,6 +96,7 @@ impl RelayConfig {
             duplicate_window: Duration::from_secs(120),
             max_backoff: Duration::from_secs(2),
             replicas: 1,
+            trace: None,
         }
     }
 }
@@ -499,11 +513,12 @@ impl Relay {
         );
         let mut headers = HeaderMap::new();
         headers.insert(EVENT_TYPE_HEADER, event.event_type.as_str());
-        if !event.metadata.traceparent.is_empty() {
-            headers.insert("traceparent", event.metadata.traceparent.as_str());
+        let (traceparent, tracestate) = self.producer_trace(event, &subject);
+        if !traceparent.is_empty() {
+            headers.insert("traceparent", traceparent.as_str());
         }
-        if !event.metadata.tracestate.is_empty() {
-            headers.insert("tracestate", event.metadata.tracestate.as_str());
+        if !tracestate.is_empty() {
+            headers.insert("tracestate", tracestate.as_str());
         }
         // Headers first: setting them after the message id would silently drop the id.
         let message = PublishMessage::build()
@@ -517,6 +532,43 @@ impl Relay {
                 event_id: event.event_id.to_string(),
                 reason: error.to_string(),
             })
+    }
+
+    /// The trace context a published event carries: that of a producer span, child of the
+    /// command that recorded the event (OpenTelemetry's messaging conventions), so that each
+    /// consumer's span follows the publish. The span covers handing the message to NATS; the
+    /// acknowledgement is awaited for the whole batch. Without hooks, or for an event recorded
+    /// outside any trace, the stored context goes on unchanged.
+    fn producer_trace(&self, event: &RecordedEvent, subject: &str) -> (String, String) {
+        let stored = (
+            event.metadata.traceparent.clone(),
+            event.metadata.tracestate.clone(),
+        );
+        let Some(hooks) = self.config.trace else {
+            return stored;
+        };
+        if stored.0.is_empty() {
+            return stored;
+        }
+        let span = tracing::info_span!(
+            "relay_publish",
+            otel.name = %format!("publish {subject}"),
+            otel.kind = "producer",
+            service = self.store.service(),
+            messaging.system = "nats",
+            messaging.operation.type = "send",
+            messaging.operation.name = "publish",
+            messaging.destination.name = subject,
+            messaging.message.id = %event.event_id,
+            ics.event_type = %event.event_type,
+        );
+        (hooks.continue_trace)(&span, &stored.0, &stored.1);
+        let producer = span.in_scope(hooks.current_traceparent);
+        if producer.0.is_empty() {
+            stored
+        } else {
+            producer
+        }
     }
 
     /// Where the relay resumes for its stream, strictly after this point in commit order; none

@@ -100,6 +100,8 @@ pub struct RunnerConfig {
     /// `traceparent`/`tracestate`, makes the span a child of the command that recorded it.
     /// The runner stays free of any telemetry backend; services pass their kit's function.
     pub continue_trace: Option<fn(&tracing::Span, &str, &str)>,
+    /// The service that runs the projection, on its spans (`service`).
+    pub service: String,
 }
 
 impl RunnerConfig {
@@ -112,6 +114,7 @@ impl RunnerConfig {
             ack_wait: Duration::from_secs(4),
             batch: 256,
             continue_trace: None,
+            service: String::new(),
         }
     }
 }
@@ -625,10 +628,27 @@ impl<P: Projection> ProjectionRunner<P> {
 
     /// A span for one event that continues the trace of the command that recorded it.
     fn event_span(&self, message: &jetstream::Message) -> tracing::Span {
+        // A consumer span in OpenTelemetry's messaging conventions, child of the relay's
+        // producer span whose context the message carries.
+        let event_id = message
+            .headers
+            .as_ref()
+            .and_then(|headers| headers.get("Nats-Msg-Id"))
+            .map(|value| value.as_str().to_owned())
+            .unwrap_or_default();
         let span = tracing::info_span!(
             "projection_apply",
+            otel.name = %format!("process {}", self.projection.name()),
+            otel.kind = "consumer",
+            service = %self.config.service,
             projection = self.projection.name(),
             subject = %message.subject,
+            messaging.system = "nats",
+            messaging.operation.type = "process",
+            messaging.operation.name = "process",
+            messaging.destination.name = %message.subject,
+            messaging.consumer.group.name = self.projection.name(),
+            messaging.message.id = %event_id,
         );
         if let (Some(continue_trace), Some(headers)) =
             (self.config.continue_trace, &message.headers)

@@ -5,6 +5,7 @@ use ics_eventstore::{CommandContext, EventStore, ExpectedVersion, NewEvent, Reco
 use ics_proto::events::v1::{CommandOptions, CommandResult};
 use prost::Message;
 use tonic::{Response, Status};
+use tracing::Instrument as _;
 
 use crate::auth::Principal;
 use crate::error::ServiceError;
@@ -55,7 +56,19 @@ where
         fingerprint,
     } = command;
     let options = options.cloned().unwrap_or_default();
-    let (traceparent, tracestate) = telemetry::current_traceparent();
+    // The append, as a span of the call: what the events store as their trace context, so the
+    // relay's publish and every projection's apply follow it in the command's trace.
+    let append = tracing::info_span!(
+        "event_store_append",
+        otel.name = %format!("append {command_type}"),
+        otel.kind = "internal",
+        service = store.service(),
+        db.system.name = "postgresql",
+        db.operation.name = "append",
+        ics.command = command_type,
+        ics.stream_id = stream_id,
+    );
+    let (traceparent, tracestate) = append.in_scope(telemetry::current_traceparent);
     let context = CommandContext {
         request_id: options.request_id.clone(),
         principal: principal.label(),
@@ -75,6 +88,7 @@ where
             expected,
             decide,
         )
+        .instrument(append)
         .await?;
     tracing::info!(
         command = command_type,

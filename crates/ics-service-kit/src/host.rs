@@ -166,6 +166,7 @@ impl ServiceHost {
     pub fn runner_config(&self, source_services: &[&str]) -> RunnerConfig {
         RunnerConfig {
             continue_trace: Some(crate::telemetry::continue_stored_trace),
+            service: self.service.to_owned(),
             ..RunnerConfig::new(&self.common.subject_prefix, source_services)
         }
     }

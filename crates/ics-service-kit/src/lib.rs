@@ -40,6 +40,9 @@ pub use error::{FieldViolation, ServiceError, Violations, conflict_version};
 pub use host::{Log, ServiceHost};
 pub use nats::connect_nats;
 pub use retry::STARTUP_RETRY_WINDOW;
+
+/// The platform's services, as their `service` fields and schemas name them.
+pub const SERVICES: &[&str] = &["trusts", "workshops", "metrics", "reporting"];
 pub use server::{ServeOptions, serve, shutdown_on_signals};
 pub use startup::EventLog;
 pub use telemetry::TelemetryGuard;

@@ -344,10 +344,18 @@ fn request_span(service: &'static str, request: &http::Request<()>) -> tracing::
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let peer = peer_address(request.extensions()).map(|address| address.to_string());
+    // OpenTelemetry's RPC conventions: `/package.Service/Method` is named `package.Service/Method`.
+    let (rpc_service, rpc_method) = path
+        .trim_start_matches('/')
+        .split_once('/')
+        .unwrap_or((path, ""));
     let span = tracing::info_span!(
         crate::audit::REQUEST_SPAN,
-        otel.name = %path,
+        otel.name = %path.trim_start_matches('/'),
         otel.kind = "server",
+        rpc.system = "grpc",
+        rpc.service = rpc_service,
+        rpc.method = rpc_method,
         rpc.path = %path,
         service,
         request_id,

@@ -36,6 +36,10 @@ impl EventLog {
         let relay_config = RelayConfig {
             replicas: usize::from(common.stream_replicas),
             duplicate_window: std::time::Duration::from_secs(common.duplicate_window_secs),
+            trace: Some(ics_eventstore::relay::TraceHooks {
+                continue_trace: crate::telemetry::continue_stored_trace,
+                current_traceparent: crate::telemetry::current_traceparent,
+            }),
             ..RelayConfig::new(&common.subject_prefix)
         };
         let relay = Relay::new(store.clone(), nats, relay_config);

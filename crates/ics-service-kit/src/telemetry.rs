@@ -24,6 +24,13 @@
 //! # }
 //! ```
 //!
+//! The spans of one command: the call's server span ([`crate::server`]), `append <command>`
+//! ([`crate::command::execute`], whose context the events store), the relay's `publish
+//! <subject>` (kind PRODUCER, whose context the NATS message carries) and each projection's
+//! `process <projection>` (kind CONSUMER), with OpenTelemetry's `rpc.*` and `messaging.*`
+//! attributes. Every one names its `service`, by which `ExportByService` gives it its own
+//! `service.name`, so `icsd all` reports four services, not one.
+//!
 //! Without an OTLP endpoint no OpenTelemetry layer is installed: spans carry no trace ids, so
 //! [`current_traceparent`] returns empty strings and nothing is propagated. That keeps the hot
 //! path free of span bookkeeping when nobody collects traces.
@@ -120,11 +127,27 @@ pub fn init(config: &TelemetryConfig, service_name: &str) -> anyhow::Result<Tele
 
     let tracer_provider = match &config.otlp_endpoint {
         Some(endpoint) => {
-            let exporter = opentelemetry_otlp::SpanExporter::builder()
-                .with_tonic()
-                .with_endpoint(endpoint.clone())
-                .build()
-                .with_context(|| format!("cannot build the OTLP exporter for {endpoint}"))?;
+            let otlp = || {
+                opentelemetry_otlp::SpanExporter::builder()
+                    .with_tonic()
+                    .with_endpoint(endpoint.clone())
+                    .build()
+                    .with_context(|| format!("cannot build the OTLP exporter for {endpoint}"))
+            };
+            // Each service's spans under its own service.name (`icsd all` runs four), unless
+            // ICS_SERVICE_NAME names them all.
+            let services = if config.service_name.is_some() {
+                Vec::new()
+            } else {
+                crate::SERVICES
+                    .iter()
+                    .map(|service| Ok((service.to_string(), otlp()?)))
+                    .collect::<anyhow::Result<Vec<_>>>()?
+            };
+            let exporter = ExportByService {
+                services,
+                process: otlp()?,
+            };
             let tracer_provider = SdkTracerProvider::builder()
                 .with_batch_exporter(exporter)
                 .with_resource(
@@ -134,10 +157,20 @@ pub fn init(config: &TelemetryConfig, service_name: &str) -> anyhow::Result<Tele
                 )
                 .build();
             let tracer = tracer_provider.tracer(service_name.to_owned());
+            // Traces do not follow the log level: an operator who logs only warnings still gets
+            // every call's spans. Spans at info and above, and warnings and errors as their
+            // events; debug spans and the chatter of libraries stay out.
             layers.push(
                 tracing_opentelemetry::layer()
                     .with_tracer(tracer)
-                    .with_filter(filter()?)
+                    .with_filter(tracing_subscriber::filter::filter_fn(|metadata| {
+                        let most_detailed = if metadata.is_span() {
+                            tracing::Level::INFO
+                        } else {
+                            tracing::Level::WARN
+                        };
+                        *metadata.level() <= most_detailed
+                    }))
                     .boxed(),
             );
             Some(tracer_provider)
@@ -162,6 +195,83 @@ pub fn init(config: &TelemetryConfig, service_name: &str) -> anyhow::Result<Tele
         );
     }
     Ok(TelemetryGuard { tracer_provider })
+}
+
+/// Sends each span under the `service.name` of the platform service that made it: the span's
+/// `service` field (every span of a call, an append, a publish or a projection's apply carries
+/// one), as `ics-<service>`. Spans of no service go under the process's name. OpenTelemetry
+/// gives a resource per exporter, so each service has its own exporter to the same endpoint.
+#[derive(Debug)]
+struct ExportByService {
+    services: Vec<(String, opentelemetry_otlp::SpanExporter)>,
+    process: opentelemetry_otlp::SpanExporter,
+}
+
+impl opentelemetry_sdk::trace::SpanExporter for ExportByService {
+    async fn export(
+        &self,
+        batch: Vec<opentelemetry_sdk::trace::SpanData>,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        let mut groups: Vec<Vec<opentelemetry_sdk::trace::SpanData>> =
+            (0..=self.services.len()).map(|_| Vec::new()).collect();
+        for span in batch {
+            let service = span
+                .attributes
+                .iter()
+                .find(|attribute| attribute.key.as_str() == "service")
+                .map(|attribute| attribute.value.as_str());
+            let index = service
+                .and_then(|service| {
+                    self.services
+                        .iter()
+                        .position(|(name, _)| name.as_str() == service.as_ref())
+                })
+                .unwrap_or(self.services.len());
+            groups[index].push(span);
+        }
+        for (index, group) in groups.into_iter().enumerate() {
+            if group.is_empty() {
+                continue;
+            }
+            match self.services.get(index) {
+                Some((_, exporter)) => exporter.export(group).await?,
+                None => self.process.export(group).await?,
+            }
+        }
+        Ok(())
+    }
+
+    fn shutdown_with_timeout(
+        &mut self,
+        timeout: std::time::Duration,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        for (_, exporter) in &mut self.services {
+            exporter.shutdown_with_timeout(timeout)?;
+        }
+        self.process.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&mut self) -> opentelemetry_sdk::error::OTelSdkResult {
+        for (_, exporter) in &mut self.services {
+            exporter.force_flush()?;
+        }
+        self.process.force_flush()
+    }
+
+    /// The provider's resource for the process; each service's is the same with its own name.
+    fn set_resource(&mut self, resource: &Resource) {
+        for (service, exporter) in &mut self.services {
+            let own =
+                Resource::builder_empty()
+                    .with_attributes(resource.iter().map(|(key, value)| {
+                        opentelemetry::KeyValue::new(key.clone(), value.clone())
+                    }))
+                    .with_service_name(format!("ics-{service}"))
+                    .build();
+            exporter.set_resource(&own);
+        }
+        self.process.set_resource(resource);
+    }
 }
 
 /// The current span's W3C `(traceparent, tracestate)`, or two empty strings when there is no
