@@ -16,6 +16,8 @@
 
 mod flood;
 mod ingest;
+mod reads;
+mod throughput;
 mod workshops;
 
 use std::collections::HashMap;
@@ -104,6 +106,10 @@ struct Cli {
     ingest: ingest::IngestArgs,
     #[command(flatten)]
     flood: flood::FloodArgs,
+    #[command(flatten)]
+    throughput: throughput::ThroughputArgs,
+    #[command(flatten)]
+    reads: reads::ReadArgs,
     /// Only delete the JetStream streams of this subject prefix and exit: `scripts/bench` cleans
     /// up its throw-away deployment with it. Never point it at a real deployment's prefix.
     #[arg(long)]
@@ -113,6 +119,18 @@ struct Cli {
     /// Unmeasured warm-up before each run.
     #[arg(long, default_value_t = 2)]
     warmup_seconds: u64,
+}
+
+impl Cli {
+    /// Every service's URL, reporting first: where the admin API of each is.
+    fn admin_urls(&self) -> Vec<&str> {
+        vec![
+            self.reporting_url.as_str(),
+            self.trusts_url.as_str(),
+            self.workshops_url.as_str(),
+            self.metrics_url.as_str(),
+        ]
+    }
 }
 
 #[derive(Clone)]
@@ -187,6 +205,19 @@ async fn main() -> anyhow::Result<()> {
     if cli.flood.flood_only {
         return flood::run(&clients, trust_writer, cli.seconds, &cli.flood).await;
     }
+    if cli.reads.reads_only {
+        return reads::run(&clients, cli.seconds, &cli.reads).await;
+    }
+    if cli.throughput.throughput_only {
+        return throughput::run(
+            &clients,
+            &cli.admin_urls(),
+            cli.trusts,
+            cli.seconds,
+            &cli.throughput,
+        )
+        .await;
+    }
     let run = Run {
         clients: clients.clone(),
         trusts: cli.trusts,
@@ -242,6 +273,19 @@ async fn main() -> anyhow::Result<()> {
     ));
     println!("  target: p50 <= 20 ms, p99 <= 100 ms (at 200/s)");
 
+    if !cli.throughput.no_throughput {
+        throughput::run(
+            &clients,
+            &cli.admin_urls(),
+            cli.trusts,
+            cli.seconds,
+            &cli.throughput,
+        )
+        .await?;
+    }
+    if !cli.reads.no_reads {
+        reads::run(&clients, cli.seconds, &cli.reads).await?;
+    }
     if !cli.no_workshops {
         workshops::run(&clients, &cli.workshops_url, cli.workshop_rate, cli.seconds).await?;
     }

@@ -7,6 +7,7 @@
 
 mod error;
 pub mod fault;
+mod history_cache;
 pub mod identity;
 mod migrate;
 pub mod relay;
@@ -14,6 +15,7 @@ mod store;
 pub mod subject;
 
 pub use error::StoreError;
+pub use history_cache::DEFAULT_HISTORY_CACHE_EVENTS;
 pub use migrate::migrate;
 pub use store::{
     CommandContext, CommandOutcome, EventStore, ExpectedVersion, LogCursor, NewEvent,

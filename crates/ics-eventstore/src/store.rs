@@ -2,10 +2,13 @@ use chrono::{DateTime, Utc};
 use ics_proto::events::v1::{CommandResult, EventEnvelope, EventMetadata};
 use prost::Message;
 use sqlx::postgres::PgRow;
+use std::sync::Arc;
+
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
 use crate::StoreError;
+use crate::history_cache::{DEFAULT_HISTORY_CACHE_EVENTS, HistoryCache};
 
 /// How many times a command with [`ExpectedVersion::Any`] is re-decided after losing a race.
 const MAX_DECIDE_ATTEMPTS: usize = 5;
@@ -16,6 +19,12 @@ const MAX_DECIDE_ATTEMPTS: usize = 5;
 const EVENT_COLUMNS: &str = "global_position, transaction_id::text AS transaction_id_text, \
      stream_id, stream_version, event_id, event_type, schema_version, organisation, payload, \
      request_id, correlation_id, causation_id, traceparent, tracestate, principal, recorded_at";
+
+/// [`EVENT_COLUMNS`] of the `events` table aliased `e`, for reads that join another table.
+const QUALIFIED_EVENT_COLUMNS: &str = "e.global_position, \
+     e.transaction_id::text AS transaction_id_text, e.stream_id, e.stream_version, e.event_id, \
+     e.event_type, e.schema_version, e.organisation, e.payload, e.request_id, e.correlation_id, \
+     e.causation_id, e.traceparent, e.tracestate, e.principal, e.recorded_at";
 
 /// What a command expects of its aggregate's stream before it appends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +95,23 @@ pub struct RecordedEvent {
 }
 
 impl RecordedEvent {
+    #[cfg(test)]
+    pub(crate) fn example() -> Self {
+        RecordedEvent {
+            global_position: 1,
+            transaction_id: 1,
+            stream_id: "organisation-RTP".to_owned(),
+            stream_version: 1,
+            event_id: Uuid::nil(),
+            event_type: "OrganisationRegistered".to_owned(),
+            schema_version: 1,
+            organisation: "RTP".to_owned(),
+            payload: Vec::new(),
+            metadata: EventMetadata::default(),
+            recorded_at: DateTime::<Utc>::UNIX_EPOCH,
+        }
+    }
+
     fn from_row(row: &PgRow) -> Result<Self, StoreError> {
         let transaction_id: String = row.try_get("transaction_id_text")?;
         Ok(RecordedEvent {
@@ -233,6 +259,16 @@ impl LogCursor {
 pub struct EventStore {
     pool: PgPool,
     service: String,
+    /// Histories of recently commanded streams (see [`crate::history_cache`]).
+    history: Arc<HistoryCache>,
+}
+
+/// What a command reads before it decides.
+enum ReadForCommand {
+    /// The request ran before: its recorded result answers it.
+    Recorded(Recorded),
+    /// The stream's events, in version order.
+    History(Vec<RecordedEvent>),
 }
 
 enum AttemptError<E> {
@@ -248,7 +284,14 @@ impl EventStore {
         EventStore {
             pool,
             service: service.to_string(),
+            history: Arc::new(HistoryCache::new(DEFAULT_HISTORY_CACHE_EVENTS)),
         }
+    }
+
+    /// Keeps at most `events` events of recently commanded streams in memory (0: none).
+    pub fn with_history_cache(mut self, events: usize) -> Self {
+        self.history = Arc::new(HistoryCache::new(events));
+        self
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -462,26 +505,58 @@ impl EventStore {
         let failed = |error: sqlx::Error| AttemptError::Failed(E::from(StoreError::from(error)));
         let mut connection = self.pool.acquire().await.map_err(failed)?;
 
-        if let Some(outcome) =
-            recorded_result_in(&mut connection, context, command_type, fingerprint)
-                .await
-                .map_err(|error| AttemptError::Failed(E::from(error)))?
+        // One round trip reads what decides a command: the request's recorded result, if it
+        // ran before (a retry is answered with it), and the stream's events after the version
+        // this process already holds (all of them when it holds none).
+        let cached = self.history.take(stream_id);
+        let history = match self
+            .read_for_command(&mut connection, context, stream_id, cached)
+            .await
+            .map_err(|error| AttemptError::Failed(E::from(error)))?
         {
-            return Ok(outcome);
-        }
+            ReadForCommand::Recorded(recorded) => {
+                return recorded
+                    .outcome(context, command_type, fingerprint)
+                    .map_err(|error| AttemptError::Failed(E::from(error)));
+            }
+            ReadForCommand::History(history) => history,
+        };
+        let decided = self
+            .decide_and_append(
+                &mut connection,
+                context,
+                command_type,
+                fingerprint,
+                stream_id,
+                expected,
+                decide,
+                &history,
+            )
+            .await;
+        // Whatever the outcome, the history read stays true: keep it for the next command.
+        self.history.put(stream_id, history);
+        decided
+    }
 
-        let rows = sqlx::query(&format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = $1 ORDER BY stream_version"
-        ))
-        .bind(stream_id)
-        .fetch_all(&mut *connection)
-        .await
-        .map_err(failed)?;
-        let history = rows
-            .iter()
-            .map(RecordedEvent::from_row)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|error| AttemptError::Failed(E::from(error)))?;
+    /// Checks the expected version, decides on `history` and appends what was decided with the
+    /// request's result, in one statement.
+    #[allow(clippy::too_many_arguments)]
+    async fn decide_and_append<E, F>(
+        &self,
+        connection: &mut PgConnection,
+        context: &CommandContext,
+        command_type: &str,
+        fingerprint: &[u8],
+        stream_id: &str,
+        expected: ExpectedVersion,
+        decide: &F,
+        history: &[RecordedEvent],
+    ) -> Result<CommandOutcome, AttemptError<E>>
+    where
+        E: From<StoreError>,
+        F: Fn(&[RecordedEvent]) -> Result<Vec<NewEvent>, E>,
+    {
+        let failed = |error: sqlx::Error| AttemptError::Failed(E::from(StoreError::from(error)));
         let current_version = history.last().map_or(0, |event| event.stream_version);
         if !expected.admits(current_version) {
             return Err(AttemptError::Failed(E::from(StoreError::Conflict {
@@ -490,7 +565,7 @@ impl EventStore {
             })));
         }
 
-        let new_events = decide(&history).map_err(AttemptError::Failed)?;
+        let new_events = decide(history).map_err(AttemptError::Failed)?;
 
         let event_ids: Vec<Uuid> = new_events.iter().map(|_| Uuid::now_v7()).collect();
         let versions: Vec<i64> = (1..=new_events.len() as u64)
@@ -575,6 +650,63 @@ impl EventStore {
         }
     }
 
+    /// The request's recorded result, or the stream's history: `cached` (the versions this
+    /// process holds) completed with the events after it. A cached history the database no
+    /// longer reaches (its head is behind it: a restored backup) is dropped and the stream
+    /// read whole.
+    async fn read_for_command(
+        &self,
+        connection: &mut PgConnection,
+        context: &CommandContext,
+        stream_id: &str,
+        cached: Option<Vec<RecordedEvent>>,
+    ) -> Result<ReadForCommand, StoreError> {
+        let mut cached = cached.unwrap_or_default();
+        loop {
+            let after = cached.last().map_or(0, |event| event.stream_version);
+            let rows = sqlx::query(&format!(
+                "SELECT r.command_type AS recorded_type, r.fingerprint AS recorded_fingerprint,
+                        r.result AS recorded_result,
+                        (SELECT max(stream_version) FROM events WHERE stream_id = $3)
+                            AS stream_head,
+                        {QUALIFIED_EVENT_COLUMNS}
+                 FROM (SELECT 1) AS one
+                 LEFT JOIN command_requests r ON r.principal = $1 AND r.request_id = $2
+                 LEFT JOIN events e ON e.stream_id = $3 AND e.stream_version > $4
+                 ORDER BY e.stream_version"
+            ))
+            .bind(&context.principal)
+            .bind(&context.request_id)
+            .bind(stream_id)
+            .bind(to_i64(after))
+            .fetch_all(&mut *connection)
+            .await?;
+            let Some(first) = rows.first() else {
+                return Ok(ReadForCommand::History(cached));
+            };
+            if let Some(command_type) = first.try_get::<Option<String>, _>("recorded_type")? {
+                return Ok(ReadForCommand::Recorded(Recorded {
+                    command_type,
+                    fingerprint: first.try_get("recorded_fingerprint")?,
+                    result: first.try_get("recorded_result")?,
+                }));
+            }
+            let head = first
+                .try_get::<Option<i64>, _>("stream_head")?
+                .map_or(Ok(0), |head| stored_u64("stream_version", head))?;
+            if head < after {
+                cached.clear();
+                continue;
+            }
+            for row in &rows {
+                if row.try_get::<Option<String>, _>("stream_id")?.is_some() {
+                    cached.push(RecordedEvent::from_row(row)?);
+                }
+            }
+            return Ok(ReadForCommand::History(cached));
+        }
+    }
+
     async fn recorded_result(
         &self,
         context: &CommandContext,
@@ -603,21 +735,45 @@ async fn recorded_result_in(
     let Some(row) = row else {
         return Ok(None);
     };
-    let recorded_type: String = row.try_get("command_type")?;
-    let recorded_fingerprint: Vec<u8> = row.try_get("fingerprint")?;
-    if recorded_type != command_type || recorded_fingerprint != fingerprint {
-        return Err(StoreError::RequestIdReused {
-            request_id: context.request_id.clone(),
-        });
+    let recorded = Recorded {
+        command_type: row.try_get("command_type")?,
+        fingerprint: row.try_get("fingerprint")?,
+        result: row.try_get("result")?,
+    };
+    recorded
+        .outcome(context, command_type, fingerprint)
+        .map(Some)
+}
+
+/// A request's recorded result, as `command_requests` keeps it.
+struct Recorded {
+    command_type: String,
+    fingerprint: Vec<u8>,
+    result: Vec<u8>,
+}
+
+impl Recorded {
+    /// The answer to a retry of the request: its result, marked replayed. The same request id
+    /// with another command or content is refused rather than answered with the old result.
+    fn outcome(
+        self,
+        context: &CommandContext,
+        command_type: &str,
+        fingerprint: &[u8],
+    ) -> Result<CommandOutcome, StoreError> {
+        if self.command_type != command_type || self.fingerprint != fingerprint {
+            return Err(StoreError::RequestIdReused {
+                request_id: context.request_id.clone(),
+            });
+        }
+        let mut outcome =
+            CommandResult::decode(self.result.as_slice()).map_err(|source| StoreError::Decode {
+                event_id: format!("command result of request {}", context.request_id),
+                source,
+            })?;
+        outcome.replayed = true;
+        Ok(outcome)
     }
-    let result: Vec<u8> = row.try_get("result")?;
-    let mut outcome =
-        CommandResult::decode(result.as_slice()).map_err(|source| StoreError::Decode {
-            event_id: format!("command result of request {}", context.request_id),
-            source,
-        })?;
-    outcome.replayed = true;
-    Ok(Some(outcome))
 }
 
 fn is_unique_violation(error: &sqlx::Error) -> bool {

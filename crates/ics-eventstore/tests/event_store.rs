@@ -494,3 +494,83 @@ async fn one_replica_relays_at_a_time_and_a_standby_takes_over() {
     ics_testing::delete_streams(&nats, &prefix).await;
     database.drop_database().await;
 }
+
+/// A command whose decision records the history it was given: the request ids of the events
+/// it saw, in order.
+async fn append_seeing(
+    store: &EventStore,
+    request_id: &str,
+    stream: &str,
+) -> (ics_eventstore::CommandOutcome, Vec<String>) {
+    let seen = std::sync::Mutex::new(Vec::new());
+    let outcome = store
+        .execute(
+            &context(request_id),
+            "Rename",
+            request_id.as_bytes(),
+            stream,
+            ExpectedVersion::Any,
+            |history| {
+                *seen.lock().unwrap() = history
+                    .iter()
+                    .map(|event| event.metadata.request_id.clone())
+                    .collect();
+                Ok::<_, StoreError>(vec![renamed(request_id)])
+            },
+        )
+        .await
+        .unwrap();
+    (outcome, seen.into_inner().unwrap())
+}
+
+/// The history kept in memory between commands never hides what the database holds: another
+/// process's append is in the next decision, and so is everything after a long run of
+/// commands; a history the database lost (a restore to an earlier point) is dropped, so the
+/// next append follows the database's head and leaves no gap. The same checks with no cache at
+/// all give the same answers.
+#[tokio::test]
+async fn the_history_cache_follows_the_database_through_other_writers_and_restores() {
+    for cache in [ics_eventstore::DEFAULT_HISTORY_CACHE_EVENTS, 0] {
+        let database = TestDatabase::create().await;
+        let ours = store(&database).await.with_history_cache(cache);
+        let theirs = EventStore::new(database.pool("trusts").await, "trusts");
+        let stream = "organisation-RTP";
+        let mut expected = Vec::new();
+        for round in 0..20 {
+            let request = format!("ours-{round}");
+            let (outcome, seen) = append_seeing(&ours, &request, stream).await;
+            assert_eq!(seen, expected, "cache {cache}, round {round}");
+            assert_eq!(outcome.version, round as u64 * 2 + 1);
+            expected.push(request);
+            // Another process appends between two of ours.
+            let request = format!("theirs-{round}");
+            append_seeing(&theirs, &request, stream).await;
+            expected.push(request);
+        }
+
+        // A restore to an earlier point: the database loses the last ten events.
+        let pool = database.pool("trusts").await;
+        sqlx::query("DELETE FROM events WHERE stream_id = $1 AND stream_version > 30")
+            .bind(stream)
+            .execute(&pool)
+            .await
+            .unwrap();
+        expected.truncate(30);
+        let (outcome, seen) = append_seeing(&ours, "after-restore", stream).await;
+        assert_eq!(seen, expected, "cache {cache}: the database's history only");
+        assert_eq!(outcome.version, 31, "no gap after the database's head");
+        let versions: Vec<i64> = sqlx::query_scalar(
+            "SELECT stream_version FROM events WHERE stream_id = $1 ORDER BY stream_version",
+        )
+        .bind(stream)
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        assert_eq!(versions, (1..=31).collect::<Vec<i64>>());
+        // A retry is still answered from the recorded result, whatever the cache holds.
+        let (replayed, _) = append_seeing(&ours, "ours-3", stream).await;
+        assert!(replayed.replayed);
+        assert_eq!(replayed.version, 7);
+        database.drop_database().await;
+    }
+}

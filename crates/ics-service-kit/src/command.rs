@@ -90,7 +90,9 @@ where
         )
         .instrument(append)
         .await?;
-    tracing::info!(
+    // Debug, not info: at thousands of commands a second a line each is a cost of its own,
+    // and the call's span (exported when tracing) and the event log already record each one.
+    tracing::debug!(
         command = command_type,
         stream = stream_id,
         version = outcome.version,

@@ -1,0 +1,307 @@
+//! Throughput of single commands: closed loops at fixed concurrency, a sweep of arrival rates
+//! for the highest one whose p99 stays within 10 ms, and what each 1,000 commands cost in CPU
+//! seconds of the server, PostgreSQL and NATS, read from `/proc` so that the figure survives a
+//! noisy machine. Then the rebuild of a projection from the record, timed through the admin API.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use ics_proto::admin::v1::admin_service_client::AdminServiceClient;
+use ics_proto::admin::v1::{RebuildProjectionRequest, VerifyRequest};
+use ics_proto::trusts::v1::RenameOrganisationRequest;
+
+use crate::{Clients, Sample, authorized, micros, open_loop, options, trust_code};
+
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct ThroughputArgs {
+    /// Run only the throughput measures (closed loops, sweep, CPU cost, rebuild).
+    #[arg(long)]
+    pub throughput_only: bool,
+    /// Skip the throughput measures.
+    #[arg(long, conflicts_with = "throughput_only")]
+    pub no_throughput: bool,
+    /// Concurrencies of the closed loops.
+    #[arg(long, value_delimiter = ',', default_value = "8,32")]
+    pub concurrency: Vec<usize>,
+    /// Arrival rates the sweep tries, in order, until p99 exceeds the bound.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "250,500,750,1000,1500,2000,3000,4000,5000"
+    )]
+    pub sweep_rates: Vec<u32>,
+    /// The p99 the sweep holds to, in milliseconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub sweep_p99_ms: f64,
+    /// Seconds of each sweep step.
+    #[arg(long, default_value_t = 5)]
+    pub sweep_seconds: u64,
+    /// The server's process id, for its CPU seconds (`scripts/bench` passes it).
+    #[arg(long, env = "ICS_BENCH_SERVER_PID")]
+    pub server_pid: Option<u32>,
+}
+
+/// CPU seconds (user + system) of the processes that do the work, from `/proc/<pid>/stat`.
+#[derive(Debug, Clone, Copy, Default)]
+struct CpuSeconds {
+    server: f64,
+    postgres: f64,
+    nats: f64,
+}
+
+fn clock_ticks() -> f64 {
+    // USER_HZ is 100 on every Linux this runs on; /proc reports CPU time in it.
+    100.0
+}
+
+fn process_cpu(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may hold spaces: fields count after the last ')'.
+    let after = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after.split(' ').collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / clock_ticks())
+}
+
+fn processes_named(prefix: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.trim().starts_with(prefix))
+        })
+        .collect()
+}
+
+impl CpuSeconds {
+    fn now(server_pid: Option<u32>) -> CpuSeconds {
+        let sum = |pids: Vec<u32>| pids.into_iter().filter_map(process_cpu).sum::<f64>();
+        CpuSeconds {
+            server: server_pid.and_then(process_cpu).unwrap_or(f64::NAN),
+            postgres: sum(processes_named("postgres")),
+            nats: sum(processes_named("nats-server")),
+        }
+    }
+
+    fn since(self, before: CpuSeconds) -> CpuSeconds {
+        CpuSeconds {
+            server: self.server - before.server,
+            postgres: self.postgres - before.postgres,
+            nats: self.nats - before.nats,
+        }
+    }
+
+    fn print_per_thousand(self, commands: usize) {
+        let per = |seconds: f64| seconds * 1000.0 / commands.max(1) as f64;
+        println!(
+            "  CPU per 1,000 commands: icsd {:.3} s, PostgreSQL {:.3} s, NATS {:.3} s, total {:.3} s",
+            per(self.server),
+            per(self.postgres),
+            per(self.nats),
+            per(self.server + self.postgres + self.nats)
+        );
+    }
+}
+
+/// One rename of a trust, as every command measure sends it.
+async fn rename(clients: &Clients, trusts: usize, sequence: usize) -> Result<(), tonic::Status> {
+    let mut client = clients.trusts.clone();
+    let request = authorized(
+        &clients.operator,
+        RenameOrganisationRequest {
+            options: options(uuid::Uuid::now_v7().to_string()),
+            ods_code: trust_code(sequence % trusts),
+            name: format!("Benchmark trust #{sequence}"),
+        },
+    )
+    .map_err(|error| tonic::Status::internal(error.to_string()))?;
+    client.rename_organisation(request).await.map(|_| ())
+}
+
+/// `concurrency` workers each sending the next command as soon as the last is answered.
+async fn closed_loop(
+    clients: &Clients,
+    trusts: usize,
+    sequence: &Arc<AtomicUsize>,
+    concurrency: usize,
+    duration: Duration,
+) -> (Sample, Duration) {
+    let started = Instant::now();
+    let deadline = started + duration;
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let clients = clients.clone();
+            let sequence = sequence.clone();
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let mut errors = 0;
+                while Instant::now() < deadline {
+                    let sent = Instant::now();
+                    match rename(&clients, trusts, sequence.fetch_add(1, Ordering::Relaxed)).await {
+                        Ok(()) => latencies.push(micros(sent.elapsed())),
+                        Err(status) => {
+                            if errors == 0 {
+                                eprintln!("first error: {status}");
+                            }
+                            errors += 1;
+                        }
+                    }
+                }
+                (latencies, errors)
+            })
+        })
+        .collect();
+    let mut sample = Sample {
+        latencies: Vec::new(),
+        from_send: Vec::new(),
+        errors: 0,
+        sent: 0,
+    };
+    for worker in workers {
+        if let Ok((latencies, errors)) = worker.await {
+            sample.errors += errors;
+            sample.sent += latencies.len() + errors;
+            sample.latencies.extend(latencies);
+        }
+    }
+    (sample, started.elapsed())
+}
+
+/// Waits until every relay has published everything and every projection has applied it, so
+/// that one measure does not pay for the backlog the one before left.
+pub(crate) async fn settle(clients: &Clients, admin_urls: &[&str]) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for url in admin_urls {
+        let mut admin = AdminServiceClient::new(crate::connect(url, &clients.tls).await?);
+        loop {
+            let verified = admin
+                .verify(authorized(&clients.operator, VerifyRequest {})?)
+                .await?
+                .into_inner();
+            let unpublished = verified
+                .log
+                .as_ref()
+                .map_or(0, |log| log.unpublished_events);
+            let behind: u64 = verified
+                .projections
+                .iter()
+                .map(|check| check.consumer_pending + check.streams_behind)
+                .sum();
+            if unpublished == 0 && behind == 0 {
+                break;
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "{url} still has {unpublished} events to publish and {behind} to apply after 120 s"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    Ok(())
+}
+
+pub(crate) async fn run(
+    clients: &Clients,
+    admin_urls: &[&str],
+    trusts: usize,
+    seconds: u64,
+    args: &ThroughputArgs,
+) -> anyhow::Result<()> {
+    let sequence = Arc::new(AtomicUsize::new(1_000_000));
+    // Warm-up: connections, caches and the projections' first batches.
+    closed_loop(clients, trusts, &sequence, 8, Duration::from_secs(2)).await;
+
+    for &concurrency in &args.concurrency {
+        settle(clients, admin_urls).await?;
+        let before = CpuSeconds::now(args.server_pid);
+        let (sample, elapsed) = closed_loop(
+            clients,
+            trusts,
+            &sequence,
+            concurrency,
+            Duration::from_secs(seconds),
+        )
+        .await;
+        let cpu = CpuSeconds::now(args.server_pid).since(before);
+        let rate = sample.latencies.len() as f64 / elapsed.as_secs_f64();
+        println!(
+            "closed loop, concurrency {concurrency}, {seconds} s: {rate:.0} commands/s, p50 {:.2} ms, p99 {:.2} ms, errors {}",
+            sample.percentile(0.50),
+            sample.percentile(0.99),
+            sample.errors
+        );
+        cpu.print_per_thousand(sample.latencies.len());
+    }
+
+    println!(
+        "sweep: constant arrival rates, {} s each, until p99 > {} ms",
+        args.sweep_seconds, args.sweep_p99_ms
+    );
+    let mut best = None;
+    for &rate in &args.sweep_rates {
+        settle(clients, admin_urls).await?;
+        let sample = open_loop(
+            rate,
+            crate::count(rate, Duration::from_secs(args.sweep_seconds)),
+            |_| {
+                let clients = clients.clone();
+                let sequence = sequence.fetch_add(1, Ordering::Relaxed);
+                async move { rename(&clients, trusts, sequence).await }
+            },
+        )
+        .await?;
+        let p99 = sample.percentile(0.99);
+        println!(
+            "  {rate}/s: p50 {:.2} ms, p99 {p99:.2} ms, errors {}",
+            sample.percentile(0.50),
+            sample.errors
+        );
+        if p99 > args.sweep_p99_ms || sample.errors > 0 {
+            break;
+        }
+        best = Some(rate);
+    }
+    match best {
+        Some(rate) => println!(
+            "  highest rate with p99 <= {} ms: {rate}/s (target >= 4,000/s)",
+            args.sweep_p99_ms
+        ),
+        None => println!(
+            "  no rate tried kept p99 <= {} ms (target >= 4,000/s)",
+            args.sweep_p99_ms
+        ),
+    }
+
+    settle(clients, admin_urls).await?;
+    rebuild(clients, admin_urls[0]).await
+}
+
+/// Rebuilds the reporting overview from its source stream and reports events per second
+/// (`admin_url`: the reporting service's).
+async fn rebuild(clients: &Clients, admin_url: &str) -> anyhow::Result<()> {
+    let channel = crate::connect(admin_url, &clients.tls).await?;
+    let mut admin = AdminServiceClient::new(channel);
+    let started = Instant::now();
+    let rebuilt = admin
+        .rebuild_projection(authorized(
+            &clients.operator,
+            RebuildProjectionRequest {
+                projection: "overview".to_owned(),
+            },
+        )?)
+        .await?
+        .into_inner();
+    let elapsed = started.elapsed();
+    println!(
+        "rebuild of the overview projection: {} events in {:.2} s = {:.0} events/s (target >= 100,000/s over >= 1,000,000 events)",
+        rebuilt.events_applied,
+        elapsed.as_secs_f64(),
+        rebuilt.events_applied as f64 / elapsed.as_secs_f64()
+    );
+    Ok(())
+}
