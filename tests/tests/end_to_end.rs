@@ -293,6 +293,12 @@ async fn a_rating_reaches_the_ics_overview_and_an_open_watch_and_no_other_board(
         .map(|trust| trust.ods_code.as_str())
         .collect();
     assert_eq!(members, vec!["RR8"]);
+    // At once, as the watch showed it: the view read before the rating (while waiting for the
+    // membership above) is not served again once the projection has changed.
+    assert!(
+        overview.trusts[0].current_cqc.is_some(),
+        "a stale view: {overview:?}"
+    );
 
     // Membership follows the date: before the link started, the ICS had no members here.
     let earlier = reporting

@@ -2,6 +2,7 @@
 //! the board packs rendered from them.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use chrono::NaiveDate;
@@ -31,6 +32,7 @@ use crate::measures;
 use crate::measures_projection::MEASURES;
 use crate::outcomes_projection::OUTCOMES;
 use crate::projection::OVERVIEW;
+use crate::view_cache::ViewCache;
 use crate::views;
 use crate::watch::{Change, ChangeHub};
 
@@ -46,6 +48,10 @@ pub struct ReportingApi {
     data_label: Option<String>,
     /// The root of the FHIR resources' canonical URLs (`ICS_FHIR_BASE_URL`).
     fhir_base: String,
+    /// Views served again until a projection they read changes (see [`crate::view_cache`]).
+    overviews: Arc<ViewCache<(String, NaiveDate), Overview>>,
+    outcomes: Arc<ViewCache<(String, NaiveDate), Outcomes>>,
+    measure_views: Arc<ViewCache<(String, String, NaiveDate), MeasureView>>,
     shutdown: CancellationToken,
 }
 
@@ -59,6 +65,9 @@ impl ReportingApi {
         shutdown: CancellationToken,
     ) -> Self {
         ReportingApi {
+            overviews: Arc::new(ViewCache::new(changes.clone(), &[OVERVIEW])),
+            outcomes: Arc::new(ViewCache::new(changes.clone(), &[OUTCOMES, OVERVIEW])),
+            measure_views: Arc::new(ViewCache::new(changes.clone(), &[MEASURES, OVERVIEW])),
             pool,
             changes,
             watches,
@@ -300,7 +309,12 @@ impl ReportingService for ReportingApi {
         let body = request.into_inner();
         let as_of = as_of(body.as_of.as_ref())?;
         let scope = authorize_scope(&principal, body.scope.as_ref())?;
-        let overview = views::overview(&self.pool, &scope, as_of).await?;
+        let overview = self
+            .overviews
+            .get_or_compute((views::scope_key(&scope), as_of), || {
+                views::overview(&self.pool, &scope, as_of)
+            })
+            .await?;
         Ok(Response::new(overview))
     }
 
@@ -362,7 +376,12 @@ impl ReportingService for ReportingApi {
         let body = request.into_inner();
         let as_of = as_of(body.as_of.as_ref())?;
         let scope = authorize_scope(&principal, body.scope.as_ref())?;
-        let outcomes = views::outcomes(&self.pool, &scope, as_of).await?;
+        let outcomes = self
+            .outcomes
+            .get_or_compute((views::scope_key(&scope), as_of), || {
+                views::outcomes(&self.pool, &scope, as_of)
+            })
+            .await?;
         Ok(Response::new(outcomes))
     }
 
@@ -413,9 +432,13 @@ impl ReportingService for ReportingApi {
         )
         .await?;
         let as_of = as_of(body.as_of.as_ref())?;
-        let view =
-            measures::measure_view(&self.pool, &body.ics_ods_code, &body.peer_group_id, as_of)
-                .await?;
+        let key = (body.ics_ods_code.clone(), body.peer_group_id.clone(), as_of);
+        let view = self
+            .measure_views
+            .get_or_compute(key, || {
+                measures::measure_view(&self.pool, &body.ics_ods_code, &body.peer_group_id, as_of)
+            })
+            .await?;
         Ok(Response::new(view))
     }
 

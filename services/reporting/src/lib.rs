@@ -63,6 +63,7 @@ mod measures_projection;
 pub mod outcomes;
 mod outcomes_projection;
 mod projection;
+mod view_cache;
 pub mod views;
 mod watch;
 

@@ -15,16 +15,7 @@ use prost::Message as _;
 use sqlx::{PgPool, Row as _};
 
 use crate::measures::peer_group_fits_ics;
-use crate::views::scope_members;
-
-/// The part of a page token that names the tenant: the scope itself.
-fn scope_query(scope: &Scope) -> String {
-    match &scope.scope {
-        Some(scope::Scope::IcsOdsCode(ics)) => format!("ics:{ics}"),
-        Some(scope::Scope::ProgrammeId(programme_id)) => format!("programme:{programme_id}"),
-        None => String::new(),
-    }
-}
+use crate::views::{scope_key, scope_members};
 
 /// The scope's trusts today, or only `ods_code` when it is one of them (NOT_FOUND otherwise,
 /// as for a trust that does not exist: a board learns nothing of trusts outside its scope).
@@ -57,7 +48,7 @@ pub async fn programmes(
     page_token: &str,
     today: NaiveDate,
 ) -> Result<ListProgrammesResponse, ServiceError> {
-    let page = Page::parse(page_size, page_token, &scope_query(scope), 1)?;
+    let page = Page::parse(page_size, page_token, &scope_key(scope), 1)?;
     let trusts = scope_trusts(pool, scope, "", today).await?;
     let only: Option<&str> = match &scope.scope {
         Some(scope::Scope::ProgrammeId(programme_id)) => Some(programme_id),
@@ -107,7 +98,7 @@ pub async fn value_streams(
     page_token: &str,
     today: NaiveDate,
 ) -> Result<ListValueStreamsResponse, ServiceError> {
-    let query = format!("{}|trust:{ods_code}", scope_query(scope));
+    let query = format!("{}|trust:{ods_code}", scope_key(scope));
     let page = Page::parse(page_size, page_token, &query, 2)?;
     let trusts = scope_trusts(pool, scope, ods_code, today).await?;
     let rows = sqlx::query(
@@ -153,7 +144,7 @@ pub async fn series(
 ) -> Result<ListSeriesResponse, ServiceError> {
     let query = format!(
         "{}|trust:{ods_code}|measure:{measure_code}",
-        scope_query(scope)
+        scope_key(scope)
     );
     let page = Page::parse(page_size, page_token, &query, 3)?;
     let trusts = scope_trusts(pool, scope, ods_code, today).await?;

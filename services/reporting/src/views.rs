@@ -212,6 +212,15 @@ fn members_from_rows(rows: &[sqlx::postgres::PgRow]) -> Result<Vec<Member>, sqlx
         .collect()
 }
 
+/// The scope as a key (`ics:QWO`, `programme:<id>`): for caches and page tokens.
+pub(crate) fn scope_key(scope: &Scope) -> String {
+    match &scope.scope {
+        Some(scope::Scope::IcsOdsCode(ics)) => format!("ics:{ics}"),
+        Some(scope::Scope::ProgrammeId(programme_id)) => format!("programme:{programme_id}"),
+        None => String::new(),
+    }
+}
+
 /// The scope's name and its trusts on `as_of`: an ICS's members, or a programme's trusts that
 /// had joined by then.
 pub(crate) async fn scope_members(
