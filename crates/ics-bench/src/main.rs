@@ -14,6 +14,7 @@
 //! `scripts/bench` starts a fresh deployment and runs this against it; pointed at an existing
 //! deployment it needs an operator and board token secret (`ICS_TOKEN_SECRET`).
 
+mod backlog;
 mod flood;
 mod ingest;
 mod reads;
@@ -110,6 +111,8 @@ struct Cli {
     throughput: throughput::ThroughputArgs,
     #[command(flatten)]
     reads: reads::ReadArgs,
+    #[command(flatten)]
+    backlog: backlog::BacklogArgs,
     /// Only delete the JetStream streams of this subject prefix and exit: `scripts/bench` cleans
     /// up its throw-away deployment with it. Never point it at a real deployment's prefix.
     #[arg(long)]
@@ -205,6 +208,16 @@ async fn main() -> anyhow::Result<()> {
     if cli.flood.flood_only {
         return flood::run(&clients, trust_writer, cli.seconds, &cli.flood).await;
     }
+    if cli.backlog.backlog_only {
+        return backlog::run(
+            &clients,
+            &cli.admin_urls(),
+            cli.trusts,
+            cli.ingest.database_url.as_deref(),
+            &cli.backlog,
+        )
+        .await;
+    }
     if cli.reads.reads_only {
         return reads::run(&clients, cli.seconds, &cli.reads).await;
     }
@@ -292,6 +305,14 @@ async fn main() -> anyhow::Result<()> {
     if !cli.flood.no_flood {
         flood::run(&clients, trust_writer, cli.seconds, &cli.flood).await?;
     }
+    backlog::run(
+        &clients,
+        &cli.admin_urls(),
+        cli.trusts,
+        cli.ingest.database_url.as_deref(),
+        &cli.backlog,
+    )
+    .await?;
     if !cli.no_ingest {
         ingest::run(&clients, &cli.metrics_url, cli.trusts, &cli.ingest).await?;
     }

@@ -1,0 +1,173 @@
+//! A backlog of a million events, and how fast the platform works through it: the relay's
+//! publishing, the projections' catch-up, and a projection's rebuild from the record.
+//!
+//! The events are renames of the benchmark's trusts, appended straight into the trusts log in
+//! chunks (what a long outage of the bus, or a restore, leaves behind), because a million
+//! commands through the API would take the benchmark a quarter of an hour. They are the events
+//! the API would have recorded: one per rename, each the next version of its trust's stream.
+
+use std::time::{Duration, Instant};
+
+use ics_proto::admin::v1::VerifyRequest;
+use ics_proto::admin::v1::admin_service_client::AdminServiceClient;
+use ics_proto::events::v1::OrganisationRenamed;
+use prost::Message as _;
+use sqlx::Row as _;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+use crate::{Clients, authorized, trust_code};
+
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct BacklogArgs {
+    /// Run only the backlog measures (relay, catch-up, rebuild over --backlog-events).
+    #[arg(long)]
+    pub backlog_only: bool,
+    /// Events appended to the log for the backlog measures; 0 skips them.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub backlog_events: usize,
+}
+
+const CHUNK: usize = 10_000;
+
+pub(crate) async fn run(
+    clients: &Clients,
+    admin_urls: &[&str],
+    trusts: usize,
+    database_url: Option<&str>,
+    args: &BacklogArgs,
+) -> anyhow::Result<()> {
+    if args.backlog_events == 0 {
+        return Ok(());
+    }
+    let Some(database_url) = database_url else {
+        println!("backlog: skipped (no ICS_DATABASE_URL)");
+        return Ok(());
+    };
+    crate::throughput::settle(clients, admin_urls).await?;
+    let options: PgConnectOptions = database_url.parse()?;
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(options.options([("search_path", "trusts")]))
+        .await?;
+    let mut heads = std::collections::HashMap::new();
+    for row in sqlx::query(
+        "SELECT stream_id, max(stream_version) AS head FROM events
+         WHERE stream_id LIKE 'organisation-B%' GROUP BY stream_id",
+    )
+    .fetch_all(&pool)
+    .await?
+    {
+        heads.insert(
+            row.try_get::<String, _>("stream_id")?,
+            row.try_get::<i64, _>("head")?,
+        );
+    }
+
+    let appending = Instant::now();
+    let mut appended = 0;
+    while appended < args.backlog_events {
+        let size = CHUNK.min(args.backlog_events - appended);
+        let mut stream_ids = Vec::with_capacity(size);
+        let mut versions = Vec::with_capacity(size);
+        let mut event_ids = Vec::with_capacity(size);
+        let mut organisations = Vec::with_capacity(size);
+        let mut payloads = Vec::with_capacity(size);
+        for index in appended..appended + size {
+            let ods_code = trust_code(index % trusts);
+            let stream_id = format!("organisation-{ods_code}");
+            let head = heads.entry(stream_id.clone()).or_insert(0);
+            *head += 1;
+            versions.push(*head);
+            stream_ids.push(stream_id);
+            event_ids.push(uuid::Uuid::now_v7());
+            payloads.push(
+                OrganisationRenamed {
+                    ods_code: ods_code.clone(),
+                    previous_name: String::new(),
+                    name: format!("Backlog trust #{index}"),
+                }
+                .encode_to_vec(),
+            );
+            organisations.push(ods_code);
+        }
+        sqlx::query(
+            "INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version,
+                 organisation, payload, request_id, correlation_id, causation_id, traceparent,
+                 tracestate, principal)
+             SELECT stream_id, version, event_id, $5, 1, organisation, payload, event_id::text,
+                 event_id::text, '', '', '', 'operator'
+             FROM UNNEST($1::text[], $2::bigint[], $3::uuid[], $4::text[], $6::bytea[])
+                 AS backlog (stream_id, version, event_id, organisation, payload)",
+        )
+        .bind(&stream_ids)
+        .bind(&versions)
+        .bind(&event_ids)
+        .bind(&organisations)
+        .bind(<OrganisationRenamed as ics_proto::EventName>::EVENT_TYPE)
+        .bind(&payloads)
+        .execute(&pool)
+        .await?;
+        appended += size;
+    }
+    sqlx::query("SELECT pg_notify('trusts_events_appended', '')")
+        .execute(&pool)
+        .await?;
+    let appended_in = appending.elapsed();
+    println!(
+        "backlog: {appended} events appended to the trusts log in {:.1} s",
+        appended_in.as_secs_f64()
+    );
+
+    let mut trusts_admin =
+        AdminServiceClient::new(crate::connect(admin_urls[1], &clients.tls).await?);
+    let mut reporting_admin =
+        AdminServiceClient::new(crate::connect(admin_urls[0], &clients.tls).await?);
+    let started = Instant::now();
+    let mut published_in = None;
+    let deadline = started + Duration::from_secs(1800);
+    loop {
+        if published_in.is_none() {
+            let log = trusts_admin
+                .verify(authorized(&clients.operator, VerifyRequest {})?)
+                .await?
+                .into_inner()
+                .log
+                .unwrap_or_default();
+            if log.unpublished_events == 0 {
+                published_in = Some(started.elapsed());
+            }
+        }
+        let behind: u64 = reporting_admin
+            .verify(authorized(&clients.operator, VerifyRequest {})?)
+            .await?
+            .into_inner()
+            .projections
+            .iter()
+            .filter(|check| check.projection == "overview")
+            .map(|check| check.consumer_pending + check.streams_behind)
+            .sum();
+        if published_in.is_some() && behind == 0 {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the backlog is not applied after 30 min"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let caught_up_in = started.elapsed();
+    let published_in = published_in.unwrap_or(caught_up_in);
+    let rate = |elapsed: Duration| appended as f64 / elapsed.as_secs_f64();
+    println!(
+        "  relay: published in {:.1} s = {:.0} events/s",
+        published_in.as_secs_f64(),
+        rate(published_in)
+    );
+    println!(
+        "  catch-up of the overview projection (relay included): {:.1} s = {:.0} events/s (target >= 50,000/s)",
+        caught_up_in.as_secs_f64(),
+        rate(caught_up_in)
+    );
+    crate::throughput::settle(clients, admin_urls).await?;
+    crate::throughput::rebuild(clients, admin_urls[0]).await
+}
