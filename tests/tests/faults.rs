@@ -138,6 +138,8 @@ struct Load {
     acked: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
     writers: Vec<tokio::task::JoinHandle<()>>,
+    /// Commands sent at most.
+    limit: u64,
 }
 
 impl Load {
@@ -192,10 +194,13 @@ impl Load {
             acked,
             stop,
             writers,
+            limit,
         }
     }
 
     async fn until_sent(&self, count: u64) {
+        // Past its limit the load stops sending: waiting for more would look like a stall.
+        let count = count.min(self.limit);
         let deadline = Instant::now() + Duration::from_secs(60);
         while self.sent.load(Ordering::SeqCst) < count {
             assert!(Instant::now() < deadline, "the load stalled");
@@ -791,7 +796,9 @@ async fn r8_kill_the_stream_leader_of_a_three_node_cluster() {
     let operator = deployment.token(&Principal::Operator);
     let server = deployment.start("all").await;
     register_organisations(&server.url, &operator).await;
-    let load = Load::start(&server.url, &operator, 800);
+    // Enough that the leader is killed while writes go on, however fast commands are; the
+    // load is stopped once 200 more have been sent after the kill.
+    let load = Load::start(&server.url, &operator, 20_000);
     load.until_sent(150).await;
 
     let stream_name = format!("{}_TRUSTS", deployment.subject_prefix.to_uppercase());
