@@ -97,6 +97,13 @@ struct Cli {
     /// Skip the workshop runs (e.g. against a deployment without the workshops service).
     #[arg(long)]
     no_workshops: bool,
+    /// Run only the workshop runs, then the board reads (over the workshops they leave).
+    #[arg(long, conflicts_with = "no_workshops")]
+    workshops_only: bool,
+    /// Workshops reported out in the ICS before the outcome freshness is measured (the
+    /// measured run adds its own): 18,000 puts 20,000 in the ICS.
+    #[arg(long, default_value_t = 18_000)]
+    workshop_background: usize,
     /// Skip the bulk ingest run.
     #[arg(long)]
     no_ingest: bool,
@@ -218,6 +225,17 @@ async fn main() -> anyhow::Result<()> {
         )
         .await;
     }
+    if cli.workshops_only {
+        workshops::run(
+            &clients,
+            &cli.workshops_url,
+            cli.workshop_rate,
+            cli.seconds,
+            cli.workshop_background,
+        )
+        .await?;
+        return reads::run(&clients, cli.seconds, &cli.reads).await;
+    }
     if cli.reads.reads_only {
         return reads::run(&clients, cli.seconds, &cli.reads).await;
     }
@@ -300,7 +318,14 @@ async fn main() -> anyhow::Result<()> {
         reads::run(&clients, cli.seconds, &cli.reads).await?;
     }
     if !cli.no_workshops {
-        workshops::run(&clients, &cli.workshops_url, cli.workshop_rate, cli.seconds).await?;
+        workshops::run(
+            &clients,
+            &cli.workshops_url,
+            cli.workshop_rate,
+            cli.seconds,
+            cli.workshop_background,
+        )
+        .await?;
     }
     if !cli.flood.no_flood {
         flood::run(&clients, trust_writer, cli.seconds, &cli.flood).await?;

@@ -54,10 +54,49 @@ pub async fn run(
     workshops_url: &str,
     rate: u32,
     seconds: u64,
+    background: usize,
 ) -> anyhow::Result<()> {
     let channel = crate::connect(workshops_url, &clients.tls).await?;
     let workshops = WorkshopsServiceClient::new(channel);
     let value_streams = define_value_streams(clients).await?;
+    if background > 0 {
+        // Workshops already reported out in the ICS, which its outcomes count: every change is
+        // measured against an ICS of this size.
+        println!("preparing {background} reported-out workshops in the ICS...");
+        let started = Instant::now();
+        let ids = prepare(clients, &workshops, &value_streams, background).await?;
+        let before = outcome_count(clients).await?;
+        let reported = futures_util::stream::iter(ids)
+            .map(|workshop_id| {
+                let mut client = workshops.clone();
+                let request = authorized(
+                    &clients.operator,
+                    DeliverReportOutRequest {
+                        options: options(uuid::Uuid::now_v7().to_string()),
+                        workshop_id,
+                        delivered_on: date(2019, 2, 8),
+                        after: value(16.0),
+                    },
+                );
+                async move {
+                    client
+                        .deliver_report_out(request?)
+                        .await
+                        .map(|_| ())
+                        .map_err(anyhow::Error::from)
+                }
+            })
+            .buffer_unordered(SETUP_CONCURRENCY)
+            .collect::<Vec<_>>()
+            .await;
+        reported.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
+        wait_for_outcome_count(clients, before + u32::try_from(background).unwrap_or(0)).await?;
+        println!(
+            "  {} commands in {:.0} s",
+            background * 4,
+            started.elapsed().as_secs_f64()
+        );
+    }
     let total = count(rate, Duration::from_secs(seconds));
     println!("preparing {total} workshops (chartered, scheduled, held)...");
     let mut prepared = prepare(clients, &workshops, &value_streams, total + 1).await?;
@@ -139,7 +178,8 @@ pub async fn run(
         errors: 0,
     }
     .print(&format!(
-        "ICS outcomes query (GetOutcomes over {total} reported-out workshops), one at a time"
+        "ICS outcomes query (GetOutcomes over {} reported-out workshops), one at a time",
+        total + background
     ));
 
     let follow_ups = open_loop(rate, total, |index| {
