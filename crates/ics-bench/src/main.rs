@@ -131,7 +131,48 @@ struct Cli {
     warmup_seconds: u64,
 }
 
+/// The measures run on their own (`--…-only`) or as part of the whole benchmark.
 impl Cli {
+    async fn throughput(&self, clients: &Clients) -> anyhow::Result<()> {
+        let admin_urls = self.admin_urls();
+        throughput::run(
+            clients,
+            &admin_urls,
+            self.trusts,
+            self.seconds,
+            &self.throughput,
+        )
+        .await
+    }
+
+    async fn reads(&self, clients: &Clients) -> anyhow::Result<()> {
+        reads::run(clients, self.seconds, &self.reads).await
+    }
+
+    async fn workshops(&self, clients: &Clients) -> anyhow::Result<()> {
+        workshops::run(
+            clients,
+            &self.workshops_url,
+            self.workshop_rate,
+            self.seconds,
+            self.workshop_background,
+        )
+        .await
+    }
+
+    async fn backlog(&self, clients: &Clients) -> anyhow::Result<()> {
+        let admin_urls = self.admin_urls();
+        let database_url = self.ingest.database_url.as_deref();
+        backlog::run(
+            clients,
+            &admin_urls,
+            self.trusts,
+            database_url,
+            &self.backlog,
+        )
+        .await
+    }
+
     /// Every service's URL, reporting first: where the admin API of each is.
     fn admin_urls(&self) -> Vec<&str> {
         vec![
@@ -216,38 +257,17 @@ async fn main() -> anyhow::Result<()> {
         return flood::run(&clients, trust_writer, cli.seconds, &cli.flood).await;
     }
     if cli.backlog.backlog_only {
-        return backlog::run(
-            &clients,
-            &cli.admin_urls(),
-            cli.trusts,
-            cli.ingest.database_url.as_deref(),
-            &cli.backlog,
-        )
-        .await;
+        return cli.backlog(&clients).await;
     }
     if cli.workshops_only {
-        workshops::run(
-            &clients,
-            &cli.workshops_url,
-            cli.workshop_rate,
-            cli.seconds,
-            cli.workshop_background,
-        )
-        .await?;
-        return reads::run(&clients, cli.seconds, &cli.reads).await;
+        cli.workshops(&clients).await?;
+        return cli.reads(&clients).await;
     }
     if cli.reads.reads_only {
-        return reads::run(&clients, cli.seconds, &cli.reads).await;
+        return cli.reads(&clients).await;
     }
     if cli.throughput.throughput_only {
-        return throughput::run(
-            &clients,
-            &cli.admin_urls(),
-            cli.trusts,
-            cli.seconds,
-            &cli.throughput,
-        )
-        .await;
+        return cli.throughput(&clients).await;
     }
     let run = Run {
         clients: clients.clone(),
@@ -305,39 +325,18 @@ async fn main() -> anyhow::Result<()> {
     println!("  target: p50 <= 20 ms, p99 <= 100 ms (at 200/s)");
 
     if !cli.throughput.no_throughput {
-        throughput::run(
-            &clients,
-            &cli.admin_urls(),
-            cli.trusts,
-            cli.seconds,
-            &cli.throughput,
-        )
-        .await?;
+        cli.throughput(&clients).await?;
     }
     if !cli.reads.no_reads {
-        reads::run(&clients, cli.seconds, &cli.reads).await?;
+        cli.reads(&clients).await?;
     }
     if !cli.no_workshops {
-        workshops::run(
-            &clients,
-            &cli.workshops_url,
-            cli.workshop_rate,
-            cli.seconds,
-            cli.workshop_background,
-        )
-        .await?;
+        cli.workshops(&clients).await?;
     }
     if !cli.flood.no_flood {
         flood::run(&clients, trust_writer, cli.seconds, &cli.flood).await?;
     }
-    backlog::run(
-        &clients,
-        &cli.admin_urls(),
-        cli.trusts,
-        cli.ingest.database_url.as_deref(),
-        &cli.backlog,
-    )
-    .await?;
+    cli.backlog(&clients).await?;
     if !cli.no_ingest {
         ingest::run(&clients, &cli.metrics_url, cli.trusts, &cli.ingest).await?;
     }
