@@ -512,8 +512,14 @@ async fn bad_observations_are_refused_by_field_and_the_good_ones_land() {
             .await
         {
             Ok(comparison) => break comparison.into_inner(),
+            // Until the reporting projections have the measure and the peer's month: NOT_FOUND
+            // while the measure's definition has not reached them (a busy machine), then
+            // FAILED_PRECONDITION while only one trust has data.
             Err(status) if Instant::now() < deadline => {
-                assert_eq!(status.code(), Code::FailedPrecondition);
+                assert!(
+                    matches!(status.code(), Code::FailedPrecondition | Code::NotFound),
+                    "{status:?}"
+                );
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             Err(status) => panic!("no comparison: {status:?}"),
