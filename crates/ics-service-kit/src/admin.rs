@@ -287,7 +287,14 @@ pub(crate) async fn relay_lag(
     store: &EventStore,
     relay: &Relay,
 ) -> Result<(u64, Duration), ics_eventstore::StoreError> {
-    let checkpoint = relay.checkpoint().await?.unwrap_or_default();
+    relay_lag_after(store, relay.checkpoint().await?.unwrap_or_default()).await
+}
+
+/// [`relay_lag`] from a checkpoint already read.
+async fn relay_lag_after(
+    store: &EventStore,
+    checkpoint: LogCursor,
+) -> Result<(u64, Duration), ics_eventstore::StoreError> {
     let unpublished = store.count_after(checkpoint).await?;
     let oldest_age = store
         .oldest_after(checkpoint)
@@ -301,7 +308,8 @@ pub(crate) async fn relay_lag(
 async fn verify_log(store: &EventStore, relay: &Relay) -> Result<api::LogCheck, ServiceError> {
     let log_events = store.count().await?;
     let checkpoint = relay.checkpoint().await?;
-    let (unpublished_events, oldest_unpublished_age) = relay_lag(store, relay).await?;
+    let (unpublished_events, oldest_unpublished_age) =
+        relay_lag_after(store, checkpoint.unwrap_or_default()).await?;
     let oldest_unpublished_age_ms =
         u64::try_from(oldest_unpublished_age.as_millis()).unwrap_or(u64::MAX);
     let stream = relay.stream_name();

@@ -12,7 +12,7 @@
 //! refused another's pages. Without a valid token a page answers 401 with the sign-in form and
 //! no data.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use axum::Router;
 use axum::extract::{Form, Path, State};
@@ -79,10 +79,6 @@ impl Dashboard {
         &self.pool
     }
 
-    pub(crate) fn authenticator(&self) -> &Authenticator {
-        &self.authenticator
-    }
-
     pub(crate) fn fhir_base(&self) -> &str {
         &self.fhir_base
     }
@@ -122,10 +118,41 @@ impl Dashboard {
     }
 
     /// The caller's principal and token expiry, from the bearer header or the session cookie.
-    pub(crate) fn caller(&self, headers: &HeaderMap) -> Option<(Principal, Option<SystemTime>)> {
+    fn caller(&self, headers: &HeaderMap) -> Option<(Principal, Option<SystemTime>)> {
         let token = bearer(headers).or_else(|| session_cookie(headers))?;
         self.authenticator.authenticate_token(&token).ok()
     }
+
+    /// The caller, admitted within its tenant's call rate, which covers the HTTP surface as it
+    /// covers gRPC calls; each surface words the refusal its own way.
+    pub(crate) fn admitted_caller(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<(Principal, Option<SystemTime>), Refused> {
+        let (principal, expires_at) = self.caller(headers).ok_or(Refused::NoToken)?;
+        self.authenticator
+            .admit(&principal)
+            .map_err(Refused::TooFast)?;
+        Ok((principal, expires_at))
+    }
+}
+
+/// Why an HTTP caller was not admitted.
+pub(crate) enum Refused {
+    /// No valid bearer token or session.
+    NoToken,
+    /// Past the tenant's call rate: retry after this long.
+    TooFast(Duration),
+}
+
+/// `response` with the `Retry-After` a refusal for rate asks for (whole seconds, at least one).
+pub(crate) fn with_retry_after(mut response: Response, wait: Duration) -> Response {
+    if let Ok(retry_after) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, retry_after);
+    }
+    response
 }
 
 fn bearer(headers: &HeaderMap) -> Option<String> {
@@ -256,27 +283,26 @@ fn page_caller(
     may_read: impl FnOnce(&Principal) -> Result<(), ics_service_kit::auth::Denied>,
     what: &str,
 ) -> Result<(Principal, Option<SystemTime>), Response> {
-    let Some((principal, expires_at)) = dashboard.caller(headers) else {
-        return Err(page_response(
-            StatusCode::UNAUTHORIZED,
-            "Sign in",
-            &sign_in_form(None),
-        ));
-    };
-    // The tenant's call rate covers its pages as it covers its gRPC calls.
-    if let Err(wait) = dashboard.authenticator.admit(&principal) {
-        let mut refused = page_response(
-            StatusCode::TOO_MANY_REQUESTS,
-            "Too many requests",
-            "<h1>Too many requests</h1><p>Your board is reading faster than its share; wait a moment and reload.</p>",
-        );
-        if let Ok(retry_after) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
-            refused
-                .headers_mut()
-                .insert(header::RETRY_AFTER, retry_after);
+    let (principal, expires_at) = match dashboard.admitted_caller(headers) {
+        Ok(caller) => caller,
+        Err(Refused::NoToken) => {
+            return Err(page_response(
+                StatusCode::UNAUTHORIZED,
+                "Sign in",
+                &sign_in_form(None),
+            ));
         }
-        return Err(refused);
-    }
+        Err(Refused::TooFast(wait)) => {
+            return Err(with_retry_after(
+                page_response(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "Too many requests",
+                    "<h1>Too many requests</h1><p>Your board is reading faster than its share; wait a moment and reload.</p>",
+                ),
+                wait,
+            ));
+        }
+    };
     if let Err(denied) = may_read(&principal) {
         denied.audit();
         return Err(page_response(

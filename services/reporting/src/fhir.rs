@@ -23,8 +23,8 @@ use prost::Message as _;
 use serde_json::{Value, json};
 use sqlx::{PgPool, Row as _};
 
-use crate::dashboard::Dashboard;
-use crate::views::scope_members;
+use crate::dashboard::{Dashboard, Refused, with_retry_after};
+use crate::views::scope_trusts;
 
 /// The media type of every answer (R4 is FHIR 4.0).
 pub const CONTENT_TYPE: &str = "application/fhir+json; fhirVersion=4.0";
@@ -103,13 +103,9 @@ pub async fn authorize_subject(
     };
     let scope = crate::api::authorize_scope(principal, Some(&scope))?;
     let today = chrono::Utc::now().date_naive();
-    let (_, members) = scope_members(pool, &scope, today).await?;
-    if members.iter().any(|member| member.ods_code == ods_code) {
-        Ok(())
-    } else {
-        // As for a trust that does not exist: a board learns nothing outside its scope.
-        Err(ServiceError::not_found(format!("trust {ods_code}")))
-    }
+    // NOT_FOUND outside the scope, as for a trust that does not exist.
+    scope_trusts(pool, &scope, ods_code, today).await?;
+    Ok(())
 }
 
 /// Every measure definition as a `Measure`, by code.
@@ -230,31 +226,28 @@ fn error_response(error: ServiceError) -> Response {
 
 /// The caller, or the refusal: 401 without a valid token, 429 past the tenant's call rate.
 fn caller(dashboard: &Dashboard, headers: &HeaderMap) -> Result<Principal, Response> {
-    let Some((principal, _)) = dashboard.caller(headers) else {
-        let mut refused = outcome(
-            StatusCode::UNAUTHORIZED,
-            "login",
-            "a bearer token is required",
-        );
-        refused
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        return Err(refused);
-    };
-    if let Err(wait) = dashboard.authenticator().admit(&principal) {
-        let mut refused = outcome(
-            StatusCode::TOO_MANY_REQUESTS,
-            "throttled",
-            "the tenant's call rate is used up: retry later",
-        );
-        if let Ok(retry_after) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+    match dashboard.admitted_caller(headers) {
+        Ok((principal, _)) => Ok(principal),
+        Err(Refused::NoToken) => {
+            let mut refused = outcome(
+                StatusCode::UNAUTHORIZED,
+                "login",
+                "a bearer token is required",
+            );
             refused
                 .headers_mut()
-                .insert(header::RETRY_AFTER, retry_after);
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            Err(refused)
         }
-        return Err(refused);
+        Err(Refused::TooFast(wait)) => Err(with_retry_after(
+            outcome(
+                StatusCode::TOO_MANY_REQUESTS,
+                "throttled",
+                "the tenant's call rate is used up: retry later",
+            ),
+            wait,
+        )),
     }
-    Ok(principal)
 }
 
 pub(crate) async fn measure_search(

@@ -237,6 +237,26 @@ pub(crate) async fn scope_members(
     }
 }
 
+/// The scope's trusts today, or only `ods_code` when it is one of them (NOT_FOUND otherwise,
+/// as for a trust that does not exist: a board learns nothing of trusts outside its scope).
+pub(crate) async fn scope_trusts(
+    pool: &PgPool,
+    scope: &Scope,
+    ods_code: &str,
+    today: NaiveDate,
+) -> Result<Vec<String>, ServiceError> {
+    let (_, members) = scope_members(pool, scope, today).await?;
+    let codes: Vec<String> = members.into_iter().map(|member| member.ods_code).collect();
+    if ods_code.is_empty() {
+        return Ok(codes);
+    }
+    if codes.iter().any(|code| code == ods_code) {
+        Ok(vec![ods_code.to_owned()])
+    } else {
+        Err(ServiceError::not_found(format!("trust {ods_code}")))
+    }
+}
+
 pub(crate) async fn ics_members(
     pool: &PgPool,
     ics_ods_code: &str,
