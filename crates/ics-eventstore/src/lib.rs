@@ -19,5 +19,5 @@ pub use history_cache::DEFAULT_HISTORY_CACHE_EVENTS;
 pub use migrate::migrate;
 pub use store::{
     CommandContext, CommandOutcome, EventStore, ExpectedVersion, LogCursor, NewEvent,
-    RecordedEvent, history_of, history_then,
+    RecordedEvent, history_of, history_then, read_log_page,
 };

@@ -780,6 +780,45 @@ fn is_unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(database_error) if database_error.code().as_deref() == Some("23505"))
 }
 
+/// A page of `service`'s log in commit order (the order its relay publishes in), after
+/// `cursor` (from the start when `None`): how a projection is rebuilt from the record rather
+/// than from its stream. Read every page inside one `REPEATABLE READ` transaction so that the
+/// pages are one snapshot, in which every visible event is committed and none can appear
+/// behind the cursor. Needs `SELECT` on the log (the `ics_log_readers` role).
+pub async fn read_log_page(
+    connection: &mut PgConnection,
+    service: &str,
+    cursor: Option<LogCursor>,
+    limit: u32,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    // A schema name is an identifier, never a bind parameter: quoted, so it cannot be SQL.
+    let table = format!("\"{}\".events", service.replace('"', "\"\""));
+    let rows = match cursor {
+        None => {
+            sqlx::query(&format!(
+                "SELECT {EVENT_COLUMNS} FROM {table}
+                 ORDER BY transaction_id, global_position LIMIT $1"
+            ))
+            .bind(i64::from(limit))
+            .fetch_all(&mut *connection)
+            .await?
+        }
+        Some(cursor) => {
+            sqlx::query(&format!(
+                "SELECT {EVENT_COLUMNS} FROM {table}
+                 WHERE (transaction_id, global_position) > ($1::text::xid8, $2)
+                 ORDER BY transaction_id, global_position LIMIT $3"
+            ))
+            .bind(cursor.transaction_id.to_string())
+            .bind(to_i64(cursor.global_position))
+            .bind(i64::from(limit))
+            .fetch_all(&mut *connection)
+            .await?
+        }
+    };
+    rows.iter().map(RecordedEvent::from_row).collect()
+}
+
 /// Positions and versions are positive `bigint`s in Postgres and `u64` in the API; a negative
 /// one read back is corruption, never "nothing yet".
 pub(crate) fn stored_u64(what: &str, value: i64) -> Result<u64, StoreError> {

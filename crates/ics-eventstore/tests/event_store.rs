@@ -211,11 +211,20 @@ async fn the_oldest_event_after_a_cursor_says_how_long_the_relay_is_behind() {
         .unwrap()
         .expect("two events wait");
     assert!(oldest >= before && oldest <= chrono::Utc::now(), "{oldest}");
-    // Past the last event there is nothing waiting.
-    let events = store
-        .read_committed(LogCursor::default(), 0, 10)
-        .await
-        .unwrap();
+    // Past the last event there is nothing waiting. Transaction ids are cluster-wide, so
+    // another test's open transaction can briefly hold back what reads as committed.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let events = loop {
+        let events = store
+            .read_committed(LogCursor::default(), 0, 10)
+            .await
+            .unwrap();
+        if events.len() == 2 {
+            break events;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "events held back");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
     let after_last = LogCursor::after(events.last().expect("events"));
     assert_eq!(store.oldest_after(after_last).await.unwrap(), None);
     database.drop_database().await;

@@ -8,6 +8,7 @@
 //! - an event that keeps failing goes to `dead_letters` after `max_deliver` attempts and the
 //!   stream moves on, so one poison message never stalls the rest.
 
+mod rebuild;
 mod runner;
 
 pub use runner::{

@@ -40,6 +40,22 @@ pub trait Projection: Send + Sync + 'static {
         event: &'a EventEnvelope,
     ) -> BoxFuture<'a, Result<(), ProjectionError>>;
 
+    /// Applies events in order inside the runner's transaction, as [`apply`](Self::apply) would
+    /// one by one. Projections that can write a batch set-based (one statement per table
+    /// rather than per event) override it: rebuilds and catch-ups bring thousands at a time.
+    fn apply_batch<'a>(
+        &'a self,
+        connection: &'a mut PgConnection,
+        events: &'a [EventEnvelope],
+    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
+        Box::pin(async move {
+            for event in events {
+                self.apply(&mut *connection, event).await?;
+            }
+            Ok(())
+        })
+    }
+
     /// Deletes everything the projection built, before a rebuild.
     fn reset<'a>(
         &'a self,
@@ -164,10 +180,10 @@ pub async fn list_dead_letters(
 
 /// Runs one projection from its source streams.
 pub struct ProjectionRunner<P: Projection> {
-    pool: PgPool,
-    jetstream: jetstream::Context,
-    projection: Arc<P>,
-    config: RunnerConfig,
+    pub(crate) pool: PgPool,
+    pub(crate) jetstream: jetstream::Context,
+    pub(crate) projection: Arc<P>,
+    pub(crate) config: RunnerConfig,
 }
 
 impl<P: Projection> Clone for ProjectionRunner<P> {
@@ -239,7 +255,7 @@ impl<P: Projection> ProjectionRunner<P> {
         &self.projection
     }
 
-    fn consumer_name(&self) -> String {
+    pub(crate) fn consumer_name(&self) -> String {
         format!("{}_{}", self.config.subject_prefix, self.projection.name())
             .replace(['.', '*', '>', ' '], "_")
     }
@@ -298,7 +314,7 @@ impl<P: Projection> ProjectionRunner<P> {
             .map_err(|error| ProjectionError::JetStream(error.to_string()))
     }
 
-    fn consumer_config(&self) -> consumer::pull::Config {
+    pub(crate) fn consumer_config(&self) -> consumer::pull::Config {
         consumer::pull::Config {
             durable_name: Some(self.consumer_name()),
             ack_policy: consumer::AckPolicy::Explicit,
@@ -579,7 +595,8 @@ impl<P: Projection> ProjectionRunner<P> {
         let mut applied = 0i64;
         let mut last_applied = None;
         let mut advanced = std::collections::HashMap::new();
-        for (message, envelope) in batch.iter().zip(envelopes) {
+        let mut to_apply = Vec::with_capacity(envelopes.len());
+        for (index, envelope) in envelopes.iter().enumerate() {
             let key = (envelope.source_service.clone(), envelope.stream_id.clone());
             let current = versions.get(&key).copied().unwrap_or(0);
             if envelope.stream_version <= current {
@@ -591,13 +608,27 @@ impl<P: Projection> ProjectionRunner<P> {
                     envelope.stream_id, envelope.stream_version
                 )));
             }
-            self.apply_one(connection, envelope)
-                .instrument(self.event_span(message))
-                .await?;
             versions.insert(key.clone(), envelope.stream_version);
             advanced.insert(key, envelope.stream_version);
+            to_apply.push(index);
             applied += 1;
             last_applied = Some(envelope);
+        }
+        if to_apply.len() == envelopes.len() {
+            self.projection.apply_batch(connection, envelopes).await?;
+        } else if !to_apply.is_empty() {
+            let fresh: Vec<EventEnvelope> = to_apply
+                .iter()
+                .map(|&index| envelopes[index].clone())
+                .collect();
+            self.projection.apply_batch(connection, &fresh).await?;
+        }
+        // Each event still gets its consumer span, continuing the trace of the command that
+        // recorded it; the work itself is the batch's span, since it is done for all at once.
+        for &index in &to_apply {
+            if let Some(message) = batch.get(index) {
+                self.event_span(message).in_scope(|| {});
+            }
         }
 
         if !advanced.is_empty() {
@@ -663,7 +694,7 @@ impl<P: Projection> ProjectionRunner<P> {
         span
     }
 
-    async fn record_checkpoint(
+    pub(crate) async fn record_checkpoint(
         &self,
         connection: &mut PgConnection,
         stream_name: &str,
@@ -848,7 +879,7 @@ impl<P: Projection> ProjectionRunner<P> {
     /// transaction, not per event: a watcher recomputes its view on a signal anyway, and a batch
     /// of thousands of events would otherwise send thousands of notifications. Transactional:
     /// watchers hear of the change only once it is committed.
-    async fn notify_changed(
+    pub(crate) async fn notify_changed(
         &self,
         connection: &mut PgConnection,
         envelope: &EventEnvelope,
@@ -961,36 +992,6 @@ impl<P: Projection> ProjectionRunner<P> {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-    }
-
-    /// Drops everything the projection built and its durable consumers, so that the next
-    /// [`run`](Self::run) replays every stream from the beginning. Call it while the runner is
-    /// stopped.
-    pub async fn reset_for_rebuild(&self) -> Result<(), ProjectionError> {
-        for service in &self.config.source_services {
-            let stream_name = subject::stream_name(&self.config.subject_prefix, service);
-            if let Ok(stream) = self.jetstream.get_stream(&stream_name).await {
-                let _ = stream.delete_consumer(&self.consumer_name()).await;
-            }
-        }
-        let mut transaction = self.pool.begin().await?;
-        self.projection.reset(&mut transaction).await?;
-        for table in [
-            "projection_stream_versions",
-            "projection_parked",
-            "projection_checkpoints",
-        ] {
-            sqlx::query(&format!("DELETE FROM {table} WHERE projection = $1"))
-                .bind(self.projection.name())
-                .execute(&mut *transaction)
-                .await?;
-        }
-        transaction.commit().await?;
-        tracing::info!(
-            projection = self.projection.name(),
-            "projection reset for rebuild"
-        );
-        Ok(())
     }
 
     /// Deletes the projection's durable consumers but keeps what it built, so that its next

@@ -36,6 +36,9 @@ impl Projection for Journal {
             if renamed.name == "POISON" {
                 return Err(ProjectionError::Rejected("poison".into()));
             }
+            if renamed.name == "OUTAGE" {
+                return Err(ProjectionError::Corrupt("storage went away".into()));
+            }
             sqlx::query("INSERT INTO journal (stream_id, version, name) VALUES ($1, $2, $3)")
                 .bind(&event.stream_id)
                 .bind(i64::try_from(event.stream_version).unwrap())
@@ -148,6 +151,83 @@ impl Fixture {
         }
     }
 
+    /// Appends `count` renames straight into the log, spread over `streams` streams after what
+    /// they hold (what a long bus outage or a back-load leaves), without publishing them.
+    async fn append_backlog(&self, streams: usize, count: usize) {
+        let pool = self.database.pool("trusts").await;
+        let heads: Vec<(String, i64)> =
+            sqlx::query_as("SELECT stream_id, max(stream_version) FROM events GROUP BY stream_id")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        let mut heads: std::collections::HashMap<String, i64> = heads.into_iter().collect();
+        let mut stream_ids = Vec::new();
+        let mut versions = Vec::new();
+        let mut payloads = Vec::new();
+        for index in 0..count {
+            let stream_id = format!("organisation-{}", index % streams);
+            let head = heads.entry(stream_id.clone()).or_insert(0);
+            *head += 1;
+            versions.push(*head);
+            stream_ids.push(stream_id);
+            payloads.push(
+                OrganisationRenamed {
+                    ods_code: "RTP".into(),
+                    previous_name: String::new(),
+                    name: format!("backlog-{index}"),
+                }
+                .encode_to_vec(),
+            );
+        }
+        sqlx::query(
+            "INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version,
+                 organisation, payload, request_id, correlation_id, causation_id, traceparent,
+                 tracestate, principal)
+             SELECT stream_id, version, gen_random_uuid(), 'ics.events.v1.OrganisationRenamed', 1,
+                 'RTP', payload, '', '', '', '', '', 'test'
+             FROM UNNEST($1::text[], $2::bigint[], $3::bytea[]) AS backlog (stream_id, version, payload)",
+        )
+        .bind(&stream_ids)
+        .bind(&versions)
+        .bind(&payloads)
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+    }
+
+    /// Each stream's versions in the journal, which must be 1, 2, 3… in order.
+    async fn assert_journal_in_stream_order(&self) {
+        let journal = self.journal_in_applied_order().await;
+        let mut last: std::collections::HashMap<String, i64> = Default::default();
+        for (stream_id, version) in journal {
+            let previous = last.insert(stream_id.clone(), version).unwrap_or(0);
+            assert_eq!(version, previous + 1, "{stream_id} applied out of order");
+        }
+    }
+
+    async fn journal_in_applied_order(&self) -> Vec<(String, i64)> {
+        sqlx::query_as("SELECT stream_id, version FROM journal ORDER BY id")
+            .fetch_all(&self.projection_pool)
+            .await
+            .unwrap()
+    }
+
+    /// The durable consumer's acknowledged floor and pending count on the trusts stream.
+    async fn consumer_position(&self) -> (u64, u64) {
+        let jetstream = async_nats::jetstream::new(self.nats.clone());
+        let stream = jetstream
+            .get_stream(ics_eventstore::subject::stream_name(&self.prefix, "trusts"))
+            .await
+            .unwrap();
+        let mut consumer: async_nats::jetstream::consumer::PullConsumer = stream
+            .get_consumer(&format!("{}_journal", self.prefix).replace(['.', '*', '>', ' '], "_"))
+            .await
+            .unwrap();
+        let info = consumer.info().await.unwrap();
+        (info.ack_floor.stream_sequence, info.num_pending)
+    }
+
     async fn journal(&self) -> Vec<(String, i64, String)> {
         sqlx::query_as("SELECT stream_id, version, name FROM journal ORDER BY stream_id, version")
             .fetch_all(&self.projection_pool)
@@ -243,9 +323,10 @@ async fn redelivered_and_replayed_events_change_nothing_and_a_rebuild_equals_liv
     shutdown.cancel();
     running.await.unwrap();
 
-    // Drop and rebuild from the beginning of the stream: the same state.
-    runner.reset_for_rebuild().await.unwrap();
-    assert!(fixture.journal().await.is_empty());
+    // Rebuild from the record: the same state, and the stream's messages, all of which the
+    // rebuild read from the log, change nothing when the runner starts again.
+    assert_eq!(runner.rebuild_from_record().await.unwrap(), 30);
+    assert_eq!(fixture.journal().await, live);
     let shutdown = CancellationToken::new();
     let running = tokio::spawn(runner.clone().run(shutdown.clone()));
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -254,6 +335,7 @@ async fn redelivered_and_replayed_events_change_nothing_and_a_rebuild_equals_liv
         .await
         .unwrap();
     assert_eq!(fixture.journal().await, live);
+    assert_eq!(runner.events_applied().await.unwrap(), 30);
     shutdown.cancel();
     running.await.unwrap();
     fixture.finish().await;
@@ -605,5 +687,177 @@ async fn an_existing_consumer_gets_the_configured_ack_wait() {
     assert_eq!(fixture.journal().await.len(), 1);
     shutdown.cancel();
     running.await.unwrap();
+    fixture.finish().await;
+}
+
+/// A rebuild reads the record, not the stream: events the relay has not published yet are in
+/// the rebuilt projection, and once published they change nothing; the log is read in pages
+/// (25,000 events over a page of 10,000) in each stream's order.
+#[tokio::test]
+async fn a_rebuild_from_the_record_takes_what_is_unpublished_across_pages_and_nothing_twice() {
+    let fixture = Fixture::new().await;
+    for index in 0..30 {
+        fixture
+            .rename(
+                &format!("organisation-{}", index % 4),
+                &format!("name-{index}"),
+            )
+            .await;
+    }
+    fixture.publish(30).await;
+    let runner = fixture.runner();
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(runner.clone().run(shutdown.clone()));
+    runner
+        .wait_caught_up(Duration::from_secs(20))
+        .await
+        .unwrap();
+    shutdown.cancel();
+    running.await.unwrap();
+    assert_eq!(fixture.journal().await.len(), 30);
+
+    // A backlog the bus never saw: 25,000 events over seven streams, four of them continuing.
+    fixture.append_backlog(7, 25_000).await;
+    assert_eq!(runner.rebuild_from_record().await.unwrap(), 25_030);
+    assert_eq!(fixture.journal().await.len(), 25_030);
+    fixture.assert_journal_in_stream_order().await;
+    // The relay publishes the backlog. The consumer starts after the 30 messages the stream
+    // held before the rebuild, not from the start; the runner skips all 25,000 it delivers.
+    fixture.publish(25_000).await;
+    assert_eq!(fixture.consumer_position().await.1, 25_000);
+    fixture.rename("organisation-1", "after the rebuild").await;
+    fixture.publish(1).await;
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(runner.clone().run(shutdown.clone()));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    runner
+        .wait_caught_up(Duration::from_secs(60))
+        .await
+        .unwrap();
+    shutdown.cancel();
+    running.await.unwrap();
+    let journal = fixture.journal().await;
+    assert_eq!(
+        journal.len(),
+        25_031,
+        "nothing applied twice, nothing missed"
+    );
+    assert!(
+        journal
+            .iter()
+            .any(|(_, _, name)| name == "after the rebuild")
+    );
+    fixture.assert_journal_in_stream_order().await;
+    let versions: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT stream_id, version FROM projection_stream_versions WHERE projection = 'journal'
+         ORDER BY stream_id",
+    )
+    .fetch_all(&fixture.projection_pool)
+    .await
+    .unwrap();
+    let heads: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT stream_id, max(stream_version) FROM trusts.events GROUP BY stream_id ORDER BY stream_id",
+    )
+    .fetch_all(&fixture.projection_pool)
+    .await
+    .unwrap();
+    assert_eq!(versions, heads);
+    fixture.finish().await;
+}
+
+/// A rebuild that fails, or is killed half way, changes nothing: the projection, its stream
+/// versions and its consumer's position are those of before. An event the projection rejects
+/// is dead-lettered once (the live runner already did) and the rest of the record applies.
+#[tokio::test]
+async fn a_failed_or_killed_rebuild_leaves_everything_as_it_was_and_poison_is_dead_lettered_once() {
+    let fixture = Fixture::new().await;
+    for index in 0..20 {
+        fixture
+            .rename(
+                &format!("organisation-{}", index % 3),
+                &format!("name-{index}"),
+            )
+            .await;
+    }
+    fixture.rename("organisation-0", "POISON").await;
+    fixture.rename("organisation-0", "after the poison").await;
+    fixture.publish(22).await;
+    let runner = fixture.runner();
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(runner.clone().run(shutdown.clone()));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while list_dead_letters(&fixture.projection_pool, "journal")
+        .await
+        .unwrap()
+        .is_empty()
+        || runner.lag().await.unwrap() > 0
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "poison not dead-lettered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    shutdown.cancel();
+    running.await.unwrap();
+    let live = fixture.journal().await;
+    assert_eq!(live.len(), 21);
+    let versions_before: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT stream_id, version FROM projection_stream_versions WHERE projection = 'journal'
+         ORDER BY stream_id",
+    )
+    .fetch_all(&fixture.projection_pool)
+    .await
+    .unwrap();
+
+    // Rebuilding with the poison in the record: dead-lettered once, the rest applied.
+    assert_eq!(runner.rebuild_from_record().await.unwrap(), 22);
+    assert_eq!(fixture.journal().await, live);
+    assert_eq!(
+        list_dead_letters(&fixture.projection_pool, "journal")
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let position_before = fixture.consumer_position().await;
+
+    // Killed half way through 25,000 events (its task aborted mid-transaction): nothing of it
+    // remains.
+    fixture.append_backlog(3, 25_000).await;
+    let killed = tokio::spawn({
+        let runner = runner.clone();
+        async move { runner.rebuild_from_record().await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    killed.abort();
+    assert!(killed.await.unwrap_err().is_cancelled());
+    // The aborted transaction rolls back as its connection goes back to the pool.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        fixture.journal().await,
+        live,
+        "a killed rebuild rolled back"
+    );
+
+    // A storage failure after 25,000 events: nothing of the rebuild remains either.
+    fixture.rename("organisation-2", "OUTAGE").await;
+    fixture.append_backlog(3, 100).await;
+    let failed = runner.rebuild_from_record().await.unwrap_err();
+    assert!(matches!(failed, ProjectionError::Corrupt(_)), "{failed:?}");
+    assert_eq!(
+        fixture.journal().await,
+        live,
+        "a failed rebuild rolled back"
+    );
+    let versions_after: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT stream_id, version FROM projection_stream_versions WHERE projection = 'journal'
+         ORDER BY stream_id",
+    )
+    .fetch_all(&fixture.projection_pool)
+    .await
+    .unwrap();
+    assert_eq!(versions_after, versions_before);
+    assert_eq!(fixture.consumer_position().await, position_before);
     fixture.finish().await;
 }

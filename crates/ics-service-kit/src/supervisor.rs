@@ -68,7 +68,7 @@ pub async fn keep_running<F, Fut>(
 /// A projection runner with its projection type erased, so one supervisor can hold several.
 trait Runner: Send + Sync {
     fn run(&self, stop: CancellationToken) -> BoxFuture<'static, ()>;
-    fn reset_for_rebuild(&self) -> BoxFuture<'_, Result<(), ProjectionError>>;
+    fn rebuild_from_record(&self) -> BoxFuture<'_, Result<u64, ProjectionError>>;
     fn replay_streams(&self) -> BoxFuture<'_, Result<(), ProjectionError>>;
     fn pending(&self, service: &str) -> BoxFuture<'_, Result<u64, ProjectionError>>;
     fn wait_caught_up(&self, timeout: Duration) -> BoxFuture<'_, Result<(), ProjectionError>>;
@@ -80,8 +80,8 @@ impl<P: Projection> Runner for ProjectionRunner<P> {
         Box::pin(ProjectionRunner::run(self.clone(), stop))
     }
 
-    fn reset_for_rebuild(&self) -> BoxFuture<'_, Result<(), ProjectionError>> {
-        Box::pin(ProjectionRunner::reset_for_rebuild(self))
+    fn rebuild_from_record(&self) -> BoxFuture<'_, Result<u64, ProjectionError>> {
+        Box::pin(ProjectionRunner::rebuild_from_record(self))
     }
 
     fn replay_streams(&self) -> BoxFuture<'_, Result<(), ProjectionError>> {
@@ -331,17 +331,20 @@ impl ProjectionAdmin for Supervisor {
     fn rebuild<'a>(&'a self, projection: &'a str) -> BoxFuture<'a, Result<u64, ServiceError>> {
         Box::pin(async move {
             let supervised = self.find(projection)?;
-            let record = self.check_streams_hold_the_record(supervised).await?;
+            let record = self.record_counts(&supervised.source_services).await?;
             let mut running = supervised.running.lock().await;
             if let Some(current) = running.take() {
                 current.stop.cancel();
                 let _ = current.task.await;
             }
-            let reset = supervised.runner.reset_for_rebuild().await;
+            let rebuilt = supervised.runner.rebuild_from_record().await;
             *running = Some(self.spawn(supervised));
             drop(running);
-            reset.map_err(|error| ServiceError::Unavailable(format!("rebuild failed: {error}")))?;
-            // Without its streams the rebuilt projection is empty, and stays so until they exist.
+            rebuilt.map_err(|error| match error {
+                ProjectionError::Database(error) => ServiceError::from(error),
+                other => ServiceError::Unavailable(format!("rebuild failed: {other}")),
+            })?;
+            // What the log gained while the rebuild read it arrives through the streams.
             let jetstream = jetstream::new(self.nats.clone());
             if first_missing(&jetstream, &supervised.source_streams)
                 .await
@@ -436,7 +439,8 @@ impl Supervisor {
         };
         if streams_behind > 0 {
             gaps.push(format!(
-                "{streams_behind} streams of the {service} log are not applied to their last                  version ({applied_events} of {log_events} events applied)"
+                "{streams_behind} streams of the {service} log are not applied to their last \
+                 version ({applied_events} of {log_events} events applied)"
             ));
         }
         if parked_events > 0 {
@@ -486,42 +490,6 @@ impl Supervisor {
         Ok(counts)
     }
 
-    /// Refuses a rebuild, before anything is dropped, when a source stream holds fewer
-    /// messages than its service's log holds events: replaying it would build a partial view
-    /// (a restored backup whose relay has not re-published yet, a purged stream). Returns the
-    /// log counts the rebuilt projection must reach.
-    async fn check_streams_hold_the_record(
-        &self,
-        supervised: &Supervised,
-    ) -> Result<Vec<u64>, ServiceError> {
-        let record = self.record_counts(&supervised.source_services).await?;
-        let jetstream = jetstream::new(self.nats.clone());
-        for ((service, stream_name), logged) in supervised
-            .source_services
-            .iter()
-            .zip(&supervised.source_streams)
-            .zip(&record)
-        {
-            let messages = match jetstream.get_stream(stream_name).await {
-                Ok(mut stream) => {
-                    stream
-                        .info()
-                        .await
-                        .map_err(|error| ServiceError::Unavailable(error.to_string()))?
-                        .state
-                        .messages
-                }
-                Err(_) => 0,
-            };
-            if messages < *logged {
-                return Err(ServiceError::FailedPrecondition(format!(
-                    "stream {stream_name} holds {messages} messages but the {service} log holds                      {logged} events; its relay has not published them all yet, so nothing was                      rebuilt: try again once it has"
-                )));
-            }
-        }
-        Ok(record)
-    }
-
     /// After a rebuild caught up: every stream of every source must have been applied up to
     /// the events its log held when the rebuild began (applied versions add up to at least
     /// that many events), or the rebuild is reported as incomplete rather than OK.
@@ -542,7 +510,8 @@ impl Supervisor {
             let applied = u64::try_from(applied).unwrap_or_default();
             if applied < *logged {
                 return Err(ServiceError::FailedPrecondition(format!(
-                    "the rebuilt projection {} holds {applied} of the {logged} events of the                      {service} log; it goes on consuming, but is not complete yet",
+                    "the rebuilt projection {} holds {applied} of the {logged} events of the \
+                     {service} log; it goes on consuming, but is not complete yet",
                     supervised.name
                 )));
             }

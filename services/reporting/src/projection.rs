@@ -53,12 +53,99 @@ impl Projection for OverviewProjection {
         Box::pin(apply(connection, event))
     }
 
+    fn apply_batch<'a>(
+        &'a self,
+        connection: &'a mut PgConnection,
+        events: &'a [EventEnvelope],
+    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
+        Box::pin(apply_batch(connection, events))
+    }
+
     fn reset<'a>(
         &'a self,
         connection: &'a mut PgConnection,
     ) -> BoxFuture<'a, Result<(), ProjectionError>> {
         Box::pin(delete_all(connection, TABLES))
     }
+}
+
+/// Applies events in order, writing each run of consecutive registrations or renames with one
+/// statement (the bulk of a back-load or a rebuild) and anything else one event at a time. A
+/// run ends where another type begins, so no event is applied before one that preceded it.
+async fn apply_batch(
+    connection: &mut PgConnection,
+    events: &[EventEnvelope],
+) -> Result<(), ProjectionError> {
+    for run in events.chunk_by(|left, right| left.event_type == right.event_type) {
+        let event_type = run.first().map_or("", |event| event.event_type.as_str());
+        if run.len() > 1 && event_type == OrganisationRegistered::EVENT_TYPE {
+            register_all(connection, run).await?;
+        } else if run.len() > 1 && event_type == OrganisationRenamed::EVENT_TYPE {
+            rename_all(connection, run).await?;
+        } else {
+            for event in run {
+                apply(connection, event).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Registrations as one upsert. Within the run the last registration of a code wins, as it
+/// would applied one by one (and one statement may not update a row twice).
+async fn register_all(
+    connection: &mut PgConnection,
+    run: &[EventEnvelope],
+) -> Result<(), ProjectionError> {
+    let mut latest: std::collections::HashMap<String, (String, i32)> =
+        std::collections::HashMap::with_capacity(run.len());
+    for event in run {
+        let registered: OrganisationRegistered = decode(event)?;
+        latest.insert(registered.ods_code, (registered.name, registered.kind));
+    }
+    let mut codes = Vec::with_capacity(latest.len());
+    let mut names = Vec::with_capacity(latest.len());
+    let mut kinds = Vec::with_capacity(latest.len());
+    for (code, (name, kind)) in latest {
+        codes.push(code);
+        names.push(name);
+        kinds.push(kind);
+    }
+    sqlx::query(
+        "INSERT INTO organisations (ods_code, name, kind)
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::integer[])
+         ON CONFLICT (ods_code) DO UPDATE SET name = excluded.name, kind = excluded.kind",
+    )
+    .bind(&codes)
+    .bind(&names)
+    .bind(&kinds)
+    .execute(&mut *connection)
+    .await?;
+    Ok(())
+}
+
+/// Renames as one update, each organisation taking the last name the run gives it.
+async fn rename_all(
+    connection: &mut PgConnection,
+    run: &[EventEnvelope],
+) -> Result<(), ProjectionError> {
+    let mut latest: std::collections::HashMap<String, String> =
+        std::collections::HashMap::with_capacity(run.len());
+    for event in run {
+        let renamed: OrganisationRenamed = decode(event)?;
+        latest.insert(renamed.ods_code, renamed.name);
+    }
+    let (codes, names): (Vec<String>, Vec<String>) = latest.into_iter().unzip();
+    sqlx::query(
+        "UPDATE organisations SET name = renamed.name
+         FROM UNNEST($1::text[], $2::text[]) AS renamed (ods_code, name)
+         WHERE organisations.ods_code = renamed.ods_code",
+    )
+    .bind(&codes)
+    .bind(&names)
+    .execute(&mut *connection)
+    .await?;
+    Ok(())
 }
 
 async fn apply(

@@ -320,6 +320,9 @@ impl Fixture {
         )
         .await
         .unwrap();
+        let workshops = database.pool("workshops").await;
+        migrate(&workshops, &[]).await.unwrap();
+        workshops.close().await;
         let prefix = unique_token();
         let nats = async_nats::connect(ics_testing::nats_url()).await.unwrap();
         // The workshops service's stream, exactly as its relay creates it.
@@ -423,7 +426,25 @@ impl Fixture {
         }
     }
 
+    /// Records the event in the workshops log, as the workshops service would, and publishes
+    /// it as its relay would (rebuilds read the log; the runner reads the stream).
     async fn publish(&self, envelope: &EventEnvelope) {
+        sqlx::query(
+            "INSERT INTO workshops.events (stream_id, stream_version, event_id, event_type,
+                 schema_version, organisation, payload, request_id, correlation_id, causation_id,
+                 traceparent, tracestate, principal)
+             VALUES ($1, $2, $3::uuid, $4, 1, $5, $6, '', '', '', '', '', 'test')
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&envelope.stream_id)
+        .bind(i64::try_from(envelope.stream_version).unwrap())
+        .bind(&envelope.event_id)
+        .bind(&envelope.event_type)
+        .bind(&envelope.organisation)
+        .bind(&envelope.payload)
+        .execute(&self.pool)
+        .await
+        .unwrap();
         let jetstream = async_nats::jetstream::new(self.nats.clone());
         let subject = subject::event_subject(
             &self.prefix,
