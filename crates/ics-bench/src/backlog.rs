@@ -15,6 +15,7 @@ use prost::Message as _;
 use sqlx::Row as _;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
+use crate::throughput::CpuSeconds;
 use crate::{Clients, authorized, trust_code};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -34,6 +35,7 @@ pub(crate) async fn run(
     admin_urls: &[&str],
     trusts: usize,
     database_url: Option<&str>,
+    server_pid: Option<u32>,
     args: &BacklogArgs,
 ) -> anyhow::Result<()> {
     if args.backlog_events == 0 {
@@ -123,6 +125,7 @@ pub(crate) async fn run(
     let mut reporting_admin =
         AdminServiceClient::new(crate::connect(admin_urls[0], &clients.tls).await?);
     let started = Instant::now();
+    let cpu_before = CpuSeconds::now(server_pid);
     let mut published_in = None;
     let deadline = started + Duration::from_secs(1800);
     loop {
@@ -156,6 +159,7 @@ pub(crate) async fn run(
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let caught_up_in = started.elapsed();
+    let cpu = CpuSeconds::now(server_pid).since(cpu_before);
     let published_in = published_in.unwrap_or(caught_up_in);
     let rate = |elapsed: Duration| appended as f64 / elapsed.as_secs_f64();
     println!(
@@ -168,6 +172,12 @@ pub(crate) async fn run(
         caught_up_in.as_secs_f64(),
         rate(caught_up_in)
     );
+    cpu.print_per_thousand(appended, "events published and applied");
     crate::throughput::settle(clients, admin_urls).await?;
-    crate::throughput::rebuild(clients, admin_urls[0]).await
+    let cpu_before = CpuSeconds::now(server_pid);
+    let rebuilt = crate::throughput::rebuild(clients, admin_urls[0]).await?;
+    CpuSeconds::now(server_pid)
+        .since(cpu_before)
+        .print_per_thousand(rebuilt, "events rebuilt");
+    Ok(())
 }

@@ -113,7 +113,7 @@ async fn define_measures(
     Ok(())
 }
 
-async fn send(
+pub(crate) async fn send(
     mut metrics: MetricsServiceClient<RetryingChannel>,
     operator: String,
     chunks: Vec<Vec<ObservationInput>>,
@@ -131,7 +131,7 @@ async fn send(
 
 /// Waits until the metrics service knows every benchmark trust (it learns them from the trusts
 /// service's events) by sending the last trust's first observation until it is accepted.
-async fn wait_for_organisations(
+pub(crate) async fn wait_for_organisations(
     metrics: &MetricsServiceClient<RetryingChannel>,
     operator: &str,
     probe: ObservationInput,

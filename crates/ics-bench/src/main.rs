@@ -18,6 +18,7 @@ mod backlog;
 mod flood;
 mod ingest;
 mod reads;
+mod scale;
 mod throughput;
 mod workshops;
 
@@ -120,6 +121,8 @@ struct Cli {
     reads: reads::ReadArgs,
     #[command(flatten)]
     backlog: backlog::BacklogArgs,
+    #[command(flatten)]
+    scale: scale::ScaleArgs,
     /// Only delete the JetStream streams of this subject prefix and exit: `scripts/bench` cleans
     /// up its throw-away deployment with it. Never point it at a real deployment's prefix.
     #[arg(long)]
@@ -145,8 +148,14 @@ impl Cli {
         .await
     }
 
-    async fn reads(&self, clients: &Clients) -> anyhow::Result<()> {
-        reads::run(clients, self.seconds, &self.reads).await
+    /// Board reads of the ICSs given, each request for the next in turn.
+    async fn reads(&self, clients: &Clients, icss: &[String]) -> anyhow::Result<()> {
+        reads::run(clients, icss, self.seconds, &self.reads).await
+    }
+
+    /// The ICS-scale data set; returns its ICSs.
+    async fn scale(&self, clients: &Clients) -> anyhow::Result<Vec<String>> {
+        scale::build(clients, &self.metrics_url, &self.workshops_url, &self.scale).await
     }
 
     async fn workshops(&self, clients: &Clients) -> anyhow::Result<()> {
@@ -168,6 +177,7 @@ impl Cli {
             &admin_urls,
             self.trusts,
             database_url,
+            self.throughput.server_pid,
             &self.backlog,
         )
         .await
@@ -259,12 +269,17 @@ async fn main() -> anyhow::Result<()> {
     if cli.backlog.backlog_only {
         return cli.backlog(&clients).await;
     }
+    let bench_ics = [BENCH_ICS.to_owned()];
     if cli.workshops_only {
         cli.workshops(&clients).await?;
-        return cli.reads(&clients).await;
+        return cli.reads(&clients, &bench_ics).await;
     }
     if cli.reads.reads_only {
-        return cli.reads(&clients).await;
+        return cli.reads(&clients, &bench_ics).await;
+    }
+    if cli.scale.scale_only {
+        let icss = cli.scale(&clients).await?;
+        return cli.reads(&clients, &icss).await;
     }
     if cli.throughput.throughput_only {
         return cli.throughput(&clients).await;
@@ -328,7 +343,12 @@ async fn main() -> anyhow::Result<()> {
         cli.throughput(&clients).await?;
     }
     if !cli.reads.no_reads {
-        cli.reads(&clients).await?;
+        let icss = if cli.scale.no_scale {
+            bench_ics.to_vec()
+        } else {
+            cli.scale(&clients).await?
+        };
+        cli.reads(&clients, &icss).await?;
     }
     if !cli.no_workshops {
         cli.workshops(&clients).await?;
@@ -419,8 +439,12 @@ async fn setup(clients: &Clients, trusts: usize) -> anyhow::Result<()> {
 }
 
 pub(crate) fn ics_scope() -> Option<Scope> {
+    scope_of(BENCH_ICS)
+}
+
+pub(crate) fn scope_of(ics_ods_code: &str) -> Option<Scope> {
     Some(Scope {
-        scope: Some(scope::Scope::IcsOdsCode(BENCH_ICS.to_string())),
+        scope: Some(scope::Scope::IcsOdsCode(ics_ods_code.to_string())),
     })
 }
 

@@ -1,13 +1,13 @@
 //! Board reads at a constant arrival rate (open model): GetOverview, GetOutcomes and
-//! GetMeasureView of the benchmark ICS, each on its own, with p50/p95/p99. The data set is the
-//! benchmark's own (its trusts, and the observations of the ingest run when it ran first), not
-//! yet the ICS-scale one.
+//! GetMeasureView, each on its own, with p50/p95/p99. Each request asks for the next of the
+//! ICSs given, as that many boards would: the 42 of the ICS-scale data set ([`crate::scale`]),
+//! or the benchmark ICS alone.
 
 use std::time::Duration;
 
 use ics_proto::reporting::v1::{GetMeasureViewRequest, GetOutcomesRequest, GetOverviewRequest};
 
-use crate::{BENCH_ICS, Clients, authorized, count, ics_scope, open_loop};
+use crate::{Clients, authorized, count, open_loop, scope_of};
 
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct ReadArgs {
@@ -22,12 +22,19 @@ pub(crate) struct ReadArgs {
     pub read_rate: u32,
 }
 
-pub(crate) async fn run(clients: &Clients, seconds: u64, args: &ReadArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(
+    clients: &Clients,
+    icss: &[String],
+    seconds: u64,
+    args: &ReadArgs,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(!icss.is_empty(), "no ICS to read");
     let total = count(args.read_rate, Duration::from_secs(seconds));
     let warmup = count(args.read_rate, Duration::from_secs(1));
     for read in ["GetOverview", "GetOutcomes", "GetMeasureView"] {
         for (measured, requests) in [(false, warmup), (true, total)] {
-            let sample = open_loop(args.read_rate, requests, |_| {
+            let sample = open_loop(args.read_rate, requests, |index| {
+                let ics = icss[index % icss.len()].clone();
                 let mut reporting = clients.reporting.clone();
                 // 2,000 reads a second is many boards' load: one board's token would meet its
                 // own call rate (ICS_TENANT_CALLS_PER_SEC) first, so the operator's is used; the
@@ -41,7 +48,7 @@ pub(crate) async fn run(clients: &Clients, seconds: u64, args: &ReadArgs) -> any
                                 authorized(
                                     &board,
                                     GetOverviewRequest {
-                                        scope: ics_scope(),
+                                        scope: scope_of(&ics),
                                         as_of: None,
                                     },
                                 )
@@ -54,7 +61,7 @@ pub(crate) async fn run(clients: &Clients, seconds: u64, args: &ReadArgs) -> any
                                 authorized(
                                     &board,
                                     GetOutcomesRequest {
-                                        scope: ics_scope(),
+                                        scope: scope_of(&ics),
                                         as_of: None,
                                     },
                                 )
@@ -67,7 +74,7 @@ pub(crate) async fn run(clients: &Clients, seconds: u64, args: &ReadArgs) -> any
                                 authorized(
                                     &board,
                                     GetMeasureViewRequest {
-                                        ics_ods_code: BENCH_ICS.to_owned(),
+                                        ics_ods_code: ics,
                                         peer_group_id: String::new(),
                                         as_of: None,
                                     },
@@ -82,7 +89,8 @@ pub(crate) async fn run(clients: &Clients, seconds: u64, args: &ReadArgs) -> any
             .await?;
             if measured {
                 sample.print(&format!(
-                    "{read} of ICS {BENCH_ICS} at {}/s for {seconds} s (target p99 <= 5 ms at 2,000/s on the ICS-scale data set)",
+                    "{read} of {} ICS(s) in turn at {}/s for {seconds} s (target p99 <= 5 ms at 2,000/s on the ICS-scale data set)",
+                    icss.len(),
                     args.read_rate
                 ));
             }

@@ -45,7 +45,7 @@ pub(crate) struct ThroughputArgs {
 
 /// CPU seconds (user + system) of the processes that do the work, from `/proc/<pid>/stat`.
 #[derive(Debug, Clone, Copy, Default)]
-struct CpuSeconds {
+pub(crate) struct CpuSeconds {
     server: f64,
     postgres: f64,
     nats: f64,
@@ -80,7 +80,7 @@ fn processes_named(prefix: &str) -> Vec<u32> {
 }
 
 impl CpuSeconds {
-    fn now(server_pid: Option<u32>) -> CpuSeconds {
+    pub(crate) fn now(server_pid: Option<u32>) -> CpuSeconds {
         let sum = |pids: Vec<u32>| pids.into_iter().filter_map(process_cpu).sum::<f64>();
         CpuSeconds {
             server: server_pid.and_then(process_cpu).unwrap_or(f64::NAN),
@@ -89,7 +89,7 @@ impl CpuSeconds {
         }
     }
 
-    fn since(self, before: CpuSeconds) -> CpuSeconds {
+    pub(crate) fn since(self, before: CpuSeconds) -> CpuSeconds {
         CpuSeconds {
             server: self.server - before.server,
             postgres: self.postgres - before.postgres,
@@ -97,10 +97,10 @@ impl CpuSeconds {
         }
     }
 
-    fn print_per_thousand(self, commands: usize) {
+    pub(crate) fn print_per_thousand(self, commands: usize, what: &str) {
         let per = |seconds: f64| seconds * 1000.0 / commands.max(1) as f64;
         println!(
-            "  CPU per 1,000 commands: icsd {:.3} s, PostgreSQL {:.3} s, NATS {:.3} s, total {:.3} s",
+            "  CPU per 1,000 {what}: icsd {:.3} s, PostgreSQL {:.3} s, NATS {:.3} s, total {:.3} s",
             per(self.server),
             per(self.postgres),
             per(self.nats),
@@ -236,7 +236,7 @@ pub(crate) async fn run(
             sample.percentile(0.99),
             sample.errors
         );
-        cpu.print_per_thousand(sample.latencies.len());
+        cpu.print_per_thousand(sample.latencies.len(), "commands");
     }
 
     println!(
@@ -286,7 +286,8 @@ pub(crate) async fn run(
 
 /// Rebuilds the reporting overview from its source stream and reports events per second
 /// (`admin_url`: the reporting service's).
-pub(crate) async fn rebuild(clients: &Clients, admin_url: &str) -> anyhow::Result<()> {
+/// Returns the events the rebuild applied.
+pub(crate) async fn rebuild(clients: &Clients, admin_url: &str) -> anyhow::Result<usize> {
     let channel = crate::connect(admin_url, &clients.tls).await?;
     let mut admin = AdminServiceClient::new(channel);
     let started = Instant::now();
@@ -306,5 +307,5 @@ pub(crate) async fn rebuild(clients: &Clients, admin_url: &str) -> anyhow::Resul
         elapsed.as_secs_f64(),
         rebuilt.events_applied as f64 / elapsed.as_secs_f64()
     );
-    Ok(())
+    Ok(usize::try_from(rebuilt.events_applied)?)
 }

@@ -42,7 +42,7 @@ fn time_metric() -> TargetMetric {
     }
 }
 
-fn value(value: f64) -> Vec<MetricValue> {
+pub(crate) fn value(value: f64) -> Vec<MetricValue> {
     vec![MetricValue {
         metric_id: "time".to_string(),
         value,
@@ -290,7 +290,7 @@ async fn prepare(
     prepared.into_iter().collect()
 }
 
-async fn prepare_one(
+pub(crate) async fn prepare_one(
     client: &mut WorkshopsServiceClient<RetryingChannel>,
     token: &str,
     code: &str,

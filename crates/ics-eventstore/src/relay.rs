@@ -91,7 +91,7 @@ impl RelayConfig {
     pub fn new(subject_prefix: &str) -> Self {
         RelayConfig {
             subject_prefix: subject_prefix.to_string(),
-            batch_size: 512,
+            batch_size: 4096,
             poll_interval: Duration::from_millis(100),
             duplicate_window: Duration::from_secs(120),
             max_backoff: Duration::from_secs(2),

@@ -128,7 +128,7 @@ impl RunnerConfig {
             max_deliver: 5,
             // Redelivery to another replica within 5 s of a crash; long batches send progress.
             ack_wait: Duration::from_secs(4),
-            batch: 256,
+            batch: 2048,
             continue_trace: None,
             service: String::new(),
         }
