@@ -1740,7 +1740,7 @@ async fn a_workshop_from_charter_to_follow_up_moves_the_ics_outcomes_on_an_open_
 }
 
 /// Operators reach every service's projections by name: the reporting views, the workshops'
-/// and metrics' read models of the trusts service, and the trusts' organisation list; an
+/// and metrics' read models of the trusts service, and the trusts' and workshops' lists; an
 /// unknown name is answered with the valid ones.
 #[tokio::test]
 async fn operators_reach_every_projection_by_name() {
@@ -1784,6 +1784,7 @@ async fn operators_reach_every_projection_by_name() {
         "follow_ups",
         "metrics_references",
         "organisation_list",
+        "workshop_list",
     ] {
         assert!(
             output.stderr.contains(name),

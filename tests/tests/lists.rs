@@ -1,7 +1,7 @@
-//! ListOrganisations against the real binaries: served a page at a time from the trusts
-//! service's read model of its own stream, each entry what folding its stream gives
-//! (GetOrganisation folds the record), tokens bound to their caller and filters, and a rebuild
-//! of the read model giving the same list.
+//! ListOrganisations and ListWorkshops against the real binaries: served a page at a time from
+//! the services' read models of their own streams, each entry what folding its stream gives
+//! (GetOrganisation and GetWorkshop fold the record), tokens bound to their caller and filters,
+//! and a rebuild of either read model giving the same list.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -13,13 +13,23 @@ use ics_e2e::{Deployment, authorized, channel, options, violated_fields};
 use ics_proto::admin::v1::admin_service_client::AdminServiceClient;
 use ics_proto::admin::v1::{RebuildProjectionRequest, VerifyRequest};
 use ics_proto::date::from_naive;
-use ics_proto::events::v1::{CqcRating, CqcRatings, Date, ExecutiveRole, OrganisationKind};
+use ics_proto::events::v1::{
+    CqcRating, CqcRatings, Date, ExecutiveRole, FollowUpCheckpoint, MetricKind, MetricUnit,
+    MetricValue, OrganisationKind, TargetMetric, ValueStreamDefinition, ValueStreamOrigin,
+    ValueStreamStatus,
+};
 use ics_proto::trusts::v1::trusts_service_client::TrustsServiceClient;
 use ics_proto::trusts::v1::{
-    AppointExecutiveRequest, GetOrganisationRequest, LinkOrganisationRequest,
-    ListOrganisationsRequest, ListOrganisationsResponse, Organisation, PublishCqcRatingRequest,
-    RecordExecutiveDepartureRequest, RegisterOrganisationRequest, RenameOrganisationRequest,
-    UnlinkOrganisationRequest,
+    AppointExecutiveRequest, DefineValueStreamRequest, GetOrganisationRequest,
+    LinkOrganisationRequest, ListOrganisationsRequest, ListOrganisationsResponse, Organisation,
+    PublishCqcRatingRequest, RecordExecutiveDepartureRequest, RegisterOrganisationRequest,
+    RenameOrganisationRequest, UnlinkOrganisationRequest,
+};
+use ics_proto::workshops::v1::workshops_service_client::WorkshopsServiceClient;
+use ics_proto::workshops::v1::{
+    CancelWorkshopRequest, CharterWorkshopRequest, DeliverReportOutRequest, FollowUpState,
+    GetWorkshopRequest, ListWorkshopsRequest, ListWorkshopsResponse, RecordFollowUpRequest,
+    RecordWorkshopHeldRequest, ScheduleWorkshopRequest, Workshop,
 };
 use ics_service_kit::Principal;
 use tonic::Code;
@@ -490,6 +500,378 @@ async fn organisations_are_listed_a_page_at_a_time_from_their_read_model() {
     assert_eq!(rebuilt.events_applied, check.log_events);
     until_equal("the rebuilt list", &folded, || {
         whole(operator.clone(), ListOrganisationsRequest::default())
+    })
+    .await;
+    deployment.finish().await;
+}
+
+async fn workshop_page(
+    workshops: &mut WorkshopsServiceClient<Channel>,
+    token: &str,
+    ods_code: &str,
+    page_size: u32,
+    page_token: &str,
+) -> Result<ListWorkshopsResponse, tonic::Status> {
+    workshops
+        .list_workshops(authorized(
+            token,
+            ListWorkshopsRequest {
+                ods_code: ods_code.into(),
+                page_size,
+                page_token: page_token.into(),
+            },
+        ))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+#[tokio::test]
+async fn workshops_are_listed_a_page_at_a_time_from_their_read_model() {
+    let deployment = Deployment::new().await;
+    let server = deployment.start("all").await;
+    let mut trusts = TrustsServiceClient::new(channel(&server.url).await);
+    let workshops_channel = channel(&server.workshops_url).await;
+    let mut workshops = WorkshopsServiceClient::new(workshops_channel.clone());
+    let operator = deployment.token(&Principal::Operator);
+    let leeds = deployment.token(&Principal::TrustWriter {
+        ods_code: "RR8".into(),
+    });
+    let surrey = deployment.token(&Principal::TrustWriter {
+        ods_code: "RTP".into(),
+    });
+    let mut value_streams = Vec::new();
+    for ods_code in ["RR8", "RTP"] {
+        trusts
+            .register_organisation(authorized(
+                &operator,
+                RegisterOrganisationRequest {
+                    options: options(),
+                    ods_code: ods_code.into(),
+                    name: format!("{ods_code} trust"),
+                    kind: OrganisationKind::Trust as i32,
+                },
+            ))
+            .await
+            .unwrap();
+        let defined = trusts
+            .define_value_stream(authorized(
+                &operator,
+                DefineValueStreamRequest {
+                    options: options(),
+                    ods_code: ods_code.into(),
+                    definition: Some(ValueStreamDefinition {
+                        name: "Outpatients".into(),
+                        pathway: "Referral to first appointment".into(),
+                        sponsor: String::new(),
+                        lead: String::new(),
+                        origin: ValueStreamOrigin::BottomUp as i32,
+                        outcome_measures: vec![],
+                    }),
+                    status: ValueStreamStatus::Active as i32,
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        value_streams.push(
+            defined
+                .stream_id
+                .trim_start_matches("value-stream-")
+                .to_owned(),
+        );
+    }
+    let charter = |ods_code: &str, value_stream_id: &str, index: usize| CharterWorkshopRequest {
+        options: options(),
+        ods_code: ods_code.into(),
+        value_stream_id: value_stream_id.into(),
+        kind: 0,
+        title: format!("Clinic letters {index}"),
+        roles: None,
+        preparation_starts_on: day(2017, 1, 9),
+        target_sheet: vec![TargetMetric {
+            metric_id: "wait".into(),
+            name: "Letter turnaround".into(),
+            kind: MetricKind::ProcessTime as i32,
+            unit: MetricUnit::Hours as i32,
+            baseline: 120.0,
+            target: 48.0,
+        }],
+    };
+    // The workshops service learns of the trusts from their events: the first charter of each
+    // waits for that.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for (ods_code, value_stream_id) in [("RR8", &value_streams[0]), ("RTP", &value_streams[1])] {
+        loop {
+            match workshops
+                .charter_workshop(authorized(&operator, charter(ods_code, value_stream_id, 0)))
+                .await
+            {
+                Ok(_) => break,
+                Err(status) if status.code() == Code::NotFound && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(status) => panic!("charter refused: {status:?}"),
+            }
+        }
+    }
+    all((1..ENTRIES).map(|index| {
+        let mut workshops = workshops.clone();
+        let request = charter("RR8", &value_streams[0], index);
+        let operator = operator.clone();
+        async move {
+            workshops
+                .charter_workshop(authorized(&operator, request))
+                .await
+                .unwrap();
+        }
+    }))
+    .await;
+
+    // Each listed workshop is what folding its stream gives (GetWorkshop), in id order.
+    let folded = |token: String, ods_code: &'static str| {
+        let listing = workshops_channel.clone();
+        async move {
+            let mut workshops = WorkshopsServiceClient::new(listing.clone());
+            let mut folded = Vec::new();
+            for listed in ics_e2e::list_workshops(&listing, &token, ods_code).await {
+                folded.push(
+                    workshops
+                        .get_workshop(authorized(
+                            &token,
+                            GetWorkshopRequest {
+                                workshop_id: listed.workshop_id,
+                            },
+                        ))
+                        .await
+                        .unwrap()
+                        .into_inner(),
+                );
+            }
+            folded
+        }
+    };
+    let listed = |token: String, ods_code: &'static str| {
+        let listing = workshops_channel.clone();
+        async move { ics_e2e::list_workshops(&listing, &token, ods_code).await }
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while listed(operator.clone(), "RR8").await.len() < ENTRIES {
+        assert!(Instant::now() < deadline, "the charters never all listed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ids: Vec<String> = listed(operator.clone(), "RR8")
+        .await
+        .into_iter()
+        .map(|workshop| workshop.workshop_id)
+        .collect();
+    assert!(ids.is_sorted(), "listed in workshop id order");
+
+    // Move four of them on: scheduled; held; reported out and followed up; cancelled.
+    let (scheduled, held, reported, cancelled) = (&ids[10], &ids[20], &ids[30], &ids[40]);
+    for workshop_id in [scheduled, held, reported, cancelled] {
+        workshops
+            .schedule_workshop(authorized(
+                &operator,
+                ScheduleWorkshopRequest {
+                    options: options(),
+                    workshop_id: workshop_id.clone(),
+                    starts_on: day(2017, 3, 6),
+                    ends_on: day(2017, 3, 10),
+                    duration_override_reason: String::new(),
+                },
+            ))
+            .await
+            .unwrap();
+    }
+    for workshop_id in [held, reported] {
+        workshops
+            .record_workshop_held(authorized(
+                &operator,
+                RecordWorkshopHeldRequest {
+                    options: options(),
+                    workshop_id: workshop_id.clone(),
+                    held_from: day(2017, 3, 7),
+                    held_to: day(2017, 3, 10),
+                },
+            ))
+            .await
+            .unwrap();
+    }
+    let value = |value: f64| {
+        vec![MetricValue {
+            metric_id: "wait".into(),
+            value,
+        }]
+    };
+    workshops
+        .deliver_report_out(authorized(
+            &operator,
+            DeliverReportOutRequest {
+                options: options(),
+                workshop_id: reported.clone(),
+                delivered_on: day(2017, 3, 17),
+                after: value(40.0),
+            },
+        ))
+        .await
+        .unwrap();
+    workshops
+        .record_follow_up(authorized(
+            &operator,
+            RecordFollowUpRequest {
+                options: options(),
+                workshop_id: reported.clone(),
+                checkpoint: FollowUpCheckpoint::Day30 as i32,
+                measured_on: day(2017, 4, 10),
+                values: value(50.0),
+            },
+        ))
+        .await
+        .unwrap();
+    workshops
+        .cancel_workshop(authorized(
+            &operator,
+            CancelWorkshopRequest {
+                options: options(),
+                workshop_id: cancelled.clone(),
+                cancelled_on: day(2017, 3, 1),
+                reason: "Team redeployed".into(),
+            },
+        ))
+        .await
+        .unwrap();
+    // The service records the reported-out workshop's overdue follow-ups as missed by itself
+    // (the tests' grace is 0 days): once it has, the record stands still.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let workshop = workshops
+            .get_workshop(authorized(
+                &operator,
+                GetWorkshopRequest {
+                    workshop_id: reported.clone(),
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        let missed = workshop
+            .follow_ups
+            .iter()
+            .filter(|follow_up| follow_up.state == FollowUpState::Missed as i32)
+            .count();
+        if missed == 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "misses never recorded: {workshop:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let expected: Vec<Workshop> = folded(operator.clone(), "RR8").await;
+    until_equal("Leeds's workshops", &expected, || {
+        listed(operator.clone(), "RR8")
+    })
+    .await;
+    let statuses: Vec<i32> = [scheduled, held, reported, cancelled]
+        .iter()
+        .map(|id| {
+            expected
+                .iter()
+                .find(|w| &&w.workshop_id == id)
+                .unwrap()
+                .status
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        [2, 3, 4, 6],
+        "scheduled, held, reported out, cancelled"
+    );
+    let reported_out = expected
+        .iter()
+        .find(|w| &w.workshop_id == reported)
+        .unwrap();
+    assert_eq!(
+        reported_out.version, 8,
+        "charter, schedule, held, report-out, a follow-up and three misses"
+    );
+
+    // Pages of 100 concatenated are the whole list: 100, 100 and 50, as Leeds's own writer
+    // reads them (a tenant with a call rate: the operator made the many calls above).
+    let mut pages: Vec<Vec<Workshop>> = Vec::new();
+    let mut token = String::new();
+    let mut first_token = String::new();
+    loop {
+        let page = workshop_page(&mut workshops, &leeds, "RR8", 100, &token)
+            .await
+            .unwrap();
+        pages.push(page.workshops);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        if first_token.is_empty() {
+            first_token = page.next_page_token.clone();
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(
+        pages.iter().map(Vec::len).collect::<Vec<_>>(),
+        [100, 100, ENTRIES - 200]
+    );
+    assert_eq!(pages.concat(), expected);
+    let default_size = workshop_page(&mut workshops, &leeds, "RR8", 0, "")
+        .await
+        .unwrap();
+    assert_eq!(default_size.workshops, pages[0]);
+    assert_eq!(default_size.next_page_token, first_token);
+
+    // Another trust's list holds only its own; its writer reads nothing of Leeds's.
+    let surrey_list = listed(surrey.clone(), "RTP").await;
+    assert_eq!(surrey_list.len(), 1);
+    assert!(
+        surrey_list
+            .iter()
+            .all(|workshop| workshop.ods_code == "RTP")
+    );
+    let refused = workshop_page(&mut workshops, &surrey, "RR8", 0, "")
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+
+    // A token belongs to its caller and trust.
+    for (caller, ods_code) in [(&operator, "RR8"), (&operator, "RTP"), (&surrey, "RTP")] {
+        let refused = workshop_page(&mut workshops, caller, ods_code, 0, &first_token)
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+        assert_eq!(violated_fields(&refused), vec!["page_token"]);
+    }
+    let second = workshop_page(&mut workshops, &leeds, "RR8", 100, &first_token)
+        .await
+        .unwrap();
+    assert_eq!(second.workshops, pages[1]);
+
+    // icsctl reads every page.
+    let (succeeded, output) = deployment
+        .icsctl(&server, &["workshop", "list", "RR8", "--page-size", "100"])
+        .await;
+    assert!(succeeded, "{output}");
+    assert!(output.contains("250 workshops"), "{output}");
+
+    // A rebuild of the read model gives the same list.
+    let mut admin = AdminServiceClient::new(workshops_channel.clone());
+    admin
+        .rebuild_projection(authorized(
+            &operator,
+            RebuildProjectionRequest {
+                projection: "workshop_list".into(),
+            },
+        ))
+        .await
+        .unwrap();
+    until_equal("the rebuilt list", &expected, || {
+        listed(operator.clone(), "RR8")
     })
     .await;
     deployment.finish().await;

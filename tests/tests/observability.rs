@@ -173,6 +173,7 @@ async fn every_process_serves_prometheus_metrics() {
         ("workshops", "references", "trusts"),
         ("metrics", "metrics_references", "trusts"),
         ("trusts", "organisation_list", "trusts"),
+        ("workshops", "workshop_list", "workshops"),
     ] {
         let labels = [
             ("service", service),

@@ -62,7 +62,7 @@ pub async fn admin(context: &Context, command: AdminCommand) -> anyhow::Result<(
             let projection = projection.unwrap_or_default();
             // Every service with projections keeps its own dead letters: the reporting views,
             // the workshops' and metrics' read models of the trusts service, and the trusts'
-            // organisation list.
+            // and workshops' lists.
             let mut dead_letters = Vec::new();
             let mut unknown = Vec::new();
             for service in PROJECTING_SERVICES {
@@ -155,8 +155,8 @@ pub async fn admin(context: &Context, command: AdminCommand) -> anyhow::Result<(
     }
 }
 
-/// The services that run projections: all of them (trusts keeps a read model of its own
-/// organisation list).
+/// The services that run projections: all of them (trusts and workshops keep read models of
+/// their own lists).
 const PROJECTING_SERVICES: [ServiceName; 4] = [
     ServiceName::Reporting,
     ServiceName::Workshops,
