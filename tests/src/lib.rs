@@ -12,6 +12,10 @@ use std::time::Duration;
 
 use ics_auth::{Principal, mint_token};
 use ics_proto::events::v1::CommandOptions;
+use ics_proto::trusts::v1::trusts_service_client::TrustsServiceClient;
+use ics_proto::trusts::v1::{ListOrganisationsRequest, Organisation};
+use ics_proto::workshops::v1::workshops_service_client::WorkshopsServiceClient;
+use ics_proto::workshops::v1::{ListWorkshopsRequest, Workshop};
 use ics_testing::{TestDatabase, free_port, unique_token};
 use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
@@ -431,6 +435,112 @@ pub fn options() -> Option<CommandOptions> {
         request_id: uuid::Uuid::now_v7().to_string(),
         expected_version: None,
     })
+}
+
+/// Every organisation ListOrganisations shows the caller of `token`, every page read in turn.
+pub async fn list_organisations(
+    channel: &Channel,
+    token: &str,
+    request: ListOrganisationsRequest,
+) -> Vec<Organisation> {
+    let mut trusts = TrustsServiceClient::new(channel.clone());
+    let mut organisations = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = trusts
+            .list_organisations(authorized(
+                token,
+                ListOrganisationsRequest {
+                    page_token,
+                    ..request.clone()
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        organisations.extend(page.organisations);
+        if page.next_page_token.is_empty() {
+            return organisations;
+        }
+        page_token = page.next_page_token;
+    }
+}
+
+/// Waits until ListOrganisations shows the operator of `token` the organisation `ods_code` at
+/// `version` or later. The list is a read model that follows the trusts stream in order
+/// (within milliseconds), so it then holds every event the stream carried before that one too.
+pub async fn wait_until_organisation_listed(
+    channel: &Channel,
+    token: &str,
+    ods_code: &str,
+    version: u64,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let listed = list_organisations(channel, token, ListOrganisationsRequest::default()).await;
+        if listed.iter().any(|organisation| {
+            organisation.ods_code == ods_code && organisation.version >= version
+        }) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "organisation {ods_code} at version {version} never reached ListOrganisations"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Every workshop of `ods_code` ListWorkshops shows the caller of `token`, every page read.
+pub async fn list_workshops(channel: &Channel, token: &str, ods_code: &str) -> Vec<Workshop> {
+    let mut workshops = WorkshopsServiceClient::new(channel.clone());
+    let mut listed = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = workshops
+            .list_workshops(authorized(
+                token,
+                ListWorkshopsRequest {
+                    ods_code: ods_code.to_owned(),
+                    page_size: 0,
+                    page_token,
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        listed.extend(page.workshops);
+        if page.next_page_token.is_empty() {
+            return listed;
+        }
+        page_token = page.next_page_token;
+    }
+}
+
+/// Waits until ListWorkshops shows the workshop at `version` or later (see
+/// [`wait_until_organisation_listed`]).
+pub async fn wait_until_workshop_listed(
+    channel: &Channel,
+    token: &str,
+    ods_code: &str,
+    workshop_id: &str,
+    version: u64,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let listed = list_workshops(channel, token, ods_code).await;
+        if listed
+            .iter()
+            .any(|workshop| workshop.workshop_id == workshop_id && workshop.version >= version)
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "workshop {workshop_id} at version {version} never reached ListWorkshops"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// The fields named by an INVALID_ARGUMENT status's `google.rpc.BadRequest`.

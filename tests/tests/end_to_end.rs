@@ -1739,9 +1739,9 @@ async fn a_workshop_from_charter_to_follow_up_moves_the_ics_outcomes_on_an_open_
     deployment.finish().await;
 }
 
-/// Operators reach every service's projections by name: the reporting views and the
-/// workshops' and metrics' read models of the trusts service; an unknown name is answered with
-/// the valid ones.
+/// Operators reach every service's projections by name: the reporting views, the workshops'
+/// and metrics' read models of the trusts service, and the trusts' and workshops' lists; an
+/// unknown name is answered with the valid ones.
 #[tokio::test]
 async fn operators_reach_every_projection_by_name() {
     let deployment = Deployment::new().await;
@@ -1783,6 +1783,8 @@ async fn operators_reach_every_projection_by_name() {
         "references",
         "follow_ups",
         "metrics_references",
+        "organisation_list",
+        "workshop_list",
     ] {
         assert!(
             output.stderr.contains(name),

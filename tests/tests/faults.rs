@@ -40,11 +40,13 @@ use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 const ORGANISATIONS: usize = 8;
 const WRITERS: usize = 4;
 /// Every projection fed by the trusts stream, with the schema it lives in: the reporting
-/// overview and the workshops' and metrics services' read models of organisations.
-const TRUSTS_PROJECTIONS: [(&str, &str); 3] = [
+/// overview, the workshops' and metrics services' read models of organisations, and the
+/// trusts service's own organisation list.
+const TRUSTS_PROJECTIONS: [(&str, &str); 4] = [
     ("reporting", "overview"),
     ("workshops", "references"),
     ("metrics", "metrics_references"),
+    ("trusts", "organisation_list"),
 ];
 
 /// The checker's connections name themselves, so they are not counted as the services'.

@@ -172,6 +172,8 @@ async fn every_process_serves_prometheus_metrics() {
         ("reporting", "measures", "metrics"),
         ("workshops", "references", "trusts"),
         ("metrics", "metrics_references", "trusts"),
+        ("trusts", "organisation_list", "trusts"),
+        ("workshops", "workshop_list", "workshops"),
     ] {
         let labels = [
             ("service", service),
@@ -404,11 +406,12 @@ mod traces {
             .await;
         assert_eq!(failed.unwrap_err().code(), tonic::Code::Unimplemented);
 
-        // The three projections of the organisation registry each apply the event.
+        // The four projections of the organisation registry each apply the event.
         let consumers = [
             ("ics-reporting", "overview"),
             ("ics-workshops", "references"),
             ("ics-metrics", "metrics_references"),
+            ("ics-trusts", "organisation_list"),
         ];
         let mut spans: Vec<Received> = Vec::new();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);

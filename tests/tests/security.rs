@@ -265,27 +265,28 @@ async fn organisation_reads_are_scoped_to_the_caller_as_of_the_date() {
         ))
         .await
         .unwrap();
-    trusts
+    let linked = trusts
         .link_organisation(authorized(&operator, link("RXF", "QWO", day(2024, 7, 1))))
         .await
-        .unwrap();
+        .unwrap()
+        .into_inner();
+    let listing = channel(&server.url).await;
+    // The list is a read model a few milliseconds behind the record.
+    ics_e2e::wait_until_organisation_listed(&listing, &operator, "RXF", linked.version).await;
 
     let listed = |token: String, as_of: Option<Date>| {
-        let mut trusts = trusts.clone();
+        let listing = listing.clone();
         async move {
-            let mut codes: Vec<String> = trusts
-                .list_organisations(authorized(
-                    &token,
-                    ListOrganisationsRequest { kind: 0, as_of },
-                ))
+            let request = ListOrganisationsRequest {
+                as_of,
+                ..Default::default()
+            };
+            let codes: Vec<String> = ics_e2e::list_organisations(&listing, &token, request)
                 .await
-                .unwrap()
-                .into_inner()
-                .organisations
                 .into_iter()
                 .map(|organisation| organisation.ods_code)
                 .collect();
-            codes.sort();
+            assert!(codes.is_sorted(), "listed in ODS code order: {codes:?}");
             codes
         }
     };
@@ -764,16 +765,15 @@ async fn a_trust_writer_token_naming_an_icb_writes_nothing() {
     let leeds = deployment.token(&Principal::TrustWriter {
         ods_code: "RR8".into(),
     });
-    trusts
+    let renamed = trusts
         .rename_organisation(authorized(&leeds, rename("RR8")))
         .await
-        .expect("a trust's own writer renames it");
-    let organisations = trusts
-        .list_organisations(authorized(&operator, ListOrganisationsRequest::default()))
-        .await
-        .unwrap()
-        .into_inner()
-        .organisations;
+        .expect("a trust's own writer renames it")
+        .into_inner();
+    let listing = channel(&server.url).await;
+    ics_e2e::wait_until_organisation_listed(&listing, &operator, "RR8", renamed.version).await;
+    let organisations =
+        ics_e2e::list_organisations(&listing, &operator, ListOrganisationsRequest::default()).await;
     let qwo = organisations
         .iter()
         .find(|organisation| organisation.ods_code == "QWO")

@@ -773,7 +773,6 @@ struct Rule {
 const OK: &[Code] = &[Code::Ok];
 /// An administrative call to a listener whose service lacks what it needs: FAILED_PRECONDITION.
 const NO_EVENT_LOG: &[Code] = &[Code::Ok, Code::FailedPrecondition];
-const NO_PROJECTIONS: &[Code] = &[Code::Ok, Code::FailedPrecondition];
 
 const fn rule(method: &'static str, class: Class) -> Rule {
     Rule {
@@ -986,11 +985,10 @@ const TABLE: &[Rule] = &[
         .operator(NO_EVENT_LOG, "reporting keeps no event log"),
     rule("ics.admin.v1.AdminService/Republish", OperatorOnly)
         .operator(NO_EVENT_LOG, "reporting keeps no event log"),
-    rule("ics.admin.v1.AdminService/ListDeadLetters", OperatorOnly)
-        .operator(NO_PROJECTIONS, "trusts has no projections"),
+    rule("ics.admin.v1.AdminService/ListDeadLetters", OperatorOnly),
     rule("ics.admin.v1.AdminService/RebuildProjection", OperatorOnly).operator(
-        &[Code::NotFound, Code::FailedPrecondition],
-        "the request names no projection, so that none is dropped; trusts has none at all",
+        &[Code::NotFound],
+        "the request names no projection, so that none is dropped",
     ),
     rule("ics.admin.v1.AdminService/Verify", OperatorOnly),
     rule("ics.admin.v1.AdminService/ListAuditRecords", OperatorOnly),

@@ -17,6 +17,7 @@ pub mod subject;
 pub use error::StoreError;
 pub use history_cache::DEFAULT_HISTORY_CACHE_EVENTS;
 pub use migrate::migrate;
+pub use store::read_stream_through;
 pub use store::{
     CommandContext, CommandOutcome, EventStore, ExpectedVersion, LogCursor, NewEvent,
     RecordedEvent, history_of, history_then, read_log_page,

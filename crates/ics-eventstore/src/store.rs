@@ -165,6 +165,51 @@ impl RecordedEvent {
             organisation: self.organisation.clone(),
         }
     }
+
+    /// The event an envelope carries, as the log recorded it, so that a projection can apply
+    /// it with the aggregate's own fold. Envelopes do not carry the transaction id (0 here).
+    pub fn from_envelope(envelope: &EventEnvelope) -> Result<Self, StoreError> {
+        let corrupt = |what: &str| StoreError::Corrupt {
+            what: format!("{what} of event {}", envelope.event_id),
+        };
+        let recorded_at = match envelope.recorded_at {
+            Some(at) => DateTime::from_timestamp(at.seconds, u32::try_from(at.nanos).unwrap_or(0))
+                .ok_or_else(|| corrupt("recorded_at"))?,
+            None => DateTime::<Utc>::UNIX_EPOCH,
+        };
+        Ok(RecordedEvent {
+            global_position: envelope.global_position,
+            transaction_id: 0,
+            stream_id: envelope.stream_id.clone(),
+            stream_version: envelope.stream_version,
+            event_id: Uuid::parse_str(&envelope.event_id).map_err(|_| corrupt("event_id"))?,
+            event_type: envelope.event_type.clone(),
+            schema_version: envelope.schema_version,
+            organisation: envelope.organisation.clone(),
+            payload: envelope.payload.clone(),
+            metadata: envelope.metadata.clone().unwrap_or_default(),
+            recorded_at,
+        })
+    }
+}
+
+/// The events of one stream up to and including `through_version`, oldest first, read on
+/// `connection`: a projection applying an event reads, inside its own transaction, the history
+/// that event ends, and folds it with the aggregate's own code.
+pub async fn read_stream_through(
+    connection: &mut PgConnection,
+    stream_id: &str,
+    through_version: u64,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = $1 AND stream_version <= $2
+         ORDER BY stream_version"
+    ))
+    .bind(stream_id)
+    .bind(to_i64(through_version))
+    .fetch_all(&mut *connection)
+    .await?;
+    rows.iter().map(RecordedEvent::from_row).collect()
 }
 
 /// A stream's history as the store would record these events, in order: for deciding commands

@@ -268,6 +268,51 @@ async fn a_failed_decision_writes_nothing() {
     database.drop_database().await;
 }
 
+/// A projection folds the history an event ends: read on its own connection up to that event,
+/// and the event itself back from the envelope it travelled in.
+#[tokio::test]
+async fn a_stream_is_read_through_a_version_and_an_event_back_from_its_envelope() {
+    let database = TestDatabase::create().await;
+    let store = store(&database).await;
+    for request_id in ["first", "second", "third"] {
+        append(&store, request_id, "organisation-RTP", ExpectedVersion::Any)
+            .await
+            .unwrap();
+    }
+    append(
+        &store,
+        "elsewhere",
+        "organisation-RXF",
+        ExpectedVersion::Any,
+    )
+    .await
+    .unwrap();
+    let mut connection = store.pool().acquire().await.unwrap();
+    let through_two = ics_eventstore::read_stream_through(&mut connection, "organisation-RTP", 2)
+        .await
+        .unwrap();
+    let names: Vec<String> = through_two
+        .iter()
+        .map(|event| event.decode::<OrganisationRenamed>().unwrap().name)
+        .collect();
+    assert_eq!(names, ["first", "second"]);
+
+    let recorded = &store.read_stream("organisation-RTP").await.unwrap()[2];
+    let back =
+        ics_eventstore::RecordedEvent::from_envelope(&recorded.to_envelope("trusts")).unwrap();
+    assert_eq!(back.transaction_id, 0, "envelopes carry no transaction id");
+    assert_eq!(back.to_envelope("trusts"), recorded.to_envelope("trusts"));
+    assert_eq!(back.recorded_at, recorded.recorded_at);
+    let mut broken = recorded.to_envelope("trusts");
+    broken.event_id = "not a uuid".into();
+    assert!(matches!(
+        ics_eventstore::RecordedEvent::from_envelope(&broken),
+        Err(StoreError::Corrupt { .. })
+    ));
+    drop(connection);
+    database.drop_database().await;
+}
+
 /// Opens a transaction that appends an event and stays open, holding an earlier position.
 async fn hold_slow_transaction(store: &EventStore) -> sqlx::Transaction<'static, sqlx::Postgres> {
     let mut slow = store.pool().begin().await.unwrap();

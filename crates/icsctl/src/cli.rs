@@ -250,10 +250,12 @@ pub enum OrgCommand {
     },
     /// Show one organisation with its links, CQC ratings and executives.
     Get { ods_code: String },
-    /// List organisations.
+    /// List the organisations the caller may read, by ODS code.
     List {
         #[arg(long, value_enum)]
         kind: Option<Kind>,
+        #[command(flatten)]
+        page: PageArgs,
     },
 }
 
@@ -598,10 +600,12 @@ pub enum WorkshopCommand {
     },
     /// Show a workshop with its target sheet, report-out and follow-ups.
     Get { workshop_id: String },
-    /// List a trust's workshops.
+    /// List a trust's workshops, by workshop id.
     List {
         /// ODS code of the trust.
         ods_code: String,
+        #[command(flatten)]
+        page: PageArgs,
     },
 }
 
@@ -1661,6 +1665,35 @@ mod tests {
             ])
             .is_ok()
         );
+    }
+
+    #[test]
+    fn the_organisation_and_workshop_lists_read_every_page_or_the_one_a_token_names() {
+        let cli = parse(&["org", "list", "--kind", "icb"]).expect("parses");
+        let Command::Org(OrgCommand::List { kind, page }) = cli.command else {
+            panic!("wrong command");
+        };
+        assert_eq!(kind, Some(Kind::Icb));
+        assert_eq!((page.page_size, page.page_token), (100, None));
+        let cli = parse(&[
+            "workshop",
+            "list",
+            "RTP",
+            "--page-size",
+            "5",
+            "--page-token",
+            "abc",
+        ])
+        .expect("parses");
+        let Command::Workshop(WorkshopCommand::List { ods_code, page }) = cli.command else {
+            panic!("wrong command");
+        };
+        assert_eq!(ods_code, "RTP");
+        assert_eq!(
+            (page.page_size, page.page_token.as_deref()),
+            (5, Some("abc"))
+        );
+        assert!(parse(&["org", "list", "--page-size", "1001"]).is_err());
     }
 
     #[test]

@@ -10,6 +10,7 @@ use ics_proto::events::v1::{
 use ics_proto::trusts::v1::{self as api, trusts_service_server::TrustsService};
 use ics_service_kit::error::{ServiceError, Violations};
 use ics_service_kit::{Principal, principal};
+use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
@@ -17,6 +18,7 @@ use chrono::NaiveDate;
 use std::collections::HashSet;
 
 use crate::organisation::{self, Organisation};
+use crate::organisation_list::{self, OrganisationScope, organisation_view};
 use crate::programme::{self, Programme};
 use crate::training::{self, CohortDetails};
 use crate::value_stream::{self, ValueStream};
@@ -29,13 +31,15 @@ const MAX_LIST_ITEMS: usize = 100;
 #[derive(Debug, Clone)]
 pub struct TrustsApi {
     store: EventStore,
+    /// The service's schema, where the organisation list's read model lives.
+    pool: PgPool,
 }
 
 type Reply = Result<Response<CommandResult>, Status>;
 
 impl TrustsApi {
-    pub fn new(store: EventStore) -> Self {
-        TrustsApi { store }
+    pub fn new(store: EventStore, pool: PgPool) -> Self {
+        TrustsApi { store, pool }
     }
 
     async fn execute<F>(
@@ -396,24 +400,24 @@ impl TrustsService for TrustsApi {
         let scope = self
             .organisation_scope(&caller, as_of.unwrap_or_else(today))
             .await?;
-        let events = self
-            .store
-            .read_category("organisation-")
-            .await
-            .map_err(ServiceError::from)?;
-        let mut organisations = Vec::new();
-        for stream in events.chunk_by(|left, right| left.stream_id == right.stream_id) {
-            if let Some(organisation) = Organisation::fold(stream)?
-                && kind_filter.is_none_or(|kind| organisation.kind == kind)
-                && scope.shows(&organisation)
-            {
-                organisations.push(organisation_view(&organisation));
-            }
-        }
-        organisations.sort_by(|left, right| left.ods_code.cmp(&right.ods_code));
-        Ok(Response::new(api::ListOrganisationsResponse {
-            organisations,
-        }))
+        // A token is bound to the caller's scope (its principal) and to the filters as asked:
+        // without `as_of`, the list of today whichever day the next page is read.
+        let query = format!(
+            "{}|kind:{}|as_of:{}",
+            caller.label(),
+            body.kind,
+            as_of.map(|as_of| as_of.to_string()).unwrap_or_default()
+        );
+        let page = organisation_list::page(
+            &self.pool,
+            &scope,
+            kind_filter,
+            &query,
+            body.page_size,
+            &body.page_token,
+        )
+        .await?;
+        Ok(Response::new(page))
     }
 
     async fn publish_cqc_rating(&self, request: Request<api::PublishCqcRatingRequest>) -> Reply {
@@ -985,43 +989,6 @@ impl TrustsService for TrustsApi {
     }
 }
 
-fn organisation_view(organisation: &Organisation) -> api::Organisation {
-    api::Organisation {
-        ods_code: organisation.ods_code.clone(),
-        name: organisation.name.clone(),
-        kind: organisation.kind as i32,
-        parents: organisation
-            .parents
-            .iter()
-            .map(|link| api::ParentLink {
-                parent_ods_code: link.parent_ods_code.clone(),
-                valid_from: Some(from_naive(link.valid_from)),
-                valid_to: link.valid_to.map(from_naive),
-            })
-            .collect(),
-        cqc_ratings: organisation
-            .ratings
-            .iter()
-            .map(|(published_on, ratings)| api::CqcRatingRecord {
-                published_on: Some(from_naive(*published_on)),
-                ratings: Some(*ratings),
-            })
-            .collect(),
-        executives: organisation
-            .appointments
-            .iter()
-            .map(|appointment| api::Executive {
-                appointment_id: appointment.appointment_id.clone(),
-                role: appointment.role as i32,
-                person_name: appointment.person_name.clone(),
-                started_on: Some(from_naive(appointment.started_on)),
-                left_on: appointment.left_on.map(from_naive),
-            })
-            .collect(),
-        version: organisation.version,
-    }
-}
-
 fn programme_view(programme: &Programme) -> api::Programme {
     let registered = &programme.registered;
     api::Programme {
@@ -1072,36 +1039,6 @@ fn programme_view(programme: &Programme) -> api::Programme {
             })
             .collect(),
         version: programme.version,
-    }
-}
-
-/// The organisations a caller may read (see `GetOrganisationRequest` in the API).
-enum OrganisationScope {
-    All,
-    Trust(String),
-    Board {
-        ics_ods_code: Option<String>,
-        programme_trusts: HashSet<String>,
-        as_of: NaiveDate,
-    },
-}
-
-impl OrganisationScope {
-    fn shows(&self, organisation: &Organisation) -> bool {
-        match self {
-            OrganisationScope::All => true,
-            OrganisationScope::Trust(ods_code) => &organisation.ods_code == ods_code,
-            OrganisationScope::Board {
-                ics_ods_code,
-                programme_trusts,
-                as_of,
-            } => {
-                let in_ics = ics_ods_code.as_deref().is_some_and(|ics| {
-                    organisation.ods_code == ics || organisation.parent_on(*as_of) == Some(ics)
-                });
-                in_ics || programme_trusts.contains(&organisation.ods_code)
-            }
-        }
     }
 }
 

@@ -12,8 +12,11 @@ use ics_proto::events::v1::{
 };
 use ics_service_kit::error::ServiceError;
 
+/// What every organisation's stream id starts with.
+pub const STREAM_PREFIX: &str = "organisation-";
+
 pub fn stream_id(ods_code: &str) -> String {
-    format!("organisation-{ods_code}")
+    format!("{STREAM_PREFIX}{ods_code}")
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -46,26 +49,32 @@ pub struct Organisation {
 impl Organisation {
     /// Folds the organisation's stream; `None` when it was never registered.
     pub fn fold(history: &[RecordedEvent]) -> Result<Option<Self>, ServiceError> {
-        let mut state: Option<Organisation> = None;
-        for event in history {
-            let event_type = event.event_type.as_str();
-            if event_type == OrganisationRegistered::EVENT_TYPE {
-                let registered: OrganisationRegistered = event.decode()?;
-                state = Some(Organisation {
-                    kind: registered.kind(),
-                    ods_code: registered.ods_code,
-                    name: registered.name,
-                    parents: Vec::new(),
-                    ratings: Vec::new(),
-                    appointments: Vec::new(),
-                    version: 0,
-                });
-            } else if let Some(organisation) = state.as_mut() {
-                organisation.apply(event)?;
-            }
-            if let Some(organisation) = state.as_mut() {
-                organisation.version = event.stream_version;
-            }
+        history.iter().try_fold(None, Organisation::then)
+    }
+
+    /// The organisation after one more event of its stream: the step [`fold`](Self::fold)
+    /// repeats, which the organisation list's projection takes one event at a time.
+    pub fn then(
+        state: Option<Organisation>,
+        event: &RecordedEvent,
+    ) -> Result<Option<Organisation>, ServiceError> {
+        let mut state = state;
+        if event.event_type == OrganisationRegistered::EVENT_TYPE {
+            let registered: OrganisationRegistered = event.decode()?;
+            state = Some(Organisation {
+                kind: registered.kind(),
+                ods_code: registered.ods_code,
+                name: registered.name,
+                parents: Vec::new(),
+                ratings: Vec::new(),
+                appointments: Vec::new(),
+                version: 0,
+            });
+        } else if let Some(organisation) = state.as_mut() {
+            organisation.apply(event)?;
+        }
+        if let Some(organisation) = state.as_mut() {
+            organisation.version = event.stream_version;
         }
         Ok(state)
     }

@@ -2,14 +2,11 @@
 
 use chrono::NaiveDate;
 use ics_eventstore::{EventStore, ExpectedVersion, NewEvent, RecordedEvent};
-use ics_proto::date::from_naive;
 use ics_proto::events::v1::{
     CommandResult, FollowUpCheckpoint, MetricKind, MetricUnit, MetricValue, TargetMetric,
     WorkshopChartered, WorkshopKind,
 };
-use ics_proto::workshops::v1::{
-    self as api, FollowUpState, WorkshopStatus, workshops_service_server::WorkshopsService,
-};
+use ics_proto::workshops::v1::{self as api, workshops_service_server::WorkshopsService};
 use ics_service_kit::command::{self, Command};
 use ics_service_kit::error::{ServiceError, Violations};
 use ics_service_kit::validate::{self, MAX_LONG_TEXT_CHARS, MAX_TEXT_CHARS};
@@ -18,7 +15,8 @@ use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::workshop::{self, CHECKPOINTS, FollowUp, Workshop};
+use crate::workshop::{self, Workshop};
+use crate::workshop_list::{self, workshop_view};
 
 /// Most metrics one target sheet may hold.
 const MAX_METRICS: usize = 20;
@@ -419,7 +417,7 @@ impl WorkshopsService for WorkshopsApi {
         ServiceError::check(violations)?;
         let workshop = self.workshop(&body.workshop_id).await?;
         principal.authorize_trust_read(workshop.ods_code())?;
-        Ok(Response::new(view(&workshop)))
+        Ok(Response::new(workshop_view(&workshop)))
     }
 
     async fn list_workshops(
@@ -432,84 +430,16 @@ impl WorkshopsService for WorkshopsApi {
         validate::ods_code(&mut violations, "ods_code", &body.ods_code);
         ServiceError::check(violations)?;
         principal.authorize_trust_read(&body.ods_code)?;
-        let events = self
-            .store
-            .read_category("workshop-")
-            .await
-            .map_err(ServiceError::from)?;
-        let mut workshops = Vec::new();
-        for stream in events.chunk_by(|left, right| left.stream_id == right.stream_id) {
-            // Only streams of this trust are folded.
-            if stream
-                .first()
-                .is_some_and(|event| event.organisation == body.ods_code)
-                && let Some(workshop) = Workshop::fold(stream)?
-            {
-                workshops.push(view(&workshop));
-            }
-        }
-        Ok(Response::new(api::ListWorkshopsResponse { workshops }))
-    }
-}
-
-fn view(workshop: &Workshop) -> api::Workshop {
-    let chartered = &workshop.chartered;
-    let status = match workshop.status {
-        workshop::Status::Chartered => WorkshopStatus::Chartered,
-        workshop::Status::Scheduled => WorkshopStatus::Scheduled,
-        workshop::Status::Held => WorkshopStatus::Held,
-        workshop::Status::ReportedOut => WorkshopStatus::ReportedOut,
-        workshop::Status::Closed => WorkshopStatus::Closed,
-        workshop::Status::Cancelled => WorkshopStatus::Cancelled,
-    };
-    let follow_ups = match workshop.held_to {
-        Some(held_to) if workshop.status != workshop::Status::Cancelled => CHECKPOINTS
-            .iter()
-            .map(|checkpoint| {
-                let due_on = Some(from_naive(workshop::due_on(held_to, *checkpoint)));
-                match workshop.follow_ups.get(&(*checkpoint as i32)) {
-                    Some(FollowUp::Recorded {
-                        measured_on,
-                        values,
-                    }) => api::FollowUp {
-                        checkpoint: *checkpoint as i32,
-                        due_on,
-                        state: FollowUpState::Recorded as i32,
-                        measured_on: Some(from_naive(*measured_on)),
-                        values: values.clone(),
-                        sustained: workshop.sustained(values),
-                    },
-                    Some(FollowUp::Missed { .. }) => api::FollowUp {
-                        checkpoint: *checkpoint as i32,
-                        due_on,
-                        state: FollowUpState::Missed as i32,
-                        ..Default::default()
-                    },
-                    None => api::FollowUp {
-                        checkpoint: *checkpoint as i32,
-                        due_on,
-                        state: FollowUpState::Pending as i32,
-                        ..Default::default()
-                    },
-                }
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
-    api::Workshop {
-        workshop_id: chartered.workshop_id.clone(),
-        ods_code: chartered.ods_code.clone(),
-        value_stream_id: chartered.value_stream_id.clone(),
-        kind: chartered.kind,
-        title: chartered.title.clone(),
-        roles: chartered.roles.clone(),
-        status: status as i32,
-        preparation_starts_on: chartered.preparation_starts_on,
-        starts_on: workshop.held_from.or(workshop.starts_on).map(from_naive),
-        ends_on: workshop.held_to.or(workshop.ends_on).map(from_naive),
-        target_sheet: chartered.target_sheet.clone(),
-        after: workshop.after.clone(),
-        follow_ups,
-        version: workshop.version,
+        // A token is bound to the caller and the trust it lists.
+        let query = format!("{}|trust:{}", principal.label(), body.ods_code);
+        let page = workshop_list::page(
+            &self.pool,
+            &body.ods_code,
+            &query,
+            body.page_size,
+            &body.page_token,
+        )
+        .await?;
+        Ok(Response::new(page))
     }
 }

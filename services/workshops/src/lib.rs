@@ -4,11 +4,13 @@
 //!
 //! References to trusts and value streams are checked against the service's own read model of
 //! the trusts service's events ([`ics_references`]). Follow-ups that fall due without a measurement
-//! are recorded as missed by the service itself, exactly once ([`schedule`]).
+//! are recorded as missed by the service itself, exactly once ([`schedule`]). ListWorkshops
+//! pages through a read model of the service's own stream ([`workshop_list`]).
 
 mod api;
 pub mod schedule;
 pub mod workshop;
+pub mod workshop_list;
 
 #[cfg(test)]
 mod tests;
@@ -30,6 +32,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     (
         "workshops_0002_follow_up_schedule",
         include_str!("../migrations/0002_follow_up_schedule.sql"),
+    ),
+    (
+        "workshops_0003_workshop_list",
+        include_str!("../migrations/0003_workshop_list.sql"),
     ),
 ];
 
@@ -66,8 +72,9 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let mut host =
         ServiceHost::start(common, SERVICE, Log::Recorded(MIGRATIONS), &shutdown).await?;
-    let (references, follow_ups) = (
+    let (references, follow_ups, workshop_list) = (
         host.runner_config(&["trusts"]),
+        host.runner_config(&[SERVICE]),
         host.runner_config(&[SERVICE]),
     );
     host.supervise(|supervisor| {
@@ -79,6 +86,10 @@ pub async fn run(
                 references,
             )
             .supervise(Arc::new(schedule::FollowUpProjection), follow_ups)
+            .supervise(
+                Arc::new(workshop_list::WorkshopListProjection),
+                workshop_list,
+            )
     })
     .await;
     let store = host.store()?.clone();

@@ -15,8 +15,11 @@ use ics_proto::events::v1::{
 };
 use ics_service_kit::error::{ServiceError, Violations};
 
+/// What every workshop's stream id starts with.
+pub const STREAM_PREFIX: &str = "workshop-";
+
 pub fn stream_id(workshop_id: &str) -> String {
-    format!("workshop-{workshop_id}")
+    format!("{STREAM_PREFIX}{workshop_id}")
 }
 
 /// Every follow-up, in order.

@@ -61,7 +61,8 @@ pub async fn admin(context: &Context, command: AdminCommand) -> anyhow::Result<(
         AdminCommand::DeadLetters { projection } => {
             let projection = projection.unwrap_or_default();
             // Every service with projections keeps its own dead letters: the reporting views,
-            // and the workshops' and metrics' read models of the trusts service.
+            // the workshops' and metrics' read models of the trusts service, and the trusts'
+            // and workshops' lists.
             let mut dead_letters = Vec::new();
             let mut unknown = Vec::new();
             for service in PROJECTING_SERVICES {
@@ -154,11 +155,13 @@ pub async fn admin(context: &Context, command: AdminCommand) -> anyhow::Result<(
     }
 }
 
-/// The services that run projections (trusts runs none).
-const PROJECTING_SERVICES: [ServiceName; 3] = [
+/// The services that run projections: all of them (trusts and workshops keep read models of
+/// their own lists).
+const PROJECTING_SERVICES: [ServiceName; 4] = [
     ServiceName::Reporting,
     ServiceName::Workshops,
     ServiceName::Metrics,
+    ServiceName::Trusts,
 ];
 
 const ALL_SERVICES: [ServiceName; 4] = [

@@ -15,7 +15,7 @@ use crate::render::{self, Align, PrintTable, Table, date_text, outln, status_wor
 
 /// Every page in turn, or only the page after `--page-token`. Returns the entries and, for a
 /// single page, the token of the next (empty on the last page).
-async fn read_pages<T, F, Fut>(
+pub(crate) async fn read_pages<T, F, Fut>(
     page: PageArgs,
     mut fetch: F,
 ) -> anyhow::Result<(Vec<T>, Option<String>)>
@@ -40,7 +40,7 @@ where
 }
 
 /// The line that tells how to read on after a single page.
-fn print_next(next: Option<&str>) -> anyhow::Result<()> {
+pub(crate) fn print_next(next: Option<&str>) -> anyhow::Result<()> {
     match next {
         Some("") => outln!("last page")?,
         Some(next) => outln!("next page: --page-token {next}")?,

@@ -150,19 +150,31 @@ pub async fn org(context: &Context, command: OrgCommand) -> anyhow::Result<()> {
                 print_organisation(&organisation)
             };
         }
-        OrgCommand::List { kind } => {
-            let list = trusts
-                .list_organisations(api::ListOrganisationsRequest {
-                    kind: enum_number::<_, OrganisationKind>(kind),
+        OrgCommand::List { kind, page } => {
+            let kind = enum_number::<_, OrganisationKind>(kind);
+            let (organisations, next) = lookups::read_pages(page, |page_size, page_token| {
+                let request = api::ListOrganisationsRequest {
+                    kind,
                     as_of: None,
-                })
-                .await?
-                .into_inner();
-            return if context.json() {
-                render::print_json(&list)
-            } else {
-                print_organisations(&list)
+                    page_size,
+                    page_token,
+                };
+                let mut trusts = trusts.clone();
+                async move {
+                    let page = trusts.list_organisations(request).await?.into_inner();
+                    Ok((page.organisations, page.next_page_token))
+                }
+            })
+            .await?;
+            let list = api::ListOrganisationsResponse {
+                organisations,
+                next_page_token: next.clone().unwrap_or_default(),
             };
+            if context.json() {
+                return render::print_json(&list);
+            }
+            print_organisations(&list)?;
+            return lookups::print_next(next.as_deref());
         }
     };
     print_result(context, &result.into_inner(), None)

@@ -6,6 +6,7 @@ use ics_proto::workshops::v1::{self as api, ListWorkshopsResponse, Workshop};
 
 use crate::args::enum_number;
 use crate::cli::{RolesArgs, WorkshopCommand};
+use crate::commands::lookups;
 use crate::commands::trusts::print_result;
 use crate::connect::Context;
 use crate::render::{
@@ -150,18 +151,31 @@ pub async fn workshop(context: &Context, command: WorkshopCommand) -> anyhow::Re
             }
             return Ok(());
         }
-        WorkshopCommand::List { ods_code } => {
-            let list = workshops
-                .list_workshops(api::ListWorkshopsRequest { ods_code })
-                .await?
-                .into_inner();
+        WorkshopCommand::List { ods_code, page } => {
+            let (listed, next) = lookups::read_pages(page, |page_size, page_token| {
+                let request = api::ListWorkshopsRequest {
+                    ods_code: ods_code.clone(),
+                    page_size,
+                    page_token,
+                };
+                let mut workshops = workshops.clone();
+                async move {
+                    let page = workshops.list_workshops(request).await?.into_inner();
+                    Ok((page.workshops, page.next_page_token))
+                }
+            })
+            .await?;
+            let list = ListWorkshopsResponse {
+                workshops: listed,
+                next_page_token: next.clone().unwrap_or_default(),
+            };
             if context.json() {
                 return render::print_json(&list);
             }
             for line in list_lines(&list) {
                 outln!("{line}")?;
             }
-            return Ok(());
+            return lookups::print_next(next.as_deref());
         }
     };
     print_result(context, &result.into_inner(), None)
@@ -421,6 +435,7 @@ mod tests {
     fn the_list_has_a_row_per_workshop_and_a_count() {
         let list = ListWorkshopsResponse {
             workshops: vec![workshop()],
+            next_page_token: String::new(),
         };
         let lines = list_lines(&list);
         assert!(lines[1].starts_with("w-1       3p    reported-out  2016-02-29 to 2016-03-04"));
