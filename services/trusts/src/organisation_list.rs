@@ -8,7 +8,7 @@
 //! million times). The row keeps the organisation as its view, which leaves none of the
 //! aggregate's state out, so the next event applies to it exactly as to a fold.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use chrono::NaiveDate;
 use futures_util::future::BoxFuture;
@@ -167,7 +167,15 @@ impl Projection for OrganisationListProjection {
         connection: &'a mut PgConnection,
         event: &'a EventEnvelope,
     ) -> BoxFuture<'a, Result<(), ProjectionError>> {
-        Box::pin(apply(connection, event))
+        Box::pin(apply_batch(connection, std::slice::from_ref(event)))
+    }
+
+    fn apply_batch<'a>(
+        &'a self,
+        connection: &'a mut PgConnection,
+        events: &'a [EventEnvelope],
+    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
+        Box::pin(apply_batch(connection, events))
     }
 
     fn reset<'a>(
@@ -181,68 +189,125 @@ impl Projection for OrganisationListProjection {
     }
 }
 
-async fn apply(
+/// Applies a batch: the rows of the organisations it touches are read in one statement, every
+/// event applied in order to its organisation in memory, and the changed rows written back in
+/// one statement (their parent links in two more, when they changed). A back-load renaming a
+/// hundred trusts ten thousand times costs three statements per batch, not two per event.
+async fn apply_batch(
     connection: &mut PgConnection,
-    event: &EventEnvelope,
+    events: &[EventEnvelope],
 ) -> Result<(), ProjectionError> {
     // Programmes, value streams and cohorts share the stream; only organisations are listed.
-    let Some(ods_code) = event.stream_id.strip_prefix(organisation::STREAM_PREFIX) else {
-        return Ok(());
-    };
-    let recorded = RecordedEvent::from_envelope(event)
-        .map_err(|error| ProjectionError::Rejected(error.to_string()))?;
-    let stored: Option<Vec<u8>> =
-        sqlx::query_scalar("SELECT organisation FROM organisation_list WHERE ods_code = $1")
-            .bind(ods_code)
-            .fetch_optional(&mut *connection)
-            .await?;
-    let current = stored
-        .map(|bytes| {
-            api::Organisation::decode(bytes.as_slice())
-                .map_err(|error| {
-                    ProjectionError::Corrupt(format!("organisation_list row {ods_code}: {error}"))
-                })
-                .and_then(organisation_of)
+    let listed: Vec<(&str, &EventEnvelope)> = events
+        .iter()
+        .filter_map(|event| {
+            event
+                .stream_id
+                .strip_prefix(organisation::STREAM_PREFIX)
+                .map(|ods_code| (ods_code, event))
         })
-        .transpose()?;
-    let parents_before = current
-        .as_ref()
-        .map(|organisation| organisation.parents.clone());
-    // A payload that does not decode cannot be applied later either.
-    let Some(next) = Organisation::then(current, &recorded)
-        .map_err(|error| ProjectionError::Rejected(error.to_string()))?
-    else {
+        .collect();
+    if listed.is_empty() {
         return Ok(());
-    };
-    sqlx::query(
-        "INSERT INTO organisation_list (ods_code, kind, organisation) VALUES ($1, $2, $3)
-         ON CONFLICT (ods_code) DO UPDATE
-         SET kind = excluded.kind, organisation = excluded.organisation",
+    }
+    let mut codes: Vec<&str> = listed.iter().map(|(ods_code, _)| *ods_code).collect();
+    codes.sort_unstable();
+    codes.dedup();
+    let rows = sqlx::query(
+        "SELECT ods_code, organisation FROM organisation_list WHERE ods_code = ANY($1)",
     )
-    .bind(ods_code)
-    .bind(next.kind as i32)
-    .bind(organisation_view(&next).encode_to_vec())
-    .execute(&mut *connection)
+    .bind(&codes)
+    .fetch_all(&mut *connection)
     .await?;
-    if parents_before.as_ref() != Some(&next.parents) {
-        sqlx::query("DELETE FROM organisation_list_parents WHERE ods_code = $1")
-            .bind(ods_code)
-            .execute(&mut *connection)
-            .await?;
-        for (position, link) in next.parents.iter().enumerate() {
-            sqlx::query(
-                "INSERT INTO organisation_list_parents
-                     (ods_code, position, parent_ods_code, valid_from, valid_to)
-                 VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(ods_code)
-            .bind(i32::try_from(position).unwrap_or(i32::MAX))
-            .bind(&link.parent_ods_code)
-            .bind(link.valid_from)
-            .bind(link.valid_to)
-            .execute(&mut *connection)
-            .await?;
+    let mut stored: HashMap<String, Organisation> = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let ods_code: String = row.try_get("ods_code")?;
+        let bytes: Vec<u8> = row.try_get("organisation")?;
+        let organisation = api::Organisation::decode(bytes.as_slice())
+            .map_err(|error| {
+                ProjectionError::Corrupt(format!("organisation_list row {ods_code}: {error}"))
+            })
+            .and_then(organisation_of)?;
+        stored.insert(ods_code, organisation);
+    }
+    let mut current: HashMap<&str, Option<Organisation>> = codes
+        .iter()
+        .map(|ods_code| (*ods_code, stored.get(*ods_code).cloned()))
+        .collect();
+    for (ods_code, event) in &listed {
+        let recorded = RecordedEvent::from_envelope(event)
+            .map_err(|error| ProjectionError::Rejected(error.to_string()))?;
+        let state = current.get_mut(ods_code).and_then(Option::take);
+        // A payload that does not decode cannot be applied later either.
+        let next = Organisation::then(state, &recorded)
+            .map_err(|error| ProjectionError::Rejected(error.to_string()))?;
+        current.insert(ods_code, next);
+    }
+
+    let mut changed_codes = Vec::new();
+    let mut kinds = Vec::new();
+    let mut views = Vec::new();
+    let mut relinked = Vec::new();
+    for (ods_code, organisation) in &current {
+        let Some(organisation) = organisation else {
+            continue;
+        };
+        let before = stored.get(*ods_code);
+        if before == Some(organisation) {
+            continue;
         }
+        changed_codes.push(*ods_code);
+        kinds.push(organisation.kind as i32);
+        views.push(organisation_view(organisation).encode_to_vec());
+        if before.map(|before| &before.parents) != Some(&organisation.parents) {
+            relinked.push((*ods_code, &organisation.parents));
+        }
+    }
+    if !changed_codes.is_empty() {
+        sqlx::query(
+            "INSERT INTO organisation_list (ods_code, kind, organisation)
+             SELECT * FROM UNNEST($1::text[], $2::integer[], $3::bytea[])
+             ON CONFLICT (ods_code) DO UPDATE
+             SET kind = excluded.kind, organisation = excluded.organisation",
+        )
+        .bind(&changed_codes)
+        .bind(&kinds)
+        .bind(&views)
+        .execute(&mut *connection)
+        .await?;
+    }
+    if !relinked.is_empty() {
+        let relinked_codes: Vec<&str> = relinked.iter().map(|(ods_code, _)| *ods_code).collect();
+        sqlx::query("DELETE FROM organisation_list_parents WHERE ods_code = ANY($1)")
+            .bind(&relinked_codes)
+            .execute(&mut *connection)
+            .await?;
+        let mut link_codes = Vec::new();
+        let mut positions = Vec::new();
+        let mut parent_codes = Vec::new();
+        let mut valid_from = Vec::new();
+        let mut valid_to = Vec::new();
+        for (ods_code, parents) in &relinked {
+            for (position, link) in parents.iter().enumerate() {
+                link_codes.push(*ods_code);
+                positions.push(i32::try_from(position).unwrap_or(i32::MAX));
+                parent_codes.push(link.parent_ods_code.as_str());
+                valid_from.push(link.valid_from);
+                valid_to.push(link.valid_to);
+            }
+        }
+        sqlx::query(
+            "INSERT INTO organisation_list_parents
+                 (ods_code, position, parent_ods_code, valid_from, valid_to)
+             SELECT * FROM UNNEST($1::text[], $2::integer[], $3::text[], $4::date[], $5::date[])",
+        )
+        .bind(&link_codes)
+        .bind(&positions)
+        .bind(&parent_codes)
+        .bind(&valid_from)
+        .bind(&valid_to)
+        .execute(&mut *connection)
+        .await?;
     }
     Ok(())
 }
