@@ -1,10 +1,14 @@
 //! A backlog of a million events, and how fast the platform works through it: the relay's
-//! publishing, the projections' catch-up, and a projection's rebuild from the record.
+//! publishing, a projection's catch-up after an outage, and a projection's rebuild from the
+//! record.
 //!
 //! The events are renames of the benchmark's trusts, appended straight into the trusts log in
-//! chunks (what a long outage of the bus, or a restore, leaves behind), because a million
+//! chunks (what a long outage of the bus, or a back-load, leaves behind), because a million
 //! commands through the API would take the benchmark a quarter of an hour. They are the events
 //! the API would have recorded: one per rename, each the next version of its trust's stream.
+//! With the reporting service's process id the reporting service is frozen (SIGSTOP) while the
+//! backlog is appended and published, and its catch-up timed from when it resumes (SIGCONT):
+//! a projection outage. Without it the catch-up runs alongside the relay.
 
 use std::time::{Duration, Instant};
 
@@ -26,6 +30,11 @@ pub(crate) struct BacklogArgs {
     /// Events appended to the log for the backlog measures; 0 skips them.
     #[arg(long, default_value_t = 1_000_000)]
     pub backlog_events: usize,
+    /// The reporting service's process id: it is stopped (SIGSTOP) while the backlog is
+    /// appended and published, then resumed, so its catch-up is measured after a projection
+    /// outage. Without it the catch-up runs alongside the relay (`scripts/bench` passes it).
+    #[arg(long, env = "ICS_BENCH_REPORTING_PID")]
+    pub reporting_pid: Option<u32>,
 }
 
 const CHUNK: usize = 10_000;
@@ -35,7 +44,7 @@ pub(crate) async fn run(
     admin_urls: &[&str],
     trusts: usize,
     database_url: Option<&str>,
-    server_pid: Option<u32>,
+    server_pids: &[u32],
     args: &BacklogArgs,
 ) -> anyhow::Result<()> {
     if args.backlog_events == 0 {
@@ -65,6 +74,11 @@ pub(crate) async fn run(
         );
     }
 
+    // A projection outage: the reporting service is frozen while the backlog is appended and
+    // published, as if it were down, so that its catch-up is measured on its own.
+    if let Some(pid) = args.reporting_pid {
+        signal(pid, "STOP")?;
+    }
     let appending = Instant::now();
     let mut appended = 0;
     while appended < args.backlog_events {
@@ -124,23 +138,104 @@ pub(crate) async fn run(
         AdminServiceClient::new(crate::connect(admin_urls[1], &clients.tls).await?);
     let mut reporting_admin =
         AdminServiceClient::new(crate::connect(admin_urls[0], &clients.tls).await?);
+    let rate = |elapsed: Duration| appended as f64 / elapsed.as_secs_f64();
     let started = Instant::now();
-    let cpu_before = CpuSeconds::now(server_pid);
-    let mut published_in = None;
+    let cpu_before = CpuSeconds::now(server_pids);
     let deadline = started + Duration::from_secs(1800);
+    if let Some(pid) = args.reporting_pid {
+        wait_published(&mut trusts_admin, clients, deadline).await?;
+        let published_in = started.elapsed();
+        let cpu = CpuSeconds::now(server_pids).since(cpu_before);
+        println!(
+            "  relay (reporting stopped): published in {:.1} s = {:.0} events/s",
+            published_in.as_secs_f64(),
+            rate(published_in)
+        );
+        cpu.print_per_thousand(
+            appended,
+            "events published (while the workshops' and metrics' references consume them)",
+        );
+        let resumed = Instant::now();
+        let cpu_before = CpuSeconds::now(server_pids);
+        signal(pid, "CONT")?;
+        wait_overview_applied(&mut reporting_admin, clients, deadline).await?;
+        let caught_up_in = resumed.elapsed();
+        let cpu = CpuSeconds::now(server_pids).since(cpu_before);
+        println!(
+            "  catch-up of the overview projection after its outage: {:.1} s = {:.0} events/s (target >= 50,000/s)",
+            caught_up_in.as_secs_f64(),
+            rate(caught_up_in)
+        );
+        cpu.print_per_thousand(appended, "events applied by the overview");
+    } else {
+        wait_published(&mut trusts_admin, clients, deadline).await?;
+        let published_in = started.elapsed();
+        wait_overview_applied(&mut reporting_admin, clients, deadline).await?;
+        let caught_up_in = started.elapsed();
+        let cpu = CpuSeconds::now(server_pids).since(cpu_before);
+        println!(
+            "  relay: published in {:.1} s = {:.0} events/s",
+            published_in.as_secs_f64(),
+            rate(published_in)
+        );
+        println!(
+            "  catch-up of the overview projection (relay included): {:.1} s = {:.0} events/s (target >= 50,000/s)",
+            caught_up_in.as_secs_f64(),
+            rate(caught_up_in)
+        );
+        cpu.print_per_thousand(appended, "events published and applied");
+    }
+    crate::throughput::settle(clients, admin_urls).await?;
+    let cpu_before = CpuSeconds::now(server_pids);
+    let rebuilt = crate::throughput::rebuild(clients, admin_urls[0]).await?;
+    CpuSeconds::now(server_pids)
+        .since(cpu_before)
+        .print_per_thousand(rebuilt, "events rebuilt");
+    Ok(())
+}
+
+/// Sends a signal to a process by its id (`kill -STOP` / `kill -CONT`).
+fn signal(pid: u32, name: &str) -> anyhow::Result<()> {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()?;
+    anyhow::ensure!(status.success(), "kill -{name} {pid} failed");
+    Ok(())
+}
+
+/// Waits until the trusts relay has published its whole log.
+async fn wait_published(
+    admin: &mut AdminServiceClient<ics_client::RetryingChannel>,
+    clients: &Clients,
+    deadline: Instant,
+) -> anyhow::Result<()> {
     loop {
-        if published_in.is_none() {
-            let log = trusts_admin
-                .verify(authorized(&clients.operator, VerifyRequest {})?)
-                .await?
-                .into_inner()
-                .log
-                .unwrap_or_default();
-            if log.unpublished_events == 0 {
-                published_in = Some(started.elapsed());
-            }
+        let log = admin
+            .verify(authorized(&clients.operator, VerifyRequest {})?)
+            .await?
+            .into_inner()
+            .log
+            .unwrap_or_default();
+        if log.unpublished_events == 0 {
+            return Ok(());
         }
-        let behind: u64 = reporting_admin
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the backlog is not published after 30 min"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until the overview projection has applied everything its stream holds.
+async fn wait_overview_applied(
+    admin: &mut AdminServiceClient<ics_client::RetryingChannel>,
+    clients: &Clients,
+    deadline: Instant,
+) -> anyhow::Result<()> {
+    loop {
+        let behind: u64 = admin
             .verify(authorized(&clients.operator, VerifyRequest {})?)
             .await?
             .into_inner()
@@ -149,35 +244,13 @@ pub(crate) async fn run(
             .filter(|check| check.projection == "overview")
             .map(|check| check.consumer_pending + check.streams_behind)
             .sum();
-        if published_in.is_some() && behind == 0 {
-            break;
+        if behind == 0 {
+            return Ok(());
         }
         anyhow::ensure!(
             Instant::now() < deadline,
             "the backlog is not applied after 30 min"
         );
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let caught_up_in = started.elapsed();
-    let cpu = CpuSeconds::now(server_pid).since(cpu_before);
-    let published_in = published_in.unwrap_or(caught_up_in);
-    let rate = |elapsed: Duration| appended as f64 / elapsed.as_secs_f64();
-    println!(
-        "  relay: published in {:.1} s = {:.0} events/s",
-        published_in.as_secs_f64(),
-        rate(published_in)
-    );
-    println!(
-        "  catch-up of the overview projection (relay included): {:.1} s = {:.0} events/s (target >= 50,000/s)",
-        caught_up_in.as_secs_f64(),
-        rate(caught_up_in)
-    );
-    cpu.print_per_thousand(appended, "events published and applied");
-    crate::throughput::settle(clients, admin_urls).await?;
-    let cpu_before = CpuSeconds::now(server_pid);
-    let rebuilt = crate::throughput::rebuild(clients, admin_urls[0]).await?;
-    CpuSeconds::now(server_pid)
-        .since(cpu_before)
-        .print_per_thousand(rebuilt, "events rebuilt");
-    Ok(())
 }

@@ -177,7 +177,7 @@ impl Cli {
             &admin_urls,
             self.trusts,
             database_url,
-            self.throughput.server_pid,
+            &self.throughput.server_pids,
             &self.backlog,
         )
         .await

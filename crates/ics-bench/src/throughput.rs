@@ -38,9 +38,10 @@ pub(crate) struct ThroughputArgs {
     /// Seconds of each sweep step.
     #[arg(long, default_value_t = 5)]
     pub sweep_seconds: u64,
-    /// The server's process id, for its CPU seconds (`scripts/bench` passes it).
-    #[arg(long, env = "ICS_BENCH_SERVER_PID")]
-    pub server_pid: Option<u32>,
+    /// The services' process ids, comma-separated, for their CPU seconds (`scripts/bench`
+    /// passes them).
+    #[arg(long, env = "ICS_BENCH_SERVER_PIDS", value_delimiter = ',')]
+    pub server_pids: Vec<u32>,
 }
 
 /// CPU seconds (user + system) of the processes that do the work, from `/proc/<pid>/stat`.
@@ -80,10 +81,14 @@ fn processes_named(prefix: &str) -> Vec<u32> {
 }
 
 impl CpuSeconds {
-    pub(crate) fn now(server_pid: Option<u32>) -> CpuSeconds {
+    pub(crate) fn now(server_pids: &[u32]) -> CpuSeconds {
         let sum = |pids: Vec<u32>| pids.into_iter().filter_map(process_cpu).sum::<f64>();
         CpuSeconds {
-            server: server_pid.and_then(process_cpu).unwrap_or(f64::NAN),
+            server: if server_pids.is_empty() {
+                f64::NAN
+            } else {
+                sum(server_pids.to_vec())
+            },
             postgres: sum(processes_named("postgres")),
             nats: sum(processes_named("nats-server")),
         }
@@ -219,7 +224,7 @@ pub(crate) async fn run(
 
     for &concurrency in &args.concurrency {
         settle(clients, admin_urls).await?;
-        let before = CpuSeconds::now(args.server_pid);
+        let before = CpuSeconds::now(&args.server_pids);
         let (sample, elapsed) = closed_loop(
             clients,
             trusts,
@@ -228,7 +233,7 @@ pub(crate) async fn run(
             Duration::from_secs(seconds),
         )
         .await;
-        let cpu = CpuSeconds::now(args.server_pid).since(before);
+        let cpu = CpuSeconds::now(&args.server_pids).since(before);
         let rate = sample.latencies.len() as f64 / elapsed.as_secs_f64();
         println!(
             "closed loop, concurrency {concurrency}, {seconds} s: {rate:.0} commands/s, p50 {:.2} ms, p99 {:.2} ms, errors {}",
