@@ -71,27 +71,29 @@ impl<P: Projection> ProjectionRunner<P> {
                 .await?;
         }
         let mut total = 0;
-        let mut last = None;
-        for (service, end) in self.config.source_services.iter().zip(&ends) {
+        let services = self.config.source_services.iter().zip(&ends);
+        let count = self.config.source_services.len();
+        for (index, (service, end)) in services.enumerate() {
             let (applied, last_event) = self.apply_log(&mut transaction, service).await?;
             let stream_name = subject::stream_name(&self.config.subject_prefix, service);
             let sequence = match end {
                 StreamEnd::At(sequence) => *sequence,
                 StreamEnd::Unknown => 0,
             };
+            // Watchers recompute once, at the last source, for the whole rebuild (an empty log
+            // changes the view too).
+            let last = index + 1 == count;
+            let changed = last.then(|| last_event.unwrap_or_default());
             self.record_checkpoint(
                 &mut transaction,
                 &stream_name,
                 sequence,
                 i64::try_from(applied).unwrap_or(i64::MAX),
+                changed.as_ref(),
             )
             .await?;
             total += applied;
-            last = last_event.or(last);
         }
-        // Watchers recompute once, for the whole rebuild (an empty log changes the view too).
-        self.notify_changed(&mut transaction, &last.unwrap_or_default())
-            .await?;
         transaction.commit().await?;
         for (service, end) in self.config.source_services.iter().zip(&ends) {
             if let StreamEnd::At(sequence) = end {

@@ -517,16 +517,19 @@ impl<P: Projection> ProjectionRunner<P> {
         let (applied, last_applied) = self
             .apply_in_order(&mut transaction, batch, envelopes)
             .await?;
-        if let Some(envelope) = last_applied {
-            self.notify_changed(&mut transaction, envelope).await?;
-        }
         let last_sequence = batch
             .iter()
             .filter_map(|message| message.info().ok().map(|info| info.stream_sequence))
             .max()
             .unwrap_or(0);
-        self.record_checkpoint(&mut transaction, stream_name, last_sequence, applied)
-            .await?;
+        self.record_checkpoint(
+            &mut transaction,
+            stream_name,
+            last_sequence,
+            applied,
+            last_applied,
+        )
+        .await?;
         transaction.commit().await?;
         Ok(())
     }
@@ -694,25 +697,47 @@ impl<P: Projection> ProjectionRunner<P> {
         span
     }
 
+    /// Records how far the projection read `stream_name` and how much it applied, and, when
+    /// the transaction changed the projection, tells watchers so, naming the last event applied:
+    /// one statement, the last of every applying transaction.
+    ///
+    /// The notice goes once per transaction, not per event: a watcher recomputes its view on a
+    /// signal anyway, and a batch of thousands of events would otherwise send thousands. It is
+    /// transactional: watchers hear of the change only once it is committed.
     pub(crate) async fn record_checkpoint(
         &self,
         connection: &mut PgConnection,
         stream_name: &str,
         stream_sequence: u64,
         applied: i64,
+        changed: Option<&EventEnvelope>,
     ) -> Result<(), ProjectionError> {
         sqlx::query(
-            "INSERT INTO projection_checkpoints (projection, source_stream, stream_sequence, events_applied)
-             VALUES ($1, $2, $3, $4)
-             ON CONFLICT (projection, source_stream) DO UPDATE
-             SET stream_sequence = GREATEST(projection_checkpoints.stream_sequence, excluded.stream_sequence),
-                 events_applied = projection_checkpoints.events_applied + excluded.events_applied,
-                 updated_at = now()",
+            "WITH checkpoint AS (
+                 INSERT INTO projection_checkpoints (projection, source_stream, stream_sequence,
+                     events_applied)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (projection, source_stream) DO UPDATE
+                 SET stream_sequence = GREATEST(projection_checkpoints.stream_sequence,
+                         excluded.stream_sequence),
+                     events_applied = projection_checkpoints.events_applied
+                         + excluded.events_applied,
+                     updated_at = now()
+             )
+             SELECT pg_notify($5, $6) WHERE $7",
         )
         .bind(self.projection.name())
         .bind(stream_name)
         .bind(i64::try_from(stream_sequence).unwrap_or(i64::MAX))
         .bind(applied)
+        .bind(change_channel(self.projection.name()))
+        .bind(changed.map_or_else(String::new, |envelope| {
+            format!(
+                "{}\t{}\t{}",
+                envelope.organisation, envelope.event_type, envelope.event_id
+            )
+        }))
+        .bind(changed.is_some())
         .execute(&mut *connection)
         .await?;
         Ok(())
@@ -781,14 +806,12 @@ impl<P: Projection> ProjectionRunner<P> {
     ) -> Result<Outcome, ProjectionError> {
         let mut transaction = self.pool.begin().await?;
         let outcome = self.apply_ordered(&mut transaction, envelope).await?;
-        if outcome.events_applied() > 0 {
-            self.notify_changed(&mut transaction, envelope).await?;
-        }
         self.record_checkpoint(
             &mut transaction,
             stream_name,
             stream_sequence,
             outcome.events_applied(),
+            (outcome.events_applied() > 0).then_some(envelope),
         )
         .await?;
         transaction.commit().await?;
@@ -873,26 +896,6 @@ impl<P: Projection> ProjectionRunner<P> {
         envelope: &EventEnvelope,
     ) -> Result<(), ProjectionError> {
         self.projection.apply(connection, envelope).await
-    }
-
-    /// Tells watchers the projection changed, naming the last event applied. Once per
-    /// transaction, not per event: a watcher recomputes its view on a signal anyway, and a batch
-    /// of thousands of events would otherwise send thousands of notifications. Transactional:
-    /// watchers hear of the change only once it is committed.
-    pub(crate) async fn notify_changed(
-        &self,
-        connection: &mut PgConnection,
-        envelope: &EventEnvelope,
-    ) -> Result<(), ProjectionError> {
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(change_channel(self.projection.name()))
-            .bind(format!(
-                "{}\t{}\t{}",
-                envelope.organisation, envelope.event_type, envelope.event_id
-            ))
-            .execute(&mut *connection)
-            .await?;
-        Ok(())
     }
 
     /// The stream's applied version, locked for this transaction so that replicas sharing a
