@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use ics_proto::events::v1::EventEnvelope;
 use uuid::Uuid;
 
-use crate::store::{LogCursor, RecordedEvent, stored_u64, to_i64};
+use crate::store::{AppendSignal, LogCursor, RecordedEvent, stored_u64, to_i64};
 use crate::{EventStore, StoreError, fault, subject};
 
 /// Session-level advisory lock electing the one relaying replica (advisory locks are per
@@ -30,6 +30,27 @@ const LEADERSHIP_UNLOCK: &str = "SELECT pg_advisory_unlock(hashtext($1))";
 const LEADERSHIP_RETRY: Duration = Duration::from_secs(1);
 /// How often the leader checks that its lock's connection is still alive.
 const LEADERSHIP_CHECK: Duration = Duration::from_secs(2);
+
+/// Marks this process's relay as the leader while it lives: appends here then wake it in
+/// memory and send no NOTIFY (see [`AppendSignal`]).
+struct Leading(std::sync::Arc<AppendSignal>);
+
+impl Leading {
+    fn start(signal: std::sync::Arc<AppendSignal>) -> Self {
+        signal
+            .relay_leading
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        Leading(signal)
+    }
+}
+
+impl Drop for Leading {
+    fn drop(&mut self) {
+        self.0
+            .relay_leading
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
 
 /// Header carrying the event's fully-qualified type, so consumers can filter without decoding.
 pub const EVENT_TYPE_HEADER: &str = "Ics-Event-Type";
@@ -209,6 +230,8 @@ impl Relay {
         shutdown: &CancellationToken,
     ) {
         let mut listener = self.listen().await;
+        // While this relay leads, appends in this process wake it in memory, not by NOTIFY.
+        let _leading = Leading::start(self.store.appended.clone());
         let mut backoff = Duration::from_millis(50);
         // Nothing is published until the checkpoint agrees with what the stream holds; after a
         // failed publication the stream is set up and checked again (it may have been deleted,
@@ -270,6 +293,7 @@ impl Relay {
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
                         _ = wait => {}
+                        () = self.store.appended.wake.notified() => {}
                         notification = listening.try_recv() => {
                             if notification.is_err() {
                                 // The listener reconnects by itself on the next call; polling
@@ -283,6 +307,7 @@ impl Relay {
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
                         _ = wait => {}
+                        () = self.store.appended.wake.notified() => {}
                     }
                     listener = self.listen().await;
                 }

@@ -306,6 +306,19 @@ pub struct EventStore {
     service: String,
     /// Histories of recently commanded streams (see [`crate::history_cache`]).
     history: Arc<HistoryCache>,
+    /// How appends wake this process's relay.
+    pub(crate) appended: Arc<AppendSignal>,
+}
+
+/// How an append wakes the relay. The relay of the process that appended is woken in memory;
+/// PostgreSQL's NOTIFY (which serialises the commits that send it and wakes every listening
+/// session) is sent only while another process's relay leads, which it wakes across replicas.
+/// A wake lost when leadership moves is covered by the relay's poll.
+#[derive(Debug, Default)]
+pub(crate) struct AppendSignal {
+    pub(crate) wake: tokio::sync::Notify,
+    /// Whether this process's relay holds the leadership.
+    pub(crate) relay_leading: std::sync::atomic::AtomicBool,
 }
 
 /// What a command reads before it decides.
@@ -330,6 +343,7 @@ impl EventStore {
             pool,
             service: service.to_string(),
             history: Arc::new(HistoryCache::new(DEFAULT_HISTORY_CACHE_EVENTS)),
+            appended: Arc::new(AppendSignal::default()),
         }
     }
 
@@ -647,7 +661,7 @@ impl EventStore {
              SELECT pg_notify($17, '')
              FROM (SELECT count(*) AS appended FROM appended) AS appended_events,
                   (SELECT count(*) AS recorded FROM recorded) AS recorded_requests
-             WHERE appended_events.appended > 0",
+             WHERE appended_events.appended > 0 AND $18",
         )
         .bind(stream_id)
         .bind(&versions)
@@ -686,10 +700,21 @@ impl EventStore {
         .bind(fingerprint)
         .bind(outcome.encode_to_vec())
         .bind(self.notify_channel())
+        .bind(
+            !self
+                .appended
+                .relay_leading
+                .load(std::sync::atomic::Ordering::SeqCst),
+        )
         .execute(&mut *connection)
         .await;
         match appended {
-            Ok(_) => Ok(outcome),
+            Ok(_) => {
+                if !new_events.is_empty() {
+                    self.appended.wake.notify_one();
+                }
+                Ok(outcome)
+            }
             Err(error) if is_unique_violation(&error) => Err(AttemptError::Raced),
             Err(error) => Err(failed(error)),
         }

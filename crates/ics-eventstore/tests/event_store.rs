@@ -628,3 +628,77 @@ async fn the_history_cache_follows_the_database_through_other_writers_and_restor
         database.drop_database().await;
     }
 }
+
+/// The leading relay is woken in memory by appends of its own process, which then send no
+/// NOTIFY (it serialises the commits that send it); appends of another replica still NOTIFY,
+/// which wakes it across processes. The relay's poll is an hour here, so only a wake publishes.
+#[tokio::test]
+async fn appends_wake_their_own_relay_in_memory_and_another_replicas_by_notify() {
+    let database = TestDatabase::create().await;
+    let store = store(&database).await;
+    let other_replica = EventStore::new(database.pool("trusts").await, "trusts");
+    let prefix = unique_token();
+    let nats = async_nats::connect(ics_testing::nats_url()).await.unwrap();
+    let relay = Relay::new(
+        store.clone(),
+        nats.clone(),
+        RelayConfig {
+            poll_interval: Duration::from_secs(3600),
+            ..RelayConfig::new(&prefix)
+        },
+    );
+    let stream_name = relay.stream_name();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(relay.run(stop.clone()));
+    // Leading once the lock is taken; then a first pass finds nothing and the relay waits.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    // The lock is the session's: taken and given back on one connection.
+    let mut probe = other_replica.pool().acquire().await.unwrap();
+    while sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock(hashtext('trusts.relay'))")
+        .fetch_one(&mut *probe)
+        .await
+        .unwrap()
+    {
+        sqlx::query("SELECT pg_advisory_unlock(hashtext('trusts.relay'))")
+            .execute(&mut *probe)
+            .await
+            .unwrap();
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the relay never led"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(probe);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut listener = sqlx::postgres::PgListener::connect_with(store.pool())
+        .await
+        .unwrap();
+    listener.listen(&store.notify_channel()).await.unwrap();
+
+    append(&store, "own", "organisation-RTP", ExpectedVersion::Any)
+        .await
+        .unwrap();
+    read_stream_messages(&nats, &stream_name, 1).await;
+    let notified = tokio::time::timeout(Duration::from_millis(300), listener.recv()).await;
+    assert!(notified.is_err(), "the leader's own append sent a NOTIFY");
+
+    append(
+        &other_replica,
+        "other",
+        "organisation-RTP",
+        ExpectedVersion::Any,
+    )
+    .await
+    .unwrap();
+    read_stream_messages(&nats, &stream_name, 2).await;
+    tokio::time::timeout(Duration::from_secs(5), listener.recv())
+        .await
+        .expect("another replica's append sends a NOTIFY")
+        .unwrap();
+
+    stop.cancel();
+    running.await.unwrap();
+    ics_testing::delete_streams(&nats, &prefix).await;
+    database.drop_database().await;
+}

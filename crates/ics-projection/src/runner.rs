@@ -118,6 +118,10 @@ pub struct RunnerConfig {
     pub continue_trace: Option<fn(&tracing::Span, &str, &str)>,
     /// The service that runs the projection, on its spans (`service`).
     pub service: String,
+    /// Whether each applying transaction announces the change on the projection's
+    /// [`change_channel`]. Only projections something watches should: a NOTIFY serialises the
+    /// commits that send it and wakes every listening session of the database.
+    pub announce_changes: bool,
 }
 
 impl RunnerConfig {
@@ -131,6 +135,15 @@ impl RunnerConfig {
             batch: 2048,
             continue_trace: None,
             service: String::new(),
+            announce_changes: true,
+        }
+    }
+
+    /// The same configuration for a projection nobody watches: no change notices.
+    pub fn without_change_notices(self) -> Self {
+        RunnerConfig {
+            announce_changes: false,
+            ..self
         }
     }
 }
@@ -737,7 +750,7 @@ impl<P: Projection> ProjectionRunner<P> {
                 envelope.organisation, envelope.event_type, envelope.event_id
             )
         }))
-        .bind(changed.is_some())
+        .bind(changed.is_some() && self.config.announce_changes)
         .execute(&mut *connection)
         .await?;
         Ok(())

@@ -55,7 +55,8 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let mut host =
         ServiceHost::start(common, SERVICE, Log::Recorded(MIGRATIONS), &shutdown).await?;
-    let references = host.runner_config(&["trusts"]);
+    // Nothing watches the references: their changes are not announced.
+    let references = host.runner_config(&["trusts"]).without_change_notices();
     host.supervise(|supervisor| {
         supervisor.supervise(
             Arc::new(ics_references::ReferencesProjection::named(REFERENCES)),

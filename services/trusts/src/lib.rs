@@ -52,7 +52,8 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let mut host =
         ServiceHost::start(common, SERVICE, Log::Recorded(MIGRATIONS), &shutdown).await?;
-    let organisation_list = host.runner_config(&[SERVICE]);
+    // Lists are read a page at a time, never watched: their changes are not announced.
+    let organisation_list = host.runner_config(&[SERVICE]).without_change_notices();
     host.supervise(|supervisor| {
         supervisor.supervise(
             Arc::new(organisation_list::OrganisationListProjection),

@@ -72,10 +72,11 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let mut host =
         ServiceHost::start(common, SERVICE, Log::Recorded(MIGRATIONS), &shutdown).await?;
+    // Nothing watches these read models: their changes are not announced.
     let (references, follow_ups, workshop_list) = (
-        host.runner_config(&["trusts"]),
-        host.runner_config(&[SERVICE]),
-        host.runner_config(&[SERVICE]),
+        host.runner_config(&["trusts"]).without_change_notices(),
+        host.runner_config(&[SERVICE]).without_change_notices(),
+        host.runner_config(&[SERVICE]).without_change_notices(),
     );
     host.supervise(|supervisor| {
         supervisor
