@@ -279,6 +279,7 @@ async fn main() -> anyhow::Result<()> {
     }
     if cli.scale.scale_only {
         let icss = cli.scale(&clients).await?;
+        throughput::settle(&clients, &cli.admin_urls()).await?;
         return cli.reads(&clients, &icss).await;
     }
     if cli.throughput.throughput_only {
@@ -346,7 +347,10 @@ async fn main() -> anyhow::Result<()> {
         let icss = if cli.scale.no_scale {
             bench_ics.to_vec()
         } else {
-            cli.scale(&clients).await?
+            let icss = cli.scale(&clients).await?;
+            // The reads measure a settled deployment, not one still applying the data set.
+            throughput::settle(&clients, &cli.admin_urls()).await?;
+            icss
         };
         cli.reads(&clients, &icss).await?;
     }

@@ -22,8 +22,10 @@ use ics_service_kit::error::ServiceError;
 use crate::watch::ChangeHub;
 
 /// The longest an entry is served, whatever the notifications say: a bound on any staleness a
-/// lost notification could cause.
-pub const MAX_AGE: Duration = Duration::from_secs(5);
+/// lost notification could cause. Notifications are transactional and a reconnect outdates
+/// every entry, so this is a backstop, not how views follow changes; each expiry costs one
+/// read the view's computation (tens of milliseconds for an ICS-scale measure view).
+pub const MAX_AGE: Duration = Duration::from_secs(60);
 
 /// Entries held at most; beyond, the cache starts again empty (scopes × dates × peer groups
 /// are few in practice).
