@@ -44,7 +44,7 @@ impl RequestHygiene {
         let Some(descriptor) = self.inputs.get(path) else {
             return Ok(());
         };
-        walk(descriptor, message, "", 0).map_err(|refusal| refusal.status())
+        walk(descriptor, message, &String::new, 0).map_err(|refusal| refusal.status())
     }
 }
 
@@ -99,10 +99,12 @@ fn take<'a>(bytes: &mut &'a [u8], length: usize) -> Result<&'a [u8], Refusal> {
     Ok(taken)
 }
 
+/// Checks a message's fields against `descriptor`. Field names (`observations[4].ods_code`)
+/// are only put together for a refusal: an ingest stream brings millions of valid fields.
 fn walk(
     descriptor: &MessageDescriptor,
     mut bytes: &[u8],
-    prefix: &str,
+    prefix: &dyn Fn() -> String,
     depth: usize,
 ) -> Result<(), Refusal> {
     if depth > MAX_DEPTH {
@@ -126,7 +128,7 @@ fn walk(
                 field.is_list() && wire_type == LENGTH_DELIMITED && expected != LENGTH_DELIMITED;
             if wire_type != expected && !packed {
                 return Err(Refusal::Field {
-                    field: format!("{prefix}{}", field.name()),
+                    field: format!("{}{}", prefix(), field.name()),
                     reason: "is not encoded as its type",
                 });
             }
@@ -148,19 +150,20 @@ fn walk(
                 let Some(field) = field else {
                     continue;
                 };
-                let name = if field.is_list() {
-                    let index = occurrences.entry(number).or_insert(0);
-                    let name = format!("{prefix}{}[{index}]", field.name());
-                    *index += 1;
-                    name
-                } else {
-                    format!("{prefix}{}", field.name())
+                let index = field.is_list().then(|| {
+                    let count = occurrences.entry(number).or_insert(0);
+                    *count += 1;
+                    *count - 1
+                });
+                let name = || match index {
+                    Some(index) => format!("{}{}[{index}]", prefix(), field.name()),
+                    None => format!("{}{}", prefix(), field.name()),
                 };
                 match field.kind() {
                     Kind::String => check_text(&name, value)?,
                     // Map entries are messages too (key 1, value 2).
                     Kind::Message(message) => {
-                        walk(&message, value, &format!("{name}."), depth + 1)?;
+                        walk(&message, value, &|| format!("{}.", name()), depth + 1)?;
                     }
                     Kind::Bytes => {}
                     // A packed list of numbers: each element in the element's encoding.
@@ -198,9 +201,13 @@ fn wire_type_of(kind: &Kind) -> u64 {
 
 /// The elements of a packed list, each a varint or a fixed-width number as `element_wire_type`
 /// says, filling the value exactly.
-fn check_packed(field: &str, element_wire_type: u64, mut value: &[u8]) -> Result<(), Refusal> {
+fn check_packed(
+    field: &dyn Fn() -> String,
+    element_wire_type: u64,
+    mut value: &[u8],
+) -> Result<(), Refusal> {
     let refusal = || Refusal::Field {
-        field: field.to_owned(),
+        field: field(),
         reason: "is not a well-formed packed list",
     };
     while !value.is_empty() {
@@ -215,10 +222,10 @@ fn check_packed(field: &str, element_wire_type: u64, mut value: &[u8]) -> Result
     Ok(())
 }
 
-fn check_text(field: &str, value: &[u8]) -> Result<(), Refusal> {
+fn check_text(field: &dyn Fn() -> String, value: &[u8]) -> Result<(), Refusal> {
     let refuse = |reason| {
         Err(Refusal::Field {
-            field: field.to_owned(),
+            field: field(),
             reason,
         })
     };
