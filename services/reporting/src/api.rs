@@ -30,6 +30,7 @@ use crate::fhir;
 use crate::lookups;
 use crate::measures;
 use crate::measures_projection::MEASURES;
+use crate::outcome_records::OutcomeRecords;
 use crate::outcomes_projection::OUTCOMES;
 use crate::projection::OVERVIEW;
 use crate::view_cache::ViewCache;
@@ -52,6 +53,8 @@ pub struct ReportingApi {
     overviews: Arc<ViewCache<(String, NaiveDate), Overview>>,
     outcomes: Arc<ViewCache<(String, NaiveDate), Outcomes>>,
     measure_views: Arc<ViewCache<(String, String, NaiveDate), MeasureView>>,
+    /// The counted workshops every outcomes view reads (see [`OutcomeRecords`]).
+    outcome_records: Arc<OutcomeRecords>,
     shutdown: CancellationToken,
 }
 
@@ -68,6 +71,7 @@ impl ReportingApi {
             overviews: Arc::new(ViewCache::new(changes.clone(), &[OVERVIEW])),
             outcomes: Arc::new(ViewCache::new(changes.clone(), &[OUTCOMES, OVERVIEW])),
             measure_views: Arc::new(ViewCache::new(changes.clone(), &[MEASURES, OVERVIEW])),
+            outcome_records: Arc::new(OutcomeRecords::new(pool.clone())),
             pool,
             changes,
             watches,
@@ -87,6 +91,13 @@ impl ReportingApi {
     /// The root of the FHIR resources' canonical URLs.
     pub fn with_fhir_base(mut self, fhir_base: &str) -> Self {
         self.fhir_base = fhir_base.to_owned();
+        self
+    }
+
+    /// Counted workshops shared with the process's other outcomes views (the dashboard's),
+    /// rather than a set of its own.
+    pub fn with_outcome_records(mut self, outcome_records: Arc<OutcomeRecords>) -> Self {
+        self.outcome_records = outcome_records;
         self
     }
 }
@@ -140,31 +151,29 @@ fn as_of(value: Option<&ics_proto::events::v1::Date>) -> Result<NaiveDate, Servi
 
 type UpdateStream<U> = Pin<Box<dyn Stream<Item = Result<U, Status>> + Send>>;
 
-/// Computes a view of a scope (an ICS or programme, or an ICS with a peer group) on a date.
-type ViewFn<K, V> = fn(PgPool, K, NaiveDate) -> BoxFuture<'static, Result<V, ServiceError>>;
+/// Computes the view of the scope a watch follows (an ICS or programme, or an ICS with a peer
+/// group) on a date.
+type ViewFn<V> = Box<dyn Fn(NaiveDate) -> BoxFuture<'static, Result<V, ServiceError>> + Send>;
 
 impl ReportingApi {
     /// Streams `first`, then the view again whenever a change of one of `projections` alters
     /// it; `update` wraps a view and the change that caused it.
     #[allow(clippy::too_many_arguments)]
-    fn watch<K, V, U>(
+    fn watch<V, U>(
         &self,
         open: OpenCall,
         expires_at: Option<SystemTime>,
-        scope: K,
         projections: &'static [&'static str],
         mut changes: broadcast::Receiver<Change>,
         first: V,
-        view: ViewFn<K, V>,
+        view: ViewFn<V>,
         update: fn(V, Change) -> U,
     ) -> UpdateStream<U>
     where
-        K: Clone + Send + 'static,
         V: Clone + PartialEq + Send + 'static,
         U: Send + 'static,
     {
         let (sender, receiver) = tokio::sync::mpsc::channel(16);
-        let pool = self.pool.clone();
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
             // Counted against the tenant's open watches until this task ends.
@@ -201,7 +210,7 @@ impl ReportingApi {
                     }
                 }
                 let today = chrono::Utc::now().date_naive();
-                let current = match view(pool.clone(), scope.clone(), today).await {
+                let current = match view(today).await {
                     Ok(current) => current,
                     Err(error) => {
                         let _ = sender.send(Err(error.into())).await;
@@ -221,22 +230,21 @@ impl ReportingApi {
     }
 }
 
-fn overview_view(
-    pool: PgPool,
-    scope: Scope,
-    as_of: NaiveDate,
-) -> BoxFuture<'static, Result<Overview, ServiceError>> {
-    Box::pin(async move { views::overview(&pool, &scope, as_of).await })
+fn overview_view(pool: PgPool, scope: Scope) -> ViewFn<Overview> {
+    Box::new(move |as_of| {
+        let (pool, scope) = (pool.clone(), scope.clone());
+        Box::pin(async move { views::overview(&pool, &scope, as_of).await })
+    })
 }
 
-fn measure_view(
-    pool: PgPool,
-    (ics_ods_code, peer_group_id): (String, String),
-    as_of: NaiveDate,
-) -> BoxFuture<'static, Result<MeasureView, ServiceError>> {
-    Box::pin(
-        async move { measures::measure_view(&pool, &ics_ods_code, &peer_group_id, as_of).await },
-    )
+fn measure_view(pool: PgPool, ics_ods_code: String, peer_group_id: String) -> ViewFn<MeasureView> {
+    Box::new(move |as_of| {
+        let (pool, ics_ods_code, peer_group_id) =
+            (pool.clone(), ics_ods_code.clone(), peer_group_id.clone());
+        Box::pin(async move {
+            measures::measure_view(&pool, &ics_ods_code, &peer_group_id, as_of).await
+        })
+    })
 }
 
 /// The ICS a measures request names, which the caller must be allowed to read.
@@ -291,12 +299,11 @@ fn optional_peer_group(violations: &mut Violations, peer_group_id: &str) {
     }
 }
 
-fn outcomes_view(
-    pool: PgPool,
-    scope: Scope,
-    as_of: NaiveDate,
-) -> BoxFuture<'static, Result<Outcomes, ServiceError>> {
-    Box::pin(async move { views::outcomes(&pool, &scope, as_of).await })
+fn outcomes_view(pool: PgPool, records: Arc<OutcomeRecords>, scope: Scope) -> ViewFn<Outcomes> {
+    Box::new(move |as_of| {
+        let (pool, records, scope) = (pool.clone(), records.clone(), scope.clone());
+        Box::pin(async move { views::outcomes(&pool, &records, &scope, as_of).await })
+    })
 }
 
 #[tonic::async_trait]
@@ -355,11 +362,10 @@ impl ReportingService for ReportingApi {
         Ok(Response::new(self.watch(
             open,
             expires_at,
-            scope,
             &[OVERVIEW],
             changes,
             first,
-            overview_view,
+            overview_view(self.pool.clone(), scope),
             |overview, cause| OverviewUpdate {
                 overview: Some(overview),
                 event_type: cause.event_type,
@@ -379,7 +385,7 @@ impl ReportingService for ReportingApi {
         let outcomes = self
             .outcomes
             .get_or_compute((views::scope_key(&scope), as_of), || {
-                views::outcomes(&self.pool, &scope, as_of)
+                views::outcomes(&self.pool, &self.outcome_records, &scope, as_of)
             })
             .await?;
         Ok(Response::new(outcomes))
@@ -397,16 +403,21 @@ impl ReportingService for ReportingApi {
         let body = request.into_inner();
         let scope = authorize_scope(&principal, body.scope.as_ref())?;
         let changes = self.changes.subscribe();
-        let first = views::outcomes(&self.pool, &scope, chrono::Utc::now().date_naive()).await?;
+        let first = views::outcomes(
+            &self.pool,
+            &self.outcome_records,
+            &scope,
+            chrono::Utc::now().date_naive(),
+        )
+        .await?;
         // Membership and names come from the overview, so its changes can alter outcomes too.
         Ok(Response::new(self.watch(
             open,
             expires_at,
-            scope,
             &[OUTCOMES, OVERVIEW],
             changes,
             first,
-            outcomes_view,
+            outcomes_view(self.pool.clone(), self.outcome_records.clone(), scope),
             |outcomes, cause| OutcomesUpdate {
                 outcomes: Some(outcomes),
                 event_type: cause.event_type,
@@ -471,11 +482,10 @@ impl ReportingService for ReportingApi {
         Ok(Response::new(self.watch(
             open,
             expires_at,
-            (body.ics_ods_code, body.peer_group_id),
             &[MEASURES, OVERVIEW],
             changes,
             first,
-            measure_view,
+            measure_view(self.pool.clone(), body.ics_ods_code, body.peer_group_id),
             |view, cause| MeasureViewUpdate {
                 view: Some(view),
                 event_type: cause.event_type,
@@ -595,6 +605,7 @@ impl ReportingService for ReportingApi {
         let generated_at = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string();
         let pack = board_pack::board_pack(
             &self.pool,
+            &self.outcome_records,
             &scope,
             as_of,
             &wanted,

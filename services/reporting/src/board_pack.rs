@@ -15,6 +15,7 @@ use ics_proto::reporting::v1::{BoardPack, BoardPackFormat, MeasureView, Scope};
 use ics_service_kit::error::ServiceError;
 use sqlx::{PgPool, Row};
 
+use crate::outcome_records::OutcomeRecords;
 use crate::{measures, views};
 
 /// What a request asks for: the format, and for CSV the one table wanted (every table when
@@ -58,13 +59,14 @@ impl Wanted {
 /// `notice` (`ICS_DATA_LABEL`) at its top.
 pub async fn board_pack(
     pool: &PgPool,
+    outcome_records: &OutcomeRecords,
     scope: &Scope,
     as_of: NaiveDate,
     wanted: &Wanted,
     generated_at: &str,
     notice: Option<&str>,
 ) -> Result<BoardPack, ServiceError> {
-    let outcomes = views::outcomes(pool, scope, as_of).await?;
+    let outcomes = views::outcomes(pool, outcome_records, scope, as_of).await?;
     let measures = match ics_board_pack::measures_ics(Some(scope)) {
         Some(ics) => Some(measure_pack(pool, ics, as_of, *wanted == Wanted::Html).await?),
         None => None,

@@ -12,6 +12,7 @@
 //! refused another's pages. Without a valid token a page answers 401 with the sign-in form and
 //! no data.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use axum::Router;
@@ -28,6 +29,7 @@ use sqlx::PgPool;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
+use crate::outcome_records::OutcomeRecords;
 use crate::watch::ChangeHub;
 use crate::{OVERVIEW, views};
 
@@ -46,6 +48,8 @@ pub struct Dashboard {
     data_label: Option<String>,
     /// The root of the FHIR resources' canonical URLs (`ICS_FHIR_BASE_URL`).
     fhir_base: String,
+    /// The counted workshops the programme pages' outcomes read (see [`OutcomeRecords`]).
+    outcome_records: Arc<OutcomeRecords>,
     shutdown: CancellationToken,
 }
 
@@ -59,12 +63,13 @@ impl Dashboard {
         shutdown: CancellationToken,
     ) -> Self {
         Dashboard {
-            pool,
             changes,
             authenticator,
             secure,
             data_label: data_label.filter(|label| !label.trim().is_empty()),
             fhir_base: ics_fhir::EXAMPLE_BASE.to_owned(),
+            outcome_records: Arc::new(OutcomeRecords::new(pool.clone())),
+            pool,
             shutdown,
         }
     }
@@ -72,6 +77,13 @@ impl Dashboard {
     /// The root of the FHIR resources' canonical URLs.
     pub fn with_fhir_base(mut self, fhir_base: &str) -> Self {
         self.fhir_base = fhir_base.to_owned();
+        self
+    }
+
+    /// Counted workshops shared with the process's other outcomes views (the gRPC API's),
+    /// rather than a set of its own.
+    pub fn with_outcome_records(mut self, outcome_records: Arc<OutcomeRecords>) -> Self {
+        self.outcome_records = outcome_records;
         self
     }
 
@@ -480,7 +492,13 @@ async fn programme_page(
         return refused;
     }
     let today = chrono::Utc::now().date_naive();
-    let outcomes = match views::outcomes(&dashboard.pool, &programme_scope(&programme), today).await
+    let outcomes = match views::outcomes(
+        &dashboard.pool,
+        &dashboard.outcome_records,
+        &programme_scope(&programme),
+        today,
+    )
+    .await
     {
         Ok(outcomes) => outcomes,
         Err(error) => return error_page(&error),
@@ -616,6 +634,7 @@ async fn board_pack_download(dashboard: &Dashboard, scope: &Scope, file: &str) -
     let generated_at = chrono::Utc::now().format("%-d %B %Y %H:%M UTC").to_string();
     let pack = match crate::board_pack::board_pack(
         &dashboard.pool,
+        &dashboard.outcome_records,
         scope,
         today,
         &wanted,
@@ -995,15 +1014,16 @@ async fn programme_live(
         Err(refused) => return refused,
     };
     let scope = programme_scope(&programme);
+    let records = dashboard.outcome_records.clone();
     live(
         dashboard,
         &[crate::OUTCOMES, OVERVIEW],
         expires_at,
         move |pool| {
-            let scope = scope.clone();
+            let (scope, records) = (scope.clone(), records.clone());
             Box::pin(async move {
                 let today = chrono::Utc::now().date_naive();
-                views::outcomes(&pool, &scope, today)
+                views::outcomes(&pool, &records, &scope, today)
                     .await
                     .ok()
                     .map(|outcomes| outcomes_section(&outcomes))

@@ -46,7 +46,9 @@
 //!   ODS-code order; `by_value_stream` lists the value streams with at least one counted
 //!   workshop, by name.
 //!
-//! The arithmetic lives in [`outcomes`], free of storage; [`views::outcomes`] reads the scope.
+//! The arithmetic lives in [`outcomes`], free of storage; [`views::outcomes`] reads the scope
+//! over the counted workshops each process holds in memory ([`OutcomeRecords`]), which a view
+//! brings up to date by reading only the workshops changed since the last one.
 //!
 //! # Board packs
 //!
@@ -60,6 +62,7 @@ mod fhir;
 mod lookups;
 pub mod measures;
 mod measures_projection;
+mod outcome_records;
 pub mod outcomes;
 mod outcomes_projection;
 mod projection;
@@ -79,6 +82,7 @@ pub use api::ReportingApi;
 pub use ics_service_kit::supervisor::Supervisor;
 pub mod dashboard;
 pub use measures_projection::{MEASURES, MeasuresProjection};
+pub use outcome_records::OutcomeRecords;
 pub use outcomes_projection::{OUTCOMES, OutcomesProjection};
 pub use projection::{OVERVIEW, OverviewProjection};
 pub use watch::{Change, ChangeHub};
@@ -111,6 +115,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     (
         "reporting_0003_measures",
         include_str!("../migrations/0003_measures.sql"),
+    ),
+    (
+        "reporting_0004_outcome_marks",
+        include_str!("../migrations/0004_outcome_marks.sql"),
     ),
 ];
 
@@ -163,6 +171,8 @@ pub async fn run(
         shutdown.clone(),
     );
     let watches = OpenCallLimit::new(common.auth.tenant_watches);
+    // One set of counted workshops for every outcomes view of the process.
+    let outcome_records = Arc::new(OutcomeRecords::new(host.pool.clone()));
     let dashboard = dashboard::Dashboard::new(
         host.pool.clone(),
         changes.clone(),
@@ -171,12 +181,14 @@ pub async fn run(
         config.data_label.clone(),
         shutdown.clone(),
     )
-    .with_fhir_base(&config.fhir_base_url);
+    .with_fhir_base(&config.fhir_base_url)
+    .with_outcome_records(outcome_records.clone());
     // On the process's HTTP surface (ICS_HTTP_LISTEN).
     host.add_http_routes(dashboard.router());
     let api = ReportingApi::new(host.pool.clone(), changes, watches, shutdown.clone())
         .with_data_label(config.data_label.clone())
-        .with_fhir_base(&config.fhir_base_url);
+        .with_fhir_base(&config.fhir_base_url)
+        .with_outcome_records(outcome_records);
     host.add_service(ReportingServiceServer::new(api));
     host.serve(config.listen).await
 }

@@ -1,21 +1,19 @@
 //! Reads of the projections, as the API returns them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{Months, NaiveDate};
 use ics_proto::date::from_naive;
-use ics_proto::events::v1::{
-    CqcRatings, FollowUpCheckpoint, MetricKind, MetricUnit, ValueStreamStatus,
-};
+use ics_proto::events::v1::{CqcRatings, ValueStreamStatus};
 use ics_proto::reporting::v1::{
     CqcRatingRecord, OutcomeGroup, Outcomes, Overview, Scope, TrainingParticipation, TrustSummary,
     ValueStreamCounts, scope,
 };
-use ics_proto::workshops::v1::{FollowUpState, WorkshopStatus};
 use ics_service_kit::error::ServiceError;
 use sqlx::{PgPool, Row};
 
-use crate::outcomes::{MetricRecord, WorkshopRecord, kind_outcomes};
+use crate::outcome_records::{CountedWorkshop, OutcomeRecords};
+use crate::outcomes::{WorkshopRecord, kind_outcomes};
 
 /// How far back "leadership stability" looks.
 const STABILITY_MONTHS: u32 = 24;
@@ -370,18 +368,12 @@ pub async fn cqc_history(
         .collect::<Result<Vec<_>, _>>()?)
 }
 
-/// A workshop of the scope, with the groups it is reported under.
-struct ScopedWorkshop {
-    ods_code: String,
-    value_stream_id: String,
-    value_stream_name: String,
-    record: WorkshopRecord,
-}
-
 /// Programme outcomes of an ICS or a programme as they stood on `as_of`, by the definitions in
-/// `reporting.proto` (arithmetic in [`crate::outcomes`]).
+/// `reporting.proto` (arithmetic in [`crate::outcomes`]), over the counted workshops `records`
+/// holds (read again only where they changed).
 pub async fn outcomes(
     pool: &PgPool,
+    records: &OutcomeRecords,
     scope: &Scope,
     as_of: NaiveDate,
 ) -> Result<Outcomes, ServiceError> {
@@ -401,15 +393,29 @@ pub async fn outcomes(
         }
         None => return Err(ServiceError::invalid_field("scope", "is required")),
     };
-    let workshops = scoped_workshops(pool, &members, window).await?;
+    let counted = records.current().await?;
 
-    let all: Vec<&WorkshopRecord> = workshops.iter().map(|workshop| &workshop.record).collect();
+    // Each member trust's workshops (in a programme, those held within its dates), once
+    // however often the trust is listed.
+    let mut by_code: BTreeMap<&str, Vec<&CountedWorkshop>> = BTreeMap::new();
+    for member in &members {
+        by_code.entry(&member.ods_code).or_insert_with(|| {
+            counted
+                .of_trust(&member.ods_code)
+                .filter(|workshop| window.is_none_or(|window| workshop.held_within(window)))
+                .collect()
+        });
+    }
+    let scoped = || by_code.values().flatten().copied();
+
+    let all: Vec<&WorkshopRecord> = scoped().map(|workshop| &workshop.record).collect();
     let by_trust = members
         .iter()
         .map(|member| {
-            let records: Vec<&WorkshopRecord> = workshops
-                .iter()
-                .filter(|workshop| workshop.ods_code == member.ods_code)
+            let records: Vec<&WorkshopRecord> = by_code
+                .get(member.ods_code.as_str())
+                .into_iter()
+                .flatten()
                 .map(|workshop| &workshop.record)
                 .collect();
             OutcomeGroup {
@@ -420,13 +426,25 @@ pub async fn outcomes(
         })
         .collect();
 
+    let value_stream_ids: BTreeSet<&str> = scoped()
+        .map(|workshop| workshop.value_stream_id.as_str())
+        .filter(|id| !id.is_empty())
+        .collect();
+    // Names from the overview's value streams, as they stand now (a revision renames).
+    let names: HashMap<String, String> = sqlx::query_as(
+        "SELECT value_stream_id, name FROM value_streams WHERE value_stream_id = ANY($1)",
+    )
+    .bind(value_stream_ids.iter().copied().collect::<Vec<&str>>())
+    .fetch_all(pool)
+    .await?
+    .into_iter()
+    .collect();
     let mut value_streams: BTreeMap<(&str, &str), Vec<&WorkshopRecord>> = BTreeMap::new();
-    for workshop in workshops
-        .iter()
-        .filter(|workshop| !workshop.value_stream_id.is_empty() && workshop.record.counts())
-    {
+    for workshop in scoped().filter(|workshop| !workshop.value_stream_id.is_empty()) {
+        let id = workshop.value_stream_id.as_str();
+        let name = names.get(id).map_or(id, String::as_str);
         value_streams
-            .entry((&workshop.value_stream_name, &workshop.value_stream_id))
+            .entry((name, id))
             .or_default()
             .push(&workshop.record);
     }
@@ -447,129 +465,4 @@ pub async fn outcomes(
         by_trust,
         by_value_stream,
     })
-}
-
-/// The workshops of `members` that count towards outcomes; in a programme, only those held
-/// within the programme's `window` (either end may be open). The status filter here only saves
-/// reading workshops that [`WorkshopRecord::counts`] would leave out anyway.
-async fn scoped_workshops(
-    pool: &PgPool,
-    members: &[Member],
-    window: Option<(Option<NaiveDate>, Option<NaiveDate>)>,
-) -> Result<Vec<ScopedWorkshop>, ServiceError> {
-    let codes: Vec<&str> = members
-        .iter()
-        .map(|member| member.ods_code.as_str())
-        .collect();
-    let (in_programme, starts_on, ends_on) = match window {
-        Some((starts_on, ends_on)) => (true, starts_on, ends_on),
-        None => (false, None, None),
-    };
-    let rows = sqlx::query(
-        "SELECT w.workshop_id, w.ods_code, w.value_stream_id,
-                coalesce(v.name, w.value_stream_id) AS value_stream_name,
-                w.reported_out_on IS NOT NULL AS reported_out, w.status = $2 AS cancelled
-         FROM workshops w LEFT JOIN value_streams v ON v.value_stream_id = w.value_stream_id
-         WHERE w.ods_code = ANY($1) AND w.reported_out_on IS NOT NULL AND w.status <> $2
-           AND (NOT $3 OR (w.held_from IS NOT NULL
-                AND ($4::date IS NULL OR w.held_from >= $4)
-                AND ($5::date IS NULL OR coalesce(w.held_to, w.held_from) <= $5)))
-         ORDER BY w.workshop_id",
-    )
-    .bind(&codes)
-    .bind(WorkshopStatus::Cancelled as i32)
-    .bind(in_programme)
-    .bind(starts_on)
-    .bind(ends_on)
-    .fetch_all(pool)
-    .await?;
-    let mut ids = Vec::with_capacity(rows.len());
-    let mut workshops = Vec::with_capacity(rows.len());
-    for row in &rows {
-        ids.push(row.try_get::<String, _>("workshop_id")?);
-        workshops.push(ScopedWorkshop {
-            ods_code: row.try_get("ods_code")?,
-            value_stream_id: row.try_get("value_stream_id")?,
-            value_stream_name: row.try_get("value_stream_name")?,
-            record: WorkshopRecord {
-                reported_out: row.try_get("reported_out")?,
-                cancelled: row.try_get("cancelled")?,
-                metrics: Vec::new(),
-                missed: Vec::new(),
-            },
-        });
-    }
-    let index: HashMap<&str, usize> = ids
-        .iter()
-        .enumerate()
-        .map(|(position, id)| (id.as_str(), position))
-        .collect();
-
-    let mut metric_index: HashMap<(String, String), (usize, usize)> = HashMap::new();
-    for row in sqlx::query(
-        // A join, not `= ANY($1)`: with thousands of ids the array would be scanned per row.
-        "SELECT m.workshop_id, m.metric_id, m.kind, m.unit, m.baseline, m.target, m.after_value
-         FROM workshop_metrics m JOIN unnest($1::text[]) AS scoped (workshop_id) USING (workshop_id)
-         ORDER BY m.workshop_id, m.position",
-    )
-    .bind(&ids)
-    .fetch_all(pool)
-    .await?
-    {
-        let workshop_id: String = row.try_get("workshop_id")?;
-        let Some(&position) = index.get(workshop_id.as_str()) else {
-            continue;
-        };
-        let metrics = &mut workshops[position].record.metrics;
-        metric_index.insert(
-            (workshop_id, row.try_get("metric_id")?),
-            (position, metrics.len()),
-        );
-        metrics.push(MetricRecord {
-            kind: MetricKind::try_from(row.try_get::<i32, _>("kind")?)
-                .unwrap_or(MetricKind::Unspecified),
-            unit: MetricUnit::try_from(row.try_get::<i32, _>("unit")?)
-                .unwrap_or(MetricUnit::Unspecified),
-            baseline: row.try_get("baseline")?,
-            target: row.try_get("target")?,
-            after: row.try_get("after_value")?,
-            follow_ups: Vec::new(),
-        });
-    }
-
-    for row in sqlx::query(
-        "SELECT f.workshop_id, f.checkpoint, f.state, v.metric_id, v.value
-         FROM workshop_follow_ups f
-         JOIN unnest($1::text[]) AS scoped (workshop_id) ON scoped.workshop_id = f.workshop_id
-         LEFT JOIN workshop_follow_up_values v
-           ON v.workshop_id = f.workshop_id AND v.checkpoint = f.checkpoint",
-    )
-    .bind(&ids)
-    .fetch_all(pool)
-    .await?
-    {
-        let workshop_id: String = row.try_get("workshop_id")?;
-        let Ok(checkpoint) = FollowUpCheckpoint::try_from(row.try_get::<i32, _>("checkpoint")?)
-        else {
-            continue;
-        };
-        if row.try_get::<i32, _>("state")? == FollowUpState::Missed as i32 {
-            if let Some(&position) = index.get(workshop_id.as_str()) {
-                workshops[position].record.missed.push(checkpoint);
-            }
-            continue;
-        }
-        let (Some(metric_id), Some(value)) = (
-            row.try_get::<Option<String>, _>("metric_id")?,
-            row.try_get::<Option<f64>, _>("value")?,
-        ) else {
-            continue;
-        };
-        if let Some(&(position, metric)) = metric_index.get(&(workshop_id, metric_id)) {
-            workshops[position].record.metrics[metric]
-                .follow_ups
-                .push((checkpoint, value));
-        }
-    }
-    Ok(workshops)
 }

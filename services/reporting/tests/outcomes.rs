@@ -24,8 +24,8 @@ use ics_proto::reporting::v1::{
     reporting_service_server::ReportingService, scope,
 };
 use ics_reporting::{
-    ChangeHub, OUTCOMES, OVERVIEW, OutcomesProjection, OverviewProjection, ReportingApi,
-    Supervisor, views,
+    ChangeHub, OUTCOMES, OVERVIEW, OutcomeRecords, OutcomesProjection, OverviewProjection,
+    ReportingApi, Supervisor, views,
 };
 use ics_service_kit::Principal;
 use ics_service_kit::admin::ProjectionAdmin;
@@ -306,6 +306,8 @@ fn scenario() -> Scenario {
 struct Fixture {
     database: TestDatabase,
     pool: PgPool,
+    /// Kept across views, as a process keeps them: each view reads only what changed.
+    records: OutcomeRecords,
     nats: async_nats::Client,
     prefix: String,
 }
@@ -336,6 +338,7 @@ impl Fixture {
         .unwrap();
         let fixture = Fixture {
             database,
+            records: OutcomeRecords::new(pool.clone()),
             pool,
             nats,
             prefix,
@@ -470,7 +473,9 @@ impl Fixture {
     }
 
     async fn outcomes(&self, scope: Scope, as_of: chrono::NaiveDate) -> Outcomes {
-        views::outcomes(&self.pool, &scope, as_of).await.unwrap()
+        views::outcomes(&self.pool, &self.records, &scope, as_of)
+            .await
+            .unwrap()
     }
 
     async fn finish(self) {
