@@ -299,11 +299,27 @@ fn optional_peer_group(violations: &mut Violations, peer_group_id: &str) {
     }
 }
 
-fn outcomes_view(pool: PgPool, records: Arc<OutcomeRecords>, scope: Scope) -> ViewFn<Outcomes> {
-    Box::new(move |as_of| {
-        let (pool, records, scope) = (pool.clone(), records.clone(), scope.clone());
-        Box::pin(async move { views::outcomes(&pool, &records, &scope, as_of).await })
-    })
+impl ReportingApi {
+    /// The scope's outcomes on a date, through the view cache: a change is computed into the
+    /// view once, however many watches and reads of the scope want it.
+    fn outcomes_view(&self, scope: Scope) -> ViewFn<Outcomes> {
+        let (pool, records, cache) = (
+            self.pool.clone(),
+            self.outcome_records.clone(),
+            self.outcomes.clone(),
+        );
+        Box::new(move |as_of| {
+            let (pool, records, cache, scope) =
+                (pool.clone(), records.clone(), cache.clone(), scope.clone());
+            Box::pin(async move {
+                cache
+                    .get_or_compute((views::scope_key(&scope), as_of), || {
+                        views::outcomes(&pool, &records, &scope, as_of)
+                    })
+                    .await
+            })
+        })
+    }
 }
 
 #[tonic::async_trait]
@@ -382,12 +398,7 @@ impl ReportingService for ReportingApi {
         let body = request.into_inner();
         let as_of = as_of(body.as_of.as_ref())?;
         let scope = authorize_scope(&principal, body.scope.as_ref())?;
-        let outcomes = self
-            .outcomes
-            .get_or_compute((views::scope_key(&scope), as_of), || {
-                views::outcomes(&self.pool, &self.outcome_records, &scope, as_of)
-            })
-            .await?;
+        let outcomes = self.outcomes_view(scope)(as_of).await?;
         Ok(Response::new(outcomes))
     }
 
@@ -403,13 +414,8 @@ impl ReportingService for ReportingApi {
         let body = request.into_inner();
         let scope = authorize_scope(&principal, body.scope.as_ref())?;
         let changes = self.changes.subscribe();
-        let first = views::outcomes(
-            &self.pool,
-            &self.outcome_records,
-            &scope,
-            chrono::Utc::now().date_naive(),
-        )
-        .await?;
+        let view = self.outcomes_view(scope);
+        let first = view(chrono::Utc::now().date_naive()).await?;
         // Membership and names come from the overview, so its changes can alter outcomes too.
         Ok(Response::new(self.watch(
             open,
@@ -417,7 +423,7 @@ impl ReportingService for ReportingApi {
             &[OUTCOMES, OVERVIEW],
             changes,
             first,
-            outcomes_view(self.pool.clone(), self.outcome_records.clone(), scope),
+            view,
             |outcomes, cause| OutcomesUpdate {
                 outcomes: Some(outcomes),
                 event_type: cause.event_type,

@@ -843,8 +843,10 @@ async fn boards_get_and_watch_only_their_own_outcomes() {
     // Today Leeds and Mid Yorkshire belong to QWO: W1, W2 and W4 count for process time. W6's
     // report-out (8 h → 5 h) makes it four, and the watch says which event did it. Per
     // workshop 0.5, 0.5, 0.2 and 0.375: the median is (0.375 + 0.5) / 2.
-    let mut watch = api
-        .watch_outcomes(as_principal(
+    // Two boards watch; a change is computed into the view once (the view cache) and reaches
+    // both, and a read after it gets the same view, never the one before.
+    let open_watch = || async {
+        api.watch_outcomes(as_principal(
             &board,
             WatchOutcomesRequest {
                 scope: Some(ics("QWO")),
@@ -852,11 +854,15 @@ async fn boards_get_and_watch_only_their_own_outcomes() {
         ))
         .await
         .unwrap()
-        .into_inner();
+        .into_inner()
+    };
+    let mut watch = open_watch().await;
+    let mut other_watch = open_watch().await;
     let first = watch.next().await.unwrap().unwrap();
     let headline = first.outcomes.unwrap().headline;
     assert_eq!(kind(&headline, MetricKind::ProcessTime).workshops, 3);
     assert!(first.event_type.is_empty());
+    other_watch.next().await.unwrap().unwrap();
 
     let held = &scenario.workshops[scenario.still_held];
     let report_out = envelope(
@@ -873,15 +879,33 @@ async fn boards_get_and_watch_only_their_own_outcomes() {
         .unwrap();
     assert_eq!(update.event_type, ReportOutDelivered::EVENT_TYPE);
     assert_eq!(update.event_id, report_out.event_id);
-    let headline = update.outcomes.unwrap().headline;
+    let outcomes = update.outcomes.unwrap();
     check(
-        &headline,
+        &outcomes.headline,
         MetricKind::ProcessTime,
         4,
         [71.0, 38.0, 33.0 / 71.0, 1.575 / 4.0, 0.4375, 33.0],
     );
+    let other_update = tokio::time::timeout(Duration::from_secs(5), other_watch.next())
+        .await
+        .expect("an update on the other watch")
+        .unwrap()
+        .unwrap();
+    assert_eq!(other_update.outcomes.as_ref(), Some(&outcomes));
+    let read = api
+        .get_outcomes(as_principal(
+            &board,
+            GetOutcomesRequest {
+                scope: Some(ics("QWO")),
+                as_of: None,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(read, outcomes);
 
-    drop(watch);
+    drop((watch, other_watch));
     shutdown.cancel();
     running.await.unwrap();
     fixture.finish().await;
