@@ -26,9 +26,8 @@ use chrono::NaiveDate;
 use ics_proto::events::v1::{FollowUpCheckpoint, MetricKind, MetricUnit};
 use ics_proto::workshops::v1::{FollowUpState, WorkshopStatus};
 use ics_service_kit::error::ServiceError;
-use sqlx::postgres::PgArguments;
-use sqlx::query::Query;
-use sqlx::{PgConnection, PgPool, Postgres, Row};
+use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Postgres, Row};
 
 use crate::outcomes::{MetricRecord, WorkshopRecord};
 
@@ -158,37 +157,26 @@ impl OutcomeRecords {
             return Ok(loaded.workshops.clone());
         }
         let read_from = Instant::now();
-        let mut transaction = self
-            .pool
-            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .await?;
-        // The first statement takes the transaction's snapshot, which every later one reads.
-        let (horizon, resets): (String, i64) = sqlx::query_as(
-            "SELECT pg_snapshot_xmin(pg_current_snapshot())::text,
-                    coalesce((SELECT resets FROM outcomes_resets), 0)",
-        )
-        .fetch_one(&mut *transaction)
-        .await?;
-        let horizon: u64 = horizon.parse().map_err(|_| {
-            ServiceError::Internal(format!("snapshot xmin {horizon:?} is not a transaction id"))
-        })?;
-        let since = loaded
-            .as_ref()
-            .filter(|loaded| loaded.resets == resets && loaded.horizon <= horizon)
-            .map(|loaded| loaded.horizon);
-        let changed = read_workshops(&mut transaction, since).await?;
-        transaction.commit().await?;
+        let mut read =
+            read_workshops(&self.pool, loaded.as_ref().map(|loaded| loaded.horizon)).await?;
+        let incremental = loaded.as_ref().is_some_and(|previous| {
+            previous.resets == read.resets && previous.horizon <= read.horizon
+        });
+        if loaded.is_some() && !incremental {
+            // Rebuilt, or now in another cluster, since the last read: load everything.
+            read = read_workshops(&self.pool, None).await?;
+        }
 
         let refresh = Refresh {
-            everything: since.is_none(),
-            workshops: changed.len(),
+            everything: !incremental,
+            workshops: read.workshops.len(),
         };
-        let mut workshops = match (since, loaded.take()) {
-            (Some(_), Some(previous)) => previous.workshops,
+        let mut workshops = match loaded.take() {
+            Some(previous) if incremental => previous.workshops,
             _ => Arc::default(),
         };
         let all = Arc::make_mut(&mut workshops);
-        for (workshop_id, ods_code, workshop) in changed {
+        for (workshop_id, ods_code, workshop) in read.workshops {
             all.replace(workshop_id, ods_code, workshop);
         }
         if refresh.everything {
@@ -204,8 +192,8 @@ impl OutcomeRecords {
             );
         }
         *loaded = Some(Loaded {
-            horizon,
-            resets,
+            horizon: read.horizon,
+            resets: read.resets,
             read_from,
             workshops: workshops.clone(),
             #[cfg(test)]
@@ -228,145 +216,175 @@ impl OutcomeRecords {
 /// A workshop as read: its id, trust, and what counts of it (`None`: it does not count).
 type ReadWorkshop = (String, String, Option<CountedWorkshop>);
 
+/// What one read saw.
+struct Read {
+    /// The xmin of its snapshot.
+    horizon: u64,
+    /// `outcomes_resets` in its snapshot.
+    resets: i64,
+    workshops: Vec<ReadWorkshop>,
+}
+
 /// The workshops stamped at or above `since`, or every counted workshop when `None`, each
-/// with its metrics and follow-ups.
-async fn read_workshops(
-    connection: &mut PgConnection,
-    since: Option<u64>,
-) -> Result<Vec<ReadWorkshop>, ServiceError> {
-    let since = since.map(|since| since.to_string());
+/// with its metrics and follow-ups, with the snapshot's xmin and count of resets. One
+/// statement: one snapshot, and one round trip on a server busy with the commands whose
+/// changes the view waits for. A changed workshop is read whether it counts or not (it may
+/// have stopped counting), its metrics and follow-ups only when it counts.
+async fn read_workshops(pool: &PgPool, since: Option<u64>) -> Result<Read, ServiceError> {
+    // A text of its own for a full load, so that each gets its own plan: index scans of the
+    // few changed rows, or scans of them all. Metrics and follow-ups come as arrays, a column
+    // each, aggregated per workshop and joined to it by its key (not through a CTE, whose
+    // missing statistics make the planner expect millions of rows and compile the statement
+    // with JIT); unsorted, since sorting each array of 20,000 groups costs more in the server
+    // than sorting the few elements of each here.
     let counts = "w.reported_out_on IS NOT NULL AND w.status <> $1";
-    // A changed workshop is read whether it counts or not (it may have stopped counting), its
-    // metrics and follow-ups only when it counts. Texts of their own for a full load, so that
-    // each gets its own plan: an index scan of the few changed rows, or a full scan.
-    let (changed, counted) = match since {
+    let (workshops, counted) = match since {
         Some(_) => (
             "w.changed_by >= $2::text::xid8".to_owned(),
             format!("w.changed_by >= $2::text::xid8 AND {counts}"),
         ),
         None => (counts.to_owned(), counts.to_owned()),
     };
-    let since = since.as_deref();
-    let workshops_sql = format!(
-        "SELECT w.workshop_id, w.ods_code, w.value_stream_id, w.held_from, w.held_to,
-                {counts} AS counts
-         FROM workshops w WHERE {changed}"
+    let sql = format!(
+        "SELECT s.horizon, s.resets, w.workshop_id, w.ods_code, w.value_stream_id, w.held_from,
+                w.held_to, {counts} AS counts, m.positions, m.metric_ids, m.kinds, m.units,
+                m.baselines, m.targets, m.afters, f.checkpoints, f.states, f.value_metric_ids,
+                f.measured
+         FROM (SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS horizon,
+                      coalesce((SELECT resets FROM outcomes_resets), 0) AS resets) s
+         LEFT JOIN workshops w ON {workshops}
+         LEFT JOIN (
+             SELECT m.workshop_id, array_agg(m.position) AS positions,
+                    array_agg(m.metric_id) AS metric_ids, array_agg(m.kind) AS kinds,
+                    array_agg(m.unit) AS units, array_agg(m.baseline) AS baselines,
+                    array_agg(m.target) AS targets, array_agg(m.after_value) AS afters
+             FROM workshop_metrics m
+             WHERE m.workshop_id IN (SELECT w.workshop_id FROM workshops w WHERE {counted})
+             GROUP BY m.workshop_id
+         ) m ON m.workshop_id = w.workshop_id
+         LEFT JOIN (
+             SELECT f.workshop_id, array_agg(f.checkpoint) AS checkpoints,
+                    array_agg(f.state) AS states, array_agg(v.metric_id) AS value_metric_ids,
+                    array_agg(v.value) AS measured
+             FROM workshop_follow_ups f
+             LEFT JOIN workshop_follow_up_values v
+               ON v.workshop_id = f.workshop_id AND v.checkpoint = f.checkpoint
+             WHERE f.workshop_id IN (SELECT w.workshop_id FROM workshops w WHERE {counted})
+             GROUP BY f.workshop_id
+         ) f ON f.workshop_id = w.workshop_id"
     );
-    let metrics_sql = format!(
-        "SELECT m.workshop_id, m.metric_id, m.kind, m.unit, m.baseline, m.target, m.after_value
-         FROM workshop_metrics m JOIN workshops w USING (workshop_id)
-         WHERE {counted}
-         ORDER BY m.workshop_id, m.position"
-    );
-    let follow_ups_sql = format!(
-        "SELECT f.workshop_id, f.checkpoint, f.state, v.metric_id, v.value
-         FROM workshop_follow_ups f JOIN workshops w USING (workshop_id)
-         LEFT JOIN workshop_follow_up_values v
-           ON v.workshop_id = f.workshop_id AND v.checkpoint = f.checkpoint
-         WHERE {counted}
-         ORDER BY f.workshop_id, f.checkpoint, v.metric_id"
-    );
+    let mut query = sqlx::query(&sql).bind(WorkshopStatus::Cancelled as i32);
+    if let Some(since) = since {
+        query = query.bind(since.to_string());
+    }
+    let rows = query.fetch_all(pool).await?;
 
-    let rows = bound(&workshops_sql, since)
-        .fetch_all(&mut *connection)
-        .await?;
-    let mut read = Vec::with_capacity(rows.len());
-    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut read = Read {
+        horizon: 0,
+        resets: 0,
+        workshops: Vec::with_capacity(rows.len()),
+    };
     for row in &rows {
-        let workshop_id: String = row.try_get("workshop_id")?;
+        let horizon: String = row.try_get("horizon")?;
+        read.horizon = horizon.parse().map_err(|_| {
+            ServiceError::Internal(format!("snapshot xmin {horizon:?} is not a transaction id"))
+        })?;
+        read.resets = row.try_get("resets")?;
+        // The one row of a read that found no workshop.
+        let Some(workshop_id) = row.try_get::<Option<String>, _>("workshop_id")? else {
+            continue;
+        };
+        let ods_code: String = row.try_get("ods_code")?;
         let workshop = if row.try_get("counts")? {
-            index.insert(workshop_id.clone(), read.len());
-            Some(CountedWorkshop {
-                value_stream_id: row.try_get("value_stream_id")?,
-                held_from: row.try_get("held_from")?,
-                held_to: row.try_get("held_to")?,
-                record: WorkshopRecord {
-                    reported_out: true,
-                    cancelled: false,
-                    metrics: Vec::new(),
-                    missed: Vec::new(),
-                },
-            })
+            Some(counted_workshop(row)?)
         } else {
             None
         };
-        read.push((workshop_id, row.try_get("ods_code")?, workshop));
-    }
-    if index.is_empty() {
-        return Ok(read);
-    }
-
-    let mut metric_index: HashMap<(String, String), (usize, usize)> = HashMap::new();
-    for row in bound(&metrics_sql, since)
-        .fetch_all(&mut *connection)
-        .await?
-    {
-        let workshop_id: String = row.try_get("workshop_id")?;
-        let Some(&position) = index.get(workshop_id.as_str()) else {
-            continue;
-        };
-        let Some(workshop) = read[position].2.as_mut() else {
-            continue;
-        };
-        let metrics = &mut workshop.record.metrics;
-        metric_index.insert(
-            (workshop_id, row.try_get("metric_id")?),
-            (position, metrics.len()),
-        );
-        metrics.push(MetricRecord {
-            kind: MetricKind::try_from(row.try_get::<i32, _>("kind")?)
-                .unwrap_or(MetricKind::Unspecified),
-            unit: MetricUnit::try_from(row.try_get::<i32, _>("unit")?)
-                .unwrap_or(MetricUnit::Unspecified),
-            baseline: row.try_get("baseline")?,
-            target: row.try_get("target")?,
-            after: row.try_get("after_value")?,
-            follow_ups: Vec::new(),
-        });
-    }
-
-    for row in bound(&follow_ups_sql, since)
-        .fetch_all(&mut *connection)
-        .await?
-    {
-        let workshop_id: String = row.try_get("workshop_id")?;
-        let Ok(checkpoint) = FollowUpCheckpoint::try_from(row.try_get::<i32, _>("checkpoint")?)
-        else {
-            continue;
-        };
-        if row.try_get::<i32, _>("state")? == FollowUpState::Missed as i32 {
-            if let Some(workshop) = index
-                .get(workshop_id.as_str())
-                .and_then(|&position| read[position].2.as_mut())
-            {
-                workshop.record.missed.push(checkpoint);
-            }
-            continue;
-        }
-        let (Some(metric_id), Some(value)) = (
-            row.try_get::<Option<String>, _>("metric_id")?,
-            row.try_get::<Option<f64>, _>("value")?,
-        ) else {
-            continue;
-        };
-        if let Some(&(position, metric)) = metric_index.get(&(workshop_id, metric_id))
-            && let Some(workshop) = read[position].2.as_mut()
-        {
-            workshop.record.metrics[metric]
-                .follow_ups
-                .push((checkpoint, value));
-        }
+        read.workshops.push((workshop_id, ods_code, workshop));
     }
     Ok(read)
 }
 
-/// `sql` with its parameters: the cancelled status, then the stamp to read from, if any.
-fn bound<'q>(sql: &'q str, since: Option<&'q str>) -> Query<'q, Postgres, PgArguments> {
-    let query = sqlx::query(sql).bind(WorkshopStatus::Cancelled as i32);
-    match since {
-        Some(since) => query.bind(since),
-        None => query,
+/// An array column of a row of [`read_workshops`]: empty where it is null (a workshop without
+/// metrics or follow-ups).
+fn array<T>(row: &PgRow, column: &str) -> Result<Vec<T>, sqlx::Error>
+where
+    Vec<T>: for<'r> sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>,
+{
+    Ok(row
+        .try_get::<Option<Vec<T>>, _>(column)?
+        .unwrap_or_default())
+}
+
+/// A counted workshop from a row of [`read_workshops`]: its metrics in target-sheet order,
+/// each with its follow-up values, and its missed checkpoints, in checkpoint order.
+fn counted_workshop(row: &PgRow) -> Result<CountedWorkshop, sqlx::Error> {
+    let positions: Vec<i32> = array(row, "positions")?;
+    let metric_ids: Vec<String> = array(row, "metric_ids")?;
+    let kinds: Vec<i32> = array(row, "kinds")?;
+    let units: Vec<i32> = array(row, "units")?;
+    let baselines: Vec<f64> = array(row, "baselines")?;
+    let targets: Vec<f64> = array(row, "targets")?;
+    let afters: Vec<Option<f64>> = array(row, "afters")?;
+    let mut metrics: Vec<(i32, String, MetricRecord)> = positions
+        .into_iter()
+        .zip(metric_ids)
+        .zip(kinds.into_iter().zip(units))
+        .zip(baselines.into_iter().zip(targets).zip(afters))
+        .map(
+            |(((position, metric_id), (kind, unit)), ((baseline, target), after))| {
+                let metric = MetricRecord {
+                    kind: MetricKind::try_from(kind).unwrap_or(MetricKind::Unspecified),
+                    unit: MetricUnit::try_from(unit).unwrap_or(MetricUnit::Unspecified),
+                    baseline,
+                    target,
+                    after,
+                    follow_ups: Vec::new(),
+                };
+                (position, metric_id, metric)
+            },
+        )
+        .collect();
+    metrics.sort_by_key(|(position, _, _)| *position);
+
+    let checkpoints: Vec<i32> = array(row, "checkpoints")?;
+    let states: Vec<i32> = array(row, "states")?;
+    let value_metric_ids: Vec<Option<String>> = array(row, "value_metric_ids")?;
+    let measured: Vec<Option<f64>> = array(row, "measured")?;
+    let mut follow_ups: Vec<(i32, i32, Option<String>, Option<f64>)> = checkpoints
+        .into_iter()
+        .zip(states)
+        .zip(value_metric_ids.into_iter().zip(measured))
+        .map(|((checkpoint, state), (metric_id, value))| (checkpoint, state, metric_id, value))
+        .collect();
+    follow_ups.sort_by(|a, b| (a.0, &a.2).cmp(&(b.0, &b.2)));
+    let mut missed = Vec::new();
+    for (checkpoint, state, metric_id, value) in follow_ups {
+        let Ok(checkpoint) = FollowUpCheckpoint::try_from(checkpoint) else {
+            continue;
+        };
+        if state == FollowUpState::Missed as i32 {
+            missed.push(checkpoint);
+            continue;
+        }
+        let (Some(metric_id), Some(value)) = (metric_id, value) else {
+            continue;
+        };
+        if let Some((_, _, metric)) = metrics.iter_mut().find(|(_, id, _)| *id == metric_id) {
+            metric.follow_ups.push((checkpoint, value));
+        }
     }
+    Ok(CountedWorkshop {
+        value_stream_id: row.try_get("value_stream_id")?,
+        held_from: row.try_get("held_from")?,
+        held_to: row.try_get("held_to")?,
+        record: WorkshopRecord {
+            reported_out: true,
+            cancelled: false,
+            metrics: metrics.into_iter().map(|(_, _, metric)| metric).collect(),
+            missed,
+        },
+    })
 }
 
 #[cfg(test)]

@@ -260,26 +260,41 @@ pub(crate) async fn ics_members(
     ics_ods_code: &str,
     as_of: NaiveDate,
 ) -> Result<(String, Vec<Member>), ServiceError> {
-    let name: Option<String> =
-        sqlx::query_scalar("SELECT name FROM organisations WHERE ods_code = $1")
-            .bind(ics_ods_code)
-            .fetch_optional(pool)
-            .await?;
-    let name = name.ok_or_else(|| ServiceError::NotFound {
-        resource: format!("ics {ics_ods_code}"),
-    })?;
+    // The ICS and its members in one round trip: no row when the ICS is unknown, one row
+    // without a member when it has none.
     let rows = sqlx::query(
-        "SELECT o.ods_code, o.name, l.parent_ods_code
-         FROM organisation_links l JOIN organisations o ON o.ods_code = l.ods_code
-         WHERE l.parent_ods_code = $1 AND l.valid_from <= $2
-           AND (l.valid_to IS NULL OR l.valid_to >= $2)
-         ORDER BY o.ods_code",
+        "SELECT i.name AS ics_name, m.ods_code, m.name, m.parent_ods_code
+         FROM organisations i
+         LEFT JOIN LATERAL (
+             SELECT o.ods_code, o.name, l.parent_ods_code
+             FROM organisation_links l JOIN organisations o ON o.ods_code = l.ods_code
+             WHERE l.parent_ods_code = i.ods_code AND l.valid_from <= $2
+               AND (l.valid_to IS NULL OR l.valid_to >= $2)
+         ) m ON true
+         WHERE i.ods_code = $1
+         ORDER BY m.ods_code",
     )
     .bind(ics_ods_code)
     .bind(as_of)
     .fetch_all(pool)
     .await?;
-    Ok((name, members_from_rows(&rows)?))
+    let Some(first) = rows.first() else {
+        return Err(ServiceError::NotFound {
+            resource: format!("ics {ics_ods_code}"),
+        });
+    };
+    let name: String = first.try_get("ics_name")?;
+    let mut members = Vec::with_capacity(rows.len());
+    for row in &rows {
+        if let Some(ods_code) = row.try_get::<Option<String>, _>("ods_code")? {
+            members.push(Member {
+                ods_code,
+                name: row.try_get("name")?,
+                icb_ods_code: row.try_get("parent_ods_code")?,
+            });
+        }
+    }
+    Ok((name, members))
 }
 
 async fn programme_members(
