@@ -73,6 +73,7 @@ mod watch;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use ics_eventstore::identity::Identity;
 use ics_proto::reporting::v1::reporting_service_server::ReportingServiceServer;
 use ics_service_kit::limits::OpenCallLimit;
 use ics_service_kit::{CommonConfig, Log, ServiceHost};
@@ -153,6 +154,10 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let mut host =
         ServiceHost::start(common, SERVICE, Log::ProjectionsOnly(MIGRATIONS), &shutdown).await?;
+    if host.identity == Identity::Restored {
+        let restamped = OutcomeRecords::restamp_restored(&host.pool).await?;
+        tracing::info!(restamped, "restamped the restored workshops for outcomes");
+    }
     let (overview, outcomes, measures) = (
         host.runner_config(OVERVIEW_SOURCES),
         host.runner_config(OUTCOMES_SOURCES),

@@ -16,7 +16,10 @@
 //!   the server holds the xmin back, so reads take more workshops again, never fewer;
 //! - a rebuild deletes rows, which leaves no stamp behind: it counts in `outcomes_resets`, and a
 //!   read that sees the count move loads everything again. So does one that sees transaction
-//!   ids go backwards (the schema now lives in another cluster).
+//!   ids go backwards (the schema now lives in another cluster). A schema restored into
+//!   another cluster has its workshops restamped when the service starts
+//!   ([`OutcomeRecords::restamp_restored`]), or their old cluster's ids, possibly above all of
+//!   this one's, would be read again by every view.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -200,6 +203,23 @@ impl OutcomeRecords {
             refresh,
         });
         Ok(workshops)
+    }
+
+    /// After a restore from a backup taken in another cluster, the restored workshops carry
+    /// that cluster's transaction ids, which may lie above every id this one has handed out:
+    /// every read would take them again, for as long as nothing changes them. Rewriting them
+    /// stamps each with this transaction (the trigger does), as any write would. Stamps that
+    /// rise meanwhile (a projection applying events) may be rewritten too; that is a write by
+    /// this transaction like any other, read once it commits. Returns the workshops restamped.
+    pub async fn restamp_restored(pool: &PgPool) -> Result<u64, sqlx::Error> {
+        let restamped = sqlx::query(
+            "UPDATE workshops SET changed_by = pg_current_xact_id()
+             WHERE changed_by >= pg_snapshot_xmax(pg_current_snapshot())",
+        )
+        .execute(pool)
+        .await?
+        .rows_affected();
+        Ok(restamped)
     }
 
     /// What the last refresh read.
@@ -579,6 +599,52 @@ mod tests {
             *refreshed,
             *OutcomeRecords::new(pool.clone()).current().await.unwrap()
         );
+
+        pool.close().await;
+        database.drop_database().await;
+    }
+
+    /// Workshops restored from another cluster, stamped above every transaction id of this
+    /// one, are read by every refresh until restamped, then only when they change.
+    #[tokio::test]
+    async fn restored_workshops_are_read_again_only_until_restamped() {
+        let cluster = PrivatePostgres::start();
+        let database = TestDatabase::create_on(&cluster.server_url()).await;
+        let pool = migrated(&database).await;
+        let events: Vec<EventEnvelope> = (0..20)
+            .flat_map(|index| reported_out(&format!("w{index:02}"), "RR8"))
+            .collect();
+        apply(&pool, &events).await;
+        // As restored: the other cluster's ids, written past the trigger.
+        let mut transaction = pool.begin().await.unwrap();
+        sqlx::query("SET LOCAL session_replication_role = replica")
+            .execute(&mut *transaction)
+            .await
+            .unwrap();
+        sqlx::query(
+            "UPDATE workshops
+             SET changed_by = (pg_current_xact_id()::text::bigint + 1000000)::text::xid8",
+        )
+        .execute(&mut *transaction)
+        .await
+        .unwrap();
+        transaction.commit().await.unwrap();
+
+        let records = OutcomeRecords::new(pool.clone());
+        let read = |workshops: usize| Refresh {
+            everything: false,
+            workshops,
+        };
+        records.current().await.unwrap();
+        records.current().await.unwrap();
+        assert_eq!(records.last_refresh().await, Some(read(20)));
+        assert_eq!(OutcomeRecords::restamp_restored(&pool).await.unwrap(), 20);
+        records.current().await.unwrap();
+        assert_eq!(records.last_refresh().await, Some(read(20)));
+        let current = records.current().await.unwrap();
+        assert_eq!(records.last_refresh().await, Some(read(0)));
+        assert_eq!(current.len(), 20);
+        assert_eq!(OutcomeRecords::restamp_restored(&pool).await.unwrap(), 0);
 
         pool.close().await;
         database.drop_database().await;
