@@ -11,16 +11,13 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use ics_proto::events::v1::{
     Date, ImprovementDirection, MeasureDefinition, MeasureFrequency, MeasureScoring,
-    OrganisationKind, SpcConflictRule, SpcRuleSet, ValueStreamDefinition, ValueStreamOrigin,
-    ValueStreamStatus,
+    OrganisationKind, SpcConflictRule, SpcRuleSet,
 };
 use ics_proto::metrics::v1::{
     DefineMeasureRequest, ObservationInput, metrics_service_client::MetricsServiceClient,
 };
 use ics_proto::reporting::v1::GetOutcomesRequest;
-use ics_proto::trusts::v1::{
-    DefineValueStreamRequest, LinkOrganisationRequest, RegisterOrganisationRequest,
-};
+use ics_proto::trusts::v1::{LinkOrganisationRequest, RegisterOrganisationRequest};
 use ics_proto::workshops::v1::{
     DeliverReportOutRequest, workshops_service_client::WorkshopsServiceClient,
 };
@@ -309,36 +306,8 @@ async fn report_out_workshops(
     args: &ScaleArgs,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
-    let mut value_streams = Vec::with_capacity(trusts);
-    for index in 0..trusts {
-        let code = trust_code(index);
-        let result = clients
-            .trusts
-            .clone()
-            .define_value_stream(authorized(
-                &clients.operator,
-                DefineValueStreamRequest {
-                    options: options(format!("scale-value-stream-{code}")),
-                    ods_code: code.clone(),
-                    definition: Some(ValueStreamDefinition {
-                        name: format!("Discharge at {code} (synthetic)"),
-                        pathway: "Admission to discharge".to_string(),
-                        sponsor: String::new(),
-                        lead: String::new(),
-                        origin: ValueStreamOrigin::TopDown as i32,
-                        outcome_measures: Vec::new(),
-                    }),
-                    status: ValueStreamStatus::Active as i32,
-                },
-            )?)
-            .await?
-            .into_inner();
-        let id = result
-            .stream_id
-            .trim_start_matches("value-stream-")
-            .to_string();
-        value_streams.push((code, id));
-    }
+    let value_streams =
+        crate::workshops::define_value_streams(clients, (0..trusts).map(trust_code)).await?;
     let channel = crate::connect(workshops_url, &clients.tls).await?;
     let workshops = WorkshopsServiceClient::new(channel);
     let done = std::sync::atomic::AtomicUsize::new(0);

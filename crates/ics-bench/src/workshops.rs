@@ -58,7 +58,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let channel = crate::connect(workshops_url, &clients.tls).await?;
     let workshops = WorkshopsServiceClient::new(channel);
-    let value_streams = define_value_streams(clients).await?;
+    let value_streams = define_value_streams(clients, (0..WORKSHOP_TRUSTS).map(trust_code)).await?;
     if background > 0 {
         // Workshops already reported out in the ICS, which its outcomes count: every change is
         // measured against an ICS of this size.
@@ -239,13 +239,16 @@ async fn wait_for_outcome_count(clients: &Clients, wanted: u32) -> anyhow::Resul
     Ok(())
 }
 
-/// One value stream per benchmark trust; deterministic request ids make it re-runnable.
-async fn define_value_streams(clients: &Clients) -> anyhow::Result<Vec<(String, String)>> {
-    let mut trusts = clients.trusts.clone();
+/// One value stream for each of `trusts`, as (trust, value stream id); deterministic request
+/// ids make it re-runnable.
+pub(crate) async fn define_value_streams(
+    clients: &Clients,
+    trusts: impl Iterator<Item = String>,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let mut client = clients.trusts.clone();
     let mut value_streams = Vec::new();
-    for index in 0..WORKSHOP_TRUSTS {
-        let code = trust_code(index);
-        let result = trusts
+    for code in trusts {
+        let result = client
             .define_value_stream(authorized(
                 &clients.operator,
                 DefineValueStreamRequest {
