@@ -850,6 +850,12 @@ fn is_unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(database_error) if database_error.code().as_deref() == Some("23505"))
 }
 
+/// `service`'s log table, for SQL text. A schema name is an identifier, never a bind
+/// parameter: quoted, so it cannot be SQL.
+pub fn log_table(service: &str) -> String {
+    format!("\"{}\".events", service.replace('"', "\"\""))
+}
+
 /// A page of `service`'s log in commit order (the order its relay publishes in), after
 /// `cursor` (from the start when `None`): how a projection is rebuilt from the record rather
 /// than from its stream. Read every page inside one `REPEATABLE READ` transaction so that the
@@ -861,8 +867,7 @@ pub async fn read_log_page(
     cursor: Option<LogCursor>,
     limit: u32,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
-    // A schema name is an identifier, never a bind parameter: quoted, so it cannot be SQL.
-    let table = format!("\"{}\".events", service.replace('"', "\"\""));
+    let table = log_table(service);
     let rows = match cursor {
         None => {
             sqlx::query(&format!(

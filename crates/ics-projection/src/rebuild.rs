@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use async_nats::jetstream::consumer;
-use ics_eventstore::{LogCursor, read_log_page, subject};
+use ics_eventstore::{LogCursor, log_table, read_log_page, subject};
 use ics_proto::events::v1::EventEnvelope;
 use prost::Message as _;
 use sqlx::{Connection as _, PgConnection};
@@ -31,13 +31,6 @@ enum StreamEnd {
 
 fn jetstream_error(error: impl std::fmt::Display) -> ProjectionError {
     ProjectionError::JetStream(error.to_string())
-}
-
-fn store_error(error: ics_eventstore::StoreError) -> ProjectionError {
-    match error {
-        ics_eventstore::StoreError::Database(error) => ProjectionError::Database(error),
-        other => ProjectionError::Corrupt(other.to_string()),
-    }
 }
 
 impl<P: Projection> ProjectionRunner<P> {
@@ -167,7 +160,7 @@ impl<P: Projection> ProjectionRunner<P> {
         service: &str,
     ) -> Result<(u64, Option<EventEnvelope>), ProjectionError> {
         // A service that has never started has no log yet: nothing to rebuild from it.
-        let table = format!("\"{}\".events", service.replace('"', "\"\""));
+        let table = log_table(service);
         let logged: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
             .bind(&table)
             .fetch_one(&mut *transaction)
@@ -304,9 +297,7 @@ async fn read_log(
             .await?;
         let mut cursor: Option<LogCursor> = None;
         loop {
-            let events = read_log_page(&mut connection, &service, cursor, PAGE)
-                .await
-                .map_err(store_error)?;
+            let events = read_log_page(&mut connection, &service, cursor, PAGE).await?;
             let Some(last) = events.last() else {
                 break;
             };

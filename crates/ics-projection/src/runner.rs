@@ -63,6 +63,18 @@ pub trait Projection: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<(), ProjectionError>>;
 }
 
+/// A read of an event log that failed: a storage failure is retried as one; a stored event
+/// that does not read is not made readable by retrying.
+impl From<ics_eventstore::StoreError> for ProjectionError {
+    fn from(error: ics_eventstore::StoreError) -> Self {
+        match error {
+            ics_eventstore::StoreError::Unavailable(error)
+            | ics_eventstore::StoreError::Database(error) => ProjectionError::Database(error),
+            other => ProjectionError::Corrupt(other.to_string()),
+        }
+    }
+}
+
 /// A stored applied version: never negative, and never read as "nothing applied yet" when it is.
 fn stored_version(version: i64) -> Result<u64, ProjectionError> {
     u64::try_from(version).map_err(|_| {

@@ -393,7 +393,7 @@ impl Supervisor {
                 .to_string(),
         )
         .await?;
-        let table = format!("{service}.events");
+        let table = ics_eventstore::log_table(service);
         let log_present: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
             .bind(&table)
             .fetch_one(&self.pool)
@@ -472,7 +472,7 @@ impl Supervisor {
     async fn record_counts(&self, services: &[String]) -> Result<Vec<u64>, ServiceError> {
         let mut counts = Vec::with_capacity(services.len());
         for service in services {
-            let table = format!("{service}.events");
+            let table = ics_eventstore::log_table(service);
             let present: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
                 .bind(&table)
                 .fetch_one(&self.pool)

@@ -10,7 +10,6 @@
 //! aggregate's state beyond the view (which merges the planned and held days).
 
 use futures_util::future::BoxFuture;
-use ics_eventstore::StoreError;
 use ics_projection::{Projection, ProjectionError, delete_all};
 use ics_proto::date::from_naive;
 use ics_proto::events::v1::EventEnvelope;
@@ -62,8 +61,7 @@ async fn apply(
     // log holds the whole history this event ends.
     let history =
         ics_eventstore::read_stream_through(connection, &event.stream_id, event.stream_version)
-            .await
-            .map_err(log_error)?;
+            .await?;
     if history.last().map(|last| last.stream_version) != Some(event.stream_version) {
         return Err(ProjectionError::Rejected(format!(
             "{} version {} is not in the log",
@@ -86,17 +84,6 @@ async fn apply(
     .execute(&mut *connection)
     .await?;
     Ok(())
-}
-
-/// A read of the log that failed: a storage failure is retried as one; a stored event that
-/// does not read is not made readable by retrying.
-fn log_error(error: StoreError) -> ProjectionError {
-    match error {
-        StoreError::Unavailable(error) | StoreError::Database(error) => {
-            ProjectionError::Database(error)
-        }
-        other => ProjectionError::Corrupt(other.to_string()),
-    }
 }
 
 /// One page of a trust's workshops, in workshop id order. `query` names the caller and the
