@@ -206,6 +206,17 @@ impl Fixture {
         }
     }
 
+    /// The journal's applied version of each stream, by stream.
+    async fn applied_versions(&self) -> Vec<(String, i64)> {
+        sqlx::query_as(
+            "SELECT stream_id, version FROM projection_stream_versions WHERE projection = 'journal'
+             ORDER BY stream_id",
+        )
+        .fetch_all(&self.projection_pool)
+        .await
+        .unwrap()
+    }
+
     async fn journal_in_applied_order(&self) -> Vec<(String, i64)> {
         sqlx::query_as("SELECT stream_id, version FROM journal ORDER BY id")
             .fetch_all(&self.projection_pool)
@@ -748,13 +759,7 @@ async fn a_rebuild_from_the_record_takes_what_is_unpublished_across_pages_and_no
             .any(|(_, _, name)| name == "after the rebuild")
     );
     fixture.assert_journal_in_stream_order().await;
-    let versions: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT stream_id, version FROM projection_stream_versions WHERE projection = 'journal'
-         ORDER BY stream_id",
-    )
-    .fetch_all(&fixture.projection_pool)
-    .await
-    .unwrap();
+    let versions: Vec<(String, i64)> = fixture.applied_versions().await;
     let heads: Vec<(String, i64)> = sqlx::query_as(
         "SELECT stream_id, max(stream_version) FROM trusts.events GROUP BY stream_id ORDER BY stream_id",
     )
@@ -802,13 +807,7 @@ async fn a_failed_or_killed_rebuild_leaves_everything_as_it_was_and_poison_is_de
     running.await.unwrap();
     let live = fixture.journal().await;
     assert_eq!(live.len(), 21);
-    let versions_before: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT stream_id, version FROM projection_stream_versions WHERE projection = 'journal'
-         ORDER BY stream_id",
-    )
-    .fetch_all(&fixture.projection_pool)
-    .await
-    .unwrap();
+    let versions_before: Vec<(String, i64)> = fixture.applied_versions().await;
 
     // Rebuilding with the poison in the record: dead-lettered once (not counted as applied),
     // the rest applied.
@@ -851,13 +850,7 @@ async fn a_failed_or_killed_rebuild_leaves_everything_as_it_was_and_poison_is_de
         live,
         "a failed rebuild rolled back"
     );
-    let versions_after: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT stream_id, version FROM projection_stream_versions WHERE projection = 'journal'
-         ORDER BY stream_id",
-    )
-    .fetch_all(&fixture.projection_pool)
-    .await
-    .unwrap();
+    let versions_after: Vec<(String, i64)> = fixture.applied_versions().await;
     assert_eq!(versions_after, versions_before);
     assert_eq!(fixture.consumer_position().await, position_before);
     fixture.finish().await;
