@@ -55,19 +55,19 @@ async fn every_process_serves_prometheus_metrics() {
         .await;
     assert_eq!(answer.unwrap_err().code(), Code::Unimplemented);
 
-    // The projections apply the two registrations; the page reads their lag at the scrape.
+    // The relays publish and the projections apply the two registrations; the page reads both at
+    // the scrape.
     let mut page = String::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while tokio::time::Instant::now() < deadline {
         let (status, body) = http_get(&all.dashboard_url, "/metrics").await;
         assert_eq!(status, 200, "{body}");
         page = body;
-        let lagging = ["reporting", "workshops", "metrics"].iter().any(|service| {
-            page.lines().any(|line| {
-                line.starts_with("ics_projection_lag_events{")
-                    && line.contains(&format!("service=\"{service}\""))
-                    && !line.ends_with(" 0")
-            })
+        // Every projection, the trusts service's own list among them, and every relay.
+        let lagging = page.lines().any(|line| {
+            (line.starts_with("ics_projection_lag_events{")
+                || line.starts_with("ics_relay_unpublished_events{"))
+                && !line.ends_with(" 0")
         });
         if !lagging && page.contains("ics_projection_lag_events{") {
             break;
