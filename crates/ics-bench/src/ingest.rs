@@ -30,8 +30,11 @@ pub struct IngestArgs {
     /// Proportion measures per trust in the ingest run.
     #[arg(long = "ingest-measures", default_value_t = 10)]
     pub measures: usize,
-    /// Daily periods per series in the ingest run.
-    #[arg(long = "ingest-periods", default_value_t = 1_000)]
+    /// Daily periods per series in the ingest run: by default ten years of daily figures, the
+    /// back-load a hospital system sends when it joins (3,650,000 observations for 100 trusts
+    /// and 10 measures). Smaller runs weigh the per-series cost (one append and SPC pass per
+    /// series and batch) more than the per-observation cost.
+    #[arg(long = "ingest-periods", default_value_t = 3_650)]
     pub periods: usize,
     /// Concurrent client-streaming calls.
     #[arg(long = "ingest-streams", default_value_t = 2)]
@@ -157,11 +160,13 @@ pub(crate) async fn wait_for_organisations(
 }
 
 async fn observations_in_view(clients: &Clients) -> anyhow::Result<u64> {
+    // Polled every few milliseconds: a board's token would meet its own call rate
+    // (ICS_TENANT_CALLS_PER_SEC) and fail the run, so the operator's is used; the read is the same.
     let view = clients
         .reporting
         .clone()
         .get_measure_view(authorized(
-            &clients.board,
+            &clients.operator,
             GetMeasureViewRequest {
                 ics_ods_code: BENCH_ICS.to_string(),
                 peer_group_id: String::new(),
@@ -318,7 +323,7 @@ pub async fn run(
                  {copy_rate:.0} rows/s"
             );
             println!(
-                "  ingest / COPY = {:.2} (target: >= 0.5)",
+                "  ingest / COPY = {:.2} (target: >= 1.0)",
                 ingest_rate / copy_rate
             );
         }

@@ -162,6 +162,7 @@ impl Cli {
         workshops::run(
             clients,
             &self.workshops_url,
+            &self.admin_urls(),
             self.workshop_rate,
             self.seconds,
             self.workshop_background,

@@ -12,6 +12,10 @@ const EVENT_STORE_MIGRATIONS: &[(&str, &str)] = &[
         "eventstore_0002_log_identity",
         include_str!("../migrations/0002_log_identity.sql"),
     ),
+    (
+        "eventstore_0003_payload_compression",
+        include_str!("../migrations/0003_payload_compression.sql"),
+    ),
 ];
 
 /// Applies the event store's migrations and then the service's own, each once, in order.

@@ -121,6 +121,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "reporting_0004_outcome_marks",
         include_str!("../migrations/0004_outcome_marks.sql"),
     ),
+    (
+        "reporting_0005_series_record_compression",
+        include_str!("../migrations/0005_series_record_compression.sql"),
+    ),
 ];
 
 #[derive(Debug, Clone, clap::Args)]
