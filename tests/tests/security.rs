@@ -720,8 +720,11 @@ async fn denials_and_admin_actions_are_kept_in_an_audit_trail_that_survives_rest
 /// ICB itself.
 #[tokio::test]
 async fn a_trust_writer_token_naming_an_icb_writes_nothing() {
-    use ics_proto::events::v1::OrganisationKind;
-    use ics_proto::trusts::v1::{RegisterOrganisationRequest, RenameOrganisationRequest};
+    use ics_proto::events::v1::{CqcRating, CqcRatings, Date, ExecutiveRole, OrganisationKind};
+    use ics_proto::trusts::v1::{
+        AppointExecutiveRequest, PublishCqcRatingRequest, RegisterOrganisationRequest,
+        RenameOrganisationRequest,
+    };
 
     let deployment = Deployment::new().await;
     let server = deployment.start("trusts").await;
@@ -762,6 +765,50 @@ async fn a_trust_writer_token_naming_an_icb_writes_nothing() {
         "{}",
         refused.message()
     );
+    // Every write on the ICB's own stream, each decided with the command, not only a rename.
+    let rating = CqcRating::Good as i32;
+    let refused = trusts
+        .publish_cqc_rating(authorized(
+            &icb_writer,
+            PublishCqcRatingRequest {
+                options: ics_e2e::options(),
+                ods_code: "QWO".into(),
+                published_on: Some(Date {
+                    year: 2019,
+                    month: 3,
+                    day: 1,
+                }),
+                ratings: Some(CqcRatings {
+                    overall: rating,
+                    safe: rating,
+                    effective: rating,
+                    caring: rating,
+                    responsive: rating,
+                    well_led: rating,
+                }),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    let refused = trusts
+        .appoint_executive(authorized(
+            &icb_writer,
+            AppointExecutiveRequest {
+                options: ics_e2e::options(),
+                ods_code: "QWO".into(),
+                role: ExecutiveRole::ChiefExecutive as i32,
+                person_name: "A Chief Executive".into(),
+                started_on: Some(Date {
+                    year: 2019,
+                    month: 4,
+                    day: 1,
+                }),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
     let leeds = deployment.token(&Principal::TrustWriter {
         ods_code: "RR8".into(),
     });
@@ -779,6 +826,18 @@ async fn a_trust_writer_token_naming_an_icb_writes_nothing() {
         .find(|organisation| organisation.ods_code == "QWO")
         .unwrap();
     assert_eq!(qwo.name, "QWO organisation", "nothing was written");
+    let qwo = trusts
+        .get_organisation(authorized(
+            &operator,
+            ics_proto::trusts::v1::GetOrganisationRequest {
+                ods_code: "QWO".into(),
+                as_of: None,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(qwo.version, 1, "only the registration: {qwo:?}");
     deployment.finish().await;
 }
 

@@ -75,24 +75,53 @@ impl TrustsApi {
             })
     }
 
-    /// A write for `ods_code`: the caller may write for it and, when a trust writer, its token
-    /// names a trust (a `trust_writer` token naming an ICB or region writes nothing).
+    /// A write for `ods_code` on another stream than its own: the caller may write for it and,
+    /// when a trust writer, its token names a trust (a `trust_writer` token naming an ICB or
+    /// region writes nothing).
     async fn authorize_trust_writer(
         &self,
         principal: &Principal,
         ods_code: &str,
     ) -> Result<(), ServiceError> {
         principal.authorize_trust_write(ods_code)?;
-        if let Principal::TrustWriter { .. } = principal
-            && let Some(organisation) = self.organisation(ods_code).await?
-            && !organisation.is_trust()
-        {
-            tracing::info!(principal = %principal.label(), ods_code, "trust writer token naming a non-trust refused");
-            return Err(ServiceError::PermissionDenied(format!(
-                "{ods_code} is not a trust: trust writer tokens must name a trust"
-            )));
+        if let Principal::TrustWriter { .. } = principal {
+            let kind = self
+                .organisation(ods_code)
+                .await?
+                .map(|organisation| organisation.kind);
+            refuse_trust_writer_of_non_trust(principal, ods_code, kind)?;
         }
         Ok(())
+    }
+
+    /// A command on `ods_code`'s own stream, for a caller who may write for it: whether a
+    /// trust writer's token names a trust is decided within the command, on the history it
+    /// reads anyway (cached between commands), rather than by reading the whole stream once
+    /// more before it.
+    async fn execute_on_organisation<F>(
+        &self,
+        principal: &Principal,
+        command: Command<'_>,
+        ods_code: &str,
+        decide: F,
+    ) -> Reply
+    where
+        F: Fn(&[RecordedEvent]) -> Result<Vec<NewEvent>, ServiceError>,
+    {
+        principal.authorize_trust_write(ods_code)?;
+        self.execute(
+            command,
+            &organisation::stream_id(ods_code),
+            None,
+            |history| {
+                if let Principal::TrustWriter { .. } = principal {
+                    let kind = Organisation::registered_kind(history)?;
+                    refuse_trust_writer_of_non_trust(principal, ods_code, kind)?;
+                }
+                decide(history)
+            },
+        )
+        .await
     }
 
     async fn existing_trust(
@@ -280,17 +309,15 @@ impl TrustsService for TrustsApi {
         validate::ods_code(&mut violations, "ods_code", &body.ods_code);
         validate::name(&mut violations, "name", &body.name);
         ServiceError::check(violations)?;
-        self.authorize_trust_writer(&principal, &body.ods_code)
-            .await?;
-        self.execute(
+        self.execute_on_organisation(
+            &principal,
             Command::new(
                 &principal,
                 body.options.as_ref(),
                 "RenameOrganisation",
                 &body,
             ),
-            &organisation::stream_id(&body.ods_code),
-            None,
+            &body.ods_code,
             |history| organisation::rename(history, &body.ods_code, &body.name),
         )
         .await
@@ -431,14 +458,12 @@ impl TrustsService for TrustsApi {
         validate::not_in_future(&mut violations, "published_on", published_on);
         validate_ratings(&mut violations, body.ratings.as_ref());
         ServiceError::check(violations)?;
-        self.authorize_trust_writer(&principal, &body.ods_code)
-            .await?;
         let published_on = published_on.unwrap_or_default();
         let ratings = body.ratings.unwrap_or_default();
-        self.execute(
+        self.execute_on_organisation(
+            &principal,
             Command::new(&principal, body.options.as_ref(), "PublishCqcRating", &body),
-            &organisation::stream_id(&body.ods_code),
-            None,
+            &body.ods_code,
             |history| {
                 organisation::publish_cqc_rating(history, &body.ods_code, published_on, &ratings)
             },
@@ -457,15 +482,13 @@ impl TrustsService for TrustsApi {
         let started_on =
             validate::required_date(&mut violations, "started_on", body.started_on.as_ref());
         ServiceError::check(violations)?;
-        self.authorize_trust_writer(&principal, &body.ods_code)
-            .await?;
         let role = role.unwrap_or(ExecutiveRole::Unspecified);
         let started_on = started_on.unwrap_or_default();
         let appointment_id = Uuid::now_v7().to_string();
-        self.execute(
+        self.execute_on_organisation(
+            &principal,
             Command::new(&principal, body.options.as_ref(), "AppointExecutive", &body),
-            &organisation::stream_id(&body.ods_code),
-            None,
+            &body.ods_code,
             |history| {
                 organisation::appoint_executive(
                     history,
@@ -500,18 +523,16 @@ impl TrustsService for TrustsApi {
             MAX_LONG_TEXT_CHARS,
         );
         ServiceError::check(violations)?;
-        self.authorize_trust_writer(&principal, &body.ods_code)
-            .await?;
         let left_on = left_on.unwrap_or_default();
-        self.execute(
+        self.execute_on_organisation(
+            &principal,
             Command::new(
                 &principal,
                 body.options.as_ref(),
                 "RecordExecutiveDeparture",
                 &body,
             ),
-            &organisation::stream_id(&body.ods_code),
-            None,
+            &body.ods_code,
             |history| {
                 organisation::record_departure(
                     history,
@@ -1044,4 +1065,22 @@ fn programme_view(programme: &Programme) -> api::Programme {
 
 fn today() -> NaiveDate {
     chrono::Utc::now().date_naive()
+}
+
+/// A `trust_writer` token naming an organisation registered as something other than a trust
+/// (an ICB or a region) writes nothing for it.
+fn refuse_trust_writer_of_non_trust(
+    principal: &Principal,
+    ods_code: &str,
+    kind: Option<OrganisationKind>,
+) -> Result<(), ServiceError> {
+    match kind {
+        Some(kind) if !organisation::is_trust_kind(kind) => {
+            tracing::info!(principal = %principal.label(), ods_code, "trust writer token naming a non-trust refused");
+            Err(ServiceError::PermissionDenied(format!(
+                "{ods_code} is not a trust: trust writer tokens must name a trust"
+            )))
+        }
+        _ => Ok(()),
+    }
 }

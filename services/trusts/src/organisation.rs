@@ -47,6 +47,18 @@ pub struct Organisation {
 }
 
 impl Organisation {
+    /// The kind the organisation was registered as (it never changes), from its stream's
+    /// registration alone; `None` when it was never registered.
+    pub fn registered_kind(
+        history: &[RecordedEvent],
+    ) -> Result<Option<OrganisationKind>, ServiceError> {
+        history
+            .iter()
+            .find(|event| event.event_type == OrganisationRegistered::EVENT_TYPE)
+            .map(|event| Ok(event.decode::<OrganisationRegistered>()?.kind()))
+            .transpose()
+    }
+
     /// Folds the organisation's stream; `None` when it was never registered.
     pub fn fold(history: &[RecordedEvent]) -> Result<Option<Self>, ServiceError> {
         history.iter().try_fold(None, Organisation::then)
@@ -135,10 +147,7 @@ impl Organisation {
     }
 
     pub fn is_trust(&self) -> bool {
-        matches!(
-            self.kind,
-            OrganisationKind::Trust | OrganisationKind::FoundationTrust
-        )
+        is_trust_kind(self.kind)
     }
 
     /// The parent this organisation belonged to on `date`.
@@ -205,6 +214,13 @@ pub fn rename(
             name: name.to_string(),
         },
     )])
+}
+
+pub fn is_trust_kind(kind: OrganisationKind) -> bool {
+    matches!(
+        kind,
+        OrganisationKind::Trust | OrganisationKind::FoundationTrust
+    )
 }
 
 /// Which kind of parent an organisation of `kind` may have.
