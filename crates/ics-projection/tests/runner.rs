@@ -855,3 +855,115 @@ async fn a_failed_or_killed_rebuild_leaves_everything_as_it_was_and_poison_is_de
     assert_eq!(fixture.consumer_position().await, position_before);
     fixture.finish().await;
 }
+
+/// The journal, counting the events of each transaction the runner applies.
+struct CountedJournal(std::sync::Mutex<Vec<usize>>);
+
+impl Projection for CountedJournal {
+    fn name(&self) -> &str {
+        "journal"
+    }
+
+    fn apply<'a>(
+        &'a self,
+        connection: &'a mut PgConnection,
+        event: &'a EventEnvelope,
+    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
+        self.0.lock().unwrap().push(1);
+        Journal.apply(connection, event)
+    }
+
+    fn apply_batch<'a>(
+        &'a self,
+        connection: &'a mut PgConnection,
+        events: &'a [EventEnvelope],
+    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
+        self.0.lock().unwrap().push(events.len());
+        Box::pin(async move {
+            for event in events {
+                Journal.apply(&mut *connection, event).await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn reset<'a>(
+        &'a self,
+        connection: &'a mut PgConnection,
+    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
+        Journal.reset(connection)
+    }
+}
+
+/// Events published a few milliseconds apart, as commands arrive at a few hundred a second,
+/// are applied together in the transaction of the first, which waits its linger for them:
+/// one transaction each would cost the database more than the commands did. A batch is never
+/// held past its linger.
+#[tokio::test]
+async fn events_arriving_within_the_linger_share_a_transaction() {
+    let fixture = Fixture::new().await;
+    let transactions = Arc::new(CountedJournal(std::sync::Mutex::new(Vec::new())));
+    let config = RunnerConfig {
+        linger: Duration::from_millis(1_500),
+        ..RunnerConfig::new(&fixture.prefix, &["trusts"])
+    };
+    let runner = ProjectionRunner::new(
+        fixture.projection_pool.clone(),
+        fixture.nats.clone(),
+        transactions.clone(),
+        config,
+    );
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(runner.run(shutdown.clone()));
+    // The consumer exists once the runner has started: published before, the events would
+    // already wait together in the stream.
+    let jetstream = async_nats::jetstream::new(fixture.nats.clone());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let stream = jetstream
+            .get_stream(ics_eventstore::subject::stream_name(
+                &fixture.prefix,
+                "trusts",
+            ))
+            .await
+            .unwrap();
+        if stream
+            .get_consumer::<async_nats::jetstream::consumer::pull::Config>(&format!(
+                "{}_journal",
+                fixture.prefix
+            ))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no consumer");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = tokio::time::Instant::now();
+    for version in 1..=8 {
+        fixture
+            .rename("organisation-RTP", &format!("name {version}"))
+            .await;
+        fixture.publish(1).await;
+    }
+    let published_within = started.elapsed();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while fixture.journal().await.len() < 8 {
+        assert!(tokio::time::Instant::now() < deadline, "never applied");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let sizes = transactions.0.lock().unwrap().clone();
+    assert_eq!(sizes.iter().sum::<usize>(), 8, "{sizes:?}");
+    if published_within < Duration::from_millis(1_000) {
+        assert_eq!(
+            sizes,
+            vec![8],
+            "eight events published within {published_within:?} of a 1.5 s linger"
+        );
+    }
+    shutdown.cancel();
+    running.await.unwrap();
+    fixture.finish().await;
+}
