@@ -32,7 +32,7 @@ use ics_service_kit::error::ServiceError;
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres, Row};
 
-use crate::outcomes::{MetricRecord, WorkshopRecord};
+use crate::outcomes::{Contributions, MetricRecord, WorkshopRecord, contributions};
 
 /// A workshop that counts (reported out, not cancelled), with what places it in a scope.
 #[derive(Debug, PartialEq)]
@@ -41,6 +41,8 @@ pub(crate) struct CountedWorkshop {
     pub(crate) held_from: Option<NaiveDate>,
     pub(crate) held_to: Option<NaiveDate>,
     pub(crate) record: WorkshopRecord,
+    /// What it adds to each kind's outcome, worked out once when it is read.
+    pub(crate) contributions: Contributions,
 }
 
 impl CountedWorkshop {
@@ -394,16 +396,18 @@ fn counted_workshop(row: &PgRow) -> Result<CountedWorkshop, sqlx::Error> {
             metric.follow_ups.push((checkpoint, value));
         }
     }
+    let record = WorkshopRecord {
+        reported_out: true,
+        cancelled: false,
+        metrics: metrics.into_iter().map(|(_, _, metric)| metric).collect(),
+        missed,
+    };
     Ok(CountedWorkshop {
         value_stream_id: row.try_get("value_stream_id")?,
         held_from: row.try_get("held_from")?,
         held_to: row.try_get("held_to")?,
-        record: WorkshopRecord {
-            reported_out: true,
-            cancelled: false,
-            metrics: metrics.into_iter().map(|(_, _, metric)| metric).collect(),
-            missed,
-        },
+        contributions: contributions(&record),
+        record,
     })
 }
 

@@ -121,46 +121,94 @@ fn median(values: &[f64]) -> f64 {
     }
 }
 
-/// The outcome of one improvement kind over `workshops` (those that do not count are skipped).
-pub fn kind_outcome(kind: MetricKind, workshops: &[&WorkshopRecord]) -> KindOutcome {
-    let with_kind: Vec<&WorkshopRecord> = workshops
-        .iter()
-        .copied()
-        .filter(|workshop| workshop.counts() && workshop.metrics_of(kind).next().is_some())
-        .collect();
+/// What one workshop adds to the outcome of one improvement kind: worked out once when the
+/// workshop is read, so that a view over 20,000 workshops only adds numbers up.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct KindContribution {
+    baseline: f64,
+    after: f64,
+    /// `1 − after ÷ baseline`; `None` without a baseline to reduce.
+    reduction: Option<f64>,
+    /// Per checkpoint (in [`CHECKPOINTS`] order): follow-ups measured, how many of them held
+    /// the target, and whether the checkpoint was recorded as missed.
+    checkpoints: [(u32, u32, bool); 4],
+}
 
-    let mut baseline_total = 0.0;
-    let mut after_total = 0.0;
-    let mut reductions = Vec::with_capacity(with_kind.len());
-    for workshop in &with_kind {
-        let (baseline, after) = sums(workshop, kind);
-        baseline_total += baseline;
-        after_total += after;
-        reductions.extend(reduction(baseline, after));
+/// The workshop's contribution to `kind`; `None` when it does not count or has no metric of
+/// that kind.
+pub fn contribution(workshop: &WorkshopRecord, kind: MetricKind) -> Option<KindContribution> {
+    if !workshop.counts() || workshop.metrics_of(kind).next().is_none() {
+        return None;
     }
-
-    let sustainment = CHECKPOINTS
-        .iter()
-        .map(|&checkpoint| {
-            let mut measured = 0u32;
-            let mut sustained = 0u32;
-            let mut missed = 0u32;
-            for workshop in &with_kind {
-                if workshop.missed.contains(&checkpoint) {
-                    missed += 1;
-                }
-                for metric in workshop.metrics_of(kind) {
-                    for &(_, value) in metric.follow_ups.iter().filter(|(at, _)| *at == checkpoint)
-                    {
-                        measured += 1;
-                        // Both are in the metric's own unit, so no conversion is needed.
-                        if value <= metric.target {
-                            sustained += 1;
-                        }
-                    }
+    let (baseline, after) = sums(workshop, kind);
+    let checkpoints = CHECKPOINTS.map(|checkpoint| {
+        let mut measured = 0u32;
+        let mut sustained = 0u32;
+        for metric in workshop.metrics_of(kind) {
+            for &(_, value) in metric.follow_ups.iter().filter(|(at, _)| *at == checkpoint) {
+                measured += 1;
+                // Both are in the metric's own unit, so no conversion is needed.
+                if value <= metric.target {
+                    sustained += 1;
                 }
             }
-            CheckpointSustainment {
+        }
+        (measured, sustained, workshop.missed.contains(&checkpoint))
+    });
+    Some(KindContribution {
+        baseline,
+        after,
+        reduction: reduction(baseline, after),
+        checkpoints,
+    })
+}
+
+/// A workshop's contributions to every kind, in [`KINDS`] order.
+pub type Contributions = [Option<KindContribution>; 3];
+
+/// The workshop's contributions to every kind, in [`KINDS`] order.
+pub fn contributions(workshop: &WorkshopRecord) -> Contributions {
+    KINDS.map(|kind| contribution(workshop, kind))
+}
+
+/// The outcome of one improvement kind over `workshops` (those that do not count are skipped).
+pub fn kind_outcome(kind: MetricKind, workshops: &[&WorkshopRecord]) -> KindOutcome {
+    kind_outcome_of(
+        kind,
+        workshops
+            .iter()
+            .filter_map(|workshop| contribution(workshop, kind)),
+    )
+}
+
+/// The outcome of one improvement kind from its workshops' contributions, in workshop order.
+fn kind_outcome_of(
+    kind: MetricKind,
+    contributions: impl Iterator<Item = KindContribution>,
+) -> KindOutcome {
+    let mut workshops = 0u32;
+    let mut baseline_total = 0.0;
+    let mut after_total = 0.0;
+    let mut reductions = Vec::new();
+    let mut checkpoints = [(0u32, 0u32, 0u32); 4];
+    for contribution in contributions {
+        workshops = workshops.saturating_add(1);
+        baseline_total += contribution.baseline;
+        after_total += contribution.after;
+        reductions.extend(contribution.reduction);
+        for (total, (measured, sustained, missed)) in
+            checkpoints.iter_mut().zip(contribution.checkpoints)
+        {
+            total.0 += measured;
+            total.1 += sustained;
+            total.2 += u32::from(missed);
+        }
+    }
+    let sustainment = CHECKPOINTS
+        .iter()
+        .zip(checkpoints)
+        .map(
+            |(&checkpoint, (measured, sustained, missed))| CheckpointSustainment {
                 checkpoint: checkpoint as i32,
                 measured,
                 sustained,
@@ -170,13 +218,13 @@ pub fn kind_outcome(kind: MetricKind, workshops: &[&WorkshopRecord]) -> KindOutc
                     f64::from(sustained) / f64::from(measured)
                 },
                 missed,
-            }
-        })
+            },
+        )
         .collect();
 
     KindOutcome {
         kind: kind as i32,
-        workshops: u32::try_from(with_kind.len()).unwrap_or(u32::MAX),
+        workshops,
         baseline_total,
         after_total,
         pooled_reduction: reduction(baseline_total, after_total).unwrap_or(0.0),
@@ -193,6 +241,22 @@ pub fn kind_outcomes(workshops: &[&WorkshopRecord]) -> Vec<KindOutcome> {
     KINDS
         .iter()
         .map(|&kind| kind_outcome(kind, workshops))
+        .collect()
+}
+
+/// [`kind_outcomes`] from contributions worked out beforehand ([`contributions`]).
+pub fn kind_outcomes_of(workshops: &[&Contributions]) -> Vec<KindOutcome> {
+    KINDS
+        .iter()
+        .enumerate()
+        .map(|(index, &kind)| {
+            kind_outcome_of(
+                kind,
+                workshops
+                    .iter()
+                    .filter_map(|contributions| contributions[index]),
+            )
+        })
         .collect()
 }
 
@@ -382,6 +446,14 @@ mod tests {
         close(outcome.baseline_total, 6.5);
         close(outcome.after_total, 3.0);
         close(outcome.absolute_reduction, 3.5);
+
+        // A view adds up contributions worked out when each workshop was read: the same
+        // outcomes, to the last bit, as from the records.
+        let worked_out: Vec<Contributions> = workshops.iter().map(contributions).collect();
+        assert_eq!(
+            kind_outcomes_of(&worked_out.iter().collect::<Vec<_>>()),
+            kind_outcomes(&refs(&workshops))
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Reads of the projections, as the API returns them.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{Months, NaiveDate};
 use ics_proto::date::from_naive;
@@ -13,7 +13,7 @@ use ics_service_kit::error::ServiceError;
 use sqlx::{PgPool, Row};
 
 use crate::outcome_records::{CountedWorkshop, OutcomeRecords};
-use crate::outcomes::{WorkshopRecord, kind_outcomes};
+use crate::outcomes::{Contributions, kind_outcomes_of};
 
 /// How far back "leadership stability" looks.
 const STABILITY_MONTHS: u32 = 24;
@@ -423,52 +423,55 @@ pub async fn outcomes(
     }
     let scoped = || by_code.values().flatten().copied();
 
-    let all: Vec<&WorkshopRecord> = scoped().map(|workshop| &workshop.record).collect();
+    let all: Vec<&Contributions> = scoped().map(|workshop| &workshop.contributions).collect();
     let by_trust = members
         .iter()
         .map(|member| {
-            let records: Vec<&WorkshopRecord> = by_code
+            let contributions: Vec<&Contributions> = by_code
                 .get(member.ods_code.as_str())
                 .into_iter()
                 .flatten()
-                .map(|workshop| &workshop.record)
+                .map(|workshop| &workshop.contributions)
                 .collect();
             OutcomeGroup {
                 key: member.ods_code.clone(),
                 name: member.name.clone(),
-                kinds: kind_outcomes(&records),
+                kinds: kind_outcomes_of(&contributions),
             }
         })
         .collect();
 
-    let value_stream_ids: BTreeSet<&str> = scoped()
-        .map(|workshop| workshop.value_stream_id.as_str())
-        .filter(|id| !id.is_empty())
-        .collect();
+    // Grouped by id first (one hash per workshop), then named and ordered by name and id.
+    let mut by_id: HashMap<&str, Vec<&Contributions>> = HashMap::new();
+    for workshop in scoped().filter(|workshop| !workshop.value_stream_id.is_empty()) {
+        by_id
+            .entry(workshop.value_stream_id.as_str())
+            .or_default()
+            .push(&workshop.contributions);
+    }
     // Names from the overview's value streams, as they stand now (a revision renames).
     let names: HashMap<String, String> = sqlx::query_as(
         "SELECT value_stream_id, name FROM value_streams WHERE value_stream_id = ANY($1)",
     )
-    .bind(value_stream_ids.iter().copied().collect::<Vec<&str>>())
+    .bind(by_id.keys().copied().collect::<Vec<&str>>())
     .fetch_all(pool)
     .await?
     .into_iter()
     .collect();
-    let mut value_streams: BTreeMap<(&str, &str), Vec<&WorkshopRecord>> = BTreeMap::new();
-    for workshop in scoped().filter(|workshop| !workshop.value_stream_id.is_empty()) {
-        let id = workshop.value_stream_id.as_str();
-        let name = names.get(id).map_or(id, String::as_str);
-        value_streams
-            .entry((name, id))
-            .or_default()
-            .push(&workshop.record);
-    }
+    let mut value_streams: Vec<(&str, &str, Vec<&Contributions>)> = by_id
+        .into_iter()
+        .map(|(id, contributions)| {
+            let name = names.get(id).map_or(id, String::as_str);
+            (name, id, contributions)
+        })
+        .collect();
+    value_streams.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
     let by_value_stream = value_streams
         .into_iter()
-        .map(|((name, key), records)| OutcomeGroup {
+        .map(|(name, key, contributions)| OutcomeGroup {
             key: key.to_string(),
             name: name.to_string(),
-            kinds: kind_outcomes(&records),
+            kinds: kind_outcomes_of(&contributions),
         })
         .collect();
 
@@ -476,7 +479,7 @@ pub async fn outcomes(
         scope: Some(scope.clone()),
         name,
         as_of: Some(from_naive(as_of)),
-        headline: kind_outcomes(&all),
+        headline: kind_outcomes_of(&all),
         by_trust,
         by_value_stream,
     })
