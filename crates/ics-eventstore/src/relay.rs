@@ -31,6 +31,10 @@ const LEADERSHIP_RETRY: Duration = Duration::from_secs(1);
 /// How often the leader checks that its lock's connection is still alive.
 const LEADERSHIP_CHECK: Duration = Duration::from_secs(2);
 
+/// The first look again after a wake that found nothing publishable; each further one waits
+/// twice as long, up to the poll interval.
+const HELD_BACK_FIRST_RETRY: Duration = Duration::from_millis(5);
+
 /// Marks this process's relay as the leader while it lives: appends here then wake it in
 /// memory and send no NOTIFY (see [`AppendSignal`]).
 struct Leading(std::sync::Arc<AppendSignal>);
@@ -238,6 +242,11 @@ impl Relay {
         // or NATS may have lost it), so the relay never waits on a stream that is gone.
         let mut cursor: Option<LogCursor> = None;
         let mut last_lock_check = tokio::time::Instant::now();
+        // After a wake that found nothing to publish, how soon to look again: the append that
+        // woke the relay may sit behind an older transaction still running anywhere in the
+        // cluster (the relay publishes only below the oldest), and no further wake will come
+        // for it. `None` while the relay waits only for wakes and its poll.
+        let mut held_back_retry: Option<Duration> = None;
         loop {
             if shutdown.is_cancelled() {
                 break;
@@ -273,6 +282,11 @@ impl Relay {
             match self.publish_after(current).await {
                 Ok(published) => {
                     backoff = Duration::from_millis(50);
+                    if published > 0 {
+                        held_back_retry = None;
+                    } else if let Some(retry) = held_back_retry.as_mut() {
+                        *retry = (*retry * 2).min(self.config.poll_interval);
+                    }
                     if published >= self.config.batch_size as usize {
                         continue;
                     }
@@ -287,30 +301,37 @@ impl Relay {
                     continue;
                 }
             }
-            let wait = tokio::time::sleep(self.config.poll_interval);
-            match listener.as_mut() {
+            let wait = tokio::time::sleep(held_back_retry.unwrap_or(self.config.poll_interval));
+            let woken = match listener.as_mut() {
                 Some(listening) => {
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
-                        _ = wait => {}
-                        () = self.store.appended.wake.notified() => {}
+                        _ = wait => false,
+                        () = self.store.appended.wake.notified() => true,
                         notification = listening.try_recv() => {
                             if notification.is_err() {
                                 // The listener reconnects by itself on the next call; polling
                                 // covers the gap.
                                 tracing::debug!("relay listener interrupted");
                             }
+                            notification.is_ok()
                         }
                     }
                 }
                 None => {
-                    tokio::select! {
+                    let woken = tokio::select! {
                         _ = shutdown.cancelled() => break,
-                        _ = wait => {}
-                        () = self.store.appended.wake.notified() => {}
-                    }
+                        _ = wait => false,
+                        () = self.store.appended.wake.notified() => true,
+                    };
                     listener = self.listen().await;
+                    woken
                 }
+            };
+            if woken {
+                held_back_retry = Some(HELD_BACK_FIRST_RETRY.min(self.config.poll_interval));
+            } else if held_back_retry.is_some_and(|retry| retry >= self.config.poll_interval) {
+                held_back_retry = None;
             }
         }
         unlock(&mut leadership, &self.lock_name()).await;

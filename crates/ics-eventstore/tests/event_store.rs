@@ -650,27 +650,7 @@ async fn appends_wake_their_own_relay_in_memory_and_another_replicas_by_notify()
     let stream_name = relay.stream_name();
     let stop = tokio_util::sync::CancellationToken::new();
     let running = tokio::spawn(relay.run(stop.clone()));
-    // Leading once the lock is taken; then a first pass finds nothing and the relay waits.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    // The lock is the session's: taken and given back on one connection.
-    let mut probe = other_replica.pool().acquire().await.unwrap();
-    while sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock(hashtext('trusts.relay'))")
-        .fetch_one(&mut *probe)
-        .await
-        .unwrap()
-    {
-        sqlx::query("SELECT pg_advisory_unlock(hashtext('trusts.relay'))")
-            .execute(&mut *probe)
-            .await
-            .unwrap();
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the relay never led"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    drop(probe);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_until_leading(other_replica.pool()).await;
     let mut listener = sqlx::postgres::PgListener::connect_with(store.pool())
         .await
         .unwrap();
@@ -696,6 +676,80 @@ async fn appends_wake_their_own_relay_in_memory_and_another_replicas_by_notify()
         .await
         .expect("another replica's append sends a NOTIFY")
         .unwrap();
+
+    stop.cancel();
+    running.await.unwrap();
+    ics_testing::delete_streams(&nats, &prefix).await;
+    database.drop_database().await;
+}
+
+/// Waits until a relay of the trusts log holds its lock, and then for its first pass, which
+/// finds nothing: it then waits for appends.
+async fn wait_until_leading(pool: &sqlx::PgPool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    // The lock is the session's: taken and given back on one connection.
+    let mut probe = pool.acquire().await.unwrap();
+    while sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock(hashtext('trusts.relay'))")
+        .fetch_one(&mut *probe)
+        .await
+        .unwrap()
+    {
+        sqlx::query("SELECT pg_advisory_unlock(hashtext('trusts.relay'))")
+            .execute(&mut *probe)
+            .await
+            .unwrap();
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the relay never led"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(probe);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+}
+
+/// An append committed while an older transaction still runs is not yet publishable (the relay
+/// publishes only below the oldest running transaction, so it never skips one that commits
+/// later). The wake it sent finds nothing; the relay looks again shortly, and publishes it once
+/// the older transaction ends, though nothing wakes it then and it polls only hourly here.
+#[tokio::test]
+async fn an_append_held_back_by_an_older_transaction_is_published_when_that_ends() {
+    let database = TestDatabase::create().await;
+    let store = store(&database).await;
+    let prefix = unique_token();
+    let nats = async_nats::connect(ics_testing::nats_url()).await.unwrap();
+    let relay = Relay::new(
+        store.clone(),
+        nats.clone(),
+        RelayConfig {
+            poll_interval: Duration::from_secs(3600),
+            ..RelayConfig::new(&prefix)
+        },
+    );
+    let stream_name = relay.stream_name();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(relay.run(stop.clone()));
+    wait_until_leading(store.pool()).await;
+
+    let mut older = store.pool().begin().await.unwrap();
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut *older)
+        .await
+        .unwrap();
+    append(&store, "held", "organisation-RTP", ExpectedVersion::Any)
+        .await
+        .unwrap();
+    // The relay is woken now and finds the append behind the older transaction.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    older.rollback().await.unwrap();
+    let published = read_stream_messages(&nats, &stream_name, 1).await;
+    assert_eq!(
+        published[0]
+            .metadata
+            .as_ref()
+            .map(|metadata| metadata.request_id.as_str()),
+        Some("held")
+    );
 
     stop.cancel();
     running.await.unwrap();
