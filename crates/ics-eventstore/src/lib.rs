@@ -20,5 +20,5 @@ pub use migrate::migrate;
 pub use store::read_stream_through;
 pub use store::{
     CommandContext, CommandOutcome, EventStore, ExpectedVersion, LogCursor, NewEvent,
-    RecordedEvent, history_of, history_then, log_table, read_log_page,
+    RecordedEvent, history_of, history_then, log_exists, log_table, read_log_page,
 };

@@ -856,6 +856,18 @@ pub fn log_table(service: &str) -> String {
     format!("\"{}\".events", service.replace('"', "\"\""))
 }
 
+/// Whether `service`'s log table exists: a service that has never started here has no schema
+/// yet, and its log holds nothing.
+pub async fn log_exists<'e, E>(executor: E, service: &str) -> Result<bool, StoreError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Postgres>,
+{
+    Ok(sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(log_table(service))
+        .fetch_one(executor)
+        .await?)
+}
+
 /// A page of `service`'s log in commit order (the order its relay publishes in), after
 /// `cursor` (from the start when `None`): how a projection is rebuilt from the record rather
 /// than from its stream. Read every page inside one `REPEATABLE READ` transaction so that the

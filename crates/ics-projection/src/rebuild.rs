@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use async_nats::jetstream::consumer;
-use ics_eventstore::{LogCursor, log_table, read_log_page, subject};
+use ics_eventstore::{LogCursor, log_exists, read_log_page, subject};
 use ics_proto::events::v1::EventEnvelope;
 use prost::Message as _;
 use sqlx::{Connection as _, PgConnection};
@@ -160,12 +160,7 @@ impl<P: Projection> ProjectionRunner<P> {
         service: &str,
     ) -> Result<(u64, Option<EventEnvelope>), ProjectionError> {
         // A service that has never started has no log yet: nothing to rebuild from it.
-        let table = log_table(service);
-        let logged: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
-            .bind(&table)
-            .fetch_one(&mut *transaction)
-            .await?;
-        if !logged {
+        if !log_exists(&mut *transaction, service).await? {
             return Ok((0, None));
         }
         let (pages, mut received) = mpsc::channel(READ_AHEAD);

@@ -394,11 +394,7 @@ impl Supervisor {
         )
         .await?;
         let table = ics_eventstore::log_table(service);
-        let log_present: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
-            .bind(&table)
-            .fetch_one(&self.pool)
-            .await?;
-        let streams_behind = if log_present {
+        let streams_behind = if ics_eventstore::log_exists(&self.pool, service).await? {
             count(format!(
                 "SELECT count(*) FROM
                      (SELECT stream_id, max(stream_version) AS version FROM {table}
@@ -473,11 +469,7 @@ impl Supervisor {
         let mut counts = Vec::with_capacity(services.len());
         for service in services {
             let table = ics_eventstore::log_table(service);
-            let present: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
-                .bind(&table)
-                .fetch_one(&self.pool)
-                .await?;
-            let count: i64 = if present {
+            let count: i64 = if ics_eventstore::log_exists(&self.pool, service).await? {
                 // The name is a service's, validated as a schema name at start-up.
                 sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
                     .fetch_one(&self.pool)
