@@ -32,7 +32,7 @@ const LEADERSHIP_RETRY: Duration = Duration::from_secs(1);
 const LEADERSHIP_CHECK: Duration = Duration::from_secs(2);
 
 /// The first look again after a wake that found nothing publishable; each further one waits
-/// twice as long, up to the poll interval.
+/// twice as long, until that reaches the poll interval and the poll takes over.
 const HELD_BACK_FIRST_RETRY: Duration = Duration::from_millis(5);
 
 /// Marks this process's relay as the leader while it lives: appends here then wake it in
@@ -284,8 +284,6 @@ impl Relay {
                     backoff = Duration::from_millis(50);
                     if published > 0 {
                         held_back_retry = None;
-                    } else if let Some(retry) = held_back_retry.as_mut() {
-                        *retry = (*retry * 2).min(self.config.poll_interval);
                     }
                     if published >= self.config.batch_size as usize {
                         continue;
@@ -328,11 +326,13 @@ impl Relay {
                     woken
                 }
             };
-            if woken {
-                held_back_retry = Some(HELD_BACK_FIRST_RETRY.min(self.config.poll_interval));
-            } else if held_back_retry.is_some_and(|retry| retry >= self.config.poll_interval) {
-                held_back_retry = None;
-            }
+            held_back_retry = if woken {
+                Some(HELD_BACK_FIRST_RETRY.min(self.config.poll_interval))
+            } else {
+                held_back_retry
+                    .map(|retry| retry * 2)
+                    .filter(|retry| *retry < self.config.poll_interval)
+            };
         }
         unlock(&mut leadership, &self.lock_name()).await;
     }

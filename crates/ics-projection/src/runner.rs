@@ -3,8 +3,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, consumer};
+use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
-use futures_util::{FutureExt, StreamExt};
 use ics_eventstore::subject;
 use ics_proto::events::v1::EventEnvelope;
 use prost::Message;
@@ -431,12 +431,8 @@ impl<P: Projection> ProjectionRunner<P> {
                 };
                 waiting.push_back(received(next)?);
             }
-            while waiting.len() < self.config.batch {
-                match messages.next().now_or_never() {
-                    Some(next) => waiting.push_back(received(next)?),
-                    None => break,
-                }
-            }
+            // Whatever has arrived, and what arrives within the linger. A timeout polls the
+            // stream before its deadline, so with no linger this takes only what is ready.
             let until = tokio::time::Instant::now() + self.config.linger;
             while waiting.len() < self.config.batch {
                 match tokio::time::timeout_at(until, messages.next()).await {
