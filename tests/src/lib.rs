@@ -429,6 +429,21 @@ pub fn authorized<T>(token: &str, message: T) -> tonic::Request<T> {
     request
 }
 
+/// CQC ratings with `rating` in every domain and overall.
+pub fn uniform_ratings(
+    rating: ics_proto::events::v1::CqcRating,
+) -> Option<ics_proto::events::v1::CqcRatings> {
+    let rating = rating as i32;
+    Some(ics_proto::events::v1::CqcRatings {
+        overall: rating,
+        safe: rating,
+        effective: rating,
+        caring: rating,
+        responsive: rating,
+        well_led: rating,
+    })
+}
+
 /// Command options with a fresh request id.
 pub fn options() -> Option<CommandOptions> {
     Some(CommandOptions {

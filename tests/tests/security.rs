@@ -720,7 +720,7 @@ async fn denials_and_admin_actions_are_kept_in_an_audit_trail_that_survives_rest
 /// ICB itself.
 #[tokio::test]
 async fn a_trust_writer_token_naming_an_icb_writes_nothing() {
-    use ics_proto::events::v1::{CqcRating, CqcRatings, Date, ExecutiveRole, OrganisationKind};
+    use ics_proto::events::v1::{CqcRating, Date, ExecutiveRole, OrganisationKind};
     use ics_proto::trusts::v1::{
         AppointExecutiveRequest, PublishCqcRatingRequest, RegisterOrganisationRequest,
         RenameOrganisationRequest,
@@ -766,7 +766,6 @@ async fn a_trust_writer_token_naming_an_icb_writes_nothing() {
         refused.message()
     );
     // Every write on the ICB's own stream, each decided with the command, not only a rename.
-    let rating = CqcRating::Good as i32;
     let refused = trusts
         .publish_cqc_rating(authorized(
             &icb_writer,
@@ -778,14 +777,7 @@ async fn a_trust_writer_token_naming_an_icb_writes_nothing() {
                     month: 3,
                     day: 1,
                 }),
-                ratings: Some(CqcRatings {
-                    overall: rating,
-                    safe: rating,
-                    effective: rating,
-                    caring: rating,
-                    responsive: rating,
-                    well_led: rating,
-                }),
+                ratings: ics_e2e::uniform_ratings(CqcRating::Good),
             },
         ))
         .await
@@ -846,7 +838,7 @@ async fn a_trust_writer_token_naming_an_icb_writes_nothing() {
 /// 1900–2100 are refused; a reply quotes at most a few hundred characters of its input.
 #[tokio::test]
 async fn bad_bytes_are_invalid_arguments_that_name_the_field_and_echo_little() {
-    use ics_proto::events::v1::{CommandOptions, CqcRating, CqcRatings, Date, OrganisationKind};
+    use ics_proto::events::v1::{CommandOptions, CqcRating, Date, OrganisationKind};
     use ics_proto::trusts::v1::{
         GetOrganisationRequest, PublishCqcRatingRequest, RegisterOrganisationRequest,
     };
@@ -895,7 +887,6 @@ async fn bad_bytes_are_invalid_arguments_that_name_the_field_and_echo_little() {
         .register_organisation(authorized(&operator, register("id-3", "Surrey")))
         .await
         .unwrap();
-    let rating = CqcRating::Good as i32;
     let ancient = trusts
         .publish_cqc_rating(authorized(
             &operator,
@@ -907,14 +898,7 @@ async fn bad_bytes_are_invalid_arguments_that_name_the_field_and_echo_little() {
                     month: 3,
                     day: 1,
                 }),
-                ratings: Some(CqcRatings {
-                    overall: rating,
-                    safe: rating,
-                    effective: rating,
-                    caring: rating,
-                    responsive: rating,
-                    well_led: rating,
-                }),
+                ratings: ics_e2e::uniform_ratings(CqcRating::Good),
             },
         ))
         .await

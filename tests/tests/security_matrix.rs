@@ -242,10 +242,10 @@ fn id_of(stream_id: &str) -> String {
 /// RPC to have something real to name; waits until the projections other services read have it.
 async fn seed(deployment: &Deployment, server: &Server) -> World {
     use ics_proto::events::v1::{
-        CqcRating, CqcRatings, ExecutiveRole, ImprovementDirection, MeasureDefinition,
-        MeasureFrequency, MeasureScoring, MetricKind, MetricUnit, OrganisationKind,
-        PeerGroupMethod, SeriesKey, SpcConflictRule, SpcRuleSet, TargetMetric,
-        ValueStreamDefinition, ValueStreamOrigin, ValueStreamStatus, WorkshopKind, WorkshopRoles,
+        CqcRating, ExecutiveRole, ImprovementDirection, MeasureDefinition, MeasureFrequency,
+        MeasureScoring, MetricKind, MetricUnit, OrganisationKind, PeerGroupMethod, SeriesKey,
+        SpcConflictRule, SpcRuleSet, TargetMetric, ValueStreamDefinition, ValueStreamOrigin,
+        ValueStreamStatus, WorkshopKind, WorkshopRoles,
     };
     use ics_proto::metrics::v1::metrics_service_client::MetricsServiceClient;
     use ics_proto::metrics::v1::{
@@ -297,7 +297,6 @@ async fn seed(deployment: &Deployment, server: &Server) -> World {
             .await
             .unwrap();
     }
-    let good = CqcRating::Good as i32;
     trusts
         .publish_cqc_rating(authorized(
             &operator,
@@ -305,14 +304,7 @@ async fn seed(deployment: &Deployment, server: &Server) -> World {
                 options: ics_e2e::options(),
                 ods_code: TRUST_B.into(),
                 published_on: Some(date(2021, 6, 1)),
-                ratings: Some(CqcRatings {
-                    overall: good,
-                    safe: good,
-                    effective: good,
-                    caring: good,
-                    responsive: good,
-                    well_led: good,
-                }),
+                ratings: ics_e2e::uniform_ratings(CqcRating::Good),
             },
         ))
         .await

@@ -639,17 +639,7 @@ async fn appends_wake_their_own_relay_in_memory_and_another_replicas_by_notify()
     let other_replica = EventStore::new(database.pool("trusts").await, "trusts");
     let prefix = unique_token();
     let nats = async_nats::connect(ics_testing::nats_url()).await.unwrap();
-    let relay = Relay::new(
-        store.clone(),
-        nats.clone(),
-        RelayConfig {
-            poll_interval: Duration::from_secs(3600),
-            ..RelayConfig::new(&prefix)
-        },
-    );
-    let stream_name = relay.stream_name();
-    let stop = tokio_util::sync::CancellationToken::new();
-    let running = tokio::spawn(relay.run(stop.clone()));
+    let (stream_name, stop, running) = start_hourly_polling_relay(&store, &nats, &prefix);
     wait_until_leading(other_replica.pool()).await;
     let mut listener = sqlx::postgres::PgListener::connect_with(store.pool())
         .await
@@ -681,6 +671,31 @@ async fn appends_wake_their_own_relay_in_memory_and_another_replicas_by_notify()
     running.await.unwrap();
     ics_testing::delete_streams(&nats, &prefix).await;
     database.drop_database().await;
+}
+
+/// A relay of `store` that polls only hourly, so that only a wake makes it publish: its
+/// stream's name, its stop and its task.
+fn start_hourly_polling_relay(
+    store: &EventStore,
+    nats: &async_nats::Client,
+    prefix: &str,
+) -> (
+    String,
+    tokio_util::sync::CancellationToken,
+    tokio::task::JoinHandle<()>,
+) {
+    let relay = Relay::new(
+        store.clone(),
+        nats.clone(),
+        RelayConfig {
+            poll_interval: Duration::from_secs(3600),
+            ..RelayConfig::new(prefix)
+        },
+    );
+    let stream_name = relay.stream_name();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(relay.run(stop.clone()));
+    (stream_name, stop, running)
 }
 
 /// Waits until a relay of the trusts log holds its lock, and then for its first pass, which
@@ -718,17 +733,7 @@ async fn an_append_held_back_by_an_older_transaction_is_published_when_that_ends
     let store = store(&database).await;
     let prefix = unique_token();
     let nats = async_nats::connect(ics_testing::nats_url()).await.unwrap();
-    let relay = Relay::new(
-        store.clone(),
-        nats.clone(),
-        RelayConfig {
-            poll_interval: Duration::from_secs(3600),
-            ..RelayConfig::new(&prefix)
-        },
-    );
-    let stream_name = relay.stream_name();
-    let stop = tokio_util::sync::CancellationToken::new();
-    let running = tokio::spawn(relay.run(stop.clone()));
+    let (stream_name, stop, running) = start_hourly_polling_relay(&store, &nats, &prefix);
     wait_until_leading(store.pool()).await;
 
     let mut older = store.pool().begin().await.unwrap();

@@ -879,12 +879,7 @@ impl Projection for CountedJournal {
         events: &'a [EventEnvelope],
     ) -> BoxFuture<'a, Result<(), ProjectionError>> {
         self.0.lock().unwrap().push(events.len());
-        Box::pin(async move {
-            for event in events {
-                Journal.apply(&mut *connection, event).await?;
-            }
-            Ok(())
-        })
+        Journal.apply_batch(connection, events)
     }
 
     fn reset<'a>(
