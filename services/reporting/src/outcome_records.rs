@@ -22,7 +22,7 @@
 //!   this one's, would be read again by every view.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use chrono::NaiveDate;
@@ -32,7 +32,7 @@ use ics_service_kit::error::ServiceError;
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres, Row};
 
-use crate::outcomes::{Contributions, MetricRecord, WorkshopRecord, contributions};
+use crate::outcomes::{Contributions, MetricRecord, Tally, WorkshopRecord, contributions};
 
 /// A workshop that counts (reported out, not cancelled), with what places it in a scope.
 #[derive(Debug, PartialEq)]
@@ -63,9 +63,68 @@ impl CountedWorkshop {
 /// Every counted workshop: per trust, and by workshop id within a trust.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub(crate) struct CountedWorkshops {
-    /// Maps are shared with the views computing from them; a refresh copies only the maps of
-    /// the trusts whose workshops changed, and only while a view still holds them.
-    by_trust: HashMap<String, Arc<BTreeMap<String, Arc<CountedWorkshop>>>>,
+    /// Shared with the views computing from them; a refresh copies only the trusts whose
+    /// workshops changed, and only while a view still holds them.
+    by_trust: HashMap<String, Arc<TrustWorkshops>>,
+}
+
+/// One trust's counted workshops, by workshop id, with their tallies once a view asked.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct TrustWorkshops {
+    workshops: BTreeMap<String, Arc<CountedWorkshop>>,
+    /// Worked out by the first view that needs them after a change, then shared by every
+    /// view until the next: an ICS view adds up a few tallies per trust, not every workshop.
+    tallies: OnceLock<TrustTallies>,
+}
+
+/// The tallies are worked out from the workshops, so the workshops alone say whether two are
+/// the same.
+impl PartialEq for TrustWorkshops {
+    fn eq(&self, other: &Self) -> bool {
+        self.workshops == other.workshops
+    }
+}
+
+impl TrustWorkshops {
+    pub(crate) fn tallies(&self) -> &TrustTallies {
+        self.tallies
+            .get_or_init(|| TrustTallies::of(self.workshops.values().map(Arc::as_ref)))
+    }
+
+    fn insert(&mut self, workshop_id: String, workshop: CountedWorkshop) {
+        self.workshops.insert(workshop_id, Arc::new(workshop));
+        self.tallies = OnceLock::new();
+    }
+
+    fn remove(&mut self, workshop_id: &str) {
+        self.workshops.remove(workshop_id);
+        self.tallies = OnceLock::new();
+    }
+}
+
+/// Workshops' contributions tallied in workshop id order: all of them, and those of each
+/// value stream (workshops without one are in `all` only).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct TrustTallies {
+    pub(crate) all: Tally,
+    pub(crate) by_value_stream: BTreeMap<String, Tally>,
+}
+
+impl TrustTallies {
+    pub(crate) fn of<'a>(workshops: impl Iterator<Item = &'a CountedWorkshop>) -> Self {
+        let mut tallies = TrustTallies::default();
+        for workshop in workshops {
+            tallies.all.add(&workshop.contributions);
+            if !workshop.value_stream_id.is_empty() {
+                tallies
+                    .by_value_stream
+                    .entry(workshop.value_stream_id.clone())
+                    .or_default()
+                    .add(&workshop.contributions);
+            }
+        }
+        tallies
+    }
 }
 
 impl CountedWorkshops {
@@ -74,14 +133,19 @@ impl CountedWorkshops {
         self.by_trust
             .get(ods_code)
             .into_iter()
-            .flat_map(|workshops| workshops.values().map(Arc::as_ref))
+            .flat_map(|trust| trust.workshops.values().map(Arc::as_ref))
+    }
+
+    /// The tallies of all the trust's counted workshops (`None`: it has none).
+    pub(crate) fn tallies_of(&self, ods_code: &str) -> Option<&TrustTallies> {
+        self.by_trust.get(ods_code).map(|trust| trust.tallies())
     }
 
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.by_trust
             .values()
-            .map(|workshops| workshops.len())
+            .map(|trust| trust.workshops.len())
             .sum()
     }
 
@@ -96,14 +160,14 @@ impl CountedWorkshops {
         match workshop {
             Some(workshop) => {
                 Arc::make_mut(self.by_trust.entry(ods_code).or_default())
-                    .insert(workshop_id, Arc::new(workshop));
+                    .insert(workshop_id, workshop);
             }
             None => {
-                if let Some(workshops) = self.by_trust.get_mut(&ods_code) {
-                    if workshops.contains_key(&workshop_id) {
-                        Arc::make_mut(workshops).remove(&workshop_id);
+                if let Some(trust) = self.by_trust.get_mut(&ods_code) {
+                    if trust.workshops.contains_key(&workshop_id) {
+                        Arc::make_mut(trust).remove(&workshop_id);
                     }
-                    if workshops.is_empty() {
+                    if trust.workshops.is_empty() {
                         self.by_trust.remove(&ods_code);
                     }
                 }
@@ -253,21 +317,72 @@ struct Read {
 /// changes the view waits for. A changed workshop is read whether it counts or not (it may
 /// have stopped counting), its metrics and follow-ups only when it counts.
 async fn read_workshops(pool: &PgPool, since: Option<u64>) -> Result<Read, ServiceError> {
-    // A text of its own for a full load, so that each gets its own plan: index scans of the
+    let sql = read_statement(since.is_some());
+    let mut query = sqlx::query(&sql).bind(WorkshopStatus::Cancelled as i32);
+    if let Some(since) = since {
+        query = query.bind(since.to_string());
+    }
+    let rows = query.fetch_all(pool).await?;
+    read_rows(&rows)
+}
+
+/// The statement of [`read_workshops`]: `$1` is the cancelled status, and after a change `$2`
+/// the transaction id from which workshops are read again.
+fn read_statement(after_change: bool) -> String {
+    // A text of its own for a full load, so that each gets its own plan: lookups by key of the
     // few changed rows, or scans of them all. Metrics and follow-ups come as arrays, a column
-    // each, aggregated per workshop and joined to it by its key (not through a CTE, whose
-    // missing statistics make the planner expect millions of rows and compile the statement
-    // with JIT); unsorted, since sorting each array of 20,000 groups costs more in the server
-    // than sorting the few elements of each here.
+    // each, aggregated per workshop; unsorted, since sorting each array of 20,000 groups costs
+    // more in the server than sorting the few elements of each here.
+    //
+    // After a change, each changed workshop's metrics and follow-ups are looked up by its key
+    // (LATERAL), whatever the planner estimates: it cannot estimate `changed_by >= $2` (no
+    // statistics of transaction ids), assumes a third of all workshops changed, and hash-joins
+    // every metric of every workshop, which took tens of milliseconds per view at 70,000
+    // workshops for the handful that changed. A full load joins the aggregates of all of them
+    // by key (not through a CTE, whose missing statistics make the planner expect millions of
+    // rows and compile the statement with JIT).
     let counts = "w.reported_out_on IS NOT NULL AND w.status <> $1";
-    let (workshops, counted) = match since {
-        Some(_) => (
-            "w.changed_by >= $2::text::xid8".to_owned(),
-            format!("w.changed_by >= $2::text::xid8 AND {counts}"),
-        ),
-        None => (counts.to_owned(), counts.to_owned()),
+    let metric_arrays = "array_agg(m.position) AS positions, array_agg(m.metric_id) AS metric_ids,
+             array_agg(m.kind) AS kinds, array_agg(m.unit) AS units,
+             array_agg(m.baseline) AS baselines, array_agg(m.target) AS targets,
+             array_agg(m.after_value) AS afters";
+    let follow_up_arrays = "array_agg(f.checkpoint) AS checkpoints, array_agg(f.state) AS states,
+             array_agg(v.metric_id) AS value_metric_ids, array_agg(v.value) AS measured";
+    let follow_ups = "workshop_follow_ups f
+             LEFT JOIN workshop_follow_up_values v
+               ON v.workshop_id = f.workshop_id AND v.checkpoint = f.checkpoint";
+    let (workshops, joins) = if after_change {
+        (
+            "w.changed_by >= $2::text::xid8",
+            format!(
+                "LEFT JOIN LATERAL (
+                     SELECT {metric_arrays} FROM workshop_metrics m
+                     WHERE m.workshop_id = w.workshop_id AND {counts}
+                 ) m ON true
+                 LEFT JOIN LATERAL (
+                     SELECT {follow_up_arrays} FROM {follow_ups}
+                     WHERE f.workshop_id = w.workshop_id AND {counts}
+                 ) f ON true"
+            ),
+        )
+    } else {
+        (
+            counts,
+            format!(
+                "LEFT JOIN (
+                     SELECT m.workshop_id, {metric_arrays} FROM workshop_metrics m
+                     WHERE m.workshop_id IN (SELECT w.workshop_id FROM workshops w WHERE {counts})
+                     GROUP BY m.workshop_id
+                 ) m ON m.workshop_id = w.workshop_id
+                 LEFT JOIN (
+                     SELECT f.workshop_id, {follow_up_arrays} FROM {follow_ups}
+                     WHERE f.workshop_id IN (SELECT w.workshop_id FROM workshops w WHERE {counts})
+                     GROUP BY f.workshop_id
+                 ) f ON f.workshop_id = w.workshop_id"
+            ),
+        )
     };
-    let sql = format!(
+    format!(
         "SELECT s.horizon, s.resets, w.workshop_id, w.ods_code, w.value_stream_id, w.held_from,
                 w.held_to, {counts} AS counts, m.positions, m.metric_ids, m.kinds, m.units,
                 m.baselines, m.targets, m.afters, f.checkpoints, f.states, f.value_metric_ids,
@@ -275,38 +390,18 @@ async fn read_workshops(pool: &PgPool, since: Option<u64>) -> Result<Read, Servi
          FROM (SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS horizon,
                       coalesce((SELECT resets FROM outcomes_resets), 0) AS resets) s
          LEFT JOIN workshops w ON {workshops}
-         LEFT JOIN (
-             SELECT m.workshop_id, array_agg(m.position) AS positions,
-                    array_agg(m.metric_id) AS metric_ids, array_agg(m.kind) AS kinds,
-                    array_agg(m.unit) AS units, array_agg(m.baseline) AS baselines,
-                    array_agg(m.target) AS targets, array_agg(m.after_value) AS afters
-             FROM workshop_metrics m
-             WHERE m.workshop_id IN (SELECT w.workshop_id FROM workshops w WHERE {counted})
-             GROUP BY m.workshop_id
-         ) m ON m.workshop_id = w.workshop_id
-         LEFT JOIN (
-             SELECT f.workshop_id, array_agg(f.checkpoint) AS checkpoints,
-                    array_agg(f.state) AS states, array_agg(v.metric_id) AS value_metric_ids,
-                    array_agg(v.value) AS measured
-             FROM workshop_follow_ups f
-             LEFT JOIN workshop_follow_up_values v
-               ON v.workshop_id = f.workshop_id AND v.checkpoint = f.checkpoint
-             WHERE f.workshop_id IN (SELECT w.workshop_id FROM workshops w WHERE {counted})
-             GROUP BY f.workshop_id
-         ) f ON f.workshop_id = w.workshop_id"
-    );
-    let mut query = sqlx::query(&sql).bind(WorkshopStatus::Cancelled as i32);
-    if let Some(since) = since {
-        query = query.bind(since.to_string());
-    }
-    let rows = query.fetch_all(pool).await?;
+         {joins}"
+    )
+}
 
+/// What [`read_workshops`] read, from its rows.
+fn read_rows(rows: &[PgRow]) -> Result<Read, ServiceError> {
     let mut read = Read {
         horizon: 0,
         resets: 0,
         workshops: Vec::with_capacity(rows.len()),
     };
-    for row in &rows {
+    for row in rows {
         let horizon: String = row.try_get("horizon")?;
         read.horizon = horizon.parse().map_err(|_| {
             ServiceError::Internal(format!("snapshot xmin {horizon:?} is not a transaction id"))
@@ -871,9 +966,71 @@ mod tests {
             }
             let fresh = OutcomeRecords::new(pool.clone()).current().await.unwrap();
             assert_eq!(*kept, *fresh, "step {step}");
+            // The kept trusts' tallies, worked out at every step and kept while their trust
+            // does not change, equal those of the set loaded from scratch.
+            for trust in ["RR8", "RAE", "RXF"] {
+                assert_eq!(
+                    kept.tallies_of(trust),
+                    fresh.tallies_of(trust),
+                    "step {step}, {trust}"
+                );
+            }
         }
         // Only the first read and the one after the rebuild loaded everything.
         assert!(incremental_reads >= 158, "{incremental_reads}");
+        pool.close().await;
+        database.drop_database().await;
+    }
+
+    /// Without statistics of the stamps (a table just filled, not yet analysed), the planner
+    /// takes `changed_by >= $2` to match a third of all workshops, whatever changed. The read after a change must still look up
+    /// only the changed workshops' metrics and follow-ups by key, not scan and hash those of
+    /// every workshop (tens of milliseconds per view at 70,000 workshops).
+    #[tokio::test]
+    async fn a_read_after_a_change_looks_up_metrics_and_follow_ups_by_key_whatever_the_estimate() {
+        let database = TestDatabase::create().await;
+        let pool = migrated(&database).await;
+        for statement in [
+            "INSERT INTO workshops (workshop_id, ods_code, value_stream_id, kind, title, status,
+                 held_from, held_to, reported_out_on)
+             SELECT 'w' || w, 'RR8', 'vs-1', 1, 'a workshop', 4, DATE '2019-02-04',
+                    DATE '2019-02-08', DATE '2019-02-08'
+             FROM generate_series(1, 20000) w",
+            "INSERT INTO workshop_metrics (workshop_id, metric_id, position, name, kind, unit,
+                 baseline, target, after_value)
+             SELECT 'w' || w, 'time', 0, 'time', 1, 2, 40, 20, 10 FROM generate_series(1, 20000) w",
+            "INSERT INTO workshop_follow_ups (workshop_id, checkpoint, state, measured_on)
+             SELECT 'w' || w, 1, 2, DATE '2019-03-11' FROM generate_series(1, 20000) w",
+            "INSERT INTO workshop_follow_up_values (workshop_id, checkpoint, metric_id, value)
+             SELECT 'w' || w, 1, 'time', 15 FROM generate_series(1, 20000) w",
+        ] {
+            sqlx::query(statement).execute(&pool).await.unwrap();
+        }
+        let horizon: String =
+            sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        let plan: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN {}", read_statement(true)))
+            .bind(WorkshopStatus::Cancelled as i32)
+            .bind(&horizon)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        let plan = plan.join("\n");
+        for table in [
+            "workshop_metrics",
+            "workshop_follow_ups",
+            "workshop_follow_up_values",
+        ] {
+            assert!(
+                !plan.contains(&format!("Seq Scan on {table} ")),
+                "{table} is scanned whole:\n{plan}"
+            );
+        }
+        // And what it reads is right: nothing changed since the horizon but its own stamp.
+        let records = OutcomeRecords::new(pool.clone());
+        assert_eq!(records.current().await.unwrap().len(), 20_000);
         pool.close().await;
         database.drop_database().await;
     }

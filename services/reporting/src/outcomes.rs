@@ -110,9 +110,8 @@ fn mean(values: &[f64]) -> f64 {
 }
 
 /// The middle value, or the mean of the two middle values of an even count; 0 when empty.
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
+fn median(mut sorted: Vec<f64>) -> f64 {
+    sorted.sort_unstable_by(f64::total_cmp);
     let middle = sorted.len() / 2;
     match sorted.len() {
         0 => 0.0,
@@ -171,37 +170,85 @@ pub fn contributions(workshop: &WorkshopRecord) -> Contributions {
     KINDS.map(|kind| contribution(workshop, kind))
 }
 
-/// The outcome of one improvement kind over `workshops` (those that do not count are skipped).
-pub fn kind_outcome(kind: MetricKind, workshops: &[&WorkshopRecord]) -> KindOutcome {
-    kind_outcome_of(
-        kind,
-        workshops
-            .iter()
-            .filter_map(|workshop| contribution(workshop, kind)),
-    )
+/// The contributions of a set of workshops to one kind, gathered in the order they were added:
+/// counts summed, and the numbers to be added up kept as contiguous columns. A view adds up
+/// the tallies of each trust or value stream in turn rather than following one workshop
+/// record after another through memory, and gets the same sums, to the last bit, as adding
+/// the workshops one by one in that order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KindTally {
+    workshops: u32,
+    baselines: Vec<f64>,
+    afters: Vec<f64>,
+    reductions: Vec<f64>,
+    /// Per checkpoint: follow-ups measured, sustained, and workshops that missed it.
+    checkpoints: [(u32, u32, u32); 4],
 }
 
-/// The outcome of one improvement kind from its workshops' contributions, in workshop order.
-fn kind_outcome_of(
-    kind: MetricKind,
-    contributions: impl Iterator<Item = KindContribution>,
-) -> KindOutcome {
-    let mut workshops = 0u32;
-    let mut baseline_total = 0.0;
-    let mut after_total = 0.0;
-    let mut reductions = Vec::new();
-    let mut checkpoints = [(0u32, 0u32, 0u32); 4];
-    for contribution in contributions {
-        workshops = workshops.saturating_add(1);
-        baseline_total += contribution.baseline;
-        after_total += contribution.after;
-        reductions.extend(contribution.reduction);
+impl KindTally {
+    fn add(&mut self, contribution: &KindContribution) {
+        self.workshops = self.workshops.saturating_add(1);
+        self.baselines.push(contribution.baseline);
+        self.afters.push(contribution.after);
+        self.reductions.extend(contribution.reduction);
         for (total, (measured, sustained, missed)) in
-            checkpoints.iter_mut().zip(contribution.checkpoints)
+            self.checkpoints.iter_mut().zip(contribution.checkpoints)
         {
             total.0 += measured;
             total.1 += sustained;
             total.2 += u32::from(missed);
+        }
+    }
+}
+
+/// A set of workshops' contributions to every kind, in [`KINDS`] order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Tally([KindTally; 3]);
+
+impl Tally {
+    /// Adds one workshop's contributions.
+    pub fn add(&mut self, contributions: &Contributions) {
+        for (tally, contribution) in self.0.iter_mut().zip(contributions) {
+            if let Some(contribution) = contribution {
+                tally.add(contribution);
+            }
+        }
+    }
+}
+
+/// The outcome of one improvement kind over `workshops` (those that do not count are skipped).
+pub fn kind_outcome(kind: MetricKind, workshops: &[&WorkshopRecord]) -> KindOutcome {
+    let mut tally = KindTally::default();
+    for contribution in workshops
+        .iter()
+        .filter_map(|workshop| contribution(workshop, kind))
+    {
+        tally.add(&contribution);
+    }
+    kind_outcome_of(kind, &[&tally])
+}
+
+/// The outcome of one improvement kind over the workshops of `tallies`, in their order.
+fn kind_outcome_of(kind: MetricKind, tallies: &[&KindTally]) -> KindOutcome {
+    let mut workshops = 0u32;
+    let mut baseline_total = 0.0;
+    let mut after_total = 0.0;
+    let mut reductions = Vec::with_capacity(tallies.iter().map(|t| t.reductions.len()).sum());
+    let mut checkpoints = [(0u32, 0u32, 0u32); 4];
+    for tally in tallies {
+        workshops = workshops.saturating_add(tally.workshops);
+        // One workshop at a time, in order: the same sums as adding the records up.
+        for baseline in &tally.baselines {
+            baseline_total += baseline;
+        }
+        for after in &tally.afters {
+            after_total += after;
+        }
+        reductions.extend_from_slice(&tally.reductions);
+        for (total, part) in checkpoints.iter_mut().zip(tally.checkpoints) {
+            total.0 += part.0;
+            total.1 += part.1;
+            total.2 += part.2;
         }
     }
     let sustainment = CHECKPOINTS
@@ -229,7 +276,7 @@ fn kind_outcome_of(
         after_total,
         pooled_reduction: reduction(baseline_total, after_total).unwrap_or(0.0),
         mean_reduction: mean(&reductions),
-        median_reduction: median(&reductions),
+        median_reduction: median(reductions),
         absolute_reduction: baseline_total - after_total,
         unit: reporting_unit(kind) as i32,
         sustainment,
@@ -244,18 +291,15 @@ pub fn kind_outcomes(workshops: &[&WorkshopRecord]) -> Vec<KindOutcome> {
         .collect()
 }
 
-/// [`kind_outcomes`] from contributions worked out beforehand ([`contributions`]).
-pub fn kind_outcomes_of(workshops: &[&Contributions]) -> Vec<KindOutcome> {
+/// [`kind_outcomes`] of the workshops tallied beforehand ([`Tally`]), in the order of
+/// `tallies`.
+pub fn kind_outcomes_of(tallies: &[&Tally]) -> Vec<KindOutcome> {
     KINDS
         .iter()
         .enumerate()
         .map(|(index, &kind)| {
-            kind_outcome_of(
-                kind,
-                workshops
-                    .iter()
-                    .filter_map(|contributions| contributions[index]),
-            )
+            let of_kind: Vec<&KindTally> = tallies.iter().map(|tally| &tally.0[index]).collect();
+            kind_outcome_of(kind, &of_kind)
         })
         .collect()
 }
@@ -447,11 +491,16 @@ mod tests {
         close(outcome.after_total, 3.0);
         close(outcome.absolute_reduction, 3.5);
 
-        // A view adds up contributions worked out when each workshop was read: the same
-        // outcomes, to the last bit, as from the records.
-        let worked_out: Vec<Contributions> = workshops.iter().map(contributions).collect();
+        // A view adds up tallies of contributions worked out when each workshop was read,
+        // a trust's at a time: the same outcomes, to the last bit, as from the records.
+        let mut first = Tally::default();
+        let mut rest = Tally::default();
+        for (index, workshop) in workshops.iter().enumerate() {
+            let tally = if index < 2 { &mut first } else { &mut rest };
+            tally.add(&contributions(workshop));
+        }
         assert_eq!(
-            kind_outcomes_of(&worked_out.iter().collect::<Vec<_>>()),
+            kind_outcomes_of(&[&first, &rest]),
             kind_outcomes(&refs(&workshops))
         );
     }

@@ -1,5 +1,6 @@
 //! Reads of the projections, as the API returns them.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{Months, NaiveDate};
@@ -12,8 +13,8 @@ use ics_proto::reporting::v1::{
 use ics_service_kit::error::ServiceError;
 use sqlx::{PgPool, Row};
 
-use crate::outcome_records::{CountedWorkshop, OutcomeRecords};
-use crate::outcomes::{Contributions, kind_outcomes_of};
+use crate::outcome_records::{OutcomeRecords, TrustTallies};
+use crate::outcomes::{Tally, kind_outcomes_of};
 
 /// How far back "leadership stability" looks.
 const STABILITY_MONTHS: u32 = 24;
@@ -410,44 +411,46 @@ pub async fn outcomes(
     };
     let counted = records.current().await?;
 
-    // Each member trust's workshops (in a programme, those held within its dates), once
-    // however often the trust is listed.
-    let mut by_code: BTreeMap<&str, Vec<&CountedWorkshop>> = BTreeMap::new();
+    // Each member trust's tallies, once however often the trust is listed: an ICS shares those
+    // the records keep; a programme counts only the workshops held within its dates.
+    let mut by_code: BTreeMap<&str, Cow<'_, TrustTallies>> = BTreeMap::new();
     for member in &members {
-        by_code.entry(&member.ods_code).or_insert_with(|| {
-            counted
-                .of_trust(&member.ods_code)
-                .filter(|workshop| window.is_none_or(|window| workshop.held_within(window)))
-                .collect()
-        });
+        by_code
+            .entry(&member.ods_code)
+            .or_insert_with(|| match window {
+                None => counted
+                    .tallies_of(&member.ods_code)
+                    .map_or_else(|| Cow::Owned(TrustTallies::default()), Cow::Borrowed),
+                Some(window) => Cow::Owned(TrustTallies::of(
+                    counted
+                        .of_trust(&member.ods_code)
+                        .filter(|workshop| workshop.held_within(window)),
+                )),
+            });
     }
-    let scoped = || by_code.values().flatten().copied();
 
-    let all: Vec<&Contributions> = scoped().map(|workshop| &workshop.contributions).collect();
+    let all: Vec<&Tally> = by_code.values().map(|tallies| &tallies.all).collect();
     let by_trust = members
         .iter()
-        .map(|member| {
-            let contributions: Vec<&Contributions> = by_code
-                .get(member.ods_code.as_str())
-                .into_iter()
-                .flatten()
-                .map(|workshop| &workshop.contributions)
-                .collect();
-            OutcomeGroup {
-                key: member.ods_code.clone(),
-                name: member.name.clone(),
-                kinds: kind_outcomes_of(&contributions),
-            }
+        .map(|member| OutcomeGroup {
+            key: member.ods_code.clone(),
+            name: member.name.clone(),
+            kinds: kind_outcomes_of(
+                &by_code
+                    .get(member.ods_code.as_str())
+                    .map(|tallies| &tallies.all)
+                    .into_iter()
+                    .collect::<Vec<_>>(),
+            ),
         })
         .collect();
 
-    // Grouped by id first (one hash per workshop), then named and ordered by name and id.
-    let mut by_id: HashMap<&str, Vec<&Contributions>> = HashMap::new();
-    for workshop in scoped().filter(|workshop| !workshop.value_stream_id.is_empty()) {
-        by_id
-            .entry(workshop.value_stream_id.as_str())
-            .or_default()
-            .push(&workshop.contributions);
+    // Each value stream's tallies, trust by trust in code order, as the headline's.
+    let mut by_id: HashMap<&str, Vec<&Tally>> = HashMap::new();
+    for tallies in by_code.values() {
+        for (id, tally) in &tallies.by_value_stream {
+            by_id.entry(id.as_str()).or_default().push(tally);
+        }
     }
     // Names from the overview's value streams, as they stand now (a revision renames).
     let names: HashMap<String, String> = sqlx::query_as(
@@ -458,20 +461,20 @@ pub async fn outcomes(
     .await?
     .into_iter()
     .collect();
-    let mut value_streams: Vec<(&str, &str, Vec<&Contributions>)> = by_id
+    let mut value_streams: Vec<(&str, &str, Vec<&Tally>)> = by_id
         .into_iter()
-        .map(|(id, contributions)| {
+        .map(|(id, tallies)| {
             let name = names.get(id).map_or(id, String::as_str);
-            (name, id, contributions)
+            (name, id, tallies)
         })
         .collect();
     value_streams.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
     let by_value_stream = value_streams
         .into_iter()
-        .map(|(name, key, contributions)| OutcomeGroup {
+        .map(|(name, key, tallies)| OutcomeGroup {
             key: key.to_string(),
             name: name.to_string(),
-            kinds: kind_outcomes_of(&contributions),
+            kinds: kind_outcomes_of(&tallies),
         })
         .collect();
 
