@@ -11,8 +11,7 @@ use futures_util::future::BoxFuture;
 use ics_proto::events::v1::SpcSeries;
 use ics_proto::reporting::v1::{
     self as api, MeasureView, MeasureViewUpdate, Outcomes, OutcomesUpdate, Overview,
-    OverviewUpdate, PeerChange, PeerComparison, Scope, reporting_service_server::ReportingService,
-    scope,
+    OverviewUpdate, PeerChange, PeerComparison, Scope, scope,
 };
 use ics_service_kit::auth::{token_expired, token_expired_status, token_expiry};
 use ics_service_kit::error::{ServiceError, Violations};
@@ -26,7 +25,9 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::board_pack;
+use crate::encoded::Encoded;
 use crate::fhir;
+use crate::grpc::reporting_service_server::ReportingService;
 use crate::lookups;
 use crate::measures;
 use crate::measures_projection::MEASURES;
@@ -52,7 +53,8 @@ pub struct ReportingApi {
     /// Views served again until a projection they read changes (see [`crate::view_cache`]).
     overviews: Arc<ViewCache<(String, NaiveDate), Overview>>,
     outcomes: Arc<ViewCache<(String, NaiveDate), Outcomes>>,
-    measure_views: Arc<ViewCache<(String, String, NaiveDate), MeasureView>>,
+    /// Shared and encoded once: hundreds of rows, asked for thousands of times a second.
+    measure_views: Arc<ViewCache<(String, String, NaiveDate), Encoded<MeasureView>>>,
     /// The counted workshops every outcomes view reads (see [`OutcomeRecords`]).
     outcome_records: Arc<OutcomeRecords>,
     shutdown: CancellationToken,
@@ -435,7 +437,7 @@ impl ReportingService for ReportingApi {
     async fn get_measure_view(
         &self,
         request: Request<api::GetMeasureViewRequest>,
-    ) -> Result<Response<MeasureView>, Status> {
+    ) -> Result<Response<Encoded<MeasureView>>, Status> {
         let principal = principal(&request)?;
         let body = request.into_inner();
         let mut violations = Violations::default();
@@ -453,7 +455,13 @@ impl ReportingService for ReportingApi {
         let view = self
             .measure_views
             .get_or_compute(key, || {
-                measures::measure_view(&self.pool, &body.ics_ods_code, &body.peer_group_id, as_of)
+                let view = measures::measure_view(
+                    &self.pool,
+                    &body.ics_ods_code,
+                    &body.peer_group_id,
+                    as_of,
+                );
+                async { view.await.map(Encoded::new) }
             })
             .await?;
         Ok(Response::new(view))

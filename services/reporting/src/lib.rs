@@ -59,6 +59,11 @@
 mod api;
 pub mod board_pack;
 mod fhir;
+/// The service's gRPC server, generated over `ics-proto`'s types (see `build.rs`).
+pub mod grpc {
+    #![allow(clippy::large_enum_variant)]
+    tonic::include_proto!("ics.reporting.v1");
+}
 mod lookups;
 pub mod measures;
 mod measures_projection;
@@ -73,8 +78,8 @@ mod watch;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use grpc::reporting_service_server::ReportingServiceServer;
 use ics_eventstore::identity::Identity;
-use ics_proto::reporting::v1::reporting_service_server::ReportingServiceServer;
 use ics_service_kit::limits::OpenCallLimit;
 use ics_service_kit::{CommonConfig, Log, ServiceHost};
 use tokio_util::sync::CancellationToken;
@@ -82,6 +87,7 @@ use tokio_util::sync::CancellationToken;
 pub use api::ReportingApi;
 pub use ics_service_kit::supervisor::Supervisor;
 pub mod dashboard;
+pub mod encoded;
 pub use measures_projection::{MEASURES, MeasuresProjection};
 pub use outcome_records::OutcomeRecords;
 pub use outcomes_projection::{OUTCOMES, OutcomesProjection};

@@ -20,9 +20,9 @@ use ics_proto::events::v1::{
     WorkshopChartered, WorkshopClosed, WorkshopHeld, WorkshopKind, WorkshopScheduled,
 };
 use ics_proto::reporting::v1::{
-    GetOutcomesRequest, KindOutcome, OutcomeGroup, Outcomes, Scope, WatchOutcomesRequest,
-    reporting_service_server::ReportingService, scope,
+    GetOutcomesRequest, KindOutcome, OutcomeGroup, Outcomes, Scope, WatchOutcomesRequest, scope,
 };
+use ics_reporting::grpc::reporting_service_server::ReportingService;
 use ics_reporting::{
     ChangeHub, OUTCOMES, OVERVIEW, OutcomeRecords, OutcomesProjection, OverviewProjection,
     ReportingApi, Supervisor, views,
