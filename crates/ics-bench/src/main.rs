@@ -312,7 +312,7 @@ async fn main() -> anyhow::Result<()> {
         "single command latency (RenameOrganisation) at {}/s for {} s",
         cli.latency_rate, cli.seconds
     ));
-    println!("  target: p50 <= 3 ms, p99 <= 10 ms, 0 errors (at 500/s)");
+    println!("  target: p50 <= 2 ms, p99 <= 5 ms, 0 errors (at 500/s)");
 
     run.commands(
         cli.freshness_rate,
@@ -339,7 +339,7 @@ async fn main() -> anyhow::Result<()> {
         "freshness (ack -> visible on a board's live watch) at {}/s",
         cli.freshness_rate
     ));
-    println!("  target: p50 <= 20 ms, p99 <= 100 ms (at 200/s)");
+    println!("  target: p99 <= 100 ms (at 1,000/s: --freshness-rate 1000)");
 
     if !cli.throughput.no_throughput {
         cli.throughput(&clients).await?;
