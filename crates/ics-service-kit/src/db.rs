@@ -67,7 +67,11 @@ pub async fn connect_postgres(
         // (Postgres restarted) fails its next query instead: that call answers UNAVAILABLE,
         // the pool drops the connection, and the client's retry gets a fresh one.
         .test_before_acquire(false)
-        .connect_with(options.options([("search_path", schema)]))
+        // No JIT compilation: every statement of a service is short, and the planner's
+        // estimate of one it has no statistics for yet (a table just filled, before autovacuum
+        // analyses it) can pass the JIT thresholds by orders of magnitude; an outcomes refresh
+        // reading a few workshops then spent 230 ms compiling itself, on every view.
+        .connect_with(options.options([("search_path", schema), ("jit", "off")]))
         .await
         .with_context(|| format!("cannot open a connection pool to {display_url}"))?;
     tracing::info!(url = %display_url, schema, "connected to postgres");

@@ -32,6 +32,12 @@ async fn postgres_database_and_schema_are_created_and_become_the_search_path() {
         .await
         .expect("query through the pool");
     assert_eq!(current_schema, "kit_schema");
+    // Statements are never JIT-compiled (see connect_postgres).
+    let (jit,): (String,) = sqlx::query_as("SHOW jit")
+        .fetch_one(&pool)
+        .await
+        .expect("query through the pool");
+    assert_eq!(jit, "off");
 
     // A second service starting against the same database finds everything in place.
     let again = connect_postgres(
