@@ -201,6 +201,8 @@ pub(crate) struct Clients {
     tls: ClientTls,
     trusts: TrustsServiceClient<RetryingChannel>,
     reporting: ReportingServiceClient<RetryingChannel>,
+    /// The reporting service's channel, for calls made without the generated client.
+    reporting_channel: RetryingChannel,
     operator: String,
     board: String,
 }
@@ -241,10 +243,12 @@ async fn main() -> anyhow::Result<()> {
     };
     let tls = ClientTls::from(&cli.tls);
     let trusts_channel = connect(&cli.trusts_url, &tls).await?;
+    let reporting_channel = connect(&cli.reporting_url, &tls).await?;
     let clients = Clients {
         channel: trusts_channel.clone(),
         trusts: TrustsServiceClient::new(trusts_channel),
-        reporting: ReportingServiceClient::new(connect(&cli.reporting_url, &tls).await?),
+        reporting: ReportingServiceClient::new(reporting_channel.clone()),
+        reporting_channel,
         tls,
         operator: token(&Principal::Operator)?,
         board: token(&Principal::BoardReader {
