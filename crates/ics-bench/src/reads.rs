@@ -74,27 +74,38 @@ impl Decoder for ParsingDecoder {
     }
 }
 
-/// One unary call of `path` on the reporting service, its answer parsed and dropped; adds the
-/// answer's size to `received`.
-async fn call<T: Message + Send + 'static>(
+/// Calls the reporting service as a board, parsing each answer and dropping it.
+struct Reader {
     channel: RetryingChannel,
-    path: &'static str,
-    request: tonic::Request<T>,
+    token: String,
+    /// Bytes of the answers received so far.
     received: Arc<AtomicU64>,
-) -> Result<(), tonic::Status> {
-    let mut grpc = tonic::client::Grpc::new(channel);
-    grpc.ready()
-        .await
-        .map_err(|error| tonic::Status::unavailable(error.to_string()))?;
-    let answer = grpc
-        .unary(
-            request,
-            PathAndQuery::from_static(path),
-            ParsingCodec(std::marker::PhantomData),
-        )
-        .await?;
-    received.fetch_add(answer.into_inner().bytes as u64, Ordering::Relaxed);
-    Ok(())
+}
+
+impl Reader {
+    /// One unary call of `path`.
+    async fn call<T: Message + Send + 'static>(
+        self,
+        path: &'static str,
+        message: T,
+    ) -> Result<(), tonic::Status> {
+        let request = authorized(&self.token, message)
+            .map_err(|error| tonic::Status::internal(error.to_string()))?;
+        let mut grpc = tonic::client::Grpc::new(self.channel);
+        grpc.ready()
+            .await
+            .map_err(|error| tonic::Status::unavailable(error.to_string()))?;
+        let answer = grpc
+            .unary(
+                request,
+                PathAndQuery::from_static(path),
+                ParsingCodec(std::marker::PhantomData),
+            )
+            .await?;
+        self.received
+            .fetch_add(answer.into_inner().bytes as u64, Ordering::Relaxed);
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -124,42 +135,33 @@ pub(crate) async fn run(
             let received = Arc::new(AtomicU64::new(0));
             let sample = open_loop(args.read_rate, requests, |index| {
                 let ics = icss[index % icss.len()].clone();
-                let channel = clients.reporting_channel.clone();
-                let received = received.clone();
-                // 2,000 reads a second is many boards' load: one board's token would meet its
-                // own call rate (ICS_TENANT_CALLS_PER_SEC) first, so the operator's is used; the
-                // read path is the same.
-                let board = clients.operator.clone();
+                let reader = Reader {
+                    channel: clients.reporting_channel.clone(),
+                    // 2,000 reads a second is many boards' load: one board's token would meet
+                    // its own call rate (ICS_TENANT_CALLS_PER_SEC) first, so the operator's is
+                    // used; the read path is the same.
+                    token: clients.operator.clone(),
+                    received: received.clone(),
+                };
                 async move {
-                    let status = |error: anyhow::Error| tonic::Status::internal(error.to_string());
                     match read {
                         "GetOverview" => {
                             let request = GetOverviewRequest {
                                 scope: scope_of(&ics),
                                 as_of: None,
                             };
-                            let request = authorized(&board, request).map_err(status)?;
-                            call(
-                                channel,
-                                "/ics.reporting.v1.ReportingService/GetOverview",
-                                request,
-                                received,
-                            )
-                            .await
+                            reader
+                                .call("/ics.reporting.v1.ReportingService/GetOverview", request)
+                                .await
                         }
                         "GetOutcomes" => {
                             let request = GetOutcomesRequest {
                                 scope: scope_of(&ics),
                                 as_of: None,
                             };
-                            let request = authorized(&board, request).map_err(status)?;
-                            call(
-                                channel,
-                                "/ics.reporting.v1.ReportingService/GetOutcomes",
-                                request,
-                                received,
-                            )
-                            .await
+                            reader
+                                .call("/ics.reporting.v1.ReportingService/GetOutcomes", request)
+                                .await
                         }
                         _ => {
                             let request = GetMeasureViewRequest {
@@ -167,14 +169,9 @@ pub(crate) async fn run(
                                 peer_group_id: String::new(),
                                 as_of: None,
                             };
-                            let request = authorized(&board, request).map_err(status)?;
-                            call(
-                                channel,
-                                "/ics.reporting.v1.ReportingService/GetMeasureView",
-                                request,
-                                received,
-                            )
-                            .await
+                            reader
+                                .call("/ics.reporting.v1.ReportingService/GetMeasureView", request)
+                                .await
                         }
                     }
                 }
