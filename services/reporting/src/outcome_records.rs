@@ -115,12 +115,18 @@ impl TrustTallies {
         let mut tallies = TrustTallies::default();
         for workshop in workshops {
             tallies.all.add(&workshop.contributions);
-            if !workshop.value_stream_id.is_empty() {
-                tallies
-                    .by_value_stream
-                    .entry(workshop.value_stream_id.clone())
-                    .or_default()
-                    .add(&workshop.contributions);
+            let id = &workshop.value_stream_id;
+            if id.is_empty() {
+                continue;
+            }
+            // The id is copied once per value stream, not once per workshop.
+            match tallies.by_value_stream.get_mut(id) {
+                Some(tally) => tally.add(&workshop.contributions),
+                None => {
+                    let mut tally = Tally::default();
+                    tally.add(&workshop.contributions);
+                    tallies.by_value_stream.insert(id.clone(), tally);
+                }
             }
         }
         tallies

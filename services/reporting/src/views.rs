@@ -436,11 +436,10 @@ pub async fn outcomes(
             key: member.ods_code.clone(),
             name: member.name.clone(),
             kinds: kind_outcomes_of(
-                &by_code
+                by_code
                     .get(member.ods_code.as_str())
                     .map(|tallies| &tallies.all)
-                    .into_iter()
-                    .collect::<Vec<_>>(),
+                    .as_slice(),
             ),
         })
         .collect();
