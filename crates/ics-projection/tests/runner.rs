@@ -224,14 +224,19 @@ impl Fixture {
             .unwrap()
     }
 
-    /// The durable consumer's acknowledged floor and pending count on the trusts stream.
-    async fn consumer_position(&self) -> (u64, u64) {
-        let jetstream = async_nats::jetstream::new(self.nats.clone());
-        let stream = jetstream
+    /// The trusts log's JetStream stream.
+    async fn trusts_stream(&self) -> async_nats::jetstream::stream::Stream {
+        async_nats::jetstream::new(self.nats.clone())
             .get_stream(ics_eventstore::subject::stream_name(&self.prefix, "trusts"))
             .await
-            .unwrap();
-        let mut consumer: async_nats::jetstream::consumer::PullConsumer = stream
+            .unwrap()
+    }
+
+    /// The durable consumer's acknowledged floor and pending count on the trusts stream.
+    async fn consumer_position(&self) -> (u64, u64) {
+        let mut consumer: async_nats::jetstream::consumer::PullConsumer = self
+            .trusts_stream()
+            .await
             .get_consumer(&format!("{}_journal", self.prefix).replace(['.', '*', '>', ' '], "_"))
             .await
             .unwrap();
@@ -625,10 +630,7 @@ async fn a_batch_longer_than_the_ack_wait_is_not_redelivered() {
     );
     let shutdown = CancellationToken::new();
     let running = tokio::spawn(runner.run(shutdown.clone()));
-    let stream = async_nats::jetstream::new(fixture.nats.clone())
-        .get_stream(format!("{}_TRUSTS", fixture.prefix.to_uppercase()))
-        .await
-        .unwrap();
+    let stream = fixture.trusts_stream().await;
     // JetStream counts messages redelivered and not yet acknowledged: watched while the batch
     // applies, not afterwards.
     let mut most_redelivered = 0;
@@ -912,17 +914,11 @@ async fn events_arriving_within_the_linger_share_a_transaction() {
     let running = tokio::spawn(runner.run(shutdown.clone()));
     // The consumer exists once the runner has started: published before, the events would
     // already wait together in the stream.
-    let jetstream = async_nats::jetstream::new(fixture.nats.clone());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let stream = jetstream
-            .get_stream(ics_eventstore::subject::stream_name(
-                &fixture.prefix,
-                "trusts",
-            ))
+        if fixture
+            .trusts_stream()
             .await
-            .unwrap();
-        if stream
             .get_consumer::<async_nats::jetstream::consumer::pull::Config>(&format!(
                 "{}_journal",
                 fixture.prefix
