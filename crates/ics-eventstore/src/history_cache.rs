@@ -2,12 +2,17 @@
 //! aggregate (an organisation renamed, rated and linked over years) reads only the events
 //! appended since the last command on it, not its whole stream.
 //!
-//! The cache only saves reading: every command still asks PostgreSQL for the events after the
-//! cached version, in the same round trip as its idempotency check, and for the stream's head,
-//! so another process's appends are always seen, and a history that the database no longer
-//! holds (a restored backup) is dropped. Appends stay guarded by the unique key on
-//! `(stream_id, stream_version)`. A history is taken out for the length of a command and put
-//! back after it; a second command on the same stream meanwhile reads it whole.
+//! A command on a stream this process holds is decided on what it holds, without reading, and
+//! its append is guarded: it writes only if the stream's head in the database is still the
+//! held history's last version, and the unique keys on `(stream_id, stream_version)` and
+//! `(principal, request_id)` refuse a concurrent append or a retried request id. Anything the
+//! held history cannot settle (an expected version it does not meet, a refusal, a stopped
+//! append) is settled again on the stream as read: the request's recorded result, if any, and
+//! the events after the held version, with the stream's head, so another process's appends
+//! are always seen and a history that the database no longer holds (a restored backup) is
+//! dropped. After an append the history is kept with the events as stored. A history is taken
+//! out for the length of a command and put back after it; a second command on the same stream
+//! meanwhile reads it whole.
 
 use std::sync::Mutex;
 

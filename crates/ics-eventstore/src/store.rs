@@ -329,6 +329,26 @@ enum ReadForCommand {
     History(Vec<RecordedEvent>),
 }
 
+/// The request a command answers, as its append records it.
+#[derive(Clone, Copy)]
+struct Request<'a> {
+    context: &'a CommandContext,
+    command_type: &'a str,
+    fingerprint: &'a [u8],
+    stream_id: &'a str,
+}
+
+/// What an append came to, short of an error.
+enum Append {
+    /// The events and the request's result are committed; `events` as stored.
+    Committed {
+        outcome: CommandOutcome,
+        events: Vec<RecordedEvent>,
+    },
+    /// The stream's head was not where the decision's history ended: nothing was written.
+    HeadMoved,
+}
+
 enum AttemptError<E> {
     /// Another transaction appended to the stream or recorded the same request id first.
     Raced,
@@ -563,12 +583,48 @@ impl EventStore {
     {
         let failed = |error: sqlx::Error| AttemptError::Failed(E::from(StoreError::from(error)));
         let mut connection = self.pool.acquire().await.map_err(failed)?;
+        let request = Request {
+            context,
+            command_type,
+            fingerprint,
+            stream_id,
+        };
+
+        // A stream this process holds is decided on what it holds and appended in one round
+        // trip: the append's head guard stops it if the database's head is anywhere else, and
+        // the unique keys catch a concurrent append or a retried request id. Whatever the held
+        // history cannot settle — an expected version it does not meet, a refusal, a guard
+        // that stopped the append — is settled below on the stream as read, so a stale history
+        // never answers a client.
+        let mut cached = self.history.take(stream_id);
+        if let Some(mut history) = cached.take() {
+            let current_version = history.last().map_or(0, |event| event.stream_version);
+            let decided = if expected.admits(current_version) {
+                decide(&history).ok()
+            } else {
+                None
+            };
+            if let Some(new_events) = decided {
+                match self
+                    .append(&mut connection, &request, current_version, new_events)
+                    .await
+                {
+                    Ok(Append::Committed { outcome, events }) => {
+                        history.extend(events);
+                        self.history.put(stream_id, history);
+                        return Ok(outcome);
+                    }
+                    Ok(Append::HeadMoved) => {}
+                    Err(error) => return Err(error),
+                }
+            }
+            cached = Some(history);
+        }
 
         // One round trip reads what decides a command: the request's recorded result, if it
         // ran before (a retry is answered with it), and the stream's events after the version
         // this process already holds (all of them when it holds none).
-        let cached = self.history.take(stream_id);
-        let history = match self
+        let mut history = match self
             .read_for_command(&mut connection, context, stream_id, cached)
             .await
             .map_err(|error| AttemptError::Failed(E::from(error)))?
@@ -580,52 +636,63 @@ impl EventStore {
             }
             ReadForCommand::History(history) => history,
         };
-        let decided = self
-            .decide_and_append(
-                &mut connection,
-                context,
-                command_type,
-                fingerprint,
-                stream_id,
-                expected,
-                decide,
-                &history,
-            )
-            .await;
-        // Whatever the outcome, the history read stays true: keep it for the next command.
-        self.history.put(stream_id, history);
-        decided
-    }
-
-    /// Checks the expected version, decides on `history` and appends what was decided with the
-    /// request's result, in one statement.
-    #[allow(clippy::too_many_arguments)]
-    async fn decide_and_append<E, F>(
-        &self,
-        connection: &mut PgConnection,
-        context: &CommandContext,
-        command_type: &str,
-        fingerprint: &[u8],
-        stream_id: &str,
-        expected: ExpectedVersion,
-        decide: &F,
-        history: &[RecordedEvent],
-    ) -> Result<CommandOutcome, AttemptError<E>>
-    where
-        E: From<StoreError>,
-        F: Fn(&[RecordedEvent]) -> Result<Vec<NewEvent>, E>,
-    {
-        let failed = |error: sqlx::Error| AttemptError::Failed(E::from(StoreError::from(error)));
         let current_version = history.last().map_or(0, |event| event.stream_version);
         if !expected.admits(current_version) {
+            self.history.put(stream_id, history);
             return Err(AttemptError::Failed(E::from(StoreError::Conflict {
                 stream_id: stream_id.to_string(),
                 current_version,
             })));
         }
+        let new_events = match decide(&history) {
+            Ok(new_events) => new_events,
+            Err(error) => {
+                self.history.put(stream_id, history);
+                return Err(AttemptError::Failed(error));
+            }
+        };
+        let appended = self
+            .append(&mut connection, &request, current_version, new_events)
+            .await;
+        // Whatever the outcome, the history read stays true: keep it, with what this command
+        // appended, for the next command.
+        match appended {
+            Ok(Append::Committed { outcome, events }) => {
+                history.extend(events);
+                self.history.put(stream_id, history);
+                Ok(outcome)
+            }
+            Ok(Append::HeadMoved) => {
+                self.history.put(stream_id, history);
+                Err(AttemptError::Raced)
+            }
+            Err(error) => {
+                self.history.put(stream_id, history);
+                Err(error)
+            }
+        }
+    }
 
-        let new_events = decide(history).map_err(AttemptError::Failed)?;
-
+    /// Appends what a command decided at the versions after `current_version`, with the
+    /// request's result, in one statement, provided the stream's head is still
+    /// `current_version`. The events come back as stored, to be kept as the stream's history.
+    async fn append<E>(
+        &self,
+        connection: &mut PgConnection,
+        request: &Request<'_>,
+        current_version: u64,
+        new_events: Vec<NewEvent>,
+    ) -> Result<Append, AttemptError<E>>
+    where
+        E: From<StoreError>,
+    {
+        let Request {
+            context,
+            command_type,
+            fingerprint,
+            stream_id,
+        } = *request;
+        let failed = |error: StoreError| AttemptError::Failed(E::from(error));
         let event_ids: Vec<Uuid> = new_events.iter().map(|_| Uuid::now_v7()).collect();
         let versions: Vec<i64> = (1..=new_events.len() as u64)
             .map(|offset| to_i64(current_version + offset))
@@ -637,10 +704,17 @@ impl EventStore {
             event_ids: event_ids.iter().map(Uuid::to_string).collect(),
             replayed: false,
         };
-        // One round trip appends the events, records the request's result and (only when
-        // something was appended) wakes the relay; NOTIFY is delivered at commit.
-        let appended = sqlx::query(
-            "WITH appended AS (
+        // One round trip checks the head, appends the events, records the request's result
+        // and (only when something was appended, and another process's relay leads) wakes the
+        // relay; NOTIFY is delivered at commit. The head guard writes nothing at all when the
+        // stream moved on; the unique keys refuse a concurrent append at the same versions or
+        // the same request id. The one row out says whether the request was recorded, then
+        // one row per event appended, as stored.
+        let rows = sqlx::query(
+            "WITH head AS (
+                 SELECT coalesce(max(stream_version), 0) = $19 AS unmoved
+                 FROM events WHERE stream_id = $1
+             ), appended AS (
                  INSERT INTO events (stream_id, stream_version, event_id, event_type,
                      schema_version, organisation, payload, request_id, correlation_id,
                      causation_id, traceparent, tracestate, principal)
@@ -649,19 +723,26 @@ impl EventStore {
                  FROM UNNEST($2::bigint[], $3::uuid[], $4::text[], $5::integer[], $6::text[],
                      $7::bytea[])
                      AS new_event (version, event_id, event_type, schema_version,
-                         organisation, payload)
+                         organisation, payload),
+                     head
+                 WHERE head.unmoved
                  ORDER BY version
-                 RETURNING 1
+                 RETURNING stream_version, global_position,
+                     transaction_id::text AS transaction_id_text, recorded_at
              ), recorded AS (
                  INSERT INTO command_requests (principal, request_id, command_type,
                      fingerprint, result)
-                 VALUES ($13, $8, $14, $15, $16)
+                 SELECT $13, $8, $14, $15, $16 FROM head WHERE head.unmoved
                  RETURNING 1
+             ), notified AS (
+                 SELECT count(*) AS notified
+                 FROM (SELECT pg_notify($17, '')
+                       WHERE $18 AND EXISTS (SELECT 1 FROM appended)) AS notify
              )
-             SELECT pg_notify($17, '')
-             FROM (SELECT count(*) AS appended FROM appended) AS appended_events,
-                  (SELECT count(*) AS recorded FROM recorded) AS recorded_requests
-             WHERE appended_events.appended > 0 AND $18",
+             SELECT (SELECT count(*) FROM recorded) AS recorded,
+                    notified.notified, appended.*
+             FROM notified LEFT JOIN appended ON true
+             ORDER BY appended.stream_version",
         )
         .bind(stream_id)
         .bind(&versions)
@@ -669,7 +750,7 @@ impl EventStore {
         .bind(
             new_events
                 .iter()
-                .map(|event| event.event_type.clone())
+                .map(|event| event.event_type.as_str())
                 .collect::<Vec<_>>(),
         )
         .bind(
@@ -681,13 +762,13 @@ impl EventStore {
         .bind(
             new_events
                 .iter()
-                .map(|event| event.organisation.clone())
+                .map(|event| event.organisation.as_str())
                 .collect::<Vec<_>>(),
         )
         .bind(
             new_events
                 .iter()
-                .map(|event| event.payload.clone())
+                .map(|event| event.payload.as_slice())
                 .collect::<Vec<_>>(),
         )
         .bind(&context.request_id)
@@ -706,18 +787,66 @@ impl EventStore {
                 .relay_leading
                 .load(std::sync::atomic::Ordering::SeqCst),
         )
-        .execute(&mut *connection)
+        .bind(to_i64(current_version))
+        .fetch_all(&mut *connection)
         .await;
-        match appended {
-            Ok(_) => {
-                if !new_events.is_empty() {
-                    self.appended.wake.notify_one();
-                }
-                Ok(outcome)
+        let rows = match rows {
+            Ok(rows) => rows,
+            Err(error) if is_unique_violation(&error) => return Err(AttemptError::Raced),
+            Err(error) => return Err(failed(error.into())),
+        };
+        let appended = || -> Result<Option<Vec<RecordedEvent>>, StoreError> {
+            let recorded: i64 = match rows.first() {
+                Some(row) => row.try_get("recorded")?,
+                None => 0,
+            };
+            if recorded == 0 {
+                return Ok(None);
             }
-            Err(error) if is_unique_violation(&error) => Err(AttemptError::Raced),
-            Err(error) => Err(failed(error)),
+            let metadata = EventMetadata {
+                request_id: context.request_id.clone(),
+                correlation_id: context.correlation_id.clone(),
+                causation_id: context.causation_id.clone(),
+                traceparent: context.traceparent.clone(),
+                tracestate: context.tracestate.clone(),
+                principal: context.principal.clone(),
+            };
+            new_events
+                .into_iter()
+                .zip(event_ids)
+                .zip(&rows)
+                .map(|((event, event_id), row)| {
+                    let transaction_id: String = row.try_get("transaction_id_text")?;
+                    Ok(RecordedEvent {
+                        global_position: stored_u64(
+                            "global_position",
+                            row.try_get("global_position")?,
+                        )?,
+                        transaction_id: parse_transaction_id(&transaction_id)?,
+                        stream_id: stream_id.to_string(),
+                        stream_version: stored_u64(
+                            "stream_version",
+                            row.try_get("stream_version")?,
+                        )?,
+                        event_id,
+                        event_type: event.event_type,
+                        schema_version: event.schema_version,
+                        organisation: event.organisation,
+                        payload: event.payload,
+                        metadata: metadata.clone(),
+                        recorded_at: row.try_get("recorded_at")?,
+                    })
+                })
+                .collect::<Result<Vec<_>, StoreError>>()
+                .map(Some)
+        };
+        let Some(events) = appended().map_err(failed)? else {
+            return Ok(Append::HeadMoved);
+        };
+        if !events.is_empty() {
+            self.appended.wake.notify_one();
         }
+        Ok(Append::Committed { outcome, events })
     }
 
     /// The request's recorded result, or the stream's history: `cached` (the versions this

@@ -629,6 +629,119 @@ async fn the_history_cache_follows_the_database_through_other_writers_and_restor
     }
 }
 
+/// A command decides on the history this process holds without reading it first. What that
+/// history cannot settle is settled on the stream as read: an expected version another process
+/// has since reached, a decision that refuses on the held history but not on the database's,
+/// and a retried creation that its own first run made impossible, which is answered with its
+/// first result. The history held after an append is the events as stored, to the commit
+/// order and timestamp.
+#[tokio::test]
+async fn a_held_history_never_decides_what_the_database_would_decide_otherwise() {
+    let database = TestDatabase::create().await;
+    let ours = store(&database).await;
+    let theirs = EventStore::new(database.pool("trusts").await, "trusts");
+    let stream = "organisation-RTP";
+    let seen = std::sync::Mutex::new(Vec::new());
+    let run = |store: &EventStore, request: &str, expected: ExpectedVersion, length: usize| {
+        let request = request.to_string();
+        let seen = &seen;
+        let store = store.clone();
+        async move {
+            store
+                .execute(
+                    &context(&request),
+                    "Rename",
+                    request.as_bytes(),
+                    stream,
+                    expected,
+                    |history| {
+                        *seen.lock().unwrap() = history.to_vec();
+                        // Refuses unless the stream holds `length` events.
+                        if history.len() == length {
+                            Ok(vec![renamed(&request)])
+                        } else {
+                            Err(StoreError::Corrupt {
+                                what: format!("{} events, not {length}", history.len()),
+                            })
+                        }
+                    },
+                )
+                .await
+        }
+    };
+
+    let first = run(&ours, "ours-1", ExpectedVersion::NoStream, 0)
+        .await
+        .unwrap();
+    assert_eq!(first.version, 1);
+    run(&theirs, "theirs-2", ExpectedVersion::Exact(1), 1)
+        .await
+        .unwrap();
+    // Ours holds version 1; the database is at 2.
+    let third = run(&ours, "ours-3", ExpectedVersion::Exact(2), 2)
+        .await
+        .unwrap();
+    assert_eq!(third.version, 3);
+    run(&theirs, "theirs-4", ExpectedVersion::Any, 3)
+        .await
+        .unwrap();
+    // Refused on the held history of 3, decided on the database's 4.
+    let fifth = run(&ours, "ours-5", ExpectedVersion::Any, 4).await.unwrap();
+    assert_eq!(fifth.version, 5);
+    // Its own appends are held as stored: the next decision sees what the database holds.
+    run(&ours, "ours-6", ExpectedVersion::Any, 5).await.unwrap();
+    let stored = ours.read_stream(stream).await.unwrap();
+    let held = seen.lock().unwrap().clone();
+    assert_eq!(held.len(), 5);
+    for (held, stored) in held.iter().zip(&stored) {
+        assert_eq!(
+            (
+                held.global_position,
+                held.transaction_id,
+                held.stream_version,
+                held.event_id,
+                held.recorded_at,
+                &held.payload,
+                &held.metadata,
+            ),
+            (
+                stored.global_position,
+                stored.transaction_id,
+                stored.stream_version,
+                stored.event_id,
+                stored.recorded_at,
+                &stored.payload,
+                &stored.metadata,
+            )
+        );
+    }
+
+    // A retried creation: its first run made the stream exist, so on any history the decision
+    // now refuses, and the expected version no longer holds. It is answered with its result.
+    let retried = run(&ours, "ours-1", ExpectedVersion::NoStream, 0)
+        .await
+        .unwrap();
+    assert!(retried.replayed);
+    assert_eq!(retried.event_ids, first.event_ids);
+    let retried = run(&ours, "ours-5", ExpectedVersion::Any, 4).await.unwrap();
+    assert!(retried.replayed);
+    assert_eq!(retried.event_ids, fifth.event_ids);
+    // A real conflict is still one, with the database's version.
+    let conflict = run(&ours, "ours-7", ExpectedVersion::Exact(5), 5).await;
+    assert!(
+        matches!(
+            conflict,
+            Err(StoreError::Conflict {
+                current_version: 6,
+                ..
+            })
+        ),
+        "{conflict:?}"
+    );
+    assert_eq!(ours.read_stream(stream).await.unwrap().len(), 6);
+    database.drop_database().await;
+}
+
 /// The leading relay is woken in memory by appends of its own process, which then send no
 /// NOTIFY (it serialises the commits that send it); appends of another replica still NOTIFY,
 /// which wakes it across processes. The relay's poll is an hour here, so only a wake publishes.
