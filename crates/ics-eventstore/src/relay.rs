@@ -5,6 +5,13 @@
 //! window, waits for JetStream's acks, and only then advances its checkpoint. A crash between
 //! ack and checkpoint re-publishes a few events; consumers are idempotent, so that is harmless.
 //! It wakes on the NOTIFY sent by each committing command and polls as a fallback.
+//!
+//! The stored checkpoint trails publication by at most [`RelayConfig::checkpoint_interval`]:
+//! at a few hundred commands a second each event went out in a round of its own, and a
+//! checkpoint write with its commit per round cost the database about as much as the command
+//! that recorded the event. Where publication resumes is decided from what the stream holds as
+//! well as from the checkpoint (see [`Relay::reconcile`]), so an older checkpoint only means
+//! a few events offered again, which `Nats-Msg-Id` drops.
 
 use std::time::Duration;
 
@@ -97,6 +104,9 @@ pub struct RelayConfig {
     pub max_backoff: Duration,
     /// Stream replicas: 1 on a single server, 3 on a JetStream cluster.
     pub replicas: usize,
+    /// Longest the stored checkpoint trails what is published, while publishing goes on and
+    /// once it stops (zero: stored after every round).
+    pub checkpoint_interval: Duration,
     /// How a publish joins the trace of the command that recorded the event. Without it the
     /// stored trace context is passed on as it is and no producer span is made.
     pub trace: Option<TraceHooks>,
@@ -121,6 +131,7 @@ impl RelayConfig {
             duplicate_window: Duration::from_secs(120),
             max_backoff: Duration::from_secs(2),
             replicas: 1,
+            checkpoint_interval: Duration::from_millis(100),
             trace: None,
         }
     }
@@ -241,6 +252,8 @@ impl Relay {
         // failed publication the stream is set up and checked again (it may have been deleted,
         // or NATS may have lost it), so the relay never waits on a stream that is gone.
         let mut cursor: Option<LogCursor> = None;
+        // The checkpoint as last stored, and when.
+        let mut stored = StoredCheckpoint::new();
         let mut last_lock_check = tokio::time::Instant::now();
         // After a wake that found nothing to publish, how soon to look again: the append that
         // woke the relay may sit behind an older transaction still running anywhere in the
@@ -267,6 +280,7 @@ impl Relay {
                 None => match self.ensure_and_reconcile().await {
                     Ok(reconciled) => {
                         tracing::info!(stream = %self.stream_name(), transaction_id = reconciled.transaction_id, global_position = reconciled.global_position, "relay publishing");
+                        stored.saved(reconciled);
                         cursor.insert(reconciled)
                     }
                     Err(error) => {
@@ -279,7 +293,18 @@ impl Relay {
                     }
                 },
             };
-            match self.publish_after(current).await {
+            let published = match self.publish_after(current).await {
+                Ok(published) if stored.due(*current, self.config.checkpoint_interval) => self
+                    .save_checkpoint(*current)
+                    .await
+                    .map(|()| {
+                        stored.saved(*current);
+                        published
+                    })
+                    .map_err(RelayError::from),
+                other => other,
+            };
+            match published {
                 Ok(published) => {
                     backoff = Duration::from_millis(50);
                     if published > 0 {
@@ -299,7 +324,12 @@ impl Relay {
                     continue;
                 }
             }
-            let wait = tokio::time::sleep(held_back_retry.unwrap_or(self.config.poll_interval));
+            // A checkpoint behind what is published is stored when it falls due, wake or not.
+            let mut wait = held_back_retry.unwrap_or(self.config.poll_interval);
+            if let Some(current) = cursor {
+                wait = wait.min(stored.due_in(current, self.config.checkpoint_interval));
+            }
+            let wait = tokio::time::sleep(wait);
             let woken = match listener.as_mut() {
                 Some(listening) => {
                     tokio::select! {
@@ -334,6 +364,13 @@ impl Relay {
                     .filter(|retry| *retry < self.config.poll_interval)
             };
         }
+        // Shut down while leading: what was published is stored, so a successor offers nothing
+        // again.
+        if let Some(current) = cursor.filter(|current| stored.behind(*current))
+            && let Err(error) = self.save_checkpoint(current).await
+        {
+            tracing::warn!(%error, stream = %self.stream_name(), "relay could not store its checkpoint on shutdown");
+        }
         unlock(&mut leadership, &self.lock_name()).await;
     }
 
@@ -358,12 +395,17 @@ impl Relay {
     /// advances the checkpoint past those JetStream acknowledged. Returns how many it published.
     /// For tests and tools; the running relay keeps its cursor in memory.
     pub async fn publish_pending(&self) -> Result<usize, RelayError> {
-        let mut cursor = self.reconcile().await?;
-        self.publish_after(&mut cursor).await
+        let reconciled = self.reconcile().await?;
+        let mut cursor = reconciled;
+        let published = self.publish_after(&mut cursor).await;
+        if cursor != reconciled {
+            self.save_checkpoint(cursor).await?;
+        }
+        published
     }
 
-    /// Publishes the next batch after `cursor` and moves it, and the stored checkpoint, past
-    /// the events JetStream acknowledged.
+    /// Publishes the next batch after `cursor` and moves it past the events JetStream
+    /// acknowledged. The caller stores the checkpoint.
     async fn publish_after(&self, cursor: &mut LogCursor) -> Result<usize, RelayError> {
         let batch = self
             .store
@@ -380,9 +422,7 @@ impl Relay {
             // Tests kill the relay here to show that a crash between JetStream's ack and the
             // checkpoint only re-publishes (R2).
             fault::point("relay-after-ack");
-            let next = LogCursor::after(last);
-            self.save_checkpoint(next).await?;
-            *cursor = next;
+            *cursor = LogCursor::after(last);
         }
         match failure {
             Some(error) => Err(error),
@@ -627,6 +667,45 @@ impl Relay {
     async fn save_checkpoint(&self, cursor: LogCursor) -> Result<(), StoreError> {
         let mut connection = self.store.pool().acquire().await?;
         save_checkpoint_in(&mut connection, &self.stream_name(), cursor).await
+    }
+}
+
+/// The relay's checkpoint as it last stored it, and when: a checkpoint behind what is published
+/// falls due `interval` after the last one was stored.
+struct StoredCheckpoint {
+    cursor: Option<LogCursor>,
+    at: tokio::time::Instant,
+}
+
+impl StoredCheckpoint {
+    fn new() -> Self {
+        StoredCheckpoint {
+            cursor: None,
+            at: tokio::time::Instant::now(),
+        }
+    }
+
+    fn saved(&mut self, cursor: LogCursor) {
+        self.cursor = Some(cursor);
+        self.at = tokio::time::Instant::now();
+    }
+
+    fn behind(&self, published: LogCursor) -> bool {
+        self.cursor != Some(published)
+    }
+
+    fn due(&self, published: LogCursor, interval: Duration) -> bool {
+        self.behind(published) && self.at.elapsed() >= interval
+    }
+
+    /// How long until a checkpoint behind `published` falls due (forever when it is not
+    /// behind).
+    fn due_in(&self, published: LogCursor, interval: Duration) -> Duration {
+        if self.behind(published) {
+            interval.saturating_sub(self.at.elapsed())
+        } else {
+            Duration::MAX
+        }
     }
 }
 

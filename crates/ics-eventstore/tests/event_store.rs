@@ -786,6 +786,88 @@ async fn appends_wake_their_own_relay_in_memory_and_another_replicas_by_notify()
     database.drop_database().await;
 }
 
+/// At a command every few milliseconds each event goes out in a round of its own. The relay
+/// stores its checkpoint at most once per `checkpoint_interval` all the same, not once per
+/// round, and once publishing pauses the stored checkpoint reaches the last event published
+/// within that interval, with no wake and no poll to prompt it.
+#[tokio::test]
+async fn the_relay_stores_its_checkpoint_once_an_interval_not_once_a_round() {
+    let database = TestDatabase::create().await;
+    let store = store(&database).await;
+    let pool = store.pool().clone();
+    sqlx::raw_sql(
+        "CREATE TABLE checkpoint_writes (at timestamptz NOT NULL DEFAULT clock_timestamp());
+         CREATE FUNCTION count_checkpoint_write() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN INSERT INTO checkpoint_writes DEFAULT VALUES; RETURN NEW; END $$;
+         CREATE TRIGGER checkpoint_written AFTER INSERT OR UPDATE ON relay_checkpoints
+             FOR EACH ROW EXECUTE FUNCTION count_checkpoint_write();",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let prefix = unique_token();
+    let nats = async_nats::connect(ics_testing::nats_url()).await.unwrap();
+    let (stream_name, stop, running) = start_hourly_polling_relay(&store, &nats, &prefix);
+    wait_until_leading(&pool).await;
+    let writes_before: i64 = sqlx::query_scalar("SELECT count(*) FROM checkpoint_writes")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+
+    let total = 200;
+    let started = std::time::Instant::now();
+    for index in 0..total {
+        append(
+            &store,
+            &format!("paced-{index}"),
+            &format!("organisation-{}", index % 5),
+            ExpectedVersion::Any,
+        )
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    read_stream_messages(&nats, &stream_name, total).await;
+    let last: i64 = sqlx::query_scalar("SELECT max(global_position) FROM events")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let stored: Option<i64> =
+            sqlx::query_scalar("SELECT global_position FROM relay_checkpoints WHERE relay = $1")
+                .bind(&stream_name)
+                .fetch_optional(&pool)
+                .await
+                .unwrap();
+        if stored == Some(last) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the checkpoint stayed at {stored:?}, not {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let elapsed = started.elapsed();
+    let writes: i64 = sqlx::query_scalar("SELECT count(*) FROM checkpoint_writes")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let writes = writes - writes_before;
+    // One per 100 ms interval, one more to catch up, and slack for a slow machine.
+    let bound = i64::try_from(elapsed.as_millis() / 100).unwrap() + 3;
+    assert!(
+        writes <= bound,
+        "{writes} checkpoint writes for {total} events in {elapsed:?} (at most {bound})"
+    );
+
+    stop.cancel();
+    running.await.unwrap();
+    ics_testing::delete_streams(&nats, &prefix).await;
+    database.drop_database().await;
+}
+
 /// A relay of `store` that polls only hourly, so that only a wake makes it publish: its
 /// stream's name, its stop and its task.
 fn start_hourly_polling_relay(
