@@ -1,8 +1,10 @@
 //! The organisation aggregate: a trust, ICB or region keyed by its ODS code, with dated parent
 //! links, CQC ratings and executive appointments.
 
+use std::sync::LazyLock;
+
 use chrono::NaiveDate;
-use ics_eventstore::{NewEvent, RecordedEvent};
+use ics_eventstore::{DEFAULT_SNAPSHOT_STREAMS, NewEvent, RecordedEvent, Snapshots};
 use ics_proto::EventName;
 use ics_proto::date::{from_naive, to_naive};
 use ics_proto::events::v1::{
@@ -59,9 +61,12 @@ impl Organisation {
             .transpose()
     }
 
-    /// Folds the organisation's stream; `None` when it was never registered.
+    /// Folds the organisation's stream; `None` when it was never registered. Folds only the
+    /// events after the last fold of the same stream in this process (see [`Snapshots`]).
     pub fn fold(history: &[RecordedEvent]) -> Result<Option<Self>, ServiceError> {
-        history.iter().try_fold(None, Organisation::then)
+        static FOLDED: LazyLock<Snapshots<Option<Organisation>>> =
+            LazyLock::new(|| Snapshots::new(DEFAULT_SNAPSHOT_STREAMS));
+        FOLDED.fold(history, None, Organisation::then)
     }
 
     /// The organisation after one more event of its stream: the step [`fold`](Self::fold)
