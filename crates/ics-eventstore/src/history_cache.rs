@@ -93,27 +93,17 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
-    fn history(stream: &str, length: u64) -> Vec<RecordedEvent> {
-        (1..=length)
-            .map(|version| RecordedEvent {
-                stream_id: stream.to_owned(),
-                stream_version: version,
-                ..RecordedEvent::example()
-            })
-            .collect()
-    }
-
     #[test]
     fn the_least_recently_used_streams_go_first_and_the_budget_holds() {
         let cache = HistoryCache::new(40);
-        cache.put("a", history("a", 10));
-        cache.put("b", history("b", 10));
-        cache.put("c", history("c", 10));
+        cache.put("a", RecordedEvent::example_stream("a", 10));
+        cache.put("b", RecordedEvent::example_stream("b", 10));
+        cache.put("c", RecordedEvent::example_stream("c", 10));
         // "a" used again: "b" is now the oldest.
         let a = cache.take("a").unwrap();
         cache.put("a", a);
-        cache.put("d", history("d", 10));
-        cache.put("e", history("e", 5));
+        cache.put("d", RecordedEvent::example_stream("d", 10));
+        cache.put("e", RecordedEvent::example_stream("e", 5));
         assert!(cache.events() <= 40);
         assert!(
             cache.take("b").is_none(),
@@ -126,17 +116,17 @@ mod tests {
     #[test]
     fn a_history_is_taken_out_while_a_command_uses_it_and_long_ones_are_not_kept() {
         let cache = HistoryCache::new(40);
-        cache.put("a", history("a", 3));
+        cache.put("a", RecordedEvent::example_stream("a", 3));
         assert_eq!(cache.take("a").unwrap().len(), 3);
         assert!(
             cache.take("a").is_none(),
             "a second command reads the stream whole"
         );
-        cache.put("long", history("long", 11));
+        cache.put("long", RecordedEvent::example_stream("long", 11));
         assert!(cache.take("long").is_none());
         assert_eq!(cache.events(), 0);
         let none = HistoryCache::new(0);
-        none.put("a", history("a", 1));
+        none.put("a", RecordedEvent::example_stream("a", 1));
         assert!(none.take("a").is_none());
     }
 }

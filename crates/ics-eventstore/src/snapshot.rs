@@ -91,18 +91,6 @@ mod tests {
     use super::*;
     use std::cell::Cell;
 
-    fn history(stream: &str, length: u64) -> Vec<RecordedEvent> {
-        (1..=length)
-            .map(|version| RecordedEvent {
-                stream_id: stream.to_owned(),
-                stream_version: version,
-                event_id: Uuid::now_v7(),
-                payload: vec![u8::try_from(version % 251).unwrap()],
-                ..RecordedEvent::example()
-            })
-            .collect()
-    }
-
     /// The fold under test: the payload bytes in order, counting each step taken.
     fn folding(
         steps: &Cell<usize>,
@@ -125,7 +113,7 @@ mod tests {
     fn a_longer_history_of_the_same_stream_folds_only_its_new_events() {
         let snapshots = Snapshots::new(10);
         let steps = Cell::new(0);
-        let stream = history("organisation-RTP", 300);
+        let stream = RecordedEvent::example_stream("organisation-RTP", 300);
         assert_eq!(
             snapshots.fold(&stream[..200], Vec::new(), folding(&steps)),
             Ok(plain(&stream[..200]))
@@ -149,7 +137,7 @@ mod tests {
     fn a_history_without_the_snapshots_event_folds_from_the_start() {
         let snapshots = Snapshots::new(10);
         let steps = Cell::new(0);
-        let stream = history("organisation-RTP", 50);
+        let stream = RecordedEvent::example_stream("organisation-RTP", 50);
         snapshots
             .fold(&stream, Vec::new(), folding(&steps))
             .unwrap();
@@ -165,7 +153,7 @@ mod tests {
         // The same stream restored to version 10 and appended to differently: as long, but
         // another event at the snapshot's version (20, from the shorter fold).
         let mut restored = stream[..10].to_vec();
-        restored.extend(history("organisation-RTP", 50).split_off(10));
+        restored.extend(RecordedEvent::example_stream("organisation-RTP", 50).split_off(10));
         steps.set(0);
         assert_eq!(
             snapshots.fold(&restored, Vec::new(), folding(&steps)),
@@ -174,7 +162,7 @@ mod tests {
         assert_eq!(steps.get(), 50);
 
         // Another stream under the same name (histories built in tests have no stream id).
-        let other = history("organisation-RTP", 60);
+        let other = RecordedEvent::example_stream("organisation-RTP", 60);
         steps.set(0);
         assert_eq!(
             snapshots.fold(&other, Vec::new(), folding(&steps)),
@@ -187,7 +175,7 @@ mod tests {
     fn a_failed_step_keeps_nothing_and_the_least_recently_used_stream_goes_first() {
         let snapshots = Snapshots::new(2);
         let steps = Cell::new(0);
-        let a = history("a", 5);
+        let a = RecordedEvent::example_stream("a", 5);
         let refused = snapshots.fold(&a, Vec::new(), |state, event| {
             if event.stream_version == 3 {
                 Err(())
@@ -200,7 +188,10 @@ mod tests {
         snapshots.fold(&a, Vec::new(), folding(&steps)).unwrap();
         assert_eq!(steps.get(), 5, "no snapshot of a failed fold");
 
-        let (b, c) = (history("b", 5), history("c", 5));
+        let (b, c) = (
+            RecordedEvent::example_stream("b", 5),
+            RecordedEvent::example_stream("c", 5),
+        );
         snapshots.fold(&b, Vec::new(), folding(&steps)).unwrap();
         snapshots.fold(&c, Vec::new(), folding(&steps)).unwrap();
         steps.set(0);

@@ -112,6 +112,20 @@ impl RecordedEvent {
         }
     }
 
+    /// A stream of `length` example events, each with an id and a payload of its own.
+    #[cfg(test)]
+    pub(crate) fn example_stream(stream: &str, length: u64) -> Vec<Self> {
+        (1..=length)
+            .map(|version| RecordedEvent {
+                stream_id: stream.to_owned(),
+                stream_version: version,
+                event_id: Uuid::now_v7(),
+                payload: (version % 251).to_le_bytes()[..1].to_vec(),
+                ..RecordedEvent::example()
+            })
+            .collect()
+    }
+
     fn from_row(row: &PgRow) -> Result<Self, StoreError> {
         let transaction_id: String = row.try_get("transaction_id_text")?;
         Ok(RecordedEvent {
