@@ -253,7 +253,7 @@ impl Relay {
         // or NATS may have lost it), so the relay never waits on a stream that is gone.
         let mut cursor: Option<LogCursor> = None;
         // The checkpoint as last stored, and when.
-        let mut stored = StoredCheckpoint::new();
+        let mut stored = StoredCheckpoint::new(self.config.checkpoint_interval);
         let mut last_lock_check = tokio::time::Instant::now();
         // After a wake that found nothing to publish, how soon to look again: the append that
         // woke the relay may sit behind an older transaction still running anywhere in the
@@ -294,7 +294,7 @@ impl Relay {
                 },
             };
             let published = match self.publish_after(current).await {
-                Ok(published) if stored.due(*current, self.config.checkpoint_interval) => self
+                Ok(published) if stored.due(*current) => self
                     .save_checkpoint(*current)
                     .await
                     .map(|()| {
@@ -327,7 +327,7 @@ impl Relay {
             // A checkpoint behind what is published is stored when it falls due, wake or not.
             let mut wait = held_back_retry.unwrap_or(self.config.poll_interval);
             if let Some(current) = cursor {
-                wait = wait.min(stored.due_in(current, self.config.checkpoint_interval));
+                wait = wait.min(stored.due_in(current));
             }
             let wait = tokio::time::sleep(wait);
             let woken = match listener.as_mut() {
@@ -675,13 +675,15 @@ impl Relay {
 struct StoredCheckpoint {
     cursor: Option<LogCursor>,
     at: tokio::time::Instant,
+    interval: Duration,
 }
 
 impl StoredCheckpoint {
-    fn new() -> Self {
+    fn new(interval: Duration) -> Self {
         StoredCheckpoint {
             cursor: None,
             at: tokio::time::Instant::now(),
+            interval,
         }
     }
 
@@ -694,15 +696,15 @@ impl StoredCheckpoint {
         self.cursor != Some(published)
     }
 
-    fn due(&self, published: LogCursor, interval: Duration) -> bool {
-        self.behind(published) && self.at.elapsed() >= interval
+    fn due(&self, published: LogCursor) -> bool {
+        self.due_in(published).is_zero()
     }
 
     /// How long until a checkpoint behind `published` falls due (forever when it is not
     /// behind).
-    fn due_in(&self, published: LogCursor, interval: Duration) -> Duration {
+    fn due_in(&self, published: LogCursor) -> Duration {
         if self.behind(published) {
-            interval.saturating_sub(self.at.elapsed())
+            self.interval.saturating_sub(self.at.elapsed())
         } else {
             Duration::MAX
         }

@@ -363,6 +363,18 @@ enum Append {
     HeadMoved,
 }
 
+/// What deciding on a history came to, short of an error.
+enum Decided<E> {
+    /// Appended and committed.
+    Committed(CommandOutcome),
+    /// The history does not meet the expected version: nothing was decided.
+    Conflict { current_version: u64 },
+    /// The decision refused the command.
+    Refused(E),
+    /// The stream's head was not where the history ended: nothing was written.
+    HeadMoved,
+}
+
 enum AttemptError<E> {
     /// Another transaction appended to the stream or recorded the same request id first.
     Raced,
@@ -612,25 +624,12 @@ impl EventStore {
         // never answers a client.
         let mut cached = self.history.take(stream_id);
         if let Some(mut history) = cached.take() {
-            let current_version = history.last().map_or(0, |event| event.stream_version);
-            let decided = if expected.admits(current_version) {
-                decide(&history).ok()
-            } else {
-                None
-            };
-            if let Some(new_events) = decided {
-                match self
-                    .append(&mut connection, &request, current_version, new_events)
-                    .await
-                {
-                    Ok(Append::Committed { outcome, events }) => {
-                        history.extend(events);
-                        self.history.put(stream_id, history);
-                        return Ok(outcome);
-                    }
-                    Ok(Append::HeadMoved) => {}
-                    Err(error) => return Err(error),
-                }
+            let decided = self
+                .decide_and_append(&mut connection, &request, expected, decide, &mut history)
+                .await?;
+            if let Decided::Committed(outcome) = decided {
+                self.history.put(stream_id, history);
+                return Ok(outcome);
             }
             cached = Some(history);
         }
@@ -650,41 +649,59 @@ impl EventStore {
             }
             ReadForCommand::History(history) => history,
         };
-        let current_version = history.last().map_or(0, |event| event.stream_version);
-        if !expected.admits(current_version) {
-            self.history.put(stream_id, history);
-            return Err(AttemptError::Failed(E::from(StoreError::Conflict {
-                stream_id: stream_id.to_string(),
-                current_version,
-            })));
-        }
-        let new_events = match decide(&history) {
-            Ok(new_events) => new_events,
-            Err(error) => {
-                self.history.put(stream_id, history);
-                return Err(AttemptError::Failed(error));
-            }
-        };
-        let appended = self
-            .append(&mut connection, &request, current_version, new_events)
+        let decided = self
+            .decide_and_append(&mut connection, &request, expected, decide, &mut history)
             .await;
         // Whatever the outcome, the history read stays true: keep it, with what this command
         // appended, for the next command.
-        match appended {
-            Ok(Append::Committed { outcome, events }) => {
-                history.extend(events);
-                self.history.put(stream_id, history);
-                Ok(outcome)
+        self.history.put(stream_id, history);
+        match decided? {
+            Decided::Committed(outcome) => Ok(outcome),
+            Decided::Conflict { current_version } => {
+                Err(AttemptError::Failed(E::from(StoreError::Conflict {
+                    stream_id: stream_id.to_string(),
+                    current_version,
+                })))
             }
-            Ok(Append::HeadMoved) => {
-                self.history.put(stream_id, history);
-                Err(AttemptError::Raced)
-            }
-            Err(error) => {
-                self.history.put(stream_id, history);
-                Err(error)
-            }
+            Decided::Refused(error) => Err(AttemptError::Failed(error)),
+            Decided::HeadMoved => Err(AttemptError::Raced),
         }
+    }
+
+    /// Checks the expected version against `history`, decides on it and appends what was
+    /// decided; on commit `history` gains the appended events as stored.
+    async fn decide_and_append<E, F>(
+        &self,
+        connection: &mut PgConnection,
+        request: &Request<'_>,
+        expected: ExpectedVersion,
+        decide: &F,
+        history: &mut Vec<RecordedEvent>,
+    ) -> Result<Decided<E>, AttemptError<E>>
+    where
+        E: From<StoreError>,
+        F: Fn(&[RecordedEvent]) -> Result<Vec<NewEvent>, E>,
+    {
+        let current_version = history.last().map_or(0, |event| event.stream_version);
+        if !expected.admits(current_version) {
+            return Ok(Decided::Conflict { current_version });
+        }
+        let new_events = match decide(history) {
+            Ok(new_events) => new_events,
+            Err(error) => return Ok(Decided::Refused(error)),
+        };
+        Ok(
+            match self
+                .append(connection, request, current_version, new_events)
+                .await?
+            {
+                Append::Committed { outcome, events } => {
+                    history.extend(events);
+                    Decided::Committed(outcome)
+                }
+                Append::HeadMoved => Decided::HeadMoved,
+            },
+        )
     }
 
     /// Appends what a command decided at the versions after `current_version`, with the

@@ -989,9 +989,10 @@ mod tests {
     }
 
     /// Without statistics of the stamps (a table just filled, not yet analysed), the planner
-    /// takes `changed_by >= $2` to match a third of all workshops, whatever changed. The read after a change must still look up
-    /// only the changed workshops' metrics and follow-ups by key, not scan and hash those of
-    /// every workshop (tens of milliseconds per view at 70,000 workshops).
+    /// takes `changed_by >= $2` to match a third of all workshops, whatever changed. The read
+    /// after a change must still look up only the changed workshops' metrics and follow-ups by
+    /// key, not scan and hash those of every workshop (tens of milliseconds per view at 70,000
+    /// workshops).
     #[tokio::test]
     async fn a_read_after_a_change_looks_up_metrics_and_follow_ups_by_key_whatever_the_estimate() {
         let database = TestDatabase::create().await;
