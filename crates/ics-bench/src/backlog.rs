@@ -12,6 +12,10 @@
 
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
+use async_nats::jetstream;
+use async_nats::jetstream::context::ConsumerInfoErrorKind;
+
 use ics_proto::admin::v1::VerifyRequest;
 use ics_proto::admin::v1::admin_service_client::AdminServiceClient;
 use ics_proto::events::v1::OrganisationRenamed;
@@ -35,13 +39,21 @@ pub(crate) struct BacklogArgs {
     /// outage. Without it the catch-up runs alongside the relay (`scripts/bench` passes it).
     #[arg(long, env = "ICS_BENCH_REPORTING_PID")]
     pub reporting_pid: Option<u32>,
+    /// The deployment's subject prefix, naming its streams and consumers: the waits read
+    /// JetStream's counters for the trusts stream and the overview's consumer.
+    #[arg(long, env = "ICS_SUBJECT_PREFIX")]
+    pub subject_prefix: Option<String>,
 }
+
+/// The projection whose catch-up is timed.
+const OVERVIEW: &str = "overview";
 
 const CHUNK: usize = 10_000;
 
 pub(crate) async fn run(
     clients: &Clients,
     admin_urls: &[&str],
+    nats_url: &str,
     trusts: usize,
     database_url: Option<&str>,
     server_pids: &[u32],
@@ -54,7 +66,13 @@ pub(crate) async fn run(
         println!("backlog: skipped (no ICS_DATABASE_URL)");
         return Ok(());
     };
+    let Some(subject_prefix) = args.subject_prefix.as_deref() else {
+        println!("backlog: skipped (no ICS_SUBJECT_PREFIX)");
+        return Ok(());
+    };
     crate::throughput::settle(clients, admin_urls).await?;
+    let progress = Progress::new(nats_url, subject_prefix).await?;
+    let published_before = progress.last_sequence().await?;
     let options: PgConnectOptions = database_url.parse()?;
     let pool = PgPoolOptions::new()
         .max_connections(1)
@@ -139,11 +157,12 @@ pub(crate) async fn run(
     let mut reporting_admin =
         AdminServiceClient::new(crate::connect(admin_urls[0], &clients.tls).await?);
     let rate = |elapsed: Duration| appended as f64 / elapsed.as_secs_f64();
+    let published = published_before + appended as u64;
     let started = Instant::now();
     let cpu_before = CpuSeconds::now(server_pids);
     let deadline = started + Duration::from_secs(1800);
     if let Some(pid) = args.reporting_pid {
-        wait_published(&mut trusts_admin, clients, deadline).await?;
+        wait_published(&progress, published, &mut trusts_admin, clients, deadline).await?;
         let published_in = started.elapsed();
         let cpu = CpuSeconds::now(server_pids).since(cpu_before);
         println!(
@@ -158,7 +177,14 @@ pub(crate) async fn run(
         let resumed = Instant::now();
         let cpu_before = CpuSeconds::now(server_pids);
         signal(pid, "CONT")?;
-        wait_overview_applied(&mut reporting_admin, clients, deadline).await?;
+        wait_overview_applied(
+            &progress,
+            published,
+            &mut reporting_admin,
+            clients,
+            deadline,
+        )
+        .await?;
         let caught_up_in = resumed.elapsed();
         let cpu = CpuSeconds::now(server_pids).since(cpu_before);
         println!(
@@ -168,9 +194,16 @@ pub(crate) async fn run(
         );
         cpu.print_per_thousand(appended, "events applied by the overview");
     } else {
-        wait_published(&mut trusts_admin, clients, deadline).await?;
+        wait_published(&progress, published, &mut trusts_admin, clients, deadline).await?;
         let published_in = started.elapsed();
-        wait_overview_applied(&mut reporting_admin, clients, deadline).await?;
+        wait_overview_applied(
+            &progress,
+            published,
+            &mut reporting_admin,
+            clients,
+            deadline,
+        )
+        .await?;
         let caught_up_in = started.elapsed();
         let cpu = CpuSeconds::now(server_pids).since(cpu_before);
         println!(
@@ -204,53 +237,109 @@ fn signal(pid: u32, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits until the trusts relay has published its whole log.
+/// JetStream's own counters for the trusts stream and the overview's consumer on it: one small
+/// request each. The waits poll these, not `Verify`, which counts the whole log and every
+/// projection's streams: polled every 100 ms through a catch-up over a full run's logs, each
+/// call took the database 0.2-0.5 s of parallel scans, as much of this two-core machine as the
+/// catch-up it was timing. `Verify` is asked once, to confirm what the counters showed.
+struct Progress {
+    stream: jetstream::stream::Stream,
+    overview_consumer: String,
+}
+
+impl Progress {
+    async fn new(nats_url: &str, subject_prefix: &str) -> anyhow::Result<Self> {
+        let jetstream = jetstream::new(async_nats::connect(nats_url).await?);
+        let stream_name = ics_eventstore::subject::stream_name(subject_prefix, "trusts");
+        let stream = jetstream
+            .get_stream(&stream_name)
+            .await
+            .with_context(|| format!("no stream {stream_name}"))?;
+        Ok(Progress {
+            stream,
+            overview_consumer: ics_projection::consumer_name(subject_prefix, OVERVIEW),
+        })
+    }
+
+    /// The sequence of the stream's last message.
+    async fn last_sequence(&self) -> anyhow::Result<u64> {
+        Ok(self.stream.get_info().await?.state.last_sequence)
+    }
+
+    /// Whether the overview has acknowledged every message up to `sequence`: it acks a batch
+    /// only after the batch's transaction committed.
+    async fn overview_acked(&self, sequence: u64) -> anyhow::Result<bool> {
+        match self.stream.consumer_info(&self.overview_consumer).await {
+            Ok(info) => Ok(info.ack_floor.stream_sequence >= sequence
+                && info.num_ack_pending == 0
+                && info.num_pending == 0),
+            // The runner recreates its consumer after an interruption.
+            Err(error) if error.kind() == ConsumerInfoErrorKind::NotFound => Ok(false),
+            Err(error) => Err(error.into()),
+        }
+    }
+}
+
+const POLL: Duration = Duration::from_millis(10);
+
+/// Waits until the stream holds `sequence` (the relay has published the backlog), then has
+/// `Verify` confirm that nothing of the log is unpublished.
 async fn wait_published(
+    progress: &Progress,
+    sequence: u64,
     admin: &mut AdminServiceClient<ics_client::RetryingChannel>,
     clients: &Clients,
     deadline: Instant,
 ) -> anyhow::Result<()> {
-    loop {
-        let log = admin
-            .verify(authorized(&clients.operator, VerifyRequest {})?)
-            .await?
-            .into_inner()
-            .log
-            .unwrap_or_default();
-        if log.unpublished_events == 0 {
-            return Ok(());
-        }
+    while progress.last_sequence().await? < sequence {
         anyhow::ensure!(
             Instant::now() < deadline,
             "the backlog is not published after 30 min"
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(POLL).await;
     }
+    let log = admin
+        .verify(authorized(&clients.operator, VerifyRequest {})?)
+        .await?
+        .into_inner()
+        .log
+        .unwrap_or_default();
+    anyhow::ensure!(
+        log.unpublished_events == 0,
+        "the stream holds sequence {sequence} but Verify counts {} events unpublished",
+        log.unpublished_events
+    );
+    Ok(())
 }
 
-/// Waits until the overview projection has applied everything its stream holds.
+/// Waits until the overview has acknowledged the stream up to `sequence`, then has `Verify`
+/// confirm that it is behind on no stream.
 async fn wait_overview_applied(
+    progress: &Progress,
+    sequence: u64,
     admin: &mut AdminServiceClient<ics_client::RetryingChannel>,
     clients: &Clients,
     deadline: Instant,
 ) -> anyhow::Result<()> {
-    loop {
-        let behind: u64 = admin
-            .verify(authorized(&clients.operator, VerifyRequest {})?)
-            .await?
-            .into_inner()
-            .projections
-            .iter()
-            .filter(|check| check.projection == "overview")
-            .map(|check| check.consumer_pending + check.streams_behind)
-            .sum();
-        if behind == 0 {
-            return Ok(());
-        }
+    while !progress.overview_acked(sequence).await? {
         anyhow::ensure!(
             Instant::now() < deadline,
             "the backlog is not applied after 30 min"
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(POLL).await;
     }
+    let behind: u64 = admin
+        .verify(authorized(&clients.operator, VerifyRequest {})?)
+        .await?
+        .into_inner()
+        .projections
+        .iter()
+        .filter(|check| check.projection == OVERVIEW)
+        .map(|check| check.consumer_pending + check.streams_behind)
+        .sum();
+    anyhow::ensure!(
+        behind == 0,
+        "the overview acknowledged sequence {sequence} but Verify finds it {behind} behind"
+    );
+    Ok(())
 }

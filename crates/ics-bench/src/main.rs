@@ -176,6 +176,7 @@ impl Cli {
         backlog::run(
             clients,
             &admin_urls,
+            &self.nats_url,
             self.trusts,
             database_url,
             &self.throughput.server_pids,

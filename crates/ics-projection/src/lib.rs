@@ -13,7 +13,7 @@ mod runner;
 
 pub use runner::{
     DeadLetter, Projection, ProjectionError, ProjectionRunner, RunnerConfig, change_channel,
-    decode_payload, delete_all, list_dead_letters,
+    consumer_name, decode_payload, delete_all, list_dead_letters,
 };
 
 /// Tables the runner keeps beside the projection's own; apply with `ics_eventstore::migrate`.

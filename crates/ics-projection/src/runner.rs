@@ -112,6 +112,12 @@ pub fn change_channel(projection: &str) -> String {
     format!("projection_{projection}_changed")
 }
 
+/// The durable JetStream consumer through which a projection reads its source streams (one
+/// name, on each source stream).
+pub fn consumer_name(subject_prefix: &str, projection: &str) -> String {
+    format!("{subject_prefix}_{projection}").replace(['.', '*', '>', ' '], "_")
+}
+
 #[derive(Debug, Clone)]
 pub struct RunnerConfig {
     /// First token of subjects and prefix of stream and consumer names.
@@ -290,8 +296,7 @@ impl<P: Projection> ProjectionRunner<P> {
     }
 
     pub(crate) fn consumer_name(&self) -> String {
-        format!("{}_{}", self.config.subject_prefix, self.projection.name())
-            .replace(['.', '*', '>', ' '], "_")
+        consumer_name(&self.config.subject_prefix, self.projection.name())
     }
 
     /// Consumes every source stream until `shutdown`.
