@@ -162,6 +162,7 @@ pub async fn run(
         "outcome freshness (report-out ack -> ICS outcomes on a board's watch) at {rate}/s"
     ));
     println!("  target: p99 <= 100 ms with 20,000 workshops in the ICS");
+    drop(watch);
 
     let mut reporting = clients.reporting.clone();
     let mut query_times = Vec::new();
@@ -371,6 +372,7 @@ pub(crate) async fn prepare_one(
 struct OutcomesWatch {
     seen: Arc<Mutex<Vec<(Instant, u32)>>>,
     baseline: u32,
+    _watching: crate::Watching,
 }
 
 fn process_time_workshops(outcomes: &Outcomes) -> u32 {
@@ -399,7 +401,7 @@ impl OutcomesWatch {
         let baseline = first.outcomes.as_ref().map_or(0, process_time_workshops);
         seen.lock().await.push((Instant::now(), baseline));
         let recorder = seen.clone();
-        tokio::spawn(async move {
+        let watching = tokio::spawn(async move {
             while let Some(Ok(update)) = updates.next().await {
                 let now = Instant::now();
                 if let Some(outcomes) = update.outcomes {
@@ -410,7 +412,11 @@ impl OutcomesWatch {
                 }
             }
         });
-        Ok(OutcomesWatch { seen, baseline })
+        Ok(OutcomesWatch {
+            seen,
+            baseline,
+            _watching: crate::Watching(watching),
+        })
     }
 
     /// The n-th acknowledged report-out is visible once the watch shows the count it started
