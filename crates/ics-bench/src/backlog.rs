@@ -71,7 +71,7 @@ pub(crate) async fn run(
         return Ok(());
     };
     crate::throughput::settle(clients, admin_urls).await?;
-    let progress = Progress::new(nats_url, subject_prefix).await?;
+    let mut progress = Progress::new(nats_url, subject_prefix, admin_urls, clients).await?;
     let published_before = progress.last_sequence().await?;
     let options: PgConnectOptions = database_url.parse()?;
     let pool = PgPoolOptions::new()
@@ -152,17 +152,12 @@ pub(crate) async fn run(
         appended_in.as_secs_f64()
     );
 
-    let mut trusts_admin =
-        AdminServiceClient::new(crate::connect(admin_urls[1], &clients.tls).await?);
-    let mut reporting_admin =
-        AdminServiceClient::new(crate::connect(admin_urls[0], &clients.tls).await?);
     let rate = |elapsed: Duration| appended as f64 / elapsed.as_secs_f64();
     let published = published_before + appended as u64;
     let started = Instant::now();
     let cpu_before = CpuSeconds::now(server_pids);
-    let deadline = started + Duration::from_secs(1800);
     if let Some(pid) = args.reporting_pid {
-        wait_published(&progress, published, &mut trusts_admin, clients, deadline).await?;
+        progress.wait_published(published).await?;
         let published_in = started.elapsed();
         let cpu = CpuSeconds::now(server_pids).since(cpu_before);
         println!(
@@ -177,14 +172,7 @@ pub(crate) async fn run(
         let resumed = Instant::now();
         let cpu_before = CpuSeconds::now(server_pids);
         signal(pid, "CONT")?;
-        wait_overview_applied(
-            &progress,
-            published,
-            &mut reporting_admin,
-            clients,
-            deadline,
-        )
-        .await?;
+        progress.wait_overview_applied(published).await?;
         let caught_up_in = resumed.elapsed();
         let cpu = CpuSeconds::now(server_pids).since(cpu_before);
         println!(
@@ -194,16 +182,9 @@ pub(crate) async fn run(
         );
         cpu.print_per_thousand(appended, "events applied by the overview");
     } else {
-        wait_published(&progress, published, &mut trusts_admin, clients, deadline).await?;
+        progress.wait_published(published).await?;
         let published_in = started.elapsed();
-        wait_overview_applied(
-            &progress,
-            published,
-            &mut reporting_admin,
-            clients,
-            deadline,
-        )
-        .await?;
+        progress.wait_overview_applied(published).await?;
         let caught_up_in = started.elapsed();
         let cpu = CpuSeconds::now(server_pids).since(cpu_before);
         println!(
@@ -245,19 +226,37 @@ fn signal(pid: u32, name: &str) -> anyhow::Result<()> {
 struct Progress {
     stream: jetstream::stream::Stream,
     overview_consumer: String,
+    trusts_admin: AdminServiceClient<ics_client::RetryingChannel>,
+    reporting_admin: AdminServiceClient<ics_client::RetryingChannel>,
+    operator: String,
+    deadline: Instant,
 }
 
 impl Progress {
-    async fn new(nats_url: &str, subject_prefix: &str) -> anyhow::Result<Self> {
+    async fn new(
+        nats_url: &str,
+        subject_prefix: &str,
+        admin_urls: &[&str],
+        clients: &Clients,
+    ) -> anyhow::Result<Self> {
         let jetstream = jetstream::new(async_nats::connect(nats_url).await?);
         let stream_name = ics_eventstore::subject::stream_name(subject_prefix, "trusts");
         let stream = jetstream
             .get_stream(&stream_name)
             .await
             .with_context(|| format!("no stream {stream_name}"))?;
+        let admin = |url| async move {
+            anyhow::Ok(AdminServiceClient::new(
+                crate::connect(url, &clients.tls).await?,
+            ))
+        };
         Ok(Progress {
             stream,
             overview_consumer: ics_projection::consumer_name(subject_prefix, OVERVIEW),
+            trusts_admin: admin(admin_urls[1]).await?,
+            reporting_admin: admin(admin_urls[0]).await?,
+            operator: clients.operator.clone(),
+            deadline: Instant::now() + Duration::from_secs(1800),
         })
     }
 
@@ -278,68 +277,58 @@ impl Progress {
             Err(error) => Err(error.into()),
         }
     }
+
+    /// Waits until the stream holds `sequence` (the relay has published the backlog), then has
+    /// `Verify` confirm that nothing of the log is unpublished.
+    async fn wait_published(&mut self, sequence: u64) -> anyhow::Result<()> {
+        while self.last_sequence().await? < sequence {
+            anyhow::ensure!(
+                Instant::now() < self.deadline,
+                "the backlog is not published after 30 min"
+            );
+            tokio::time::sleep(POLL).await;
+        }
+        let log = self
+            .trusts_admin
+            .verify(authorized(&self.operator, VerifyRequest {})?)
+            .await?
+            .into_inner()
+            .log
+            .unwrap_or_default();
+        anyhow::ensure!(
+            log.unpublished_events == 0,
+            "the stream holds sequence {sequence} but Verify counts {} events unpublished",
+            log.unpublished_events
+        );
+        Ok(())
+    }
+
+    /// Waits until the overview has acknowledged the stream up to `sequence`, then has `Verify`
+    /// confirm that it is behind on no stream.
+    async fn wait_overview_applied(&mut self, sequence: u64) -> anyhow::Result<()> {
+        while !self.overview_acked(sequence).await? {
+            anyhow::ensure!(
+                Instant::now() < self.deadline,
+                "the backlog is not applied after 30 min"
+            );
+            tokio::time::sleep(POLL).await;
+        }
+        let behind: u64 = self
+            .reporting_admin
+            .verify(authorized(&self.operator, VerifyRequest {})?)
+            .await?
+            .into_inner()
+            .projections
+            .iter()
+            .filter(|check| check.projection == OVERVIEW)
+            .map(|check| check.consumer_pending + check.streams_behind)
+            .sum();
+        anyhow::ensure!(
+            behind == 0,
+            "the overview acknowledged sequence {sequence} but Verify finds it {behind} behind"
+        );
+        Ok(())
+    }
 }
 
 const POLL: Duration = Duration::from_millis(10);
-
-/// Waits until the stream holds `sequence` (the relay has published the backlog), then has
-/// `Verify` confirm that nothing of the log is unpublished.
-async fn wait_published(
-    progress: &Progress,
-    sequence: u64,
-    admin: &mut AdminServiceClient<ics_client::RetryingChannel>,
-    clients: &Clients,
-    deadline: Instant,
-) -> anyhow::Result<()> {
-    while progress.last_sequence().await? < sequence {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the backlog is not published after 30 min"
-        );
-        tokio::time::sleep(POLL).await;
-    }
-    let log = admin
-        .verify(authorized(&clients.operator, VerifyRequest {})?)
-        .await?
-        .into_inner()
-        .log
-        .unwrap_or_default();
-    anyhow::ensure!(
-        log.unpublished_events == 0,
-        "the stream holds sequence {sequence} but Verify counts {} events unpublished",
-        log.unpublished_events
-    );
-    Ok(())
-}
-
-/// Waits until the overview has acknowledged the stream up to `sequence`, then has `Verify`
-/// confirm that it is behind on no stream.
-async fn wait_overview_applied(
-    progress: &Progress,
-    sequence: u64,
-    admin: &mut AdminServiceClient<ics_client::RetryingChannel>,
-    clients: &Clients,
-    deadline: Instant,
-) -> anyhow::Result<()> {
-    while !progress.overview_acked(sequence).await? {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the backlog is not applied after 30 min"
-        );
-        tokio::time::sleep(POLL).await;
-    }
-    let behind: u64 = admin
-        .verify(authorized(&clients.operator, VerifyRequest {})?)
-        .await?
-        .into_inner()
-        .projections
-        .iter()
-        .filter(|check| check.projection == OVERVIEW)
-        .map(|check| check.consumer_pending + check.streams_behind)
-        .sum();
-    anyhow::ensure!(
-        behind == 0,
-        "the overview acknowledged sequence {sequence} but Verify finds it {behind} behind"
-    );
-    Ok(())
-}
