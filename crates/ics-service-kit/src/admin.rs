@@ -308,10 +308,6 @@ async fn relay_lag_after(
 async fn verify_log(store: &EventStore, relay: &Relay) -> Result<api::LogCheck, ServiceError> {
     let log_events = store.count().await?;
     let checkpoint = relay.checkpoint().await?;
-    let (unpublished_events, oldest_unpublished_age) =
-        relay_lag_after(store, checkpoint.unwrap_or_default()).await?;
-    let oldest_unpublished_age_ms =
-        u64::try_from(oldest_unpublished_age.as_millis()).unwrap_or(u64::MAX);
     let stream = relay.stream_name();
     let mut gaps = Vec::new();
     // NATS being away is itself worth reporting, with what the log alone can tell.
@@ -329,10 +325,23 @@ async fn verify_log(store: &EventStore, relay: &Relay) -> Result<api::LogCheck, 
             (0, StreamEnd::Empty)
         }
     };
+    // The stored checkpoint trails publication by up to the relay's checkpoint interval, so a
+    // converged log would show its last few events as unpublished. The stream's last message,
+    // when it is an event of this log, says how far publication has really got; events lost
+    // before it show as the stream holding fewer messages than that.
+    let published_through = match (&stream_end, checkpoint) {
+        (StreamEnd::At(end), Some(checkpoint)) => (*end).max(checkpoint),
+        (StreamEnd::At(end), None) => *end,
+        (_, checkpoint) => checkpoint.unwrap_or_default(),
+    };
+    let (unpublished_events, oldest_unpublished_age) =
+        relay_lag_after(store, published_through).await?;
+    let oldest_unpublished_age_ms =
+        u64::try_from(oldest_unpublished_age.as_millis()).unwrap_or(u64::MAX);
     let published = log_events - unpublished_events.min(log_events);
     if gaps.is_empty() && stream_messages < published {
         gaps.push(format!(
-            "stream {stream} holds {stream_messages} messages but the relay's checkpoint covers \
+            "stream {stream} holds {stream_messages} messages but the relay has published \
              {published} events: the stream lost events (the relay re-publishes them when it \
              next starts relaying)"
         ));
@@ -366,4 +375,97 @@ async fn verify_log(store: &EventStore, relay: &Relay) -> Result<api::LogCheck, 
         gaps,
         oldest_unpublished_age_ms,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use ics_eventstore::relay::RelayConfig;
+    use ics_eventstore::{CommandContext, ExpectedVersion, NewEvent, StoreError, migrate};
+    use ics_proto::events::v1::OrganisationRenamed;
+    use ics_testing::{TestDatabase, unique_token};
+
+    use super::*;
+
+    /// Right after the relay has published, its stored checkpoint may still trail by up to its
+    /// checkpoint interval. Verify counts what the stream holds as published, so a converged
+    /// log shows no gap however far the checkpoint trails.
+    #[tokio::test]
+    async fn verify_finds_no_gap_while_the_stored_checkpoint_trails_the_stream() {
+        let database = TestDatabase::create().await;
+        let pool = database.pool("trusts").await;
+        migrate(&pool, &[]).await.unwrap();
+        let store = EventStore::new(pool, "trusts");
+        let prefix = unique_token();
+        let nats = async_nats::connect(ics_testing::nats_url()).await.unwrap();
+        let relay = || {
+            Relay::new(
+                store.clone(),
+                nats.clone(),
+                RelayConfig {
+                    checkpoint_interval: Duration::from_secs(3600),
+                    ..RelayConfig::new(&prefix)
+                },
+            )
+        };
+        let stop = CancellationToken::new();
+        let running = tokio::spawn(relay().run(stop.clone()));
+        let events = 5;
+        for index in 0..events {
+            let request_id = format!("rename-{index}");
+            store
+                .execute(
+                    &CommandContext {
+                        request_id: request_id.clone(),
+                        principal: "trust-writer:RTP".to_string(),
+                        ..Default::default()
+                    },
+                    "Rename",
+                    request_id.as_bytes(),
+                    "organisation-RTP",
+                    ExpectedVersion::Any,
+                    |_history| {
+                        Ok::<_, StoreError>(vec![NewEvent::encode(
+                            "RTP",
+                            &OrganisationRenamed {
+                                ods_code: "RTP".to_string(),
+                                previous_name: String::new(),
+                                name: request_id.clone(),
+                            },
+                        )])
+                    },
+                )
+                .await
+                .unwrap();
+        }
+        let verifier = relay();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while verifier.stream_messages().await.unwrap_or(0) < events {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the relay published"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let StreamEnd::At(end) = verifier.stream_end().await.unwrap() else {
+            panic!("the stream ends with an event of the log");
+        };
+        let checkpoint = verifier.checkpoint().await.unwrap().unwrap_or_default();
+        assert!(
+            checkpoint < end,
+            "the stored checkpoint {checkpoint:?} trails the stream's end {end:?}"
+        );
+
+        let check = verify_log(&store, &verifier).await.unwrap();
+        assert_eq!(check.log_events, events);
+        assert_eq!(check.stream_messages, events);
+        assert_eq!(check.unpublished_events, 0);
+        assert!(check.gaps.is_empty(), "{:?}", check.gaps);
+
+        stop.cancel();
+        running.await.unwrap();
+        ics_testing::delete_streams(&nats, &prefix).await;
+        database.drop_database().await;
+    }
 }

@@ -7,7 +7,8 @@
 //! - `ics_rpc_requests_total` and `ics_rpc_duration_seconds` by service, method and gRPC code,
 //!   counted by the gRPC server as each call's response head is ready;
 //! - `ics_relay_unpublished_events` and `ics_relay_oldest_unpublished_age_seconds`: what the
-//!   relay has yet to publish to JetStream, read from the log at each scrape;
+//!   relay has yet to publish to JetStream, read from the log after its stored checkpoint at
+//!   each scrape (so up to the checkpoint interval of published events may count);
 //! - `ics_projection_lag_events`, `ics_projection_consumer_pending`,
 //!   `ics_projection_parked_events` and `ics_projection_dead_letters` by service, projection
 //!   and source service, from the same check `Verify` runs;
