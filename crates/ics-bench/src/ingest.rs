@@ -23,6 +23,7 @@ use ics_proto::metrics::v1::{
 use ics_proto::reporting::v1::GetMeasureViewRequest;
 use sqlx::Connection;
 
+use crate::throughput::CpuSeconds;
 use crate::{BENCH_ICS, Clients, authorized, options, trust_code};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -182,11 +183,12 @@ fn csv_number(value: Option<f64>) -> String {
     value.map(|value| value.to_string()).unwrap_or_default()
 }
 
-/// Loads the same observations with `COPY` into a plain table; returns rows per second.
+/// Loads the same observations with `COPY` into a plain table; returns rows per second, the
+/// rows, and PostgreSQL's CPU seconds for them.
 async fn copy_rate(
     database_url: &str,
     all: &[Vec<ObservationInput>],
-) -> anyhow::Result<(f64, usize)> {
+) -> anyhow::Result<(f64, usize, f64)> {
     let mut connection = sqlx::PgConnection::connect(database_url)
         .await
         .context("connecting for the COPY comparison")?;
@@ -223,12 +225,14 @@ async fn copy_rate(
         }
     }
     let started = Instant::now();
+    let cpu_before = CpuSeconds::now(&[]);
     let mut copy = connection
         .copy_in_raw(&format!("COPY {table} FROM STDIN (FORMAT csv)"))
         .await?;
     copy.send(data.into_bytes()).await?;
     let copied = copy.finish().await?;
     let elapsed = started.elapsed();
+    let cpu = CpuSeconds::now(&[]).since(cpu_before).postgres();
     sqlx::query(&format!("DROP TABLE {table}"))
         .execute(&mut connection)
         .await?;
@@ -236,7 +240,7 @@ async fn copy_rate(
         copied as usize == rows,
         "COPY loaded {copied} of {rows} rows"
     );
-    Ok((rows as f64 / elapsed.as_secs_f64(), rows))
+    Ok((rows as f64 / elapsed.as_secs_f64(), rows, cpu))
 }
 
 pub async fn run(
@@ -244,6 +248,7 @@ pub async fn run(
     metrics_url: &str,
     trusts: usize,
     args: &IngestArgs,
+    server_pids: &[u32],
 ) -> anyhow::Result<()> {
     let channel = crate::connect(metrics_url, &clients.tls).await?;
     let mut metrics =
@@ -275,6 +280,7 @@ pub async fn run(
         args.measures, args.periods, args.chunk
     );
     let started = Instant::now();
+    let cpu_before = CpuSeconds::now(server_pids);
     let tasks: Vec<_> = calls
         .into_iter()
         .map(|chunks| tokio::spawn(send(metrics.clone(), clients.operator.clone(), chunks)))
@@ -289,6 +295,7 @@ pub async fn run(
         rejected += summary.rejected;
     }
     let acked = Instant::now();
+    let cpu_acked = CpuSeconds::now(server_pids).since(cpu_before);
     let elapsed = acked - started;
     let ingest_rate = total as f64 / elapsed.as_secs_f64();
     println!(
@@ -297,6 +304,12 @@ pub async fn run(
         elapsed.as_secs_f64()
     );
     println!("  target: >= 100,000 observations/s");
+    cpu_acked.print_per(
+        total,
+        1_000_000,
+        "1,000,000",
+        "observations, until the last acknowledgement",
+    );
 
     // Visible: the ICS view counts every observation of its trusts (the probe included).
     let visible = loop {
@@ -314,13 +327,20 @@ pub async fn run(
         "  all of it visible in the ICS measure view {:.0} ms after the last ack (target: <= 2,000 ms)",
         visible.as_secs_f64() * 1000.0
     );
+    CpuSeconds::now(server_pids).since(cpu_before).print_per(
+        total,
+        1_000_000,
+        "1,000,000",
+        "observations, until all of it is visible",
+    );
 
     match &args.database_url {
         Some(url) => {
-            let (copy_rate, rows) = copy_rate(url, &per_trust).await?;
+            let (copy_rate, rows, copy_cpu) = copy_rate(url, &per_trust).await?;
             println!(
                 "  COPY of the same {rows} observations, one row each, into a plain table: \
-                 {copy_rate:.0} rows/s"
+                 {copy_rate:.0} rows/s, PostgreSQL {:.3} s CPU per 1,000,000 rows",
+                copy_cpu * 1_000_000.0 / rows.max(1) as f64
             );
             println!(
                 "  ingest / COPY = {:.2} (target: >= 1.0)",

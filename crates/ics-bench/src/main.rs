@@ -262,7 +262,14 @@ async fn main() -> anyhow::Result<()> {
 
     println!("ics-bench: {} trusts in ICS {BENCH_ICS}", cli.trusts);
     if cli.ingest_only {
-        return ingest::run(&clients, &cli.metrics_url, cli.trusts, &cli.ingest).await;
+        return ingest::run(
+            &clients,
+            &cli.metrics_url,
+            cli.trusts,
+            &cli.ingest,
+            &cli.throughput.server_pids,
+        )
+        .await;
     }
     let trust_writer = |ods_code: &str| {
         Ok(token(&Principal::TrustWriter {
@@ -369,7 +376,14 @@ async fn main() -> anyhow::Result<()> {
     }
     cli.backlog(&clients).await?;
     if !cli.no_ingest {
-        ingest::run(&clients, &cli.metrics_url, cli.trusts, &cli.ingest).await?;
+        ingest::run(
+            &clients,
+            &cli.metrics_url,
+            cli.trusts,
+            &cli.ingest,
+            &cli.throughput.server_pids,
+        )
+        .await?;
     }
     Ok(())
 }

@@ -103,14 +103,24 @@ impl CpuSeconds {
     }
 
     pub(crate) fn print_per_thousand(self, commands: usize, what: &str) {
-        let per = |seconds: f64| seconds * 1000.0 / commands.max(1) as f64;
+        self.print_per(commands, 1_000, "1,000", what);
+    }
+
+    /// CPU seconds per `unit` (written `unit_name`) of `count` things done.
+    pub(crate) fn print_per(self, count: usize, unit: usize, unit_name: &str, what: &str) {
+        let per = |seconds: f64| seconds * unit as f64 / count.max(1) as f64;
         println!(
-            "  CPU per 1,000 {what}: icsd {:.3} s, PostgreSQL {:.3} s, NATS {:.3} s, total {:.3} s",
+            "  CPU per {unit_name} {what}: icsd {:.3} s, PostgreSQL {:.3} s, NATS {:.3} s, total {:.3} s",
             per(self.server),
             per(self.postgres),
             per(self.nats),
             per(self.server + self.postgres + self.nats)
         );
+    }
+
+    /// PostgreSQL's CPU seconds alone.
+    pub(crate) fn postgres(self) -> f64 {
+        self.postgres
     }
 }
 
