@@ -1,6 +1,7 @@
 //! A series folded from its events, and its SPC.
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 
 use chrono::NaiveDate;
 use ics_proto::EventName;
@@ -221,14 +222,16 @@ impl Series {
     /// Records or supersedes the observation of its period (ghosting is kept).
     pub fn put(&mut self, observation: ObservationPoint) {
         if let Some(start) = start_of(&observation) {
-            let ghosted = self.points.get(&start).is_some_and(|point| point.ghosted);
-            self.points.insert(
-                start,
-                SeriesPoint {
-                    observation,
-                    ghosted,
-                },
-            );
+            // One search of the map per point: a back-load puts millions.
+            match self.points.entry(start) {
+                Entry::Occupied(mut recorded) => recorded.get_mut().observation = observation,
+                Entry::Vacant(period) => {
+                    period.insert(SeriesPoint {
+                        observation,
+                        ghosted: false,
+                    });
+                }
+            }
         }
     }
 

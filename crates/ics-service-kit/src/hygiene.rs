@@ -196,8 +196,10 @@ impl RequestHygiene {
             return Err(Refusal::Malformed);
         }
         let shape = &self.messages[message];
-        // Occurrences so far of each repeated field, to name `members[3]`.
-        let mut occurrences: HashMap<u32, usize> = HashMap::new();
+        // Occurrences so far of each repeated field, to name `members[3]`. A message has few
+        // repeated fields, and an ingest stream walks millions of messages: a list searched in
+        // place costs less than a hashed map built for each.
+        let mut occurrences: Vec<(u32, usize)> = Vec::new();
         while !bytes.is_empty() {
             let key = varint(&mut bytes)?;
             let number = u32::try_from(key >> 3).map_err(|_| Refusal::Malformed)?;
@@ -237,9 +239,16 @@ impl RequestHygiene {
                         continue;
                     };
                     let index = field.list.then(|| {
-                        let count = occurrences.entry(number).or_insert(0);
-                        *count += 1;
-                        *count - 1
+                        match occurrences.iter_mut().find(|(seen, _)| *seen == number) {
+                            Some((_, count)) => {
+                                *count += 1;
+                                *count - 1
+                            }
+                            None => {
+                                occurrences.push((number, 1));
+                                0
+                            }
+                        }
                     });
                     let name = || match index {
                         Some(index) => format!("{}{}[{index}]", prefix(), field.name),

@@ -103,18 +103,20 @@ pub fn record(
         };
         key(a).cmp(&key(b))
     });
-    let events = new_points
-        .chunks(MAX_OBSERVATIONS_PER_EVENT)
-        .map(|chunk| {
-            NewEvent::encode(
-                &key.ods_code,
-                &ObservationsRecorded {
-                    series: Some(key.clone()),
-                    observations: chunk.to_vec(),
-                },
-            )
-        })
-        .collect();
+    // The points move into their events rather than being copied: a back-load brings millions.
+    let mut events = Vec::with_capacity(new_points.len().div_ceil(MAX_OBSERVATIONS_PER_EVENT));
+    let mut rest = new_points.into_iter().peekable();
+    while rest.peek().is_some() {
+        let observations: Vec<ObservationPoint> =
+            rest.by_ref().take(MAX_OBSERVATIONS_PER_EVENT).collect();
+        events.push(NewEvent::encode(
+            &key.ods_code,
+            &ObservationsRecorded {
+                series: Some(key.clone()),
+                observations,
+            },
+        ));
+    }
     let (events, spc_events) = with_signals(&before, &after, measure, events);
     outcome.spc_events = spc_events;
     Ok((events, outcome))
