@@ -4,6 +4,8 @@
 //! with a numerator and denominator for peer bands. The icons are computed here with the same
 //! rules the metrics service records its signals with (`ics-measures`), so they agree.
 
+use std::collections::HashMap;
+
 use futures_util::future::BoxFuture;
 use ics_measures::{Series, SeriesChange};
 use ics_projection::{Projection, ProjectionError, decode_payload as decode, delete_all};
@@ -117,6 +119,109 @@ async fn store(
     Ok(())
 }
 
+/// The series a batch changed, each loaded once and written once when the batch (or the run of
+/// series events before a definition) ends, in the order the batch first touched them.
+#[derive(Default)]
+struct ChangedSeries {
+    series: Vec<Series>,
+    by_key: HashMap<(String, String, String), usize>,
+}
+
+impl ChangedSeries {
+    async fn apply(
+        &mut self,
+        connection: &mut PgConnection,
+        change: SeriesChange,
+    ) -> Result<(), ProjectionError> {
+        let key = change
+            .series()
+            .ok_or_else(|| malformed("series event without a series"))?;
+        let row = (
+            key.measure_code.clone(),
+            key.ods_code.clone(),
+            key.value_stream_id.clone(),
+        );
+        let index = match self.by_key.get(&row) {
+            Some(&index) => index,
+            None => {
+                let loaded = load(connection, key).await?;
+                self.series.push(loaded);
+                self.by_key.insert(row, self.series.len() - 1);
+                self.series.len() - 1
+            }
+        };
+        self.series[index].apply_change(change);
+        Ok(())
+    }
+
+    /// Writes every changed series with its measure's definition as it stands now.
+    async fn write(&mut self, connection: &mut PgConnection) -> Result<(), ProjectionError> {
+        self.by_key.clear();
+        let mut measures: HashMap<String, MeasureDefinition> = HashMap::new();
+        for series in std::mem::take(&mut self.series) {
+            let code = &series.key.measure_code;
+            if !measures.contains_key(code) {
+                let measure = definition(connection, code).await?;
+                measures.insert(code.clone(), measure);
+            }
+            let measure = &measures[code];
+            store(connection, &series, measure).await?;
+        }
+        Ok(())
+    }
+}
+
+/// A measure or peer group definition: recorded as it comes, and a measure's new definition
+/// recomputes the icons of every series of the measure.
+async fn apply_definition(
+    connection: &mut PgConnection,
+    event: &EventEnvelope,
+) -> Result<(), ProjectionError> {
+    let event_type = event.event_type.as_str();
+    if event_type == MeasureDefined::EVENT_TYPE {
+        let defined: MeasureDefined = decode(event)?;
+        let definition = defined.definition.unwrap_or_default();
+        sqlx::query(
+            "INSERT INTO measure_definitions (code, definition, revision)
+             VALUES ($1, $2, $3)
+             ON CONFLICT (code) DO UPDATE
+             SET definition = excluded.definition, revision = excluded.revision",
+        )
+        .bind(&definition.code)
+        .bind(definition.encode_to_vec())
+        .bind(i32::try_from(defined.revision).unwrap_or(i32::MAX))
+        .execute(&mut *connection)
+        .await?;
+        // A new direction, target or rule set changes every series' icons.
+        let records: Vec<Vec<u8>> =
+            sqlx::query("SELECT record FROM measure_series WHERE measure_code = $1")
+                .bind(&definition.code)
+                .fetch_all(&mut *connection)
+                .await?
+                .iter()
+                .map(|row| row.try_get("record"))
+                .collect::<Result<_, _>>()?;
+        for record in records {
+            let series = Series::decode(&record).map_err(malformed)?;
+            store(connection, &series, &definition).await?;
+        }
+    } else if event_type == PeerGroupDefined::EVENT_TYPE {
+        let defined: PeerGroupDefined = decode(event)?;
+        sqlx::query(
+            "INSERT INTO peer_groups (peer_group_id, definition, version)
+             VALUES ($1, $2, $3)
+             ON CONFLICT (peer_group_id) DO UPDATE
+             SET definition = excluded.definition, version = excluded.version",
+        )
+        .bind(&defined.peer_group_id)
+        .bind(defined.encode_to_vec())
+        .bind(i32::try_from(defined.version).unwrap_or(i32::MAX))
+        .execute(&mut *connection)
+        .await?;
+    }
+    Ok(())
+}
+
 impl Projection for MeasuresProjection {
     fn name(&self) -> &str {
         MEASURES
@@ -127,61 +232,33 @@ impl Projection for MeasuresProjection {
         connection: &'a mut PgConnection,
         event: &'a EventEnvelope,
     ) -> BoxFuture<'a, Result<(), ProjectionError>> {
+        self.apply_batch(connection, std::slice::from_ref(event))
+    }
+
+    /// A back-load brings a series' observations as several events one after another, and each
+    /// write of a series rewrites all of it with its icons recomputed: the events of a series
+    /// are applied to it in memory and the series written once. A measure's definition ends the
+    /// run, so the series before it are written under the definition they were recorded under,
+    /// as they would be one event at a time.
+    fn apply_batch<'a>(
+        &'a self,
+        connection: &'a mut PgConnection,
+        events: &'a [EventEnvelope],
+    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
         Box::pin(async move {
-            let event_type = event.event_type.as_str();
-            if let Some(change) =
-                SeriesChange::decode(event_type, &event.payload).map_err(malformed)?
-            {
-                let key = change
-                    .series()
-                    .cloned()
-                    .ok_or_else(|| malformed("series event without a series"))?;
-                let measure = definition(connection, &key.measure_code).await?;
-                let mut series = load(connection, &key).await?;
-                series.apply_change(change);
-                store(connection, &series, &measure).await?;
-            } else if event_type == MeasureDefined::EVENT_TYPE {
-                let defined: MeasureDefined = decode(event)?;
-                let definition = defined.definition.unwrap_or_default();
-                sqlx::query(
-                    "INSERT INTO measure_definitions (code, definition, revision)
-                     VALUES ($1, $2, $3)
-                     ON CONFLICT (code) DO UPDATE
-                     SET definition = excluded.definition, revision = excluded.revision",
-                )
-                .bind(&definition.code)
-                .bind(definition.encode_to_vec())
-                .bind(i32::try_from(defined.revision).unwrap_or(i32::MAX))
-                .execute(&mut *connection)
-                .await?;
-                // A new direction, target or rule set changes every series' icons.
-                let records: Vec<Vec<u8>> =
-                    sqlx::query("SELECT record FROM measure_series WHERE measure_code = $1")
-                        .bind(&definition.code)
-                        .fetch_all(&mut *connection)
-                        .await?
-                        .iter()
-                        .map(|row| row.try_get("record"))
-                        .collect::<Result<_, _>>()?;
-                for record in records {
-                    let series = Series::decode(&record).map_err(malformed)?;
-                    store(connection, &series, &definition).await?;
+            let mut changed = ChangedSeries::default();
+            for event in events {
+                match SeriesChange::decode(&event.event_type, &event.payload).map_err(malformed)? {
+                    Some(change) => changed.apply(connection, change).await?,
+                    None if event.event_type == MeasureDefined::EVENT_TYPE => {
+                        changed.write(connection).await?;
+                        apply_definition(connection, event).await?;
+                    }
+                    // Peer groups are a table of their own; the rest is not this projection's.
+                    None => apply_definition(connection, event).await?,
                 }
-            } else if event_type == PeerGroupDefined::EVENT_TYPE {
-                let defined: PeerGroupDefined = decode(event)?;
-                sqlx::query(
-                    "INSERT INTO peer_groups (peer_group_id, definition, version)
-                     VALUES ($1, $2, $3)
-                     ON CONFLICT (peer_group_id) DO UPDATE
-                     SET definition = excluded.definition, version = excluded.version",
-                )
-                .bind(&defined.peer_group_id)
-                .bind(defined.encode_to_vec())
-                .bind(i32::try_from(defined.version).unwrap_or(i32::MAX))
-                .execute(&mut *connection)
-                .await?;
             }
-            Ok(())
+            changed.write(connection).await
         })
     }
 
