@@ -30,7 +30,7 @@ pub use keys::{
     MEASURE_STREAM_PREFIX, PEER_GROUP_STREAM_PREFIX, SERIES_STREAM_PREFIX, is_measure_code,
     measure_stream, peer_group_stream, series_stream, validate_series_key,
 };
-pub use observation::{Checked, MAX_SOURCE_CHARS, check_observation};
+pub use observation::{Checked, MAX_SOURCE_CHARS, check_figures, check_observation};
 pub use series::{
     Comparison, Series, SeriesChange, SeriesPoint, SpcSummary, classification_proto,
     same_observation,

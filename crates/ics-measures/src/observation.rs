@@ -40,45 +40,73 @@ pub fn check_observation(
     measure: &MeasureDefinition,
     prefix: &str,
 ) -> Result<Checked, Vec<FieldViolation>> {
-    // Bulk ingest checks millions of rows with an empty prefix: no allocation per field then.
-    let field = |name: &'static str| -> Cow<'static, str> {
-        if prefix.is_empty() {
-            Cow::Borrowed(name)
-        } else {
-            Cow::Owned(format!("{prefix}{name}"))
-        }
-    };
     let mut violations = Violations::default();
     if !is_measure_code(&input.measure_code) {
-        violations.add(field("measure_code"), "is not a measure code");
+        violations.add(field(prefix, "measure_code"), "is not a measure code");
     }
-    validate::ods_code(&mut violations, &field("ods_code"), &input.ods_code);
+    validate::ods_code(&mut violations, &field(prefix, "ods_code"), &input.ods_code);
     if !input.value_stream_id.is_empty() {
         validate::uuid(
             &mut violations,
-            &field("value_stream_id"),
+            &field(prefix, "value_stream_id"),
             &input.value_stream_id,
         );
     }
+    let point = check_figures_into(&mut violations, input, measure, prefix);
+    match point {
+        Some((period_start, point)) => Ok(Checked {
+            key: SeriesKey {
+                measure_code: input.measure_code.clone(),
+                ods_code: input.ods_code.clone(),
+                value_stream_id: input.value_stream_id.to_ascii_lowercase(),
+            },
+            period_start,
+            point,
+        }),
+        None => Err(violations.into_vec()),
+    }
+}
+
+/// A field's path under `prefix`. Bulk ingest checks millions of rows with an empty prefix: no
+/// allocation per field then.
+fn field(prefix: &str, name: &'static str) -> Cow<'static, str> {
+    if prefix.is_empty() {
+        Cow::Borrowed(name)
+    } else {
+        Cow::Owned(format!("{prefix}{name}"))
+    }
+}
+
+/// Checks what [`check_observation`] checks besides the series key — periods, figures and
+/// source — for a row of a series whose key already passed: bulk ingest checks the rows after
+/// a series' first this way, without building the key again for each.
+pub fn check_figures(
+    input: &ObservationInput,
+    measure: &MeasureDefinition,
+    prefix: &str,
+) -> Result<(NaiveDate, ObservationPoint), Vec<FieldViolation>> {
+    let mut violations = Violations::default();
+    check_figures_into(&mut violations, input, measure, prefix).ok_or_else(|| violations.into_vec())
+}
+
+/// The period start and the point, or `None` with why in `violations` (which may already hold
+/// the key's violations: then `None` too).
+fn check_figures_into(
+    violations: &mut Violations,
+    input: &ObservationInput,
+    measure: &MeasureDefinition,
+    prefix: &str,
+) -> Option<(NaiveDate, ObservationPoint)> {
+    let field = |name: &'static str| field(prefix, name);
     let start = validate::required_date(
-        &mut violations,
+        violations,
         &field("period_start"),
         input.period_start.as_ref(),
     );
-    let end = validate::required_date(
-        &mut violations,
-        &field("period_end"),
-        input.period_end.as_ref(),
-    );
-    validate::ordered(
-        &mut violations,
-        &field("period_end"),
-        start,
-        end,
-        "period_start",
-    );
+    let end = validate::required_date(violations, &field("period_end"), input.period_end.as_ref());
+    validate::ordered(violations, &field("period_end"), start, end, "period_start");
     validate::text(
-        &mut violations,
+        violations,
         &field("source"),
         &input.source,
         false,
@@ -92,9 +120,9 @@ pub fn check_observation(
         }
         other => other,
     };
-    let value = finite(&mut violations, "value", input.value);
-    let numerator = finite(&mut violations, "numerator", input.numerator);
-    let denominator = finite(&mut violations, "denominator", input.denominator);
+    let value = finite(violations, "value", input.value);
+    let numerator = finite(violations, "numerator", input.numerator);
+    let denominator = finite(violations, "denominator", input.denominator);
     if let Some(numerator) = numerator
         && numerator < 0.0
     {
@@ -182,16 +210,13 @@ pub fn check_observation(
             format!("{value} is a proportion outside 0–1 (send a fraction, not a percentage)"),
         );
     }
-    let violations = violations.into_vec();
-    match (violations.is_empty(), start, end, value) {
-        (true, Some(start), Some(end), Some(value)) => Ok(Checked {
-            key: SeriesKey {
-                measure_code: input.measure_code.clone(),
-                ods_code: input.ods_code.clone(),
-                value_stream_id: input.value_stream_id.to_ascii_lowercase(),
-            },
-            period_start: start,
-            point: ObservationPoint {
+    if !violations.is_empty() {
+        return None;
+    }
+    match (start, end, value) {
+        (Some(start), Some(end), Some(value)) => Some((
+            start,
+            ObservationPoint {
                 period_start: Some(from_naive(start)),
                 period_end: Some(from_naive(end)),
                 value,
@@ -200,12 +225,11 @@ pub fn check_observation(
                 source: input.source.trim().to_string(),
                 revision: 0,
             },
-        }),
-        (true, ..) => Err(vec![FieldViolation::new(
-            field("value"),
-            "could not be read",
-        )]),
-        (false, ..) => Err(violations),
+        )),
+        _ => {
+            violations.add(field("value"), "could not be read");
+            None
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use futures_util::StreamExt;
 use ics_eventstore::{CommandContext, EventStore, ExpectedVersion};
-use ics_measures::{Checked, check_observation, series_stream};
+use ics_measures::{Checked, check_figures, series_stream};
 use ics_proto::events::v1::{MeasureDefinition, SeriesKey};
 use ics_proto::metrics::v1::{
     IngestObservationsRequest, IngestRejection, IngestSummary, ObservationInput,
@@ -116,11 +116,23 @@ impl Ingest<'_> {
         if let Some(last) = &self.last
             && last.holds(input)
         {
-            match check_observation(input, &last.measure, "") {
-                Ok(checked) => {
-                    let stream_id = last.stream_id.clone();
-                    let (key, measure) = (last.key.clone(), last.measure.clone());
-                    self.push(stream_id, key, measure, position, checked);
+            // The key passed with the series' first row: only the figures are checked, and
+            // the row joins its series' batch without the key or stream id built again.
+            match check_figures(input, &last.measure, "") {
+                Ok((period_start, point)) => {
+                    let incoming = Incoming {
+                        index: position,
+                        period_start,
+                        point,
+                    };
+                    match self.batch.get_mut(&last.stream_id) {
+                        Some((_, _, rows)) => rows.push(incoming),
+                        None => {
+                            let series = (last.key.clone(), last.measure.clone(), vec![incoming]);
+                            self.batch.insert(last.stream_id.clone(), series);
+                        }
+                    }
+                    self.batched += 1;
                 }
                 Err(violations) => {
                     let field = violations
