@@ -42,13 +42,17 @@ pub fn check_observation(
 ) -> Result<Checked, Vec<FieldViolation>> {
     let mut violations = Violations::default();
     if !is_measure_code(&input.measure_code) {
-        violations.add(field(prefix, "measure_code"), "is not a measure code");
+        violations.add(field_path(prefix, "measure_code"), "is not a measure code");
     }
-    validate::ods_code(&mut violations, &field(prefix, "ods_code"), &input.ods_code);
+    validate::ods_code(
+        &mut violations,
+        &field_path(prefix, "ods_code"),
+        &input.ods_code,
+    );
     if !input.value_stream_id.is_empty() {
         validate::uuid(
             &mut violations,
-            &field(prefix, "value_stream_id"),
+            &field_path(prefix, "value_stream_id"),
             &input.value_stream_id,
         );
     }
@@ -69,7 +73,7 @@ pub fn check_observation(
 
 /// A field's path under `prefix`. Bulk ingest checks millions of rows with an empty prefix: no
 /// allocation per field then.
-fn field(prefix: &str, name: &'static str) -> Cow<'static, str> {
+fn field_path(prefix: &str, name: &'static str) -> Cow<'static, str> {
     if prefix.is_empty() {
         Cow::Borrowed(name)
     } else {
@@ -97,7 +101,7 @@ fn check_figures_into(
     measure: &MeasureDefinition,
     prefix: &str,
 ) -> Option<(NaiveDate, ObservationPoint)> {
-    let field = |name: &'static str| field(prefix, name);
+    let field = |name: &'static str| field_path(prefix, name);
     let start = validate::required_date(
         violations,
         &field("period_start"),

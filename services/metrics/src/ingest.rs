@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use futures_util::StreamExt;
 use ics_eventstore::{CommandContext, EventStore, ExpectedVersion};
-use ics_measures::{Checked, check_figures, series_stream};
+use ics_measures::{check_figures, series_stream};
 use ics_proto::events::v1::{MeasureDefinition, SeriesKey};
 use ics_proto::metrics::v1::{
     IngestObservationsRequest, IngestRejection, IngestSummary, ObservationInput,
@@ -40,7 +40,29 @@ const MAX_AUDITED_RESOURCES: usize = 10;
 pub const COMMAND_TYPE: &str = "IngestObservations";
 
 /// Observations of one batch, by series stream id.
-type Batch = BTreeMap<String, (SeriesKey, Arc<MeasureDefinition>, Vec<Incoming>)>;
+type BatchSeries = BTreeMap<String, (SeriesKey, Arc<MeasureDefinition>, Vec<Incoming>)>;
+
+/// The rows checked since the last write, and how many.
+#[derive(Default)]
+struct Batch {
+    series: BatchSeries,
+    rows: usize,
+}
+
+impl Batch {
+    /// Adds a row to its series' rows. The series' stream id, key and measure are copied only
+    /// for its first row in the batch: a back-load brings millions of rows of a few series.
+    fn push(&mut self, series: &LastSeries, row: Incoming) {
+        match self.series.get_mut(&series.stream_id) {
+            Some((_, _, rows)) => rows.push(row),
+            None => {
+                let rows = (series.key.clone(), series.measure.clone(), vec![row]);
+                self.series.insert(series.stream_id.clone(), rows);
+            }
+        }
+        self.rows += 1;
+    }
+}
 
 /// The series the previous accepted row belonged to: rows of the same series (the usual shape
 /// of an export) skip the measure, organisation and permission checks it already passed.
@@ -67,7 +89,6 @@ struct Ingest<'a> {
     references: References,
     summary: IngestSummary,
     batch: Batch,
-    batched: usize,
     last: Option<LastSeries>,
     series_seen: HashSet<String>,
     trace: (String, String),
@@ -116,24 +137,16 @@ impl Ingest<'_> {
         if let Some(last) = &self.last
             && last.holds(input)
         {
-            // The key passed with the series' first row: only the figures are checked, and
-            // the row joins its series' batch without the key or stream id built again.
+            // The key passed with the series' first row: only the figures are checked.
             match check_figures(input, &last.measure, "") {
-                Ok((period_start, point)) => {
-                    let incoming = Incoming {
+                Ok((period_start, point)) => self.batch.push(
+                    last,
+                    Incoming {
                         index: position,
                         period_start,
                         point,
-                    };
-                    match self.batch.get_mut(&last.stream_id) {
-                        Some((_, _, rows)) => rows.push(incoming),
-                        None => {
-                            let series = (last.key.clone(), last.measure.clone(), vec![incoming]);
-                            self.batch.insert(last.stream_id.clone(), series);
-                        }
-                    }
-                    self.batched += 1;
-                }
+                    },
+                ),
                 Err(violations) => {
                     let field = violations
                         .first()
@@ -150,13 +163,20 @@ impl Ingest<'_> {
             Ok(resolved) => {
                 let stream_id = series_stream(&resolved.checked.key);
                 self.series_seen.insert(stream_id.clone());
-                self.last = Some(LastSeries {
-                    stream_id: stream_id.clone(),
-                    key: resolved.checked.key.clone(),
-                    measure: resolved.measure.clone(),
-                });
-                let key = resolved.checked.key.clone();
-                self.push(stream_id, key, resolved.measure, position, resolved.checked);
+                let series = LastSeries {
+                    stream_id,
+                    key: resolved.checked.key,
+                    measure: resolved.measure,
+                };
+                self.batch.push(
+                    &series,
+                    Incoming {
+                        index: position,
+                        period_start: resolved.checked.period_start,
+                        point: resolved.checked.point,
+                    },
+                );
+                self.last = Some(series);
             }
             Err(Rejection {
                 field,
@@ -170,31 +190,10 @@ impl Ingest<'_> {
         Ok(())
     }
 
-    fn push(
-        &mut self,
-        stream_id: String,
-        key: SeriesKey,
-        measure: Arc<MeasureDefinition>,
-        position: u64,
-        checked: Checked,
-    ) {
-        self.batch
-            .entry(stream_id)
-            .or_insert_with(|| (key, measure, Vec::new()))
-            .2
-            .push(Incoming {
-                index: position,
-                period_start: checked.period_start,
-                point: checked.point,
-            });
-        self.batched += 1;
-    }
-
     /// Starts writing the current batch once the one before it has been written.
     async fn flush(&mut self) -> Result<(), ServiceError> {
         self.settle().await?;
-        let batch = std::mem::take(&mut self.batch);
-        self.batched = 0;
+        let batch = std::mem::take(&mut self.batch).series;
         if batch.is_empty() {
             return Ok(());
         }
@@ -237,7 +236,7 @@ impl Ingest<'_> {
 async fn write_batch(
     store: EventStore,
     context: CommandContext,
-    batch: Batch,
+    batch: BatchSeries,
 ) -> Result<Vec<Recorded>, ServiceError> {
     let store = &store;
     let context = &context;
@@ -289,8 +288,7 @@ pub async fn ingest(
         principal,
         references: References::new(store.clone(), pool.clone()),
         summary: IngestSummary::default(),
-        batch: BTreeMap::new(),
-        batched: 0,
+        batch: Batch::default(),
         last: None,
         series_seen: HashSet::new(),
         trace: ics_service_kit::telemetry::current_traceparent(),
@@ -306,7 +304,7 @@ pub async fn ingest(
             ingest.summary.received += 1;
             ingest.accept(position, input).await?;
         }
-        if ingest.batched >= BATCH_OBSERVATIONS {
+        if ingest.batch.rows >= BATCH_OBSERVATIONS {
             ingest.flush().await?;
         }
     }
