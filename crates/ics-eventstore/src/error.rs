@@ -53,6 +53,38 @@ impl StoreError {
     }
 }
 
+impl StoreError {
+    /// An error of the same class as this one, for each of the commands a failed batch held
+    /// ([`crate::group_commit`]): the service answers each as it would the original
+    /// (`UNAVAILABLE` for a database that went away, `INTERNAL` otherwise), and the message
+    /// is the original's.
+    pub(crate) fn of_same_class(&self) -> Self {
+        match self {
+            StoreError::Conflict {
+                stream_id,
+                current_version,
+            } => StoreError::Conflict {
+                stream_id: stream_id.clone(),
+                current_version: *current_version,
+            },
+            StoreError::RequestIdReused { request_id } => StoreError::RequestIdReused {
+                request_id: request_id.clone(),
+            },
+            StoreError::Unavailable(error) => {
+                StoreError::Unavailable(sqlx::Error::Io(std::io::Error::other(error.to_string())))
+            }
+            StoreError::Database(error) => {
+                StoreError::Database(sqlx::Error::Protocol(error.to_string()))
+            }
+            StoreError::Corrupt { what } => StoreError::Corrupt { what: what.clone() },
+            StoreError::Decode { event_id, source } => StoreError::Decode {
+                event_id: event_id.clone(),
+                source: source.clone(),
+            },
+        }
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
         StoreError::from_sqlx(error)

@@ -2,13 +2,15 @@ use chrono::{DateTime, Utc};
 use ics_proto::events::v1::{CommandResult, EventEnvelope, EventMetadata};
 use prost::Message;
 use sqlx::postgres::PgRow;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
 use crate::StoreError;
+use crate::group_commit::{GroupCommit, PendingAppend};
 use crate::history_cache::{DEFAULT_HISTORY_CACHE_EVENTS, HistoryCache};
+use crate::stream_turns::StreamTurns;
 
 /// How many times a command with [`ExpectedVersion::Any`] is re-decided after losing a race.
 const MAX_DECIDE_ATTEMPTS: usize = 5;
@@ -322,6 +324,11 @@ pub struct EventStore {
     history: Arc<HistoryCache>,
     /// How appends wake this process's relay.
     pub(crate) appended: Arc<AppendSignal>,
+    /// Where appends queue to be written together (see [`crate::group_commit`]); started by
+    /// the first append, on its runtime.
+    group_commit: Arc<OnceLock<GroupCommit>>,
+    /// Commands on one stream take turns in this process (see [`crate::stream_turns`]).
+    turns: Arc<StreamTurns>,
 }
 
 /// How an append wakes the relay. The relay of the process that appended is woken in memory;
@@ -359,7 +366,8 @@ enum Append {
         outcome: CommandOutcome,
         events: Vec<RecordedEvent>,
     },
-    /// The stream's head was not where the decision's history ended: nothing was written.
+    /// Nothing was written: the stream's head was not where the decision's history ended, or
+    /// the request id was recorded first by another command.
     HeadMoved,
 }
 
@@ -390,6 +398,8 @@ impl EventStore {
             service: service.to_string(),
             history: Arc::new(HistoryCache::new(DEFAULT_HISTORY_CACHE_EVENTS)),
             appended: Arc::new(AppendSignal::default()),
+            group_commit: Arc::new(OnceLock::new()),
+            turns: Arc::new(StreamTurns::default()),
         }
     }
 
@@ -523,8 +533,9 @@ impl EventStore {
     /// versions.
     ///
     /// No explicit transaction is needed, which saves two round trips per command: the append,
-    /// the request's result and the relay's NOTIFY are one statement, so they commit together;
-    /// and whatever changed since the reads is caught by the unique keys on
+    /// the request's result and the relay's NOTIFY are one statement, so they commit together
+    /// (with the appends of concurrent commands: [`crate::group_commit`]); and whatever changed
+    /// since the reads is caught by the head guard and the unique keys on
     /// `(stream_id, stream_version)` and `(principal, request_id)`, after which the command is
     /// decided again, replayed or refused as a conflict.
     ///
@@ -543,6 +554,7 @@ impl EventStore {
         E: From<StoreError>,
         F: Fn(&[RecordedEvent]) -> Result<Vec<NewEvent>, E>,
     {
+        let _turn = self.turns.take(stream_id).await;
         for _ in 0..MAX_DECIDE_ATTEMPTS {
             match self
                 .try_execute(
@@ -607,8 +619,6 @@ impl EventStore {
         E: From<StoreError>,
         F: Fn(&[RecordedEvent]) -> Result<Vec<NewEvent>, E>,
     {
-        let failed = |error: sqlx::Error| AttemptError::Failed(E::from(StoreError::from(error)));
-        let mut connection = self.pool.acquire().await.map_err(failed)?;
         let request = Request {
             context,
             command_type,
@@ -625,7 +635,7 @@ impl EventStore {
         let mut cached = self.history.take(stream_id);
         if let Some(mut history) = cached.take() {
             let decided = self
-                .decide_and_append(&mut connection, &request, expected, decide, &mut history)
+                .decide_and_append(&request, expected, decide, &mut history)
                 .await?;
             if let Decided::Committed(outcome) = decided {
                 self.history.put(stream_id, history);
@@ -637,8 +647,12 @@ impl EventStore {
         // One round trip reads what decides a command: the request's recorded result, if it
         // ran before (a retry is answered with it), and the stream's events after the version
         // this process already holds (all of them when it holds none).
-        let mut history = match self
-            .read_for_command(&mut connection, context, stream_id, cached)
+        let read = async {
+            let mut connection = self.pool.acquire().await?;
+            self.read_for_command(&mut connection, context, stream_id, cached)
+                .await
+        };
+        let mut history = match read
             .await
             .map_err(|error| AttemptError::Failed(E::from(error)))?
         {
@@ -650,7 +664,7 @@ impl EventStore {
             ReadForCommand::History(history) => history,
         };
         let decided = self
-            .decide_and_append(&mut connection, &request, expected, decide, &mut history)
+            .decide_and_append(&request, expected, decide, &mut history)
             .await;
         // Whatever the outcome, the history read stays true: keep it, with what this command
         // appended, for the next command.
@@ -672,7 +686,6 @@ impl EventStore {
     /// decided; on commit `history` gains the appended events as stored.
     async fn decide_and_append<E, F>(
         &self,
-        connection: &mut PgConnection,
         request: &Request<'_>,
         expected: ExpectedVersion,
         decide: &F,
@@ -691,10 +704,7 @@ impl EventStore {
             Err(error) => return Ok(Decided::Refused(error)),
         };
         Ok(
-            match self
-                .append(connection, request, current_version, new_events)
-                .await?
-            {
+            match self.append(request, current_version, new_events).await? {
                 Append::Committed { outcome, events } => {
                     history.extend(events);
                     Decided::Committed(outcome)
@@ -705,11 +715,12 @@ impl EventStore {
     }
 
     /// Appends what a command decided at the versions after `current_version`, with the
-    /// request's result, in one statement, provided the stream's head is still
-    /// `current_version`. The events come back as stored, to be kept as the stream's history.
+    /// request's result, provided the stream's head is still `current_version` and the request
+    /// id is not recorded yet. It is written with the appends of concurrent commands, in one
+    /// statement and one commit (see [`crate::group_commit`]). The events come back as stored,
+    /// to be kept as the stream's history.
     async fn append<E>(
         &self,
-        connection: &mut PgConnection,
         request: &Request<'_>,
         current_version: u64,
         new_events: Vec<NewEvent>,
@@ -723,161 +734,38 @@ impl EventStore {
             fingerprint,
             stream_id,
         } = *request;
-        let failed = |error: StoreError| AttemptError::Failed(E::from(error));
         let event_ids: Vec<Uuid> = new_events.iter().map(|_| Uuid::now_v7()).collect();
-        let versions: Vec<i64> = (1..=new_events.len() as u64)
-            .map(|offset| to_i64(current_version + offset))
-            .collect();
-        let version = current_version + new_events.len() as u64;
         let outcome = CommandResult {
             stream_id: stream_id.to_string(),
-            version,
+            version: current_version + new_events.len() as u64,
             event_ids: event_ids.iter().map(Uuid::to_string).collect(),
             replayed: false,
         };
-        // One round trip checks the head, appends the events, records the request's result
-        // and (only when something was appended, and another process's relay leads) wakes the
-        // relay; NOTIFY is delivered at commit. The head guard writes nothing at all when the
-        // stream moved on; the unique keys refuse a concurrent append at the same versions or
-        // the same request id. The one row out says whether the request was recorded, then
-        // one row per event appended, as stored.
-        let rows = sqlx::query(
-            "WITH head AS (
-                 SELECT coalesce(max(stream_version), 0) = $19 AS unmoved
-                 FROM events WHERE stream_id = $1
-             ), appended AS (
-                 INSERT INTO events (stream_id, stream_version, event_id, event_type,
-                     schema_version, organisation, payload, request_id, correlation_id,
-                     causation_id, traceparent, tracestate, principal)
-                 SELECT $1, version, event_id, event_type, schema_version, organisation,
-                     payload, $8, $9, $10, $11, $12, $13
-                 FROM UNNEST($2::bigint[], $3::uuid[], $4::text[], $5::integer[], $6::text[],
-                     $7::bytea[])
-                     AS new_event (version, event_id, event_type, schema_version,
-                         organisation, payload),
-                     head
-                 WHERE head.unmoved
-                 ORDER BY version
-                 RETURNING stream_version, global_position,
-                     transaction_id::text AS transaction_id_text, recorded_at
-             ), recorded AS (
-                 INSERT INTO command_requests (principal, request_id, command_type,
-                     fingerprint, result)
-                 SELECT $13, $8, $14, $15, $16 FROM head WHERE head.unmoved
-                 RETURNING 1
-             ), notified AS (
-                 SELECT count(*) AS notified
-                 FROM (SELECT pg_notify($17, '')
-                       WHERE $18 AND EXISTS (SELECT 1 FROM appended)) AS notify
-             )
-             SELECT (SELECT count(*) FROM recorded) AS recorded,
-                    notified.notified, appended.*
-             FROM notified LEFT JOIN appended ON true
-             ORDER BY appended.stream_version",
-        )
-        .bind(stream_id)
-        .bind(&versions)
-        .bind(&event_ids)
-        .bind(
-            new_events
-                .iter()
-                .map(|event| event.event_type.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            new_events
-                .iter()
-                .map(|event| i32::try_from(event.schema_version).unwrap_or(i32::MAX))
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            new_events
-                .iter()
-                .map(|event| event.organisation.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            new_events
-                .iter()
-                .map(|event| event.payload.as_slice())
-                .collect::<Vec<_>>(),
-        )
-        .bind(&context.request_id)
-        .bind(&context.correlation_id)
-        .bind(&context.causation_id)
-        .bind(&context.traceparent)
-        .bind(&context.tracestate)
-        .bind(&context.principal)
-        .bind(command_type)
-        .bind(fingerprint)
-        .bind(outcome.encode_to_vec())
-        .bind(self.notify_channel())
-        .bind(
-            !self
-                .appended
-                .relay_leading
-                .load(std::sync::atomic::Ordering::SeqCst),
-        )
-        .bind(to_i64(current_version))
-        .fetch_all(&mut *connection)
-        .await;
-        let rows = match rows {
-            Ok(rows) => rows,
-            Err(error) if is_unique_violation(&error) => return Err(AttemptError::Raced),
-            Err(error) => return Err(failed(error.into())),
-        };
-        let appended = || -> Result<Option<Vec<RecordedEvent>>, StoreError> {
-            let recorded: i64 = match rows.first() {
-                Some(row) => row.try_get("recorded")?,
-                None => 0,
-            };
-            if recorded == 0 {
-                return Ok(None);
-            }
-            let metadata = EventMetadata {
-                request_id: context.request_id.clone(),
-                correlation_id: context.correlation_id.clone(),
-                causation_id: context.causation_id.clone(),
-                traceparent: context.traceparent.clone(),
-                tracestate: context.tracestate.clone(),
-                principal: context.principal.clone(),
-            };
-            new_events
-                .into_iter()
-                .zip(event_ids)
-                .zip(&rows)
-                .map(|((event, event_id), row)| {
-                    let transaction_id: String = row.try_get("transaction_id_text")?;
-                    Ok(RecordedEvent {
-                        global_position: stored_u64(
-                            "global_position",
-                            row.try_get("global_position")?,
-                        )?,
-                        transaction_id: parse_transaction_id(&transaction_id)?,
-                        stream_id: stream_id.to_string(),
-                        stream_version: stored_u64(
-                            "stream_version",
-                            row.try_get("stream_version")?,
-                        )?,
-                        event_id,
-                        event_type: event.event_type,
-                        schema_version: event.schema_version,
-                        organisation: event.organisation,
-                        payload: event.payload,
-                        metadata: metadata.clone(),
-                        recorded_at: row.try_get("recorded_at")?,
-                    })
-                })
-                .collect::<Result<Vec<_>, StoreError>>()
-                .map(Some)
-        };
-        let Some(events) = appended().map_err(failed)? else {
-            return Ok(Append::HeadMoved);
-        };
-        if !events.is_empty() {
-            self.appended.wake.notify_one();
-        }
-        Ok(Append::Committed { outcome, events })
+        let group_commit = self.group_commit.get_or_init(|| {
+            GroupCommit::start(
+                self.pool.clone(),
+                self.notify_channel(),
+                self.appended.clone(),
+            )
+        });
+        let written = group_commit
+            .append(PendingAppend {
+                stream_id: stream_id.to_string(),
+                head: current_version,
+                context: context.clone(),
+                command_type: command_type.to_string(),
+                fingerprint: fingerprint.to_vec(),
+                result: outcome.encode_to_vec(),
+                events: new_events,
+                event_ids,
+            })
+            .await
+            .map_err(|error| AttemptError::Failed(E::from(error)))?;
+        Ok(match written {
+            Some(events) => Append::Committed { outcome, events },
+            // The head moved, or the request id was recorded first: read and settle again.
+            None => Append::HeadMoved,
+        })
     }
 
     /// The request's recorded result, or the stream's history: `cached` (the versions this
@@ -1004,10 +892,6 @@ impl Recorded {
         outcome.replayed = true;
         Ok(outcome)
     }
-}
-
-fn is_unique_violation(error: &sqlx::Error) -> bool {
-    matches!(error, sqlx::Error::Database(database_error) if database_error.code().as_deref() == Some("23505"))
 }
 
 /// `service`'s log table, for SQL text. A schema name is an identifier, never a bind

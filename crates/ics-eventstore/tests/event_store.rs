@@ -137,6 +137,78 @@ async fn commands_without_an_expected_version_are_serialised_not_lost() {
     database.drop_database().await;
 }
 
+/// Group commit: concurrent commands share statements and commits, and each keeps its own
+/// optimistic concurrency. Streams of their own take exact versions; one contended stream
+/// takes any version; every acknowledged event is in the log once, at the version acknowledged.
+#[tokio::test]
+async fn concurrent_commands_share_commits_and_each_is_stored_once_at_its_version() {
+    let database = TestDatabase::create().await;
+    let store = Arc::new(store(&database).await);
+    let mut tasks = Vec::new();
+    for writer in 0..48 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut acknowledged = Vec::new();
+            for command in 0..5u64 {
+                let (stream, expected) = if writer < 40 {
+                    let expected = match command {
+                        0 => ExpectedVersion::NoStream,
+                        version => ExpectedVersion::Exact(version),
+                    };
+                    (format!("organisation-W{writer}"), expected)
+                } else {
+                    ("organisation-SHARED".to_owned(), ExpectedVersion::Any)
+                };
+                let outcome = append(&store, &format!("w{writer}-{command}"), &stream, expected)
+                    .await
+                    .unwrap();
+                acknowledged.push((outcome.event_ids[0].clone(), stream, outcome.version));
+            }
+            acknowledged
+        }));
+    }
+    let mut acknowledged = Vec::new();
+    for task in tasks {
+        acknowledged.extend(task.await.unwrap());
+    }
+    assert_eq!(acknowledged.len(), 240);
+    let log: Vec<(uuid::Uuid, String, i64, String)> = sqlx::query_as(
+        "SELECT event_id, stream_id, stream_version, transaction_id::text FROM events",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(log.len(), 240, "every command appended once");
+    let stored: HashSet<(String, String, u64)> = log
+        .iter()
+        .map(|(id, stream, version, _)| (id.to_string(), stream.clone(), *version as u64))
+        .collect();
+    for (event_id, stream, version) in &acknowledged {
+        assert!(
+            stored.contains(&(event_id.clone(), stream.clone(), *version)),
+            "{event_id} acknowledged at {stream}/{version} is not there"
+        );
+    }
+    let shared: Vec<u64> = store
+        .read_stream("organisation-SHARED")
+        .await
+        .unwrap()
+        .iter()
+        .map(|event| event.stream_version)
+        .collect();
+    assert_eq!(shared, (1..=40).collect::<Vec<_>>());
+    let commits: HashSet<&String> = log
+        .iter()
+        .map(|(_, _, _, transaction)| transaction)
+        .collect();
+    assert!(
+        commits.len() < 200,
+        "240 commands took {} commits: concurrent appends were not written together",
+        commits.len()
+    );
+    database.drop_database().await;
+}
+
 #[tokio::test]
 async fn a_retried_request_returns_the_first_result_and_writes_nothing() {
     let database = TestDatabase::create().await;
