@@ -110,6 +110,10 @@ pub struct RelayConfig {
     /// How a publish joins the trace of the command that recorded the event. Without it the
     /// stored trace context is passed on as it is and no producer span is made.
     pub trace: Option<TraceHooks>,
+    /// After an append wakes the relay, how long it waits for more before it reads: every
+    /// read costs the database a query whatever it returns, and under load a wake came with
+    /// every commit, so the relay read the log a few events at a time. Zero reads at once.
+    pub linger: Duration,
 }
 
 /// The telemetry backend's part in a publish; the relay stays free of any backend, and
@@ -132,6 +136,7 @@ impl RelayConfig {
             max_backoff: Duration::from_secs(2),
             replicas: 1,
             checkpoint_interval: Duration::from_millis(100),
+            linger: Duration::from_millis(2),
             trace: None,
         }
     }
@@ -356,6 +361,12 @@ impl Relay {
                     woken
                 }
             };
+            if woken
+                && !self.config.linger.is_zero()
+                && sleep_or_shutdown(self.config.linger, shutdown).await
+            {
+                break;
+            }
             held_back_retry = if woken {
                 Some(HELD_BACK_FIRST_RETRY.min(self.config.poll_interval))
             } else {

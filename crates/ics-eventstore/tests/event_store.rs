@@ -940,6 +940,80 @@ async fn the_relay_stores_its_checkpoint_once_an_interval_not_once_a_round() {
     database.drop_database().await;
 }
 
+/// A woken relay waits its linger before it reads, and publishes what was appended meanwhile
+/// in one round, instead of reading the log once for every commit that woke it.
+#[tokio::test]
+async fn a_woken_relay_lingers_and_publishes_what_came_meanwhile_in_one_round() {
+    let database = TestDatabase::create().await;
+    let store = store(&database).await;
+    let pool = store.pool().clone();
+    let prefix = unique_token();
+    let nats = async_nats::connect(ics_testing::nats_url()).await.unwrap();
+    let relay = Relay::new(
+        store.clone(),
+        nats.clone(),
+        RelayConfig {
+            poll_interval: Duration::from_secs(3600),
+            linger: Duration::from_millis(400),
+            ..RelayConfig::new(&prefix)
+        },
+    );
+    let stream_name = relay.stream_name();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(relay.run(stop.clone()));
+    wait_until_leading(&pool).await;
+
+    // Twenty commits over about 100 ms, each waking the relay.
+    let total = 20;
+    let started = std::time::Instant::now();
+    for index in 0..total {
+        append(
+            &store,
+            &format!("lingered-{index}"),
+            "organisation-RTP",
+            ExpectedVersion::Any,
+        )
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let appending = started.elapsed();
+    assert!(
+        appending < Duration::from_millis(400),
+        "the appends took {appending:?}, longer than the linger"
+    );
+
+    let jetstream = jetstream::new(nats.clone());
+    let published = async {
+        loop {
+            if let Ok(mut stream) = jetstream.get_stream(&stream_name).await
+                && stream.info().await.unwrap().state.messages == total
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), published)
+        .await
+        .expect("every event is published");
+    let stream = jetstream.get_stream(&stream_name).await.unwrap();
+    let mut times = Vec::new();
+    for sequence in 1..=total {
+        times.push(stream.get_raw_message(sequence).await.unwrap().time);
+    }
+    let spread = (*times.iter().max().unwrap() - *times.iter().min().unwrap()).whole_milliseconds();
+    assert!(
+        spread < 50,
+        "events appended over {appending:?} were published over {spread} ms: not in one round"
+    );
+
+    stop.cancel();
+    running.await.unwrap();
+    ics_testing::delete_streams(&nats, &prefix).await;
+    database.drop_database().await;
+}
+
 /// A relay of `store` that polls only hourly, so that only a wake makes it publish: its
 /// stream's name, its stop and its task.
 fn start_hourly_polling_relay(
