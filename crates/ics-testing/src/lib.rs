@@ -135,8 +135,31 @@ pub async fn delete_streams(nats: &async_nats::Client, subject_prefix: &str) {
     }
 }
 
-/// A port nobody listens on right now.
+/// A port nobody listens on right now, for a server a test starts.
+///
+/// Taken below the kernel's ephemeral range: a port the kernel hands out for `bind(0)` is also
+/// one it may give any outgoing connection as its source port, and under a full test run one
+/// did, between the test choosing it and its nats-server binding it (which then could not
+/// start). Below the range only another test choosing the same port could take it, and the
+/// choice is random.
 pub fn free_port() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    const LOWEST: u16 = 20_000;
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    if ephemeral > LOWEST + 1_000 {
+        for _ in 0..1_000 {
+            let random = std::collections::hash_map::RandomState::new()
+                .build_hasher()
+                .finish();
+            let port = LOWEST + u16::try_from(random % u64::from(ephemeral - LOWEST)).unwrap();
+            if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return port;
+            }
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|address| address.port())
