@@ -51,9 +51,7 @@ impl StoreError {
             _ => StoreError::Database(error),
         }
     }
-}
 
-impl StoreError {
     /// An error of the same class as this one, for each of the commands a failed batch held
     /// ([`crate::group_commit`]): the service answers each as it would the original
     /// (`UNAVAILABLE` for a database that went away, `INTERNAL` otherwise), and the message

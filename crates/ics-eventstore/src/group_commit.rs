@@ -30,6 +30,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use ics_proto::events::v1::EventMetadata;
+use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
@@ -167,13 +168,12 @@ async fn dispatch(
 /// The next batch: waiting appends in arrival order, skipping (and keeping for later) any
 /// whose stream is being written or is already in the batch, or whose request id is.
 fn next_batch(waiting: &mut VecDeque<Pending>, busy: &HashSet<String>) -> Vec<Pending> {
-    let mut batch = Vec::new();
     let mut streams: HashSet<&str> = HashSet::new();
     let mut requests: HashSet<(&str, &str)> = HashSet::new();
     let mut payload_bytes = 0;
     let mut taken = Vec::new();
     for (index, pending) in waiting.iter().enumerate() {
-        if batch.len() + taken.len() >= MAX_BATCH_COMMANDS {
+        if taken.len() >= MAX_BATCH_COMMANDS {
             break;
         }
         let append = &pending.append;
@@ -191,11 +191,11 @@ fn next_batch(waiting: &mut VecDeque<Pending>, busy: &HashSet<String>) -> Vec<Pe
         taken.push(index);
     }
     // Removed from the back, so the indices still to remove stay valid.
-    for index in taken.into_iter().rev() {
-        if let Some(pending) = waiting.remove(index) {
-            batch.push(pending);
-        }
-    }
+    let mut batch: Vec<Pending> = taken
+        .into_iter()
+        .rev()
+        .filter_map(|index| waiting.remove(index))
+        .collect();
     batch.reverse();
     batch
 }
@@ -211,23 +211,27 @@ struct Writer {
 impl Writer {
     async fn write(self: Arc<Self>, batch: Vec<Pending>) {
         let appends: Vec<&PendingAppend> = batch.iter().map(|pending| &pending.append).collect();
-        let written = match self.write_batch(&appends).await {
+        match self.write_batch(&appends).await {
             Err(error) if is_unique_violation(&error) && batch.len() > 1 => {
                 // Another writer broke a unique key of one of them: the batch rolled back
                 // whole. One at a time, only the command that raced loses.
                 for pending in batch {
-                    let written = match self.write_batch(&[&pending.append]).await {
-                        Ok(rows) => written_of(&rows, 1).map(|mut written| written.pop().flatten()),
-                        Err(error) if is_unique_violation(&error) => Ok(None),
-                        Err(error) => Err(StoreError::from(error)),
-                    };
-                    self.deliver(pending, written);
+                    let written = self.write_batch(&[&pending.append]).await;
+                    self.answer(vec![pending], written);
                 }
-                return;
             }
-            Err(error) if is_unique_violation(&error) => Ok(vec![None]),
-            Err(error) => Err(StoreError::from(error)),
+            written => self.answer(batch, written),
+        }
+    }
+
+    /// Answers each command of `batch` with what its statement came to.
+    fn answer(&self, batch: Vec<Pending>, written: Result<Vec<PgRow>, sqlx::Error>) {
+        let written = match written {
             Ok(rows) => written_of(&rows, batch.len()),
+            // A batch of one whose key another writer took first: it was not written. (A
+            // larger batch is written again one at a time before it is answered.)
+            Err(error) if is_unique_violation(&error) => Ok(vec![None; batch.len()]),
+            Err(error) => Err(StoreError::from(error)),
         };
         match written {
             Ok(written) => {
@@ -250,12 +254,8 @@ impl Writer {
         // nobody is left to answer.
         let stored = match stored {
             Ok(Some(stored)) => stored,
-            Ok(None) => {
-                let _ = reply.send(Ok(None));
-                return;
-            }
-            Err(error) => {
-                let _ = reply.send(Err(error));
+            not_written => {
+                let _ = reply.send(not_written.map(|_| None));
                 return;
             }
         };
@@ -301,10 +301,7 @@ impl Writer {
     /// One statement, one commit: a row per event written, tagged with its command's ordinal
     /// in `appends` (and one row without an event for a command written without events); no
     /// row for a command not written. A command's events come in version order.
-    async fn write_batch(
-        &self,
-        appends: &[&PendingAppend],
-    ) -> Result<Vec<sqlx::postgres::PgRow>, sqlx::Error> {
+    async fn write_batch(&self, appends: &[&PendingAppend]) -> Result<Vec<PgRow>, sqlx::Error> {
         let mut commands = Columns::default();
         let mut events = EventColumns::default();
         for (ordinal, append) in appends.iter().enumerate() {
@@ -414,7 +411,7 @@ impl Writer {
 /// A batch's result rows as what each of its `commands` came to: its events' positions when
 /// written (`None` when not), in the order the commands were given.
 fn written_of(
-    rows: &[sqlx::postgres::PgRow],
+    rows: &[PgRow],
     commands: usize,
 ) -> Result<Vec<Option<Vec<StoredPosition>>>, StoreError> {
     let mut written: Vec<Option<Vec<StoredPosition>>> = vec![None; commands];
@@ -445,7 +442,7 @@ struct StoredPosition {
 
 impl StoredPosition {
     /// The event columns of a batch's result row: `None` for a command that appended nothing.
-    fn from_row(row: &sqlx::postgres::PgRow) -> Result<Option<Self>, StoreError> {
+    fn from_row(row: &PgRow) -> Result<Option<Self>, StoreError> {
         let Some(stream_version) = row.try_get::<Option<i64>, _>("stream_version")? else {
             return Ok(None);
         };
