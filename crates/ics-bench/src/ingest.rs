@@ -21,6 +21,7 @@ use ics_proto::metrics::v1::{
     metrics_service_client::MetricsServiceClient,
 };
 use ics_proto::reporting::v1::GetMeasureViewRequest;
+use prost::Message;
 use sqlx::Connection;
 
 use crate::throughput::CpuSeconds;
@@ -133,6 +134,64 @@ pub(crate) async fn send(
         .into_inner())
 }
 
+/// The ingest call's codec for messages encoded before the clock starts: each item is the
+/// protobuf encoding of one `IngestObservationsRequest`, written to the wire as it is, so that
+/// the timed run does not include the generator encoding millions of observations on the same
+/// two cores (the `COPY` beside it sends a buffer built beforehand too). The summary is decoded
+/// as the generated client decodes it.
+struct PreEncoded;
+
+struct PreEncodedEncoder;
+
+impl tonic::codec::Encoder for PreEncodedEncoder {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        buffer: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        prost::bytes::BufMut::put_slice(buffer, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Codec for PreEncoded {
+    type Encode = Vec<u8>;
+    type Decode = IngestSummary;
+    type Encoder = PreEncodedEncoder;
+    type Decoder = tonic_prost::ProstDecoder<IngestSummary>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        PreEncodedEncoder
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        tonic_prost::ProstDecoder::default()
+    }
+}
+
+/// `IngestObservations` with messages already encoded (see [`PreEncoded`]).
+async fn send_encoded(
+    channel: RetryingChannel,
+    operator: String,
+    messages: Vec<Vec<u8>>,
+) -> anyhow::Result<IngestSummary> {
+    let mut grpc = tonic::client::Grpc::new(channel).max_encoding_message_size(64 * 1024 * 1024);
+    grpc.ready()
+        .await
+        .map_err(|error| anyhow::anyhow!("the metrics service was not ready: {error}"))?;
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+        "/ics.metrics.v1.MetricsService/IngestObservations",
+    );
+    let requests = futures_util::stream::iter(messages);
+    Ok(grpc
+        .client_streaming(authorized(&operator, requests)?, path, PreEncoded)
+        .await?
+        .into_inner())
+}
+
 /// Waits until the metrics service knows every benchmark trust (it learns them from the trusts
 /// service's events) by sending the last trust's first observation until it is accepted.
 pub(crate) async fn wait_for_organisations(
@@ -183,6 +242,18 @@ fn csv_number(value: Option<f64>) -> String {
     value.map(|value| value.to_string()).unwrap_or_default()
 }
 
+/// Writes every dirty buffer out now (`CHECKPOINT`), so that the timed load after it does not
+/// pay for the checkpoint of what was written before it.
+async fn checkpoint(database_url: Option<&str>) -> anyhow::Result<()> {
+    if let Some(url) = database_url {
+        let mut connection = sqlx::PgConnection::connect(url)
+            .await
+            .context("connecting for a checkpoint")?;
+        sqlx::query("CHECKPOINT").execute(&mut connection).await?;
+    }
+    Ok(())
+}
+
 /// Loads the same observations with `COPY` into a plain table; returns rows per second, the
 /// rows, and PostgreSQL's CPU seconds for them.
 async fn copy_rate(
@@ -224,6 +295,7 @@ async fn copy_rate(
             rows += 1;
         }
     }
+    checkpoint(Some(database_url)).await?;
     let started = Instant::now();
     let cpu_before = CpuSeconds::now(&[]);
     let mut copy = connection
@@ -246,13 +318,14 @@ async fn copy_rate(
 pub async fn run(
     clients: &Clients,
     metrics_url: &str,
+    admin_urls: &[&str],
     trusts: usize,
     args: &IngestArgs,
     server_pids: &[u32],
 ) -> anyhow::Result<()> {
     let channel = crate::connect(metrics_url, &clients.tls).await?;
     let mut metrics =
-        MetricsServiceClient::new(channel).max_encoding_message_size(64 * 1024 * 1024);
+        MetricsServiceClient::new(channel.clone()).max_encoding_message_size(64 * 1024 * 1024);
     define_measures(&mut metrics, &clients.operator, args.measures).await?;
 
     // Build everything before the clock starts: the run measures the service, not the generator.
@@ -266,11 +339,18 @@ pub async fn run(
     {
         wait_for_organisations(&metrics, &clients.operator, probe.clone()).await?;
     }
+    // Both loads start from the same quiet server: nothing left to publish or apply from the
+    // measures before, and no checkpoint of their writes falling inside the timed window.
+    crate::throughput::settle(clients, admin_urls).await?;
+    checkpoint(args.database_url.as_deref()).await?;
     let streams = args.streams.max(1);
-    let mut calls: Vec<Vec<Vec<ObservationInput>>> = vec![Vec::new(); streams];
+    let mut calls: Vec<Vec<Vec<u8>>> = vec![Vec::new(); streams];
     for (trust, observations) in per_trust.iter().enumerate() {
         for chunk in observations.chunks(args.chunk.max(1)) {
-            calls[trust % streams].push(chunk.to_vec());
+            let message = IngestObservationsRequest {
+                observations: chunk.to_vec(),
+            };
+            calls[trust % streams].push(message.encode_to_vec());
         }
     }
 
@@ -283,7 +363,13 @@ pub async fn run(
     let cpu_before = CpuSeconds::now(server_pids);
     let tasks: Vec<_> = calls
         .into_iter()
-        .map(|chunks| tokio::spawn(send(metrics.clone(), clients.operator.clone(), chunks)))
+        .map(|messages| {
+            tokio::spawn(send_encoded(
+                channel.clone(),
+                clients.operator.clone(),
+                messages,
+            ))
+        })
         .collect();
     let mut recorded = 0;
     let mut unchanged = 0;

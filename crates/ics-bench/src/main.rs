@@ -185,6 +185,18 @@ impl Cli {
         .await
     }
 
+    async fn ingest(&self, clients: &Clients) -> anyhow::Result<()> {
+        ingest::run(
+            clients,
+            &self.metrics_url,
+            &self.admin_urls(),
+            self.trusts,
+            &self.ingest,
+            &self.throughput.server_pids,
+        )
+        .await
+    }
+
     /// Every service's URL, reporting first: where the admin API of each is.
     fn admin_urls(&self) -> Vec<&str> {
         vec![
@@ -262,14 +274,7 @@ async fn main() -> anyhow::Result<()> {
 
     println!("ics-bench: {} trusts in ICS {BENCH_ICS}", cli.trusts);
     if cli.ingest_only {
-        return ingest::run(
-            &clients,
-            &cli.metrics_url,
-            cli.trusts,
-            &cli.ingest,
-            &cli.throughput.server_pids,
-        )
-        .await;
+        return cli.ingest(&clients).await;
     }
     let trust_writer = |ods_code: &str| {
         Ok(token(&Principal::TrustWriter {
@@ -376,14 +381,7 @@ async fn main() -> anyhow::Result<()> {
     }
     cli.backlog(&clients).await?;
     if !cli.no_ingest {
-        ingest::run(
-            &clients,
-            &cli.metrics_url,
-            cli.trusts,
-            &cli.ingest,
-            &cli.throughput.server_pids,
-        )
-        .await?;
+        cli.ingest(&clients).await?;
     }
     Ok(())
 }
