@@ -393,7 +393,6 @@ pub async fn run(
     cpu_acked.print_per(
         total,
         1_000_000,
-        "1,000,000",
         "observations, until the last acknowledgement",
     );
 
@@ -416,7 +415,6 @@ pub async fn run(
     CpuSeconds::now(server_pids).since(cpu_before).print_per(
         total,
         1_000_000,
-        "1,000,000",
         "observations, until all of it is visible",
     );
 

@@ -44,6 +44,19 @@ pub(crate) struct ThroughputArgs {
     pub server_pids: Vec<u32>,
 }
 
+/// `1000000` as `1,000,000`.
+fn thousands(number: usize) -> String {
+    let digits = number.to_string();
+    let mut written = String::with_capacity(digits.len() + digits.len() / 3);
+    for (index, digit) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index).is_multiple_of(3) {
+            written.push(',');
+        }
+        written.push(digit);
+    }
+    written
+}
+
 /// CPU seconds (user + system) of the processes that do the work, from `/proc/<pid>/stat`.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct CpuSeconds {
@@ -103,14 +116,15 @@ impl CpuSeconds {
     }
 
     pub(crate) fn print_per_thousand(self, commands: usize, what: &str) {
-        self.print_per(commands, 1_000, "1,000", what);
+        self.print_per(commands, 1_000, what);
     }
 
-    /// CPU seconds per `unit` (written `unit_name`) of `count` things done.
-    pub(crate) fn print_per(self, count: usize, unit: usize, unit_name: &str, what: &str) {
+    /// CPU seconds per `unit` of `count` things done.
+    pub(crate) fn print_per(self, count: usize, unit: usize, what: &str) {
         let per = |seconds: f64| seconds * unit as f64 / count.max(1) as f64;
         println!(
-            "  CPU per {unit_name} {what}: icsd {:.3} s, PostgreSQL {:.3} s, NATS {:.3} s, total {:.3} s",
+            "  CPU per {} {what}: icsd {:.3} s, PostgreSQL {:.3} s, NATS {:.3} s, total {:.3} s",
+            thousands(unit),
             per(self.server),
             per(self.postgres),
             per(self.nats),
@@ -323,4 +337,18 @@ pub(crate) async fn rebuild(clients: &Clients, admin_url: &str) -> anyhow::Resul
         rebuilt.events_applied as f64 / elapsed.as_secs_f64()
     );
     Ok(usize::try_from(rebuilt.events_applied)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::thousands;
+
+    #[test]
+    fn a_unit_is_written_with_thousands_separated() {
+        let written: Vec<String> = [0, 999, 1_000, 12_345, 1_000_000]
+            .into_iter()
+            .map(thousands)
+            .collect();
+        assert_eq!(written, ["0", "999", "1,000", "12,345", "1,000,000"]);
+    }
 }

@@ -5,9 +5,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use ics_eventstore::migrate;
+mod common;
+
+use common::{rebuild_in_batches, reporting_pool, rows};
 use ics_projection::Projection;
-use ics_proto::EventName;
 use ics_proto::events::v1::{
     Date, EventEnvelope, ImprovementDirection, MeasureDefined, MeasureDefinition,
     ObservationCorrected, ObservationGhosted, ObservationPoint, ObservationsRecorded,
@@ -16,20 +17,10 @@ use ics_proto::events::v1::{
 };
 use ics_reporting::MeasuresProjection;
 use ics_testing::TestDatabase;
-use prost::Message;
 use sqlx::PgPool;
 
-fn envelope<M: Message + EventName>(event: &M) -> EventEnvelope {
-    EventEnvelope {
-        event_id: uuid::Uuid::now_v7().to_string(),
-        source_service: "metrics".into(),
-        stream_id: "series-test".into(),
-        stream_version: 1,
-        event_type: M::EVENT_TYPE.into(),
-        schema_version: 1,
-        payload: event.encode_to_vec(),
-        ..Default::default()
-    }
+fn envelope<M: prost::Message + ics_proto::EventName>(event: &M) -> EventEnvelope {
+    common::envelope("metrics", "series-test", 1, "", event)
 }
 
 fn month(index: u32) -> Date {
@@ -172,21 +163,20 @@ fn events() -> Vec<EventEnvelope> {
 }
 
 async fn tables(pool: &PgPool) -> Vec<String> {
-    let mut rows = Vec::new();
-    for query in [
-        "SELECT concat_ws('|', measure_code, ods_code, value_stream_id, encode(record, 'hex'),
-             points, latest_start, latest_end, latest_value, variation, assurance, target,
-             rule_set, rule_set_version, recent_starts, recent_numerators, recent_denominators)
-         FROM measure_series ORDER BY 1",
-        "SELECT concat_ws('|', code, encode(definition, 'hex'), revision)
-         FROM measure_definitions ORDER BY 1",
-        "SELECT concat_ws('|', peer_group_id, encode(definition, 'hex'), version)
-         FROM peer_groups ORDER BY 1",
-    ] {
-        let table: Vec<String> = sqlx::query_scalar(query).fetch_all(pool).await.unwrap();
-        rows.extend(table);
-    }
-    rows
+    rows(
+        pool,
+        &[
+            "SELECT concat_ws('|', measure_code, ods_code, value_stream_id, encode(record, 'hex'),
+                 points, latest_start, latest_end, latest_value, variation, assurance, target,
+                 rule_set, rule_set_version, recent_starts, recent_numerators, recent_denominators)
+             FROM measure_series ORDER BY 1",
+            "SELECT concat_ws('|', code, encode(definition, 'hex'), revision)
+             FROM measure_definitions ORDER BY 1",
+            "SELECT concat_ws('|', peer_group_id, encode(definition, 'hex'), version)
+             FROM peer_groups ORDER BY 1",
+        ],
+    )
+    .await
 }
 
 async fn series_writes(pool: &PgPool) -> i64 {
@@ -199,13 +189,7 @@ async fn series_writes(pool: &PgPool) -> i64 {
 #[tokio::test]
 async fn a_series_is_written_once_a_batch_and_batches_equal_their_events_one_by_one() {
     let database = TestDatabase::create().await;
-    let pool = database.pool("reporting").await;
-    migrate(
-        &pool,
-        &[ics_projection::MIGRATIONS, ics_reporting::MIGRATIONS].concat(),
-    )
-    .await
-    .unwrap();
+    let pool = reporting_pool(&database).await;
     sqlx::raw_sql(
         "CREATE TABLE series_writes (at timestamptz NOT NULL DEFAULT clock_timestamp());
          CREATE FUNCTION count_series_write() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -243,14 +227,8 @@ async fn a_series_is_written_once_a_batch_and_batches_equal_their_events_one_by_
     );
 
     for size in [events.len(), 25, 4] {
-        projection.reset(&mut connection).await.unwrap();
         let writes_before = series_writes(&pool).await;
-        for batch in events.chunks(size) {
-            projection
-                .apply_batch(&mut connection, batch)
-                .await
-                .unwrap();
-        }
+        rebuild_in_batches(&projection, &mut connection, &events, size).await;
         assert_eq!(tables(&pool).await, one_by_one, "batches of {size}");
         if size == events.len() {
             // Each series once before the first redefinition, once between the two, once

@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,17 +54,7 @@ fn envelope<M: Message + EventName>(
     organisation: &str,
     event: &M,
 ) -> EventEnvelope {
-    EventEnvelope {
-        event_id: uuid::Uuid::now_v7().to_string(),
-        source_service: "workshops".into(),
-        stream_id: stream_id.into(),
-        stream_version: version,
-        event_type: M::EVENT_TYPE.into(),
-        schema_version: 1,
-        payload: event.encode_to_vec(),
-        organisation: organisation.into(),
-        ..Default::default()
-    }
+    common::envelope("workshops", stream_id, version, organisation, event)
 }
 
 /// One workshop's event stream, numbering its events as the workshops service does.
@@ -315,13 +307,7 @@ struct Fixture {
 impl Fixture {
     async fn new() -> Self {
         let database = TestDatabase::create().await;
-        let pool = database.pool("reporting").await;
-        migrate(
-            &pool,
-            &[ics_projection::MIGRATIONS, ics_reporting::MIGRATIONS].concat(),
-        )
-        .await
-        .unwrap();
+        let pool = common::reporting_pool(&database).await;
         let workshops = database.pool("workshops").await;
         migrate(&workshops, &[]).await.unwrap();
         workshops.close().await;

@@ -5,9 +5,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::time::{Duration, Instant};
 
-use ics_eventstore::migrate;
 use ics_proto::events::v1::MetricKind;
 use ics_proto::reporting::v1::{Scope, scope};
 use ics_reporting::{OutcomeRecords, views};
@@ -73,13 +74,7 @@ fn millis(duration: Duration) -> f64 {
 #[ignore = "measures; run in release with --ignored --nocapture"]
 async fn an_ics_outcomes_view_over_20000_workshops_after_one_change() {
     let database = TestDatabase::create().await;
-    let pool = database.pool("reporting").await;
-    migrate(
-        &pool,
-        &[ics_projection::MIGRATIONS, ics_reporting::MIGRATIONS].concat(),
-    )
-    .await
-    .unwrap();
+    let pool = common::reporting_pool(&database).await;
     seed(&pool).await;
     let records = OutcomeRecords::new(pool.clone());
     let ics = Scope {

@@ -3,7 +3,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use ics_eventstore::migrate;
+mod common;
+
+use common::{rebuild_in_batches, reporting_pool, rows};
 use ics_projection::Projection;
 use ics_proto::EventName;
 use ics_proto::events::v1::{
@@ -12,20 +14,10 @@ use ics_proto::events::v1::{
 };
 use ics_reporting::OverviewProjection;
 use ics_testing::TestDatabase;
-use prost::Message;
 use sqlx::PgPool;
 
-fn envelope<M: Message + EventName>(event: &M) -> EventEnvelope {
-    EventEnvelope {
-        event_id: uuid::Uuid::now_v7().to_string(),
-        source_service: "trusts".into(),
-        stream_id: "organisation-test".into(),
-        stream_version: 1,
-        event_type: M::EVENT_TYPE.into(),
-        schema_version: 1,
-        payload: event.encode_to_vec(),
-        ..Default::default()
-    }
+fn envelope<M: prost::Message + EventName>(event: &M) -> EventEnvelope {
+    common::envelope("trusts", "organisation-test", 1, "", event)
 }
 
 /// A deterministic mix of registrations (some twice), runs of renames (some of one trust
@@ -90,28 +82,21 @@ fn events() -> Vec<EventEnvelope> {
 }
 
 async fn tables(pool: &PgPool) -> Vec<String> {
-    let mut rows = Vec::new();
-    for query in [
-        "SELECT ods_code || '|' || name || '|' || kind FROM organisations ORDER BY 1",
-        "SELECT ods_code || '|' || parent_ods_code || '|' || valid_from FROM organisation_links ORDER BY 1",
-        "SELECT ods_code || '|' || published_on || '|' || overall FROM cqc_ratings ORDER BY 1",
-    ] {
-        let table: Vec<String> = sqlx::query_scalar(query).fetch_all(pool).await.unwrap();
-        rows.extend(table);
-    }
-    rows
+    rows(
+        pool,
+        &[
+            "SELECT ods_code || '|' || name || '|' || kind FROM organisations ORDER BY 1",
+            "SELECT ods_code || '|' || parent_ods_code || '|' || valid_from FROM organisation_links ORDER BY 1",
+            "SELECT ods_code || '|' || published_on || '|' || overall FROM cqc_ratings ORDER BY 1",
+        ],
+    )
+    .await
 }
 
 #[tokio::test]
 async fn a_batch_applied_at_once_equals_its_events_applied_one_by_one() {
     let database = TestDatabase::create().await;
-    let pool = database.pool("reporting").await;
-    migrate(
-        &pool,
-        &[ics_projection::MIGRATIONS, ics_reporting::MIGRATIONS].concat(),
-    )
-    .await
-    .unwrap();
+    let pool = reporting_pool(&database).await;
     let events = events();
     let renames = events
         .iter()
@@ -127,16 +112,9 @@ async fn a_batch_applied_at_once_equals_its_events_applied_one_by_one() {
     let one_by_one = tables(&pool).await;
     assert!(one_by_one.len() > 40);
 
-    projection.reset(&mut connection).await.unwrap();
     // In batches of several sizes, so runs are cut at batch ends too.
     for size in [events.len(), 97, 10] {
-        projection.reset(&mut connection).await.unwrap();
-        for batch in events.chunks(size) {
-            projection
-                .apply_batch(&mut connection, batch)
-                .await
-                .unwrap();
-        }
+        rebuild_in_batches(&projection, &mut connection, &events, size).await;
         assert_eq!(tables(&pool).await, one_by_one, "batches of {size}");
     }
     drop(connection);
