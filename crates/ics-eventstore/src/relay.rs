@@ -126,13 +126,23 @@ pub struct TraceHooks {
     pub current_traceparent: fn() -> (String, String),
 }
 
+/// JetStream's duplicate window on each stream, unless configured. It only has to cover the
+/// time between a publish whose acknowledgement may have been lost and the relay publishing it
+/// again: a restart from the checkpoint, stored every 100 ms, or a retry every 2 s at most. A
+/// republish after it lands in the stream and every consumer skips it by version, so the
+/// window saves messages, not correctness. NATS holds every id published within it, and after
+/// a backlog of a million events a two-minute window made it spend twice the CPU on all its
+/// traffic: the relay published 13,552–14,160 events/s against 25,777 with ten seconds, and the
+/// overview caught up at 37,834–43,030 events/s against 70,490.
+pub const DEFAULT_DUPLICATE_WINDOW: Duration = Duration::from_secs(10);
+
 impl RelayConfig {
     pub fn new(subject_prefix: &str) -> Self {
         RelayConfig {
             subject_prefix: subject_prefix.to_string(),
             batch_size: 4096,
             poll_interval: Duration::from_millis(100),
-            duplicate_window: Duration::from_secs(120),
+            duplicate_window: DEFAULT_DUPLICATE_WINDOW,
             max_backoff: Duration::from_secs(2),
             replicas: 1,
             checkpoint_interval: Duration::from_millis(100),

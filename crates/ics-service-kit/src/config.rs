@@ -29,7 +29,8 @@ pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 pub const DEFAULT_SUBJECT_PREFIX: &str = "ics";
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 25;
 pub const DEFAULT_SHUTDOWN_DRAIN_SECS: u64 = 1;
-pub const DEFAULT_DUPLICATE_WINDOW_SECS: u64 = 120;
+pub const DEFAULT_DUPLICATE_WINDOW_SECS: u64 =
+    ics_eventstore::relay::DEFAULT_DUPLICATE_WINDOW.as_secs();
 /// Connections one `icsd` process opens at most, pools and notification listeners together;
 /// `icsd all` shares them among its four services, so three instances stay well inside
 /// PostgreSQL's default `max_connections` of 100.
