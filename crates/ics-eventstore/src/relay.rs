@@ -132,8 +132,8 @@ pub struct TraceHooks {
 /// republish after it lands in the stream and every consumer skips it by version, so the
 /// window saves messages, not correctness. NATS holds every id published within it, and after
 /// a backlog of a million events a two-minute window made it spend twice the CPU on all its
-/// traffic: the relay published 13,552–14,160 events/s against 25,777 with ten seconds, and the
-/// overview caught up at 37,834–43,030 events/s against 70,490.
+/// traffic: the relay published 13,552–14,160 events/s against 25,003–25,777 with ten
+/// seconds, and the overview caught up at 37,834–43,030 events/s against 44,953–70,490.
 pub const DEFAULT_DUPLICATE_WINDOW: Duration = Duration::from_secs(10);
 
 impl RelayConfig {
