@@ -244,13 +244,8 @@ fn csv_number(value: Option<f64>) -> String {
 
 /// Writes every dirty buffer out now (`CHECKPOINT`), so that the timed load after it does not
 /// pay for the checkpoint of what was written before it.
-async fn checkpoint(database_url: Option<&str>) -> anyhow::Result<()> {
-    if let Some(url) = database_url {
-        let mut connection = sqlx::PgConnection::connect(url)
-            .await
-            .context("connecting for a checkpoint")?;
-        sqlx::query("CHECKPOINT").execute(&mut connection).await?;
-    }
+async fn checkpoint(connection: &mut sqlx::PgConnection) -> anyhow::Result<()> {
+    sqlx::query("CHECKPOINT").execute(connection).await?;
     Ok(())
 }
 
@@ -295,7 +290,7 @@ async fn copy_rate(
             rows += 1;
         }
     }
-    checkpoint(Some(database_url)).await?;
+    checkpoint(&mut connection).await?;
     let started = Instant::now();
     let cpu_before = CpuSeconds::now(&[]);
     let mut copy = connection
@@ -342,7 +337,12 @@ pub async fn run(
     // Both loads start from the same quiet server: nothing left to publish or apply from the
     // measures before, and no checkpoint of their writes falling inside the timed window.
     crate::throughput::settle(clients, admin_urls).await?;
-    checkpoint(args.database_url.as_deref()).await?;
+    if let Some(url) = &args.database_url {
+        let mut connection = sqlx::PgConnection::connect(url)
+            .await
+            .context("connecting for a checkpoint")?;
+        checkpoint(&mut connection).await?;
+    }
     let streams = args.streams.max(1);
     let mut calls: Vec<Vec<Vec<u8>>> = vec![Vec::new(); streams];
     for (trust, observations) in per_trust.iter().enumerate() {

@@ -50,7 +50,7 @@ pub(crate) const BATCHES_IN_FLIGHT: usize = 4;
 /// Commands in one batch at most.
 const MAX_BATCH_COMMANDS: usize = 256;
 
-/// Payload bytes in one batch at most (an ingest event carries up to a thousand observations);
+/// Payload bytes in one batch at most (an ingest event carries up to 2,000 observations);
 /// a single command larger than this still goes, in a batch of its own.
 const MAX_BATCH_PAYLOAD_BYTES: usize = 4 << 20;
 
@@ -502,7 +502,7 @@ struct EventColumns<'a> {
     payload: Vec<&'a [u8]>,
 }
 
-pub(crate) fn is_unique_violation(error: &sqlx::Error) -> bool {
+fn is_unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(database_error) if database_error.code().as_deref() == Some("23505"))
 }
 
