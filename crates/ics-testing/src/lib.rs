@@ -140,21 +140,32 @@ pub async fn delete_streams(nats: &async_nats::Client, subject_prefix: &str) {
 /// Taken below the kernel's ephemeral range: a port the kernel hands out for `bind(0)` is also
 /// one it may give any outgoing connection as its source port, and under a full test run one
 /// did, between the test choosing it and its nats-server binding it (which then could not
-/// start). Below the range only another test choosing the same port could take it, and the
-/// choice is random.
+/// start). Within a process the ports are handed out in turn from a random start, never the
+/// same one twice before the range wraps: chosen at random each time, two tests of one binary
+/// running side by side once drew the same port, and the second icsd found it taken.
 pub fn free_port() -> u16 {
     use std::hash::{BuildHasher, Hasher};
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
     const LOWEST: u16 = 20_000;
+    static NEXT: OnceLock<AtomicU64> = OnceLock::new();
     let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
         .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
         .unwrap_or(32_768);
     if ephemeral > LOWEST + 1_000 {
-        for _ in 0..1_000 {
-            let random = std::collections::hash_map::RandomState::new()
+        let span = u64::from(ephemeral - LOWEST);
+        let next = NEXT.get_or_init(|| {
+            // Each test binary starts somewhere else, so that one binary's lingering servers
+            // are not where the next begins.
+            let start = std::collections::hash_map::RandomState::new()
                 .build_hasher()
                 .finish();
-            let port = LOWEST + u16::try_from(random % u64::from(ephemeral - LOWEST)).unwrap();
+            AtomicU64::new(start % span)
+        });
+        for _ in 0..1_000 {
+            let offset = next.fetch_add(1, Ordering::Relaxed) % span;
+            let port = LOWEST + u16::try_from(offset).unwrap();
             if TcpListener::bind(("127.0.0.1", port)).is_ok() {
                 return port;
             }
@@ -469,4 +480,21 @@ pub async fn stream_payloads(
         payloads.push(message.payload.to_vec());
     }
     Ok(payloads)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::free_port;
+    use std::collections::HashSet;
+
+    #[test]
+    fn a_process_is_never_handed_the_same_port_twice() {
+        // Drawn at random, a thousand ports out of the thirteen thousand below the ephemeral
+        // range repeat one almost surely.
+        let ports: Vec<u16> = (0..1_000).map(|_| free_port()).collect();
+        let distinct: HashSet<u16> = ports.iter().copied().collect();
+        assert_eq!(distinct.len(), ports.len());
+    }
 }
