@@ -31,6 +31,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // Prost's codec, decoding each message from one slice (see `src/codec.rs`).
+        .codec_path("crate::codec::ProstCodec")
         .compile_fds(file_descriptors)?;
 
     println!("cargo:rerun-if-changed={}", proto_root.display());

@@ -21,6 +21,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(false)
         .build_server(true)
+        .codec_path("::ics_proto::codec::ProstCodec")
         .extern_path(
             ".ics.reporting.v1.MeasureView",
             "crate::encoded::Encoded<::ics_proto::reporting::v1::MeasureView>",

@@ -3,6 +3,8 @@
 
 #![allow(clippy::large_enum_variant, clippy::doc_lazy_continuation)]
 
+pub mod codec;
+
 pub mod events {
     pub mod v1 {
         tonic::include_proto!("ics.events.v1");
