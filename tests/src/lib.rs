@@ -558,6 +558,47 @@ pub async fn wait_until_workshop_listed(
     }
 }
 
+/// Waits until, behind each of `channels`, the relay has published the whole log and every
+/// projection has applied what it was sent (the admin service's Verify, as an operator), for
+/// up to 30 s: a command checked against another service's read model sees what was written
+/// before it only once that model has caught up.
+pub async fn wait_until_caught_up<'a>(
+    channels: impl IntoIterator<Item = &'a Channel>,
+    operator_token: &str,
+) {
+    use ics_proto::admin::v1::VerifyRequest;
+    use ics_proto::admin::v1::admin_service_client::AdminServiceClient;
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    for channel in channels {
+        let mut admin = AdminServiceClient::new(channel.clone());
+        loop {
+            let verified = admin
+                .verify(authorized(operator_token, VerifyRequest {}))
+                .await
+                .expect("Verify answers an operator")
+                .into_inner();
+            let unpublished = verified
+                .log
+                .as_ref()
+                .map_or(0, |log| log.unpublished_events);
+            let behind: u64 = verified
+                .projections
+                .iter()
+                .map(|check| check.consumer_pending + check.streams_behind)
+                .sum();
+            if unpublished == 0 && behind == 0 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{unpublished} events still to publish and {behind} to apply after 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
 /// The fields named by an INVALID_ARGUMENT status's `google.rpc.BadRequest`.
 pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
     use tonic_types::StatusExt;
