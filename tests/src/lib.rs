@@ -578,21 +578,12 @@ pub async fn wait_until_caught_up<'a>(
                 .await
                 .expect("Verify answers an operator")
                 .into_inner();
-            let unpublished = verified
-                .log
-                .as_ref()
-                .map_or(0, |log| log.unpublished_events);
-            let behind: u64 = verified
-                .projections
-                .iter()
-                .map(|check| check.consumer_pending + check.streams_behind)
-                .sum();
-            if unpublished == 0 && behind == 0 {
+            if verified.caught_up() {
                 break;
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "{unpublished} events still to publish and {behind} to apply after 30 s"
+                "not caught up after 30 s: {verified:?}"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -321,7 +321,7 @@ impl Progress {
             .projections
             .iter()
             .filter(|check| check.projection == OVERVIEW)
-            .map(|check| check.consumer_pending + check.streams_behind)
+            .map(|check| check.behind())
             .sum();
         anyhow::ensure!(
             behind == 0,

@@ -213,21 +213,12 @@ pub(crate) async fn settle(clients: &Clients, admin_urls: &[&str]) -> anyhow::Re
                 .verify(authorized(&clients.operator, VerifyRequest {})?)
                 .await?
                 .into_inner();
-            let unpublished = verified
-                .log
-                .as_ref()
-                .map_or(0, |log| log.unpublished_events);
-            let behind: u64 = verified
-                .projections
-                .iter()
-                .map(|check| check.consumer_pending + check.streams_behind)
-                .sum();
-            if unpublished == 0 && behind == 0 {
+            if verified.caught_up() {
                 break;
             }
             anyhow::ensure!(
                 Instant::now() < deadline,
-                "{url} still has {unpublished} events to publish and {behind} to apply after 120 s"
+                "{url} has not caught up after 120 s: {verified:?}"
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }

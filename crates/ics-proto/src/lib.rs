@@ -41,6 +41,25 @@ pub mod admin {
     }
 }
 
+impl admin::v1::ProjectionCheck {
+    /// Events sent to the projection and not yet applied: those its consumer has not been
+    /// delivered or has not acknowledged, and those of streams its versions have not reached.
+    pub fn behind(&self) -> u64 {
+        self.consumer_pending + self.streams_behind
+    }
+}
+
+impl admin::v1::VerifyResponse {
+    /// Whether the service has published its whole log and every projection has applied what
+    /// it was sent: a write is then seen by every read model behind this admin service.
+    pub fn caught_up(&self) -> bool {
+        self.log
+            .as_ref()
+            .is_none_or(|log| log.unpublished_events == 0)
+            && self.projections.iter().all(|check| check.behind() == 0)
+    }
+}
+
 /// The encoded `FileDescriptorSet` of every package, for gRPC reflection and for rendering
 /// stored events as JSON.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
@@ -206,5 +225,51 @@ pub mod date {
     /// ISO 8601 (`2015-07-01`), for people and CSV.
     pub fn iso(date: &Date) -> String {
         format!("{:04}-{:02}-{:02}", date.year, date.month, date.day)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::admin::v1::{LogCheck, ProjectionCheck, VerifyResponse};
+
+    fn verified(
+        unpublished_events: u64,
+        consumer_pending: u64,
+        streams_behind: u64,
+    ) -> VerifyResponse {
+        VerifyResponse {
+            log: Some(LogCheck {
+                unpublished_events,
+                ..Default::default()
+            }),
+            projections: vec![
+                ProjectionCheck::default(),
+                ProjectionCheck {
+                    consumer_pending,
+                    streams_behind,
+                    ..Default::default()
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn caught_up_means_nothing_left_to_publish_and_nothing_left_to_apply() {
+        assert!(verified(0, 0, 0).caught_up());
+        assert!(!verified(1, 0, 0).caught_up(), "an event not yet published");
+        assert!(
+            !verified(0, 1, 0).caught_up(),
+            "a message not yet acknowledged"
+        );
+        assert!(
+            !verified(0, 0, 1).caught_up(),
+            "a stream not yet applied to its head"
+        );
+        let without_log = VerifyResponse {
+            log: None,
+            ..verified(0, 0, 0)
+        };
+        assert!(without_log.caught_up(), "a service that records no events");
+        assert_eq!(verified(0, 2, 3).projections[1].behind(), 5);
     }
 }
