@@ -4,10 +4,11 @@
 //! tonic hands a decoder the message in a `DecodeBuf`, a window on a `BytesMut`. prost reads
 //! through the `Buf` trait, so decoding from it advances the buffer for every varint and field
 //! it reads, each advance a checked step of `BytesMut`. A bulk ingest message carries thousands
-//! of observations and tens of thousands of fields: profiled, those advances cost more of the
-//! metrics service's CPU than any of its own steps. tonic assembles each message in one
-//! buffer, so its bytes are nearly always one slice; prost decodes a `&[u8]` with plain
-//! pointer steps, and the buffer is advanced once, past the whole message.
+//! of observations and tens of thousands of fields: profiled during an ingest, those advances
+//! took about 6% of the metrics service's CPU. tonic assembles each message in one `BytesMut`,
+//! so its bytes are one slice; prost decodes a `&[u8]` with plain pointer steps, and the buffer
+//! is advanced once, past the whole message. Should a message ever span more than one chunk
+//! (`Buf` does not promise one), it is decoded through the buffer as before.
 
 use std::marker::PhantomData;
 
