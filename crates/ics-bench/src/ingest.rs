@@ -242,13 +242,6 @@ fn csv_number(value: Option<f64>) -> String {
     value.map(|value| value.to_string()).unwrap_or_default()
 }
 
-/// Writes every dirty buffer out now (`CHECKPOINT`), so that the timed load after it does not
-/// pay for the checkpoint of what was written before it.
-async fn checkpoint(connection: &mut sqlx::PgConnection) -> anyhow::Result<()> {
-    sqlx::query("CHECKPOINT").execute(connection).await?;
-    Ok(())
-}
-
 /// Loads the same observations with `COPY` into a plain table; returns rows per second, the
 /// rows, and PostgreSQL's CPU seconds for them.
 async fn copy_rate(
@@ -290,7 +283,8 @@ async fn copy_rate(
             rows += 1;
         }
     }
-    checkpoint(&mut connection).await?;
+    // The same quiet start as the ingest's: nothing of the ingest's writes left to write back.
+    crate::throughput::flush_writes(Some(database_url)).await?;
     let started = Instant::now();
     let cpu_before = CpuSeconds::now(&[]);
     let mut copy = connection
@@ -334,15 +328,9 @@ pub async fn run(
     {
         wait_for_organisations(&metrics, &clients.operator, probe.clone()).await?;
     }
-    // Both loads start from the same quiet server: nothing left to publish or apply from the
-    // measures before, and no checkpoint of their writes falling inside the timed window.
-    crate::throughput::settle(clients, admin_urls).await?;
-    if let Some(url) = &args.database_url {
-        let mut connection = sqlx::PgConnection::connect(url)
-            .await
-            .context("connecting for a checkpoint")?;
-        checkpoint(&mut connection).await?;
-    }
+    // Both loads start from the same quiet machine: nothing left to publish or apply from the
+    // measures before, and none of their writes left to write back inside the timed window.
+    crate::throughput::quiet(clients, admin_urls, args.database_url.as_deref()).await?;
     let streams = args.streams.max(1);
     let mut calls: Vec<Vec<Vec<u8>>> = vec![Vec::new(); streams];
     for (trust, observations) in per_trust.iter().enumerate() {

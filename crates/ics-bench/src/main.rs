@@ -141,6 +141,7 @@ impl Cli {
         throughput::run(
             clients,
             &admin_urls,
+            self.ingest.database_url.as_deref(),
             self.trusts,
             self.seconds,
             &self.throughput,
@@ -322,6 +323,12 @@ async fn main() -> anyhow::Result<()> {
         None,
     )
     .await?;
+    throughput::quiet(
+        &clients,
+        &cli.admin_urls(),
+        cli.ingest.database_url.as_deref(),
+    )
+    .await?;
     let latency = run
         .commands(cli.latency_rate, Duration::from_secs(cli.seconds), None)
         .await?;
@@ -335,6 +342,12 @@ async fn main() -> anyhow::Result<()> {
         cli.freshness_rate,
         Duration::from_secs(cli.warmup_seconds),
         None,
+    )
+    .await?;
+    throughput::quiet(
+        &clients,
+        &cli.admin_urls(),
+        cli.ingest.database_url.as_deref(),
     )
     .await?;
     let watcher = Watcher::start(&clients).await?;
@@ -516,6 +529,13 @@ impl Sample {
     /// A quantile (0.99 for p99) of the latencies from the scheduled send, in milliseconds.
     fn percentile(&self, quantile: f64) -> f64 {
         let mut sorted = self.latencies.clone();
+        sorted.sort_unstable();
+        quantile_ms(&sorted, quantile)
+    }
+
+    /// A quantile of the latencies from the actual send (not the scheduled one), in milliseconds.
+    fn send_percentile(&self, quantile: f64) -> f64 {
+        let mut sorted = self.from_send.clone();
         sorted.sort_unstable();
         quantile_ms(&sorted, quantile)
     }

@@ -12,6 +12,9 @@ use ics_proto::admin::v1::admin_service_client::AdminServiceClient;
 use ics_proto::admin::v1::{RebuildProjectionRequest, VerifyRequest};
 use ics_proto::trusts::v1::RenameOrganisationRequest;
 
+use anyhow::Context;
+use sqlx::Connection;
+
 use crate::{Clients, Sample, authorized, micros, open_loop, options, trust_code};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -35,9 +38,13 @@ pub(crate) struct ThroughputArgs {
     /// The p99 the sweep holds to, in milliseconds.
     #[arg(long, default_value_t = 10.0)]
     pub sweep_p99_ms: f64,
-    /// Seconds of each sweep step.
-    #[arg(long, default_value_t = 5)]
+    /// Seconds of each sweep step: at 250/s, 10 s puts 25 commands above p99, so that one
+    /// stall of the machine does not decide a step alone.
+    #[arg(long, default_value_t = 10)]
     pub sweep_seconds: u64,
+    /// Seconds the sweep's highest rate is then held from one quiet start (0: not held).
+    #[arg(long, default_value_t = 60)]
+    pub hold_seconds: u64,
     /// The services' process ids, comma-separated, for their CPU seconds (`scripts/bench`
     /// passes them).
     #[arg(long, env = "ICS_BENCH_SERVER_PIDS", value_delimiter = ',')]
@@ -226,9 +233,42 @@ pub(crate) async fn settle(clients: &Clients, admin_urls: &[&str]) -> anyhow::Re
     Ok(())
 }
 
+/// Writes out what the measures before left in memory, so that a timed window does not pay for
+/// it: PostgreSQL's dirty buffers (`CHECKPOINT`, when the benchmark has the database's URL),
+/// then every page the kernel holds dirty (`sync`). JetStream does not sync its files itself
+/// (every two minutes by default), and the kernel writes a page back only once it has been
+/// dirty for 30 s, all the expired pages at once: a measure that followed the million-event
+/// backlog or a minute of commands met a burst of tens of megabytes of writeback, during which
+/// every commit's fsync waited 30 to 200 ms (seen on this machine's virtual disk, with an
+/// independent fsync probe stalled at the same moments).
+pub(crate) async fn flush_writes(database_url: Option<&str>) -> anyhow::Result<()> {
+    if let Some(url) = database_url {
+        let mut connection = sqlx::PgConnection::connect(url)
+            .await
+            .context("connecting for a checkpoint")?;
+        sqlx::query("CHECKPOINT").execute(&mut connection).await?;
+    }
+    let synced = tokio::task::spawn_blocking(|| std::process::Command::new("sync").status())
+        .await?
+        .context("running sync")?;
+    anyhow::ensure!(synced.success(), "sync failed: {synced}");
+    Ok(())
+}
+
+/// [`settle`], then [`flush_writes`]: the quiet start every timed window gets.
+pub(crate) async fn quiet(
+    clients: &Clients,
+    admin_urls: &[&str],
+    database_url: Option<&str>,
+) -> anyhow::Result<()> {
+    settle(clients, admin_urls).await?;
+    flush_writes(database_url).await
+}
+
 pub(crate) async fn run(
     clients: &Clients,
     admin_urls: &[&str],
+    database_url: Option<&str>,
     trusts: usize,
     seconds: u64,
     args: &ThroughputArgs,
@@ -238,7 +278,7 @@ pub(crate) async fn run(
     closed_loop(clients, trusts, &sequence, 8, Duration::from_secs(2)).await;
 
     for &concurrency in &args.concurrency {
-        settle(clients, admin_urls).await?;
+        quiet(clients, admin_urls, database_url).await?;
         let before = CpuSeconds::now(&args.server_pids);
         let (sample, elapsed) = closed_loop(
             clients,
@@ -260,29 +300,26 @@ pub(crate) async fn run(
     }
 
     println!(
-        "sweep: constant arrival rates, {} s each, until p99 > {} ms",
+        "sweep: constant arrival rates, {} s each from a quiet start, until p99 > {} ms",
         args.sweep_seconds, args.sweep_p99_ms
     );
+    // Each rate's commands at that rate for that long, latency counted from the scheduled send.
+    let at_rate = |rate: u32, duration: Duration| {
+        open_loop(rate, crate::count(rate, duration), |_| {
+            let clients = clients.clone();
+            let sequence = sequence.fetch_add(1, Ordering::Relaxed);
+            async move { rename(&clients, trusts, sequence).await }
+        })
+    };
     let mut best = None;
     for &rate in &args.sweep_rates {
-        settle(clients, admin_urls).await?;
-        let sample = open_loop(
-            rate,
-            crate::count(rate, Duration::from_secs(args.sweep_seconds)),
-            |_| {
-                let clients = clients.clone();
-                let sequence = sequence.fetch_add(1, Ordering::Relaxed);
-                async move { rename(&clients, trusts, sequence).await }
-            },
-        )
-        .await?;
+        quiet(clients, admin_urls, database_url).await?;
+        let sample = at_rate(rate, Duration::from_secs(args.sweep_seconds)).await?;
         let p99 = sample.percentile(0.99);
-        let mut from_send = sample.from_send.clone();
-        from_send.sort_unstable();
         println!(
             "  {rate}/s: p50 {:.2} ms, p99 {p99:.2} ms (from the actual send: p99 {:.2} ms), errors {}",
             sample.percentile(0.50),
-            crate::quantile_ms(&from_send, 0.99),
+            sample.send_percentile(0.99),
             sample.errors
         );
         if p99 > args.sweep_p99_ms || sample.errors > 0 {
@@ -290,15 +327,30 @@ pub(crate) async fn run(
         }
         best = Some(rate);
     }
-    match best {
-        Some(rate) => println!(
-            "  highest rate with p99 <= {} ms: {rate}/s (target >= 4,000/s)",
-            args.sweep_p99_ms
-        ),
-        None => println!(
+    let Some(rate) = best else {
+        println!(
             "  no rate tried kept p99 <= {} ms (target >= 4,000/s)",
             args.sweep_p99_ms
-        ),
+        );
+        return Ok(());
+    };
+    println!(
+        "  highest rate with p99 <= {} ms: {rate}/s (target >= 4,000/s)",
+        args.sweep_p99_ms
+    );
+    if args.hold_seconds > 0 {
+        // A step is shorter than the 30 s a page stays dirty before the kernel writes it back,
+        // so no step meets the writeback of its own writes; the hold does, every few seconds.
+        quiet(clients, admin_urls, database_url).await?;
+        let sample = at_rate(rate, Duration::from_secs(args.hold_seconds)).await?;
+        println!(
+            "  {rate}/s held for {} s, the writeback of its own writes included: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, errors {}",
+            args.hold_seconds,
+            sample.percentile(0.50),
+            sample.percentile(0.99),
+            sample.percentile(1.0),
+            sample.errors
+        );
     }
 
     Ok(())
