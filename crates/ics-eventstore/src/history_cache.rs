@@ -47,6 +47,10 @@ impl HistoryCache {
         }
     }
 
+    pub(crate) fn budget(&self) -> usize {
+        self.budget
+    }
+
     fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic elsewhere cannot leave the map inconsistent: each operation is one call.
         self.inner

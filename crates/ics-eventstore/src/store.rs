@@ -409,6 +409,11 @@ impl EventStore {
         self
     }
 
+    /// The most events of recently commanded streams this store keeps in memory.
+    pub fn history_cache_events(&self) -> usize {
+        self.history.budget()
+    }
+
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }

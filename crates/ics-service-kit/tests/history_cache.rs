@@ -1,0 +1,33 @@
+//! The event log a service starts keeps as many events of recently commanded streams in memory
+//! as its operator configured (`ICS_HISTORY_CACHE_EVENTS`), not the built-in default.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use ics_service_kit::config::DEFAULT_HISTORY_CACHE_EVENTS;
+use ics_service_kit::{CommonConfig, EventLog};
+use ics_testing::{TestDatabase, unique_token};
+use tokio_util::sync::CancellationToken;
+
+#[tokio::test]
+async fn the_log_keeps_the_configured_number_of_events_in_memory() {
+    let database = TestDatabase::create().await;
+    let pool = database.pool("trusts").await;
+    let nats = async_nats::connect(ics_testing::nats_url()).await.unwrap();
+    for events in [250_000, 0, DEFAULT_HISTORY_CACHE_EVENTS] {
+        let common = CommonConfig {
+            subject_prefix: unique_token(),
+            history_cache_events: events,
+            ..CommonConfig::default()
+        };
+        let shutdown = CancellationToken::new();
+        let log = EventLog::start(&common, "trusts", pool.clone(), nats.clone(), &shutdown);
+        assert_eq!(
+            u64::try_from(log.store.history_cache_events()).unwrap(),
+            events
+        );
+        shutdown.cancel();
+        log.stopped().await;
+    }
+    pool.close().await;
+    database.drop_database().await;
+}
