@@ -233,6 +233,23 @@ pub(crate) async fn settle(clients: &Clients, admin_urls: &[&str]) -> anyhow::Re
     Ok(())
 }
 
+/// Events in the trusts service's log, which the renames grow by one per command: once the
+/// trusts' streams together hold more than the history cache (`ICS_HISTORY_CACHE_EVENTS`),
+/// commands on them read their streams whole.
+async fn trusts_log_events(clients: &Clients, admin_urls: &[&str]) -> anyhow::Result<u64> {
+    for url in admin_urls {
+        let mut admin = AdminServiceClient::new(crate::connect(url, &clients.tls).await?);
+        let verified = admin
+            .verify(authorized(&clients.operator, VerifyRequest {})?)
+            .await?
+            .into_inner();
+        if let Some(log) = verified.log.filter(|log| log.service == "trusts") {
+            return Ok(log.log_events);
+        }
+    }
+    anyhow::bail!("no service answered Verify for the trusts log")
+}
+
 /// Writes out what the measures before left in memory, so that a timed window does not pay for
 /// it: PostgreSQL's dirty buffers (`CHECKPOINT`, when the benchmark has the database's URL),
 /// then every page the kernel holds dirty (`sync`). JetStream does not sync its files itself
@@ -311,6 +328,11 @@ pub(crate) async fn run(
             async move { rename(&clients, trusts, sequence).await }
         })
     };
+    println!(
+        "  the trusts' log holds {} events over {trusts} trusts before the sweep (each process keeps {} events of its streams in memory by default)",
+        trusts_log_events(clients, admin_urls).await?,
+        ics_eventstore::DEFAULT_HISTORY_CACHE_EVENTS
+    );
     let mut best = None;
     for &rate in &args.sweep_rates {
         quiet(clients, admin_urls, database_url).await?;
