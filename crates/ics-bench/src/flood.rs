@@ -115,17 +115,12 @@ pub async fn run(
         );
         ratios.push(ratio);
     }
-    ratios.sort_by(f64::total_cmp);
+    let (median, written) = crate::median_of_pairs(ratios);
     println!(
         "tenant isolation: other tenant's p99 during an {}-loop flood, median of {} pairs: \
-         {:.2}x its unloaded p99 (target <= 2x); pairs {:?}",
+         {median:.2}x its unloaded p99 (target <= 2x); pairs {written:?}",
         args.flood_loops,
-        ratios.len(),
-        ratios[ratios.len() / 2],
-        ratios
-            .iter()
-            .map(|ratio| format!("{ratio:.2}"))
-            .collect::<Vec<_>>()
+        written.len()
     );
     Ok(())
 }

@@ -369,8 +369,7 @@ pub async fn run(
             println!("  COPY comparison skipped: no --database-url / ICS_DATABASE_URL");
             return Ok(());
         };
-        let per_trust = load.per_trust;
-        let (copy_rate, rows, copy_cpu) = copy_rate(url, &per_trust).await?;
+        let (copy_rate, rows, copy_cpu) = copy_rate(url, &load.per_trust).await?;
         println!(
             "  COPY of the same {rows} observations, one row each, into a plain table: \
              {copy_rate:.0} rows/s, PostgreSQL {:.3} s CPU per 1,000,000 rows",
@@ -380,15 +379,10 @@ pub async fn run(
         println!("  ingest / COPY = {ratio:.2}");
         ratios.push(ratio);
     }
-    ratios.sort_by(f64::total_cmp);
+    let (median, written) = crate::median_of_pairs(ratios);
     println!(
-        "bulk ingest / COPY, median of {} pairs: {:.2} (target: >= 1.0); pairs {:?}",
-        ratios.len(),
-        ratios[ratios.len() / 2],
-        ratios
-            .iter()
-            .map(|ratio| format!("{ratio:.2}"))
-            .collect::<Vec<_>>()
+        "bulk ingest / COPY, median of {} pairs: {median:.2} (target: >= 1.0); pairs {written:?}",
+        written.len()
     );
     Ok(())
 }

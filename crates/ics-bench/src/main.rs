@@ -625,6 +625,15 @@ pub(crate) fn micros(duration: Duration) -> u64 {
     u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
 }
 
+/// The median of ratios measured in pairs against the machine's noise, and every ratio to two
+/// decimals in ascending order, as the measures that repeat a pair print them (NaN when none).
+pub(crate) fn median_of_pairs(mut ratios: Vec<f64>) -> (f64, Vec<String>) {
+    ratios.sort_by(f64::total_cmp);
+    let median = ratios.get(ratios.len() / 2).copied().unwrap_or(f64::NAN);
+    let written = ratios.iter().map(|ratio| format!("{ratio:.2}")).collect();
+    (median, written)
+}
+
 /// A quantile of sorted microsecond latencies, in milliseconds (NaN when there are none).
 fn quantile_ms(sorted: &[u64], quantile: f64) -> f64 {
     if sorted.is_empty() {
@@ -813,5 +822,18 @@ impl WatchState {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median_of_pairs;
+
+    #[test]
+    fn the_median_of_pairs_is_the_middle_ratio_and_every_ratio_is_written_in_order() {
+        let (median, written) = median_of_pairs(vec![1.28, 1.244, 1.27]);
+        assert_eq!(median, 1.27);
+        assert_eq!(written, ["1.24", "1.27", "1.28"]);
+        assert!(median_of_pairs(Vec::new()).0.is_nan());
     }
 }
