@@ -10,7 +10,8 @@
 //!
 //! Each command in a batch keeps its own guarantees:
 //! - **Head guard.** Its events are written only if its stream's head is still the version it
-//!   decided on; otherwise it is not written, and the store reads and decides again.
+//!   decided on, holding the very event it decided on there; otherwise it is not written, and
+//!   the store reads and decides again.
 //! - **Request id.** Its result is recorded with `ON CONFLICT DO NOTHING`, and its events are
 //!   written only if that record was: a request id recorded first by someone else writes
 //!   nothing, and the store answers with the recorded result.
@@ -60,6 +61,10 @@ pub(crate) struct PendingAppend {
     pub(crate) stream_id: String,
     /// The stream's version the decision was made on: the events go after it.
     pub(crate) head: u64,
+    /// The event at `head` the decision was made on, when known: the events are written only
+    /// if the stream still holds that very event there, not merely as many events (a stream
+    /// restored from a backup and appended to since can reach the same version with others).
+    pub(crate) head_event_id: Option<Uuid>,
     pub(crate) context: CommandContext,
     pub(crate) command_type: String,
     pub(crate) fingerprint: Vec<u8>,
@@ -338,14 +343,19 @@ impl Writer {
             "WITH command AS (
                  SELECT * FROM UNNEST((SELECT $1::integer[]), $2::text[], $3::bigint[], $4::text[],
                      $5::text[], $6::text[], $7::bytea[], $8::bytea[], $9::text[], $10::text[],
-                     $11::text[], $12::text[])
+                     $11::text[], $12::text[], $22::uuid[])
                      AS command (ordinal, stream_id, head, principal, request_id, command_type,
                          fingerprint, result, correlation_id, causation_id, traceparent,
-                         tracestate)
+                         tracestate, head_event_id)
              ), unmoved AS (
                  SELECT command.* FROM command
                  WHERE coalesce((SELECT max(stream_version) FROM events
                                  WHERE events.stream_id = command.stream_id), 0) = command.head
+                     AND (command.head_event_id IS NULL
+                          OR (SELECT event_id FROM events
+                              WHERE events.stream_id = command.stream_id
+                                  AND events.stream_version = command.head)
+                             = command.head_event_id)
              ), recorded AS (
                  INSERT INTO command_requests (principal, request_id, command_type,
                      fingerprint, result)
@@ -403,6 +413,7 @@ impl Writer {
         .bind(&events.payload)
         .bind(&self.channel)
         .bind(notify)
+        .bind(&commands.head_event_id)
         .fetch_all(&self.pool)
         .await
     }
@@ -462,6 +473,7 @@ struct Columns<'a> {
     ordinal: Vec<i32>,
     stream_id: Vec<&'a str>,
     head: Vec<i64>,
+    head_event_id: Vec<Option<Uuid>>,
     principal: Vec<&'a str>,
     request_id: Vec<&'a str>,
     command_type: Vec<&'a str>,
@@ -478,6 +490,7 @@ impl<'a> Columns<'a> {
         self.ordinal.push(ordinal);
         self.stream_id.push(&append.stream_id);
         self.head.push(to_i64(append.head));
+        self.head_event_id.push(append.head_event_id);
         self.principal.push(&append.context.principal);
         self.request_id.push(&append.context.request_id);
         self.command_type.push(&append.command_type);
@@ -519,6 +532,7 @@ mod tests {
         PendingAppend {
             stream_id: stream.to_owned(),
             head,
+            head_event_id: None,
             context: CommandContext {
                 request_id: request_id.to_owned(),
                 principal: "trust-writer:RTP".to_owned(),

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::StoreError;
 use crate::group_commit::{GroupCommit, PendingAppend};
-use crate::history_cache::{DEFAULT_HISTORY_CACHE_EVENTS, HistoryCache};
+use crate::state_cache::{DEFAULT_STATE_CACHE_STREAMS, Fold, Held, StateCache};
 use crate::stream_turns::StreamTurns;
 
 /// How many times a command with [`ExpectedVersion::Any`] is re-decided after losing a race.
@@ -320,8 +320,8 @@ impl LogCursor {
 pub struct EventStore {
     pool: PgPool,
     service: String,
-    /// Histories of recently commanded streams (see [`crate::history_cache`]).
-    history: Arc<HistoryCache>,
+    /// Folded states of recently commanded streams (see [`crate::state_cache`]).
+    states: Arc<StateCache>,
     /// How appends wake this process's relay.
     pub(crate) appended: Arc<AppendSignal>,
     /// Where appends queue to be written together (see [`crate::group_commit`]); started by
@@ -343,11 +343,11 @@ pub(crate) struct AppendSignal {
 }
 
 /// What a command reads before it decides.
-enum ReadForCommand {
+enum ReadForCommand<S> {
     /// The request ran before: its recorded result answers it.
     Recorded(Recorded),
-    /// The stream's events, in version order.
-    History(Vec<RecordedEvent>),
+    /// The stream's state, folded through its head.
+    State(Held<S>),
 }
 
 /// The request a command answers, as its append records it.
@@ -366,20 +366,20 @@ enum Append {
         outcome: CommandOutcome,
         events: Vec<RecordedEvent>,
     },
-    /// Nothing was written: the stream's head was not where the decision's history ended, or
+    /// Nothing was written: the stream's head was not where the decision's state ended, or
     /// the request id was recorded first by another command.
     HeadMoved,
 }
 
-/// What deciding on a history came to, short of an error.
+/// What deciding on a state came to, short of an error.
 enum Decided<E> {
     /// Appended and committed.
     Committed(CommandOutcome),
-    /// The history does not meet the expected version: nothing was decided.
+    /// The state does not meet the expected version: nothing was decided.
     Conflict { current_version: u64 },
     /// The decision refused the command.
     Refused(E),
-    /// The stream's head was not where the history ended: nothing was written.
+    /// The stream's head was not where the state ended: nothing was written.
     HeadMoved,
 }
 
@@ -396,22 +396,23 @@ impl EventStore {
         EventStore {
             pool,
             service: service.to_string(),
-            history: Arc::new(HistoryCache::new(DEFAULT_HISTORY_CACHE_EVENTS)),
+            states: Arc::new(StateCache::new(DEFAULT_STATE_CACHE_STREAMS)),
             appended: Arc::new(AppendSignal::default()),
             group_commit: Arc::new(OnceLock::new()),
             turns: Arc::new(StreamTurns::default()),
         }
     }
 
-    /// Keeps at most `events` events of recently commanded streams in memory (0: none).
-    pub fn with_history_cache(mut self, events: usize) -> Self {
-        self.history = Arc::new(HistoryCache::new(events));
+    /// Keeps the folded states of at most `streams` recently commanded streams in memory
+    /// (0: none).
+    pub fn with_state_cache(mut self, streams: usize) -> Self {
+        self.states = Arc::new(StateCache::new(streams));
         self
     }
 
-    /// The most events of recently commanded streams this store keeps in memory.
-    pub fn history_cache_events(&self) -> usize {
-        self.history.budget()
+    /// The most streams whose folded states this store keeps in memory.
+    pub fn state_cache_streams(&self) -> usize {
+        self.states.budget()
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -533,9 +534,9 @@ impl EventStore {
         row.map(LogCursor::from_stored).transpose()
     }
 
-    /// Runs a command: replays the first result of a retried request id, otherwise reads the
-    /// stream, lets `decide` produce events from its history, and appends them at the next
-    /// versions.
+    /// Runs a command: replays the first result of a retried request id, otherwise folds the
+    /// stream with `fold` (on from the state this process holds, when it holds one), lets
+    /// `decide` produce events from the state, and appends them at the next versions.
     ///
     /// No explicit transaction is needed, which saves two round trips per command: the append,
     /// the request's result and the relay's NOTIFY are one statement, so they commit together
@@ -546,32 +547,31 @@ impl EventStore {
     ///
     /// `fingerprint` identifies the command's content (its encoded request): the same request
     /// id with another fingerprint is refused rather than silently answered with the old result.
-    pub async fn execute<E, F>(
+    #[allow(clippy::too_many_arguments)] // who asks and what, on which stream, and how decided
+    pub async fn execute<S, E, F>(
         &self,
         context: &CommandContext,
         command_type: &str,
         fingerprint: &[u8],
         stream_id: &str,
         expected: ExpectedVersion,
+        fold: Fold<S, E>,
         decide: F,
     ) -> Result<CommandOutcome, E>
     where
+        S: Clone + Send + 'static,
         E: From<StoreError>,
-        F: Fn(&[RecordedEvent]) -> Result<Vec<NewEvent>, E>,
+        F: Fn(&S) -> Result<Vec<NewEvent>, E>,
     {
         let _turn = self.turns.take(stream_id).await;
+        let request = Request {
+            context,
+            command_type,
+            fingerprint,
+            stream_id,
+        };
         for _ in 0..MAX_DECIDE_ATTEMPTS {
-            match self
-                .try_execute(
-                    context,
-                    command_type,
-                    fingerprint,
-                    stream_id,
-                    expected,
-                    &decide,
-                )
-                .await
-            {
+            match self.try_execute(&request, expected, &fold, &decide).await {
                 Ok(outcome) => return Ok(outcome),
                 Err(AttemptError::Failed(error)) => return Err(error),
                 Err(AttemptError::Raced) => {
@@ -600,6 +600,59 @@ impl EventStore {
         .into())
     }
 
+    /// [`execute`](Self::execute) deciding on the stream's whole history, for decisions that
+    /// look at the events themselves (tests of the store); aggregates fold to states of their
+    /// own, which do not grow with the stream.
+    pub async fn execute_on_history<E, F>(
+        &self,
+        context: &CommandContext,
+        command_type: &str,
+        fingerprint: &[u8],
+        stream_id: &str,
+        expected: ExpectedVersion,
+        decide: F,
+    ) -> Result<CommandOutcome, E>
+    where
+        E: From<StoreError>,
+        F: Fn(&[RecordedEvent]) -> Result<Vec<NewEvent>, E>,
+    {
+        self.execute(
+            context,
+            command_type,
+            fingerprint,
+            stream_id,
+            expected,
+            Fold::history(),
+            |history: &Vec<RecordedEvent>| decide(history),
+        )
+        .await
+    }
+
+    /// The stream's state as `fold` makes it: on from the state this process holds, with the
+    /// events after it read, or folded whole. The state is kept for the next command or read.
+    pub async fn load<S, E>(&self, stream_id: &str, fold: Fold<S, E>) -> Result<S, E>
+    where
+        S: Clone + Send + 'static,
+        E: From<StoreError>,
+    {
+        let held = self.states.take::<S>(stream_id);
+        let mut connection = self.pool.acquire().await.map_err(sqlx_error)?;
+        let loaded = match self
+            .read_for_command(&mut connection, None, stream_id, held, &fold)
+            .await?
+        {
+            ReadForCommand::State(loaded) => loaded,
+            ReadForCommand::Recorded(_) => {
+                return Err(E::from(StoreError::Corrupt {
+                    what: format!("a recorded request answered a read of {stream_id}"),
+                }));
+            }
+        };
+        let state = loaded.state.clone();
+        self.states.put(stream_id, loaded);
+        Ok(state)
+    }
+
     /// The current version of a stream (0 when it does not exist).
     pub async fn stream_version(&self, stream_id: &str) -> Result<u64, StoreError> {
         let version: Option<i64> =
@@ -611,70 +664,71 @@ impl EventStore {
         version.map_or(Ok(0), |version| stored_u64("stream_version", version))
     }
 
-    async fn try_execute<E, F>(
+    async fn try_execute<S, E, F>(
         &self,
-        context: &CommandContext,
-        command_type: &str,
-        fingerprint: &[u8],
-        stream_id: &str,
+        request: &Request<'_>,
         expected: ExpectedVersion,
+        fold: &Fold<S, E>,
         decide: &F,
     ) -> Result<CommandOutcome, AttemptError<E>>
     where
+        S: Clone + Send + 'static,
         E: From<StoreError>,
-        F: Fn(&[RecordedEvent]) -> Result<Vec<NewEvent>, E>,
+        F: Fn(&S) -> Result<Vec<NewEvent>, E>,
     {
-        let request = Request {
+        let Request {
             context,
             command_type,
             fingerprint,
             stream_id,
-        };
+        } = *request;
 
-        // A stream this process holds is decided on what it holds and appended in one round
+        // A stream this process holds is decided on its held state and appended in one round
         // trip: the append's head guard stops it if the database's head is anywhere else, and
         // the unique keys catch a concurrent append or a retried request id. Whatever the held
-        // history cannot settle — an expected version it does not meet, a refusal, a guard
-        // that stopped the append — is settled below on the stream as read, so a stale history
-        // never answers a client.
-        let mut cached = self.history.take(stream_id);
-        if let Some(mut history) = cached.take() {
-            let decided = self
-                .decide_and_append(&request, expected, decide, &mut history)
-                .await?;
-            if let Decided::Committed(outcome) = decided {
-                self.history.put(stream_id, history);
-                return Ok(outcome);
+        // state cannot settle — an expected version it does not meet, a refusal, a guard that
+        // stopped the append — is settled below on the stream as read, so a stale state never
+        // answers a client.
+        let mut held = self.states.take::<S>(stream_id);
+        if let Some(state) = held.take() {
+            match self
+                .decide_and_append(request, expected, fold, decide, state)
+                .await?
+            {
+                (Decided::Committed(outcome), Some(state)) => {
+                    self.states.put(stream_id, state);
+                    return Ok(outcome);
+                }
+                (Decided::Committed(outcome), None) => return Ok(outcome),
+                (_, state) => held = state,
             }
-            cached = Some(history);
         }
 
         // One round trip reads what decides a command: the request's recorded result, if it
         // ran before (a retry is answered with it), and the stream's events after the version
         // this process already holds (all of them when it holds none).
         let read = async {
-            let mut connection = self.pool.acquire().await?;
-            self.read_for_command(&mut connection, context, stream_id, cached)
+            let mut connection = self.pool.acquire().await.map_err(sqlx_error)?;
+            self.read_for_command(&mut connection, Some(context), stream_id, held, fold)
                 .await
         };
-        let mut history = match read
-            .await
-            .map_err(|error| AttemptError::Failed(E::from(error)))?
-        {
+        let state = match read.await.map_err(AttemptError::Failed)? {
             ReadForCommand::Recorded(recorded) => {
                 return recorded
                     .outcome(context, command_type, fingerprint)
                     .map_err(|error| AttemptError::Failed(E::from(error)));
             }
-            ReadForCommand::History(history) => history,
+            ReadForCommand::State(state) => state,
         };
-        let decided = self
-            .decide_and_append(&request, expected, decide, &mut history)
-            .await;
-        // Whatever the outcome, the history read stays true: keep it, with what this command
-        // appended, for the next command.
-        self.history.put(stream_id, history);
-        match decided? {
+        let (decided, state) = self
+            .decide_and_append(request, expected, fold, decide, state)
+            .await?;
+        // Whatever the outcome, the state read stays true: keep it, folded on with what this
+        // command appended, for the next command.
+        if let Some(state) = state {
+            self.states.put(stream_id, state);
+        }
+        match decided {
             Decided::Committed(outcome) => Ok(outcome),
             Decided::Conflict { current_version } => {
                 Err(AttemptError::Failed(E::from(StoreError::Conflict {
@@ -687,47 +741,57 @@ impl EventStore {
         }
     }
 
-    /// Checks the expected version against `history`, decides on it and appends what was
-    /// decided; on commit `history` gains the appended events as stored.
-    async fn decide_and_append<E, F>(
+    /// Checks the expected version against `state`, decides on it and appends what was
+    /// decided. Gives back the state, folded on with the appended events as stored on commit;
+    /// `None` if they would not fold (the state is then folded again from the stream).
+    async fn decide_and_append<S, E, F>(
         &self,
         request: &Request<'_>,
         expected: ExpectedVersion,
+        fold: &Fold<S, E>,
         decide: &F,
-        history: &mut Vec<RecordedEvent>,
-    ) -> Result<Decided<E>, AttemptError<E>>
+        state: Held<S>,
+    ) -> Result<(Decided<E>, Option<Held<S>>), AttemptError<E>>
     where
         E: From<StoreError>,
-        F: Fn(&[RecordedEvent]) -> Result<Vec<NewEvent>, E>,
+        F: Fn(&S) -> Result<Vec<NewEvent>, E>,
     {
-        let current_version = history.last().map_or(0, |event| event.stream_version);
+        let current_version = state.version;
         if !expected.admits(current_version) {
-            return Ok(Decided::Conflict { current_version });
+            return Ok((Decided::Conflict { current_version }, Some(state)));
         }
-        let new_events = match decide(history) {
+        let new_events = match decide(&state.state) {
             Ok(new_events) => new_events,
-            Err(error) => return Ok(Decided::Refused(error)),
+            Err(error) => return Ok((Decided::Refused(error), Some(state))),
         };
         Ok(
-            match self.append(request, current_version, new_events).await? {
+            match self
+                .append(request, current_version, state.event_id, new_events)
+                .await?
+            {
                 Append::Committed { outcome, events } => {
-                    history.extend(events);
-                    Decided::Committed(outcome)
+                    let mut state = Some(state);
+                    for event in &events {
+                        state = state.and_then(|state| state.fold_in(fold, event).ok());
+                    }
+                    (Decided::Committed(outcome), state)
                 }
-                Append::HeadMoved => Decided::HeadMoved,
+                Append::HeadMoved => (Decided::HeadMoved, Some(state)),
             },
         )
     }
 
     /// Appends what a command decided at the versions after `current_version`, with the
-    /// request's result, provided the stream's head is still `current_version` and the request
+    /// request's result, provided the stream's head is still `current_version`, the event there
+    /// still `head_event_id` (the last the decision's state was folded from), and the request
     /// id is not recorded yet. It is written with the appends of concurrent commands, in one
     /// statement and one commit (see [`crate::group_commit`]). The events come back as stored,
-    /// to be kept as the stream's history.
+    /// to be folded into the stream's state.
     async fn append<E>(
         &self,
         request: &Request<'_>,
         current_version: u64,
+        head_event_id: Option<Uuid>,
         new_events: Vec<NewEvent>,
     ) -> Result<Append, AttemptError<E>>
     where
@@ -757,6 +821,7 @@ impl EventStore {
             .append(PendingAppend {
                 stream_id: stream_id.to_string(),
                 head: current_version,
+                head_event_id,
                 context: context.clone(),
                 command_type: command_type.to_string(),
                 fingerprint: fingerprint.to_vec(),
@@ -773,60 +838,58 @@ impl EventStore {
         })
     }
 
-    /// The request's recorded result, or the stream's history: `cached` (the versions this
-    /// process holds) completed with the events after it. A cached history the database no
-    /// longer reaches (its head is behind it: a restored backup) is dropped and the stream
-    /// read whole.
-    async fn read_for_command(
+    /// The request's recorded result, or the stream's state: `held` (the state this process
+    /// holds) folded on with the events after it, or the stream folded whole when this process
+    /// holds none or the database no longer holds the event `held` was folded up to (a
+    /// restored backup). Without a request (a read), always the state.
+    async fn read_for_command<S, E>(
         &self,
         connection: &mut PgConnection,
-        context: &CommandContext,
+        context: Option<&CommandContext>,
         stream_id: &str,
-        cached: Option<Vec<RecordedEvent>>,
-    ) -> Result<ReadForCommand, StoreError> {
-        let mut cached = cached.unwrap_or_default();
+        mut held: Option<Held<S>>,
+        fold: &Fold<S, E>,
+    ) -> Result<ReadForCommand<S>, E>
+    where
+        S: Clone,
+        E: From<StoreError>,
+    {
         loop {
-            let after = cached.last().map_or(0, |event| event.stream_version);
+            let after = held.as_ref().map_or(0, |held| held.version);
             let rows = sqlx::query(&format!(
                 "SELECT r.command_type AS recorded_type, r.fingerprint AS recorded_fingerprint,
                         r.result AS recorded_result,
-                        (SELECT max(stream_version) FROM events WHERE stream_id = $3)
-                            AS stream_head,
+                        (SELECT event_id FROM events WHERE stream_id = $3 AND stream_version = $4)
+                            AS held_event_id,
                         {QUALIFIED_EVENT_COLUMNS}
                  FROM (SELECT 1) AS one
                  LEFT JOIN command_requests r ON r.principal = $1 AND r.request_id = $2
                  LEFT JOIN events e ON e.stream_id = $3 AND e.stream_version > $4
                  ORDER BY e.stream_version"
             ))
-            .bind(&context.principal)
-            .bind(&context.request_id)
+            // No request (a read): NULL matches no recorded request.
+            .bind(context.map(|context| &context.principal))
+            .bind(context.map(|context| &context.request_id))
             .bind(stream_id)
             .bind(to_i64(after))
             .fetch_all(&mut *connection)
-            .await?;
-            let Some(first) = rows.first() else {
-                return Ok(ReadForCommand::History(cached));
-            };
-            if let Some(command_type) = first.try_get::<Option<String>, _>("recorded_type")? {
+            .await
+            .map_err(sqlx_error)?;
+            if let Some(first) = rows.first()
+                && let Some(command_type) = first
+                    .try_get::<Option<String>, _>("recorded_type")
+                    .map_err(sqlx_error)?
+            {
                 return Ok(ReadForCommand::Recorded(Recorded {
                     command_type,
-                    fingerprint: first.try_get("recorded_fingerprint")?,
-                    result: first.try_get("recorded_result")?,
+                    fingerprint: first.try_get("recorded_fingerprint").map_err(sqlx_error)?,
+                    result: first.try_get("recorded_result").map_err(sqlx_error)?,
                 }));
             }
-            let head = first
-                .try_get::<Option<i64>, _>("stream_head")?
-                .map_or(Ok(0), |head| stored_u64("stream_version", head))?;
-            if head < after {
-                cached.clear();
-                continue;
+            match fold_rows(held, &rows, fold)? {
+                Some(state) => return Ok(ReadForCommand::State(state)),
+                None => held = None,
             }
-            for row in &rows {
-                if row.try_get::<Option<String>, _>("stream_id")?.is_some() {
-                    cached.push(RecordedEvent::from_row(row)?);
-                }
-            }
-            return Ok(ReadForCommand::History(cached));
         }
     }
 
@@ -839,6 +902,55 @@ impl EventStore {
         let mut connection = self.pool.acquire().await?;
         recorded_result_in(&mut connection, context, command_type, fingerprint).await
     }
+}
+
+/// `held` folded on with the events among `rows` (a read of the stream's events after the held
+/// version, each row also giving `held_event_id`: the event the database holds at that
+/// version). `None` when the database no longer holds the event `held` was folded up to: the
+/// stream is to be read and folded whole.
+fn fold_rows<S, E>(
+    held: Option<Held<S>>,
+    rows: &[PgRow],
+    fold: &Fold<S, E>,
+) -> Result<Option<Held<S>>, E>
+where
+    S: Clone,
+    E: From<StoreError>,
+{
+    let mut state = match held {
+        Some(held) => {
+            let holds_it = match rows.first() {
+                Some(first) => {
+                    first
+                        .try_get::<Option<Uuid>, _>("held_event_id")
+                        .map_err(sqlx_error)?
+                        == held.event_id
+                }
+                None => false,
+            };
+            if !holds_it {
+                return Ok(None);
+            }
+            held
+        }
+        None => Held::empty(fold.initial()),
+    };
+    for row in rows {
+        if row
+            .try_get::<Option<String>, _>("stream_id")
+            .map_err(sqlx_error)?
+            .is_some()
+        {
+            let event = RecordedEvent::from_row(row).map_err(E::from)?;
+            state = state.fold_in(fold, &event)?;
+        }
+    }
+    Ok(Some(state))
+}
+
+/// A database error as the caller's error type.
+fn sqlx_error<E: From<StoreError>>(error: sqlx::Error) -> E {
+    E::from(StoreError::from(error))
 }
 
 async fn recorded_result_in(

@@ -4,7 +4,7 @@
 //! must read and decide again; a stream many clients command (a programme everyone reports to)
 //! could then refuse a command that takes any version after [`MAX_DECIDE_ATTEMPTS`] lost
 //! races. Taking turns costs nothing the database would not serialise anyway, and each
-//! command decides on the history the previous one left in the history cache. Other processes
+//! command decides on the state the previous one left in the state cache. Other processes
 //! (replicas) still race, and the head guard and unique keys settle that.
 //!
 //! [`MAX_DECIDE_ATTEMPTS`]: crate::store

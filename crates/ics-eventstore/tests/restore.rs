@@ -34,7 +34,7 @@ async fn append_renames(store: &EventStore, count: usize) {
     for _ in 0..count {
         let request_id = Uuid::now_v7().to_string();
         store
-            .execute(
+            .execute_on_history(
                 &CommandContext {
                     request_id: request_id.clone(),
                     principal: "operator".to_string(),

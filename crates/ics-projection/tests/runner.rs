@@ -114,7 +114,7 @@ impl Fixture {
 
     async fn rename(&self, stream: &str, name: &str) {
         self.store
-            .execute(
+            .execute_on_history(
                 &CommandContext {
                     request_id: unique_token(),
                     principal: "test".into(),

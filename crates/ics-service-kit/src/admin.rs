@@ -415,7 +415,7 @@ mod tests {
         for index in 0..events {
             let request_id = format!("rename-{index}");
             store
-                .execute(
+                .execute_on_history(
                     &CommandContext {
                         request_id: request_id.clone(),
                         principal: "trust-writer:RTP".to_string(),

@@ -1,7 +1,7 @@
 //! Running a command: who asks, with which idempotency key and expected version, on which
 //! aggregate stream, deciding with which function. The same in every service.
 
-use ics_eventstore::{CommandContext, EventStore, ExpectedVersion, NewEvent, RecordedEvent};
+use ics_eventstore::{CommandContext, EventStore, ExpectedVersion, Fold, NewEvent};
 use ics_proto::events::v1::{CommandOptions, CommandResult};
 use prost::Message;
 use tonic::{Response, Status};
@@ -37,17 +37,20 @@ impl<'a> Command<'a> {
     }
 }
 
-/// Runs a command on one aggregate's stream and answers with its result. `expected` overrides
-/// the request's own expected version (creation commands always expect a new stream).
-pub async fn execute<F>(
+/// Runs a command on one aggregate's stream and answers with its result: `decide` is given
+/// the aggregate's state as `fold` makes it. `expected` overrides the request's own expected
+/// version (creation commands always expect a new stream).
+pub async fn execute<S, F>(
     store: &EventStore,
     command: Command<'_>,
     stream_id: &str,
     expected: Option<ExpectedVersion>,
+    fold: Fold<S, ServiceError>,
     decide: F,
 ) -> Result<Response<CommandResult>, Status>
 where
-    F: Fn(&[RecordedEvent]) -> Result<Vec<NewEvent>, ServiceError>,
+    S: Clone + Send + 'static,
+    F: Fn(&S) -> Result<Vec<NewEvent>, ServiceError>,
 {
     let Command {
         principal,
@@ -86,6 +89,7 @@ where
             &fingerprint,
             stream_id,
             expected,
+            fold,
             decide,
         )
         .instrument(append)

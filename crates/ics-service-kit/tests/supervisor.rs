@@ -77,7 +77,7 @@ async fn a_runner_that_panics_is_restarted_and_applies_the_event_it_died_on() {
     let relay = Relay::new(store.clone(), nats.clone(), RelayConfig::new(&prefix));
     relay.ensure_stream().await.unwrap();
     store
-        .execute(
+        .execute_on_history(
             &CommandContext {
                 request_id: "rename-1".into(),
                 principal: "operator".into(),

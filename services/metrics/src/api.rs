@@ -2,7 +2,7 @@
 //! series or peer group.
 
 use chrono::NaiveDate;
-use ics_eventstore::{EventStore, NewEvent, RecordedEvent};
+use ics_eventstore::{EventStore, Fold, NewEvent};
 use ics_measures::{
     MEASURE_STREAM_PREFIX, measure_stream, normalised, peer_group_stream, series_stream,
     validate_definition, validate_series_key,
@@ -89,11 +89,18 @@ impl MetricsApi {
             .map_err(|rejection| rejection.into_error())
     }
 
-    async fn execute<F>(&self, command: Command<'_>, stream_id: &str, decide: F) -> Reply
+    async fn execute<S, F>(
+        &self,
+        command: Command<'_>,
+        stream_id: &str,
+        fold: Fold<S, ServiceError>,
+        decide: F,
+    ) -> Reply
     where
-        F: Fn(&[RecordedEvent]) -> Result<Vec<NewEvent>, ServiceError>,
+        S: Clone + Send + 'static,
+        F: Fn(&S) -> Result<Vec<NewEvent>, ServiceError>,
     {
-        command::execute(&self.store, command, stream_id, None, decide).await
+        command::execute(&self.store, command, stream_id, None, fold, decide).await
     }
 }
 
@@ -119,7 +126,8 @@ impl MetricsService for MetricsApi {
         self.execute(
             Command::new(&principal, body.options.as_ref(), "DefineMeasure", &body),
             &measure_stream(&definition.code),
-            |history| crate::measure::define(history, &definition),
+            Measure::folding(),
+            |state| crate::measure::define(state, &definition),
         )
         .await
     }
@@ -183,8 +191,9 @@ impl MetricsService for MetricsApi {
                 &body,
             ),
             &series_stream(&key),
-            |history| {
-                let (events, outcome) = series::record(&key, &measure, history, &incoming)?;
+            series::folding(&key),
+            |state| {
+                let (events, outcome) = series::record(&key, &measure, state, &incoming)?;
                 if let Some((_, reason)) = outcome.conflicts.first() {
                     return Err(ServiceError::FailedPrecondition(reason.clone()));
                 }
@@ -232,7 +241,8 @@ impl MetricsService for MetricsApi {
                 &body,
             ),
             &series_stream(&key),
-            |history| series::correct(&key, &measure, history, period_start, &point, &body.reason),
+            series::folding(&key),
+            |state| series::correct(&key, &measure, state, period_start, &point, &body.reason),
         )
         .await
     }
@@ -250,11 +260,12 @@ impl MetricsService for MetricsApi {
         self.execute(
             Command::new(&principal, body.options.as_ref(), "GhostObservation", &body),
             &series_stream(&key),
-            |history| {
+            series::folding(&key),
+            |state| {
                 series::ghost(
                     &key,
                     &measure,
-                    history,
+                    state,
                     period_start,
                     body.ghosted,
                     &body.reason,
@@ -295,7 +306,8 @@ impl MetricsService for MetricsApi {
         self.execute(
             Command::new(&principal, body.options.as_ref(), "MarkPartition", &body),
             &series_stream(&key),
-            |history| series::mark(&key, &measure, history, &change),
+            series::folding(&key),
+            |state| series::mark(&key, &measure, state, &change),
         )
         .await
     }
@@ -314,7 +326,8 @@ impl MetricsService for MetricsApi {
         self.execute(
             Command::new(&principal, body.options.as_ref(), "SetSeriesTarget", &body),
             &series_stream(&key),
-            |history| series::set_target(&key, &measure, history, body.target, &body.reason),
+            series::folding(&key),
+            |state| series::set_target(&key, &measure, state, body.target, &body.reason),
         )
         .await
     }
@@ -459,7 +472,8 @@ impl MetricsService for MetricsApi {
             Command::new(&principal, body.options.as_ref(), "DefinePeerGroup", &body),
             &peer_group_stream(&definition.peer_group_id),
             None,
-            |history| peer_group::define(history, &definition),
+            peer_group::folding(),
+            |state| peer_group::define(state, &definition),
         )
         .await
     }

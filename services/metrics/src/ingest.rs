@@ -257,9 +257,9 @@ async fn write_batch(
                         &[],
                         &stream_id,
                         ExpectedVersion::Any,
-                        |history| {
-                            let (events, recorded) =
-                                series::record(&key, &measure, history, &rows)?;
+                        series::folding(&key),
+                        |state| {
+                            let (events, recorded) = series::record(&key, &measure, state, &rows)?;
                             if let Ok(mut slot) = outcome.lock() {
                                 *slot = recorded;
                             }

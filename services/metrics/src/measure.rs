@@ -1,6 +1,6 @@
 //! The measure aggregate: a definition and its revisions (stream `measure-<CODE>`).
 
-use ics_eventstore::{EventStore, NewEvent, RecordedEvent};
+use ics_eventstore::{EventStore, Fold, NewEvent, RecordedEvent};
 use ics_measures::measure_stream;
 use ics_proto::EventName;
 use ics_proto::events::v1::{MeasureDefined, MeasureDefinition};
@@ -14,16 +14,27 @@ pub struct Measure {
 }
 
 impl Measure {
-    pub fn fold(history: &[RecordedEvent]) -> Result<Option<Measure>, ServiceError> {
-        let mut measure = None;
-        for event in history {
-            if event.event_type == MeasureDefined::EVENT_TYPE {
-                let defined: MeasureDefined = event.decode().map_err(ServiceError::internal)?;
-                measure = Some(Measure {
-                    definition: defined.definition.unwrap_or_default(),
-                    revision: defined.revision,
-                });
-            }
+    /// How the measure's events fold into it: `None` until it exists.
+    pub fn folding() -> Fold<Option<Self>, ServiceError> {
+        Fold::new(None, Self::then)
+    }
+
+    /// Folds a whole history (see [`folding`](Self::folding)).
+    pub fn fold(history: &[RecordedEvent]) -> Result<Option<Self>, ServiceError> {
+        Self::folding().over(history)
+    }
+
+    /// The measure after one more event of its stream.
+    fn then(
+        mut measure: Option<Self>,
+        event: &RecordedEvent,
+    ) -> Result<Option<Self>, ServiceError> {
+        if event.event_type == MeasureDefined::EVENT_TYPE {
+            let defined: MeasureDefined = event.decode().map_err(ServiceError::internal)?;
+            measure = Some(Measure {
+                definition: defined.definition.unwrap_or_default(),
+                revision: defined.revision,
+            });
         }
         Ok(measure)
     }
@@ -31,8 +42,7 @@ impl Measure {
 
 /// The measure `code` as its stream leaves it; `None` when it was never defined.
 pub async fn load(store: &EventStore, code: &str) -> Result<Option<Measure>, ServiceError> {
-    let history = store.read_stream(&measure_stream(code)).await?;
-    Measure::fold(&history)
+    store.load(&measure_stream(code), Measure::folding()).await
 }
 
 /// The measure `code`, or NOT_FOUND.
@@ -45,14 +55,11 @@ pub async fn require(store: &EventStore, code: &str) -> Result<Measure, ServiceE
 /// Defines the measure, or redefines it as the next revision; the same definition again writes
 /// nothing.
 pub fn define(
-    history: &[RecordedEvent],
+    state: &Option<Measure>,
     definition: &MeasureDefinition,
 ) -> Result<Vec<NewEvent>, ServiceError> {
-    let current = Measure::fold(history)?;
-    if current
-        .as_ref()
-        .is_some_and(|measure| &measure.definition == definition)
-    {
+    let current = state.as_ref();
+    if current.is_some_and(|measure| &measure.definition == definition) {
         return Ok(Vec::new());
     }
     let revision = current.map_or(1, |measure| measure.revision + 1);
@@ -78,13 +85,17 @@ mod tests {
             name: "Reference cost index".into(),
             ..MeasureDefinition::default()
         };
-        let history = history_of(define(&[], &first).expect("defined"));
-        assert!(define(&history, &first).expect("same").is_empty());
+        let history = history_of(define(&None, &first).expect("defined"));
+        assert!(
+            define(&Measure::fold(&history).expect("folds"), &first)
+                .expect("same")
+                .is_empty()
+        );
         let second = MeasureDefinition {
             target: Some(100.0),
             ..first
         };
-        let revised = define(&history, &second).expect("revised");
+        let revised = define(&Measure::fold(&history).expect("folds"), &second).expect("revised");
         let history = history_then(history, revised);
         let measure = Measure::fold(&history).expect("folds").expect("exists");
         assert_eq!(measure.revision, 2);

@@ -2,32 +2,43 @@
 //! `peer-group-<id>`). Members of an ICS or a region are resolved by readers on the day of the
 //! comparison; a custom group lists its trusts.
 
-use ics_eventstore::{NewEvent, RecordedEvent};
+use ics_eventstore::{Fold, NewEvent, RecordedEvent};
 use ics_proto::EventName;
 use ics_proto::events::v1::PeerGroupDefined;
 use ics_service_kit::error::ServiceError;
 
+/// How the peer group's events fold into it: `None` until it exists.
+pub fn folding() -> Fold<Option<PeerGroupDefined>, ServiceError> {
+    Fold::new(None, then)
+}
+
+/// Folds a whole history (see [`folding`]).
 pub fn fold(history: &[RecordedEvent]) -> Result<Option<PeerGroupDefined>, ServiceError> {
-    let mut group = None;
-    for event in history {
-        if event.event_type == PeerGroupDefined::EVENT_TYPE {
-            group = Some(
-                event
-                    .decode::<PeerGroupDefined>()
-                    .map_err(ServiceError::internal)?,
-            );
-        }
+    folding().over(history)
+}
+
+/// The peer group after one more event of its stream.
+fn then(
+    mut group: Option<PeerGroupDefined>,
+    event: &RecordedEvent,
+) -> Result<Option<PeerGroupDefined>, ServiceError> {
+    if event.event_type == PeerGroupDefined::EVENT_TYPE {
+        group = Some(
+            event
+                .decode::<PeerGroupDefined>()
+                .map_err(ServiceError::internal)?,
+        );
     }
     Ok(group)
 }
 
 /// Defines the group, or a new version of it; the same content again writes nothing.
 pub fn define(
-    history: &[RecordedEvent],
+    state: &Option<PeerGroupDefined>,
     definition: &PeerGroupDefined,
 ) -> Result<Vec<NewEvent>, ServiceError> {
-    let current = fold(history)?;
-    let unchanged = current.as_ref().is_some_and(|current| {
+    let current = state.as_ref();
+    let unchanged = current.is_some_and(|current| {
         PeerGroupDefined {
             version: 0,
             ..current.clone()
@@ -66,13 +77,17 @@ mod tests {
             members: vec!["RTP".into(), "RR8".into()],
             version: 0,
         };
-        let history = history_of(define(&[], &group).expect("defined"));
-        assert!(define(&history, &group).expect("same").is_empty());
+        let history = history_of(define(&None, &group).expect("defined"));
+        assert!(
+            define(&fold(&history).expect("folds"), &group)
+                .expect("same")
+                .is_empty()
+        );
         let wider = PeerGroupDefined {
             members: vec!["RTP".into(), "RR8".into(), "RXA".into()],
             ..group
         };
-        let revised = define(&history, &wider).expect("revised");
+        let revised = define(&fold(&history).expect("folds"), &wider).expect("revised");
         let history = history_then(history, revised);
         let current = fold(&history).expect("folds").expect("exists");
         assert_eq!(current.version, 2);

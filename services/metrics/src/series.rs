@@ -4,7 +4,7 @@
 //! caused it is, and a command that changes nothing records nothing.
 
 use chrono::NaiveDate;
-use ics_eventstore::{NewEvent, RecordedEvent};
+use ics_eventstore::{Fold, NewEvent, RecordedEvent};
 use ics_measures::{Comparison, Series, SpcSignal, same_observation, signals};
 use ics_proto::date::from_naive;
 use ics_proto::events::v1::{
@@ -17,14 +17,19 @@ use ics_service_kit::error::ServiceError;
 /// message (about 60 bytes each).
 pub const MAX_OBSERVATIONS_PER_EVENT: usize = 2_000;
 
-pub fn fold(key: &SeriesKey, history: &[RecordedEvent]) -> Result<Series, ServiceError> {
-    let mut series = Series::new(key.clone());
-    for event in history {
+/// How a series' events fold into it, from no observations.
+pub fn folding(key: &SeriesKey) -> Fold<Series, ServiceError> {
+    Fold::new(Series::new(key.clone()), |mut series, event| {
         series
             .apply(&event.event_type, &event.payload)
             .map_err(ServiceError::internal)?;
-    }
-    Ok(series)
+        Ok(series)
+    })
+}
+
+/// Folds a whole history (see [`folding`]).
+pub fn fold(key: &SeriesKey, history: &[RecordedEvent]) -> Result<Series, ServiceError> {
+    folding(key).over(history)
 }
 
 /// The decided events followed by the SPC signals that the change from `before` to `after`
@@ -69,10 +74,9 @@ pub struct Incoming {
 pub fn record(
     key: &SeriesKey,
     measure: &MeasureDefinition,
-    history: &[RecordedEvent],
+    before: &Series,
     batch: &[Incoming],
 ) -> Result<(Vec<NewEvent>, Recorded), ServiceError> {
-    let before = fold(key, history)?;
     let mut after = before.clone();
     let mut outcome = Recorded::default();
     let mut new_points = Vec::new();
@@ -117,7 +121,7 @@ pub fn record(
             },
         ));
     }
-    let (events, spc_events) = with_signals(&before, &after, measure, events);
+    let (events, spc_events) = with_signals(before, &after, measure, events);
     outcome.spc_events = spc_events;
     Ok((events, outcome))
 }
@@ -136,12 +140,11 @@ fn missing(key: &SeriesKey, period_start: NaiveDate) -> ServiceError {
 pub fn correct(
     key: &SeriesKey,
     measure: &MeasureDefinition,
-    history: &[RecordedEvent],
+    before: &Series,
     period_start: NaiveDate,
     corrected: &ObservationPoint,
     reason: &str,
 ) -> Result<Vec<NewEvent>, ServiceError> {
-    let before = fold(key, history)?;
     let recorded = before
         .point(period_start)
         .ok_or_else(|| missing(key, period_start))?;
@@ -156,19 +159,18 @@ pub fn correct(
         }),
         reason: reason.to_string(),
     };
-    apply_then_signal(&before, measure, NewEvent::encode(&key.ods_code, &event))
+    apply_then_signal(before, measure, NewEvent::encode(&key.ods_code, &event))
 }
 
 /// Ghosts or restores a recorded point; a point already in that state writes nothing.
 pub fn ghost(
     key: &SeriesKey,
     measure: &MeasureDefinition,
-    history: &[RecordedEvent],
+    before: &Series,
     period_start: NaiveDate,
     ghosted: bool,
     reason: &str,
 ) -> Result<Vec<NewEvent>, ServiceError> {
-    let before = fold(key, history)?;
     let point = before
         .point(period_start)
         .ok_or_else(|| missing(key, period_start))?;
@@ -181,7 +183,7 @@ pub fn ghost(
         ghosted,
         reason: reason.to_string(),
     };
-    apply_then_signal(&before, measure, NewEvent::encode(&key.ods_code, &event))
+    apply_then_signal(before, measure, NewEvent::encode(&key.ods_code, &event))
 }
 
 /// A partition mark to set or take off.
@@ -198,7 +200,7 @@ pub struct MarkChange<'a> {
 pub fn mark(
     key: &SeriesKey,
     measure: &MeasureDefinition,
-    history: &[RecordedEvent],
+    before: &Series,
     change: &MarkChange<'_>,
 ) -> Result<Vec<NewEvent>, ServiceError> {
     let MarkChange {
@@ -208,7 +210,6 @@ pub fn mark(
         remove,
         reason,
     } = *change;
-    let before = fold(key, history)?;
     let current = before.mark(period_start);
     if remove {
         if current.is_none() {
@@ -232,14 +233,14 @@ pub fn mark(
         removed: remove,
         reason: reason.to_string(),
     };
-    apply_then_signal(&before, measure, NewEvent::encode(&key.ods_code, &event))
+    apply_then_signal(before, measure, NewEvent::encode(&key.ods_code, &event))
 }
 
 /// Sets the series' own target (`None`: fall back to the measure's).
 pub fn set_target(
     key: &SeriesKey,
     measure: &MeasureDefinition,
-    history: &[RecordedEvent],
+    before: &Series,
     target: Option<f64>,
     reason: &str,
 ) -> Result<Vec<NewEvent>, ServiceError> {
@@ -252,7 +253,6 @@ pub fn set_target(
             format!("{target} is a proportion outside 0–1"),
         ));
     }
-    let before = fold(key, history)?;
     let event = SeriesTargetSet {
         series: Some(key.clone()),
         target,
@@ -263,7 +263,7 @@ pub fn set_target(
     if before.own_target() == target.map(Some) {
         return Ok(Vec::new());
     }
-    apply_then_signal(&before, measure, NewEvent::encode(&key.ods_code, &event))
+    apply_then_signal(before, measure, NewEvent::encode(&key.ods_code, &event))
 }
 
 fn apply_then_signal(
@@ -332,7 +332,13 @@ mod tests {
     #[test]
     fn recording_again_is_a_no_op_and_another_value_a_conflict() {
         let batch: Vec<Incoming> = (0..5).map(|i| incoming(i, i, 10.0)).collect();
-        let (events, outcome) = record(&key(), &measure(), &[], &batch).expect("records");
+        let (events, outcome) = record(
+            &key(),
+            &measure(),
+            &fold(&key(), &[]).expect("folds"),
+            &batch,
+        )
+        .expect("records");
         assert_eq!(outcome.recorded, [0, 1, 2, 3, 4]);
         let history = history_of(events);
         let again = [
@@ -340,7 +346,13 @@ mod tests {
             incoming(8, 1, 11.0),
             incoming(9, 9, 3.0),
         ];
-        let (events, outcome) = record(&key(), &measure(), &history, &again).expect("records");
+        let (events, outcome) = record(
+            &key(),
+            &measure(),
+            &fold(&key(), &history).expect("folds"),
+            &again,
+        )
+        .expect("records");
         assert_eq!(outcome.unchanged, [7]);
         assert_eq!(outcome.conflicts.len(), 1);
         assert_eq!(outcome.conflicts[0].0, 8);
@@ -357,7 +369,13 @@ mod tests {
             incoming(1, 0, 2.0),
             incoming(2, 0, 1.0),
         ];
-        let (_, outcome) = record(&key(), &measure(), &[], &batch).expect("records");
+        let (_, outcome) = record(
+            &key(),
+            &measure(),
+            &fold(&key(), &[]).expect("folds"),
+            &batch,
+        )
+        .expect("records");
         assert_eq!(outcome.recorded, [0]);
         assert_eq!(outcome.conflicts.len(), 1);
         assert_eq!(outcome.unchanged, [2]);
@@ -366,7 +384,13 @@ mod tests {
     #[test]
     fn large_batches_split_into_events_that_fit_a_message() {
         let batch: Vec<Incoming> = (0..4_500).map(|i| incoming(i, i, 1.0)).collect();
-        let (events, _) = record(&key(), &measure(), &[], &batch).expect("records");
+        let (events, _) = record(
+            &key(),
+            &measure(),
+            &fold(&key(), &[]).expect("folds"),
+            &batch,
+        )
+        .expect("records");
         let recorded = events
             .iter()
             .filter(|event| event.event_type == ObservationsRecorded::EVENT_TYPE)
@@ -379,14 +403,20 @@ mod tests {
         let stable: Vec<Incoming> = (0..20)
             .map(|i| incoming(i, i, 10.0 + (i % 3) as f64))
             .collect();
-        let (events, outcome) = record(&key(), &measure(), &[], &stable).expect("records");
+        let (events, outcome) = record(
+            &key(),
+            &measure(),
+            &fold(&key(), &[]).expect("folds"),
+            &stable,
+        )
+        .expect("records");
         assert!(outcome.spc_events > 0, "15+ points bring the first icons");
         let history = history_of(events);
         let wrong = incoming(0, 19, 4.0);
         let corrected = correct(
             &key(),
             &measure(),
-            &history,
+            &fold(&key(), &history).expect("folds"),
             day(19),
             &wrong.point,
             "typo in the extract",
@@ -414,15 +444,22 @@ mod tests {
         );
         // The same correction again writes nothing, so no second signal.
         assert!(
-            correct(&key(), &measure(), &history, day(19), &wrong.point, "again")
-                .expect("no-op")
-                .is_empty()
+            correct(
+                &key(),
+                &measure(),
+                &fold(&key(), &history).expect("folds"),
+                day(19),
+                &wrong.point,
+                "again"
+            )
+            .expect("no-op")
+            .is_empty()
         );
         // Ghosting the outlier takes the concern away again.
         let ghosted = ghost(
             &key(),
             &measure(),
-            &history,
+            &fold(&key(), &history).expect("folds"),
             day(19),
             true,
             "known IT outage",
@@ -437,7 +474,13 @@ mod tests {
         let rows: Vec<Incoming> = (0..40)
             .map(|i| incoming(i, i, if i < 20 { 10.0 } else { 20.0 } + (i % 3) as f64))
             .collect();
-        let (events, _) = record(&key(), &measure(), &[], &rows).expect("records");
+        let (events, _) = record(
+            &key(),
+            &measure(),
+            &fold(&key(), &[]).expect("folds"),
+            &rows,
+        )
+        .expect("records");
         let history = history_of(events);
         let before = fold(&key(), &history).expect("folds");
         assert_eq!(
@@ -452,7 +495,13 @@ mod tests {
             remove: false,
             reason: "new discharge pathway",
         };
-        let marked = mark(&key(), &measure(), &history, &change).expect("marks");
+        let marked = mark(
+            &key(),
+            &measure(),
+            &fold(&key(), &history).expect("folds"),
+            &change,
+        )
+        .expect("marks");
         assert_eq!(marked[0].event_type, PartitionMarked::EVENT_TYPE);
         assert!(
             marked
@@ -465,23 +514,35 @@ mod tests {
         assert_eq!(after.analyse(&measure()).partitions.len(), 2);
         // The same mark again writes nothing.
         assert!(
-            mark(&key(), &measure(), &history, &change)
-                .expect("no-op")
-                .is_empty()
+            mark(
+                &key(),
+                &measure(),
+                &fold(&key(), &history).expect("folds"),
+                &change
+            )
+            .expect("no-op")
+            .is_empty()
         );
     }
 
     #[test]
     fn marks_and_ghosts_need_a_recorded_point() {
         assert!(matches!(
-            ghost(&key(), &measure(), &[], day(3), true, ""),
+            ghost(
+                &key(),
+                &measure(),
+                &fold(&key(), &[]).expect("folds"),
+                day(3),
+                true,
+                ""
+            ),
             Err(ServiceError::NotFound { .. })
         ));
         assert!(matches!(
             mark(
                 &key(),
                 &measure(),
-                &[],
+                &fold(&key(), &[]).expect("folds"),
                 &MarkChange {
                     period_start: day(3),
                     kind: PartitionMarkKind::RecalculateFrom,

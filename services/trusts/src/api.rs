@@ -1,6 +1,6 @@
 //! The trusts service's gRPC API: validation, authorisation, then a command on one aggregate.
 
-use ics_eventstore::{EventStore, ExpectedVersion, NewEvent, RecordedEvent};
+use ics_eventstore::{EventStore, ExpectedVersion, Fold, NewEvent};
 use ics_proto::date::from_naive;
 use ics_proto::events::v1::{
     BoardMeetingHeld, BoardMemberAdded, CommandResult, CompactAdopted, CqcRatings, ExecutiveRole,
@@ -20,7 +20,7 @@ use std::collections::HashSet;
 use crate::organisation::{self, Organisation};
 use crate::organisation_list::{self, OrganisationScope, organisation_view};
 use crate::programme::{self, Programme};
-use crate::training::{self, CohortDetails};
+use crate::training::{self, Cohort, CohortDetails};
 use crate::value_stream::{self, ValueStream};
 use ics_service_kit::command::{self, Command};
 use ics_service_kit::validate::{self, MAX_LONG_TEXT_CHARS, MAX_TEXT_CHARS};
@@ -42,25 +42,25 @@ impl TrustsApi {
         TrustsApi { store, pool }
     }
 
-    async fn execute<F>(
+    async fn execute<S, F>(
         &self,
         command: Command<'_>,
         stream_id: &str,
         expected: Option<ExpectedVersion>,
+        fold: Fold<S, ServiceError>,
         decide: F,
     ) -> Reply
     where
-        F: Fn(&[RecordedEvent]) -> Result<Vec<NewEvent>, ServiceError>,
+        S: Clone + Send + 'static,
+        F: Fn(&S) -> Result<Vec<NewEvent>, ServiceError>,
     {
-        command::execute(&self.store, command, stream_id, expected, decide).await
+        command::execute(&self.store, command, stream_id, expected, fold, decide).await
     }
 
     async fn organisation(&self, ods_code: &str) -> Result<Option<Organisation>, ServiceError> {
-        let history = self
-            .store
-            .read_stream(&organisation::stream_id(ods_code))
-            .await?;
-        Organisation::fold(&history)
+        self.store
+            .load(&organisation::stream_id(ods_code), Organisation::folding())
+            .await
     }
 
     async fn existing_organisation(
@@ -95,7 +95,7 @@ impl TrustsApi {
     }
 
     /// A command on `ods_code`'s own stream, for a caller who may write for it: whether a
-    /// trust writer's token names a trust is decided within the command, on the history it
+    /// trust writer's token names a trust is decided within the command, on the state it
     /// reads anyway (cached between commands), rather than by reading the whole stream once
     /// more before it.
     async fn execute_on_organisation<F>(
@@ -106,19 +106,20 @@ impl TrustsApi {
         decide: F,
     ) -> Reply
     where
-        F: Fn(&[RecordedEvent]) -> Result<Vec<NewEvent>, ServiceError>,
+        F: Fn(&Option<Organisation>) -> Result<Vec<NewEvent>, ServiceError>,
     {
         principal.authorize_trust_write(ods_code)?;
         self.execute(
             command,
             &organisation::stream_id(ods_code),
             None,
-            |history| {
+            Organisation::folding(),
+            |state| {
                 if let Principal::TrustWriter { .. } = principal {
-                    let kind = Organisation::registered_kind(history)?;
+                    let kind = state.as_ref().map(|organisation| organisation.kind);
                     refuse_trust_writer_of_non_trust(principal, ods_code, kind)?;
                 }
-                decide(history)
+                decide(state)
             },
         )
         .await
@@ -140,13 +141,15 @@ impl TrustsApi {
     }
 
     async fn value_stream(&self, value_stream_id: &str) -> Result<ValueStream, ServiceError> {
-        let history = self
-            .store
-            .read_stream(&value_stream::stream_id(value_stream_id))
-            .await?;
-        ValueStream::fold(&history)?.ok_or_else(|| ServiceError::NotFound {
-            resource: format!("value stream {value_stream_id}"),
-        })
+        self.store
+            .load(
+                &value_stream::stream_id(value_stream_id),
+                ValueStream::folding(),
+            )
+            .await?
+            .ok_or_else(|| ServiceError::NotFound {
+                resource: format!("value stream {value_stream_id}"),
+            })
     }
 
     /// Which organisations `principal` may see, with membership taken on `as_of`.
@@ -164,11 +167,11 @@ impl TrustsApi {
             } => {
                 let mut programme_trusts = HashSet::new();
                 if let Some(programme_id) = programme_id {
-                    let history = self
+                    let programme = self
                         .store
-                        .read_stream(&programme::stream_id(programme_id))
+                        .load(&programme::stream_id(programme_id), Programme::folding())
                         .await?;
-                    if let Some(programme) = Programme::fold(&history)? {
+                    if let Some(programme) = programme {
                         programme_trusts.extend(
                             programme
                                 .trusts
@@ -194,13 +197,12 @@ impl TrustsApi {
     }
 
     async fn programme(&self, programme_id: &str) -> Result<Programme, ServiceError> {
-        let history = self
-            .store
-            .read_stream(&programme::stream_id(programme_id))
-            .await?;
-        Programme::fold(&history)?.ok_or_else(|| ServiceError::NotFound {
-            resource: format!("programme {programme_id}"),
-        })
+        self.store
+            .load(&programme::stream_id(programme_id), Programme::folding())
+            .await?
+            .ok_or_else(|| ServiceError::NotFound {
+                resource: format!("programme {programme_id}"),
+            })
     }
 }
 
@@ -296,7 +298,8 @@ impl TrustsService for TrustsApi {
             ),
             &organisation::stream_id(&body.ods_code),
             None,
-            |history| organisation::register(history, &body.ods_code, &body.name, kind),
+            Organisation::folding(),
+            |state| organisation::register(state, &body.ods_code, &body.name, kind),
         )
         .await
     }
@@ -318,7 +321,7 @@ impl TrustsService for TrustsApi {
                 &body,
             ),
             &body.ods_code,
-            |history| organisation::rename(history, &body.ods_code, &body.name),
+            |state| organisation::rename(state, &body.ods_code, &body.name),
         )
         .await
     }
@@ -345,7 +348,8 @@ impl TrustsService for TrustsApi {
             Command::new(&principal, body.options.as_ref(), "LinkOrganisation", &body),
             &organisation::stream_id(&body.ods_code),
             None,
-            |history| organisation::link(history, &body.ods_code, &parent, valid_from),
+            Organisation::folding(),
+            |state| organisation::link(state, &body.ods_code, &parent, valid_from),
         )
         .await
     }
@@ -370,9 +374,8 @@ impl TrustsService for TrustsApi {
             ),
             &organisation::stream_id(&body.ods_code),
             None,
-            |history| {
-                organisation::unlink(history, &body.ods_code, &body.parent_ods_code, valid_to)
-            },
+            Organisation::folding(),
+            |state| organisation::unlink(state, &body.ods_code, &body.parent_ods_code, valid_to),
         )
         .await
     }
@@ -464,9 +467,7 @@ impl TrustsService for TrustsApi {
             &principal,
             Command::new(&principal, body.options.as_ref(), "PublishCqcRating", &body),
             &body.ods_code,
-            |history| {
-                organisation::publish_cqc_rating(history, &body.ods_code, published_on, &ratings)
-            },
+            |state| organisation::publish_cqc_rating(state, &body.ods_code, published_on, &ratings),
         )
         .await
     }
@@ -489,9 +490,9 @@ impl TrustsService for TrustsApi {
             &principal,
             Command::new(&principal, body.options.as_ref(), "AppointExecutive", &body),
             &body.ods_code,
-            |history| {
+            |state| {
                 organisation::appoint_executive(
-                    history,
+                    state,
                     &body.ods_code,
                     &appointment_id,
                     role,
@@ -533,9 +534,9 @@ impl TrustsService for TrustsApi {
                 &body,
             ),
             &body.ods_code,
-            |history| {
+            |state| {
                 organisation::record_departure(
-                    history,
+                    state,
                     &body.ods_code,
                     &body.appointment_id,
                     left_on,
@@ -581,14 +582,9 @@ impl TrustsService for TrustsApi {
             ),
             &value_stream::stream_id(&value_stream_id),
             Some(ExpectedVersion::NoStream),
-            |history| {
-                value_stream::define(
-                    history,
-                    &value_stream_id,
-                    &body.ods_code,
-                    &definition,
-                    status,
-                )
+            ValueStream::folding(),
+            |state| {
+                value_stream::define(state, &value_stream_id, &body.ods_code, &definition, status)
             },
         )
         .await
@@ -621,8 +617,9 @@ impl TrustsService for TrustsApi {
             ),
             &value_stream::stream_id(&body.value_stream_id),
             None,
-            |history| {
-                value_stream::revise(history, &body.value_stream_id, &definition, &body.rationale)
+            ValueStream::folding(),
+            |state| {
+                value_stream::revise(state, &body.value_stream_id, &definition, &body.rationale)
             },
         )
         .await
@@ -655,7 +652,8 @@ impl TrustsService for TrustsApi {
             ),
             &value_stream::stream_id(&body.value_stream_id),
             None,
-            |history| value_stream::change_status(history, &body.value_stream_id, status),
+            ValueStream::folding(),
+            |state| value_stream::change_status(state, &body.value_stream_id, status),
         )
         .await
     }
@@ -684,7 +682,8 @@ impl TrustsService for TrustsApi {
             Command::new(&principal, body.options.as_ref(), "CloseValueStream", &body),
             &value_stream::stream_id(&body.value_stream_id),
             None,
-            |history| value_stream::close(history, &body.value_stream_id, closed_on, &body.reason),
+            ValueStream::folding(),
+            |state| value_stream::close(state, &body.value_stream_id, closed_on, &body.reason),
         )
         .await
     }
@@ -757,7 +756,8 @@ impl TrustsService for TrustsApi {
             ),
             &training::stream_id(&cohort_id),
             Some(ExpectedVersion::NoStream),
-            |history| training::register(history, &cohort_id, &details),
+            Cohort::folding(),
+            |state| training::register(state, &cohort_id, &details),
         )
         .await
     }
@@ -802,7 +802,8 @@ impl TrustsService for TrustsApi {
             ),
             &training::stream_id(&body.cohort_id),
             None,
-            |history| training::record_participation(history, &participation),
+            Cohort::folding(),
+            |state| training::record_participation(state, &participation),
         )
         .await
     }
@@ -843,7 +844,8 @@ impl TrustsService for TrustsApi {
             ),
             &programme::stream_id(&programme_id),
             Some(ExpectedVersion::NoStream),
-            |history| programme::register(history, &registered),
+            Programme::folding(),
+            |state| programme::register(state, &registered),
         )
         .await
     }
@@ -865,7 +867,8 @@ impl TrustsService for TrustsApi {
             Command::new(&principal, body.options.as_ref(), "JoinProgramme", &body),
             &programme::stream_id(&body.programme_id),
             None,
-            |history| programme::join(history, &body.programme_id, &body.ods_code, joined_on),
+            Programme::folding(),
+            |state| programme::join(state, &body.programme_id, &body.ods_code, joined_on),
         )
         .await
     }
@@ -898,7 +901,8 @@ impl TrustsService for TrustsApi {
             Command::new(&principal, body.options.as_ref(), "AddBoardMember", &body),
             &programme::stream_id(&body.programme_id),
             None,
-            |history| programme::add_board_member(history, &member),
+            Programme::folding(),
+            |state| programme::add_board_member(state, &member),
         )
         .await
     }
@@ -938,7 +942,8 @@ impl TrustsService for TrustsApi {
             Command::new(&principal, body.options.as_ref(), "AdoptCompact", &body),
             &programme::stream_id(&body.programme_id),
             None,
-            |history| programme::adopt_compact(history, &compact),
+            Programme::folding(),
+            |state| programme::adopt_compact(state, &compact),
         )
         .await
     }
@@ -986,7 +991,8 @@ impl TrustsService for TrustsApi {
             ),
             &programme::stream_id(&body.programme_id),
             None,
-            |history| programme::record_meeting(history, &meeting),
+            Programme::folding(),
+            |state| programme::record_meeting(state, &meeting),
         )
         .await
     }

@@ -1,10 +1,8 @@
 //! The organisation aggregate: a trust, ICB or region keyed by its ODS code, with dated parent
 //! links, CQC ratings and executive appointments.
 
-use std::sync::LazyLock;
-
 use chrono::NaiveDate;
-use ics_eventstore::{DEFAULT_SNAPSHOT_STREAMS, NewEvent, RecordedEvent, Snapshots};
+use ics_eventstore::{Fold, NewEvent, RecordedEvent};
 use ics_proto::EventName;
 use ics_proto::date::{from_naive, to_naive};
 use ics_proto::events::v1::{
@@ -49,24 +47,17 @@ pub struct Organisation {
 }
 
 impl Organisation {
-    /// The kind the organisation was registered as (it never changes), from its stream's
-    /// registration alone; `None` when it was never registered.
-    pub fn registered_kind(
-        history: &[RecordedEvent],
-    ) -> Result<Option<OrganisationKind>, ServiceError> {
-        history
-            .iter()
-            .find(|event| event.event_type == OrganisationRegistered::EVENT_TYPE)
-            .map(|event| Ok(event.decode::<OrganisationRegistered>()?.kind()))
-            .transpose()
+    /// How the organisation's events fold into it: `None` until registered. Commands and
+    /// reads fold it through the event store, which keeps the folded state between them.
+    pub fn folding() -> Fold<Option<Self>, ServiceError> {
+        Fold::new(None, Organisation::then)
     }
 
-    /// Folds the organisation's stream; `None` when it was never registered. Folds only the
-    /// events after the last fold of the same stream in this process (see [`Snapshots`]).
+    /// Folds a whole history (see [`folding`](Self::folding)); `None` when it was never
+    /// registered.
+    #[cfg(test)]
     pub fn fold(history: &[RecordedEvent]) -> Result<Option<Self>, ServiceError> {
-        static FOLDED: LazyLock<Snapshots<Option<Organisation>>> =
-            LazyLock::new(|| Snapshots::new(DEFAULT_SNAPSHOT_STREAMS));
-        FOLDED.fold(history, None, Organisation::then)
+        Self::folding().over(history)
     }
 
     /// The organisation after one more event of its stream: the step [`fold`](Self::fold)
@@ -177,17 +168,20 @@ fn not_found(ods_code: &str) -> ServiceError {
     }
 }
 
-fn existing(history: &[RecordedEvent], ods_code: &str) -> Result<Organisation, ServiceError> {
-    Organisation::fold(history)?.ok_or_else(|| not_found(ods_code))
+fn existing<'a>(
+    state: &'a Option<Organisation>,
+    ods_code: &str,
+) -> Result<&'a Organisation, ServiceError> {
+    state.as_ref().ok_or_else(|| not_found(ods_code))
 }
 
 pub fn register(
-    history: &[RecordedEvent],
+    state: &Option<Organisation>,
     ods_code: &str,
     name: &str,
     kind: OrganisationKind,
 ) -> Result<Vec<NewEvent>, ServiceError> {
-    if Organisation::fold(history)?.is_some() {
+    if state.is_some() {
         return Err(ServiceError::FailedPrecondition(format!(
             "organisation {ods_code} is already registered"
         )));
@@ -203,11 +197,11 @@ pub fn register(
 }
 
 pub fn rename(
-    history: &[RecordedEvent],
+    state: &Option<Organisation>,
     ods_code: &str,
     name: &str,
 ) -> Result<Vec<NewEvent>, ServiceError> {
-    let organisation = existing(history, ods_code)?;
+    let organisation = existing(state, ods_code)?;
     if organisation.name == name {
         return Ok(Vec::new());
     }
@@ -215,7 +209,7 @@ pub fn rename(
         ods_code,
         &OrganisationRenamed {
             ods_code: ods_code.to_string(),
-            previous_name: organisation.name,
+            previous_name: organisation.name.clone(),
             name: name.to_string(),
         },
     )])
@@ -241,12 +235,12 @@ fn parent_kind_for(kind: OrganisationKind) -> Option<OrganisationKind> {
 /// the current link must be ended (unlinked) before a new one starts, and periods may not
 /// overlap: reports follow the membership that held in the period they cover.
 pub fn link(
-    history: &[RecordedEvent],
+    state: &Option<Organisation>,
     ods_code: &str,
     parent: &Organisation,
     valid_from: NaiveDate,
 ) -> Result<Vec<NewEvent>, ServiceError> {
-    let organisation = existing(history, ods_code)?;
+    let organisation = existing(state, ods_code)?;
     let Some(wanted_kind) = parent_kind_for(organisation.kind) else {
         return Err(ServiceError::FailedPrecondition(format!(
             "organisation {ods_code} is of a kind that has no parent"
@@ -293,12 +287,12 @@ pub fn link(
 }
 
 pub fn unlink(
-    history: &[RecordedEvent],
+    state: &Option<Organisation>,
     ods_code: &str,
     parent_ods_code: &str,
     valid_to: NaiveDate,
 ) -> Result<Vec<NewEvent>, ServiceError> {
-    let organisation = existing(history, ods_code)?;
+    let organisation = existing(state, ods_code)?;
     let Some(open) = organisation
         .parents
         .iter()
@@ -325,12 +319,12 @@ pub fn unlink(
 }
 
 pub fn publish_cqc_rating(
-    history: &[RecordedEvent],
+    state: &Option<Organisation>,
     ods_code: &str,
     published_on: NaiveDate,
     ratings: &CqcRatings,
 ) -> Result<Vec<NewEvent>, ServiceError> {
-    let organisation = existing(history, ods_code)?;
+    let organisation = existing(state, ods_code)?;
     if !organisation.is_trust() {
         return Err(ServiceError::FailedPrecondition(format!(
             "{ods_code} is not a trust; the CQC rates providers"
@@ -356,14 +350,14 @@ pub fn publish_cqc_rating(
 }
 
 pub fn appoint_executive(
-    history: &[RecordedEvent],
+    state: &Option<Organisation>,
     ods_code: &str,
     appointment_id: &str,
     role: ExecutiveRole,
     person_name: &str,
     started_on: NaiveDate,
 ) -> Result<Vec<NewEvent>, ServiceError> {
-    existing(history, ods_code)?;
+    existing(state, ods_code)?;
     Ok(vec![NewEvent::encode(
         ods_code,
         &ExecutiveAppointed {
@@ -377,13 +371,13 @@ pub fn appoint_executive(
 }
 
 pub fn record_departure(
-    history: &[RecordedEvent],
+    state: &Option<Organisation>,
     ods_code: &str,
     appointment_id: &str,
     left_on: NaiveDate,
     reason: &str,
 ) -> Result<Vec<NewEvent>, ServiceError> {
-    let organisation = existing(history, ods_code)?;
+    let organisation = existing(state, ods_code)?;
     let Some(appointment) = organisation
         .appointments
         .iter()

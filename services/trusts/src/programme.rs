@@ -2,7 +2,7 @@
 //! guiding board that meets monthly and reviews a written compact.
 
 use chrono::NaiveDate;
-use ics_eventstore::{NewEvent, RecordedEvent};
+use ics_eventstore::{Fold, NewEvent, RecordedEvent};
 use ics_proto::EventName;
 use ics_proto::date::{from_naive, to_naive};
 use ics_proto::events::v1::{
@@ -26,34 +26,43 @@ pub struct Programme {
 }
 
 impl Programme {
+    /// How the programme's events fold into it: `None` until it exists.
+    pub fn folding() -> Fold<Option<Self>, ServiceError> {
+        Fold::new(None, Self::then)
+    }
+
+    /// Folds a whole history (see [`folding`](Self::folding)).
+    #[cfg(test)]
     pub fn fold(history: &[RecordedEvent]) -> Result<Option<Self>, ServiceError> {
-        let mut state: Option<Programme> = None;
-        for event in history {
-            let event_type = event.event_type.as_str();
-            if event_type == ProgrammeRegistered::EVENT_TYPE {
-                state = Some(Programme {
-                    registered: event.decode()?,
-                    ..Default::default()
-                });
-            } else if let Some(programme) = state.as_mut() {
-                if event_type == ProgrammeTrustJoined::EVENT_TYPE {
-                    programme.trusts.push(event.decode()?);
-                } else if event_type == BoardMemberAdded::EVENT_TYPE {
-                    programme.members.push(event.decode()?);
-                } else if event_type == BoardMemberRemoved::EVENT_TYPE {
-                    let removed: BoardMemberRemoved = event.decode()?;
-                    programme
-                        .members
-                        .retain(|member| member.member_id != removed.member_id);
-                } else if event_type == CompactAdopted::EVENT_TYPE {
-                    programme.compacts.push(event.decode()?);
-                } else if event_type == BoardMeetingHeld::EVENT_TYPE {
-                    programme.meetings.push(event.decode()?);
-                }
+        Self::folding().over(history)
+    }
+
+    /// The programme after one more event of its stream.
+    fn then(mut state: Option<Self>, event: &RecordedEvent) -> Result<Option<Self>, ServiceError> {
+        let event_type = event.event_type.as_str();
+        if event_type == ProgrammeRegistered::EVENT_TYPE {
+            state = Some(Programme {
+                registered: event.decode()?,
+                ..Default::default()
+            });
+        } else if let Some(programme) = state.as_mut() {
+            if event_type == ProgrammeTrustJoined::EVENT_TYPE {
+                programme.trusts.push(event.decode()?);
+            } else if event_type == BoardMemberAdded::EVENT_TYPE {
+                programme.members.push(event.decode()?);
+            } else if event_type == BoardMemberRemoved::EVENT_TYPE {
+                let removed: BoardMemberRemoved = event.decode()?;
+                programme
+                    .members
+                    .retain(|member| member.member_id != removed.member_id);
+            } else if event_type == CompactAdopted::EVENT_TYPE {
+                programme.compacts.push(event.decode()?);
+            } else if event_type == BoardMeetingHeld::EVENT_TYPE {
+                programme.meetings.push(event.decode()?);
             }
-            if let Some(programme) = state.as_mut() {
-                programme.version = event.stream_version;
-            }
+        }
+        if let Some(programme) = state.as_mut() {
+            programme.version = event.stream_version;
         }
         Ok(state)
     }
@@ -79,17 +88,20 @@ impl Programme {
     }
 }
 
-fn existing(history: &[RecordedEvent], programme_id: &str) -> Result<Programme, ServiceError> {
-    Programme::fold(history)?.ok_or_else(|| ServiceError::NotFound {
+fn existing<'a>(
+    state: &'a Option<Programme>,
+    programme_id: &str,
+) -> Result<&'a Programme, ServiceError> {
+    state.as_ref().ok_or_else(|| ServiceError::NotFound {
         resource: format!("programme {programme_id}"),
     })
 }
 
 pub fn register(
-    history: &[RecordedEvent],
+    state: &Option<Programme>,
     registered: &ProgrammeRegistered,
 ) -> Result<Vec<NewEvent>, ServiceError> {
-    if Programme::fold(history)?.is_some() {
+    if state.is_some() {
         return Err(ServiceError::FailedPrecondition(format!(
             "programme {} already exists",
             registered.programme_id
@@ -99,12 +111,12 @@ pub fn register(
 }
 
 pub fn join(
-    history: &[RecordedEvent],
+    state: &Option<Programme>,
     programme_id: &str,
     ods_code: &str,
     joined_on: NaiveDate,
 ) -> Result<Vec<NewEvent>, ServiceError> {
-    let programme = existing(history, programme_id)?;
+    let programme = existing(state, programme_id)?;
     if programme
         .trusts
         .iter()
@@ -126,10 +138,10 @@ pub fn join(
 }
 
 pub fn add_board_member(
-    history: &[RecordedEvent],
+    state: &Option<Programme>,
     member: &BoardMemberAdded,
 ) -> Result<Vec<NewEvent>, ServiceError> {
-    let programme = existing(history, &member.programme_id)?;
+    let programme = existing(state, &member.programme_id)?;
     if programme.members.iter().any(|existing| {
         existing.ods_code == member.ods_code && existing.person_name == member.person_name
     }) {
@@ -142,10 +154,10 @@ pub fn add_board_member(
 }
 
 pub fn adopt_compact(
-    history: &[RecordedEvent],
+    state: &Option<Programme>,
     compact: &CompactAdopted,
 ) -> Result<Vec<NewEvent>, ServiceError> {
-    let programme = existing(history, &compact.programme_id)?;
+    let programme = existing(state, &compact.programme_id)?;
     if let Some(adopted_on) = compact.adopted_on.as_ref().and_then(to_naive) {
         programme.refuse_outside("adopted_on", adopted_on)?;
     }
@@ -160,10 +172,10 @@ pub fn adopt_compact(
 }
 
 pub fn record_meeting(
-    history: &[RecordedEvent],
+    state: &Option<Programme>,
     meeting: &BoardMeetingHeld,
 ) -> Result<Vec<NewEvent>, ServiceError> {
-    let programme = existing(history, &meeting.programme_id)?;
+    let programme = existing(state, &meeting.programme_id)?;
     if let Some(held_on) = meeting.held_on.as_ref().and_then(to_naive) {
         programme.refuse_outside("held_on", held_on)?;
     }

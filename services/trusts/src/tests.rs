@@ -16,8 +16,25 @@ use prost::Message;
 
 use crate::organisation::{self, Organisation};
 use crate::programme::{self, Programme};
-use crate::training::{self, CohortDetails};
+use crate::training::{self, Cohort, CohortDetails};
 use crate::value_stream::{self, ValueStream};
+
+/// The states commands on these histories decide on.
+fn organisation_of(history: &[RecordedEvent]) -> Option<Organisation> {
+    Organisation::fold(history).unwrap_or_else(|error| panic!("organisation folds: {error}"))
+}
+
+fn value_stream_of(history: &[RecordedEvent]) -> Option<ValueStream> {
+    ValueStream::fold(history).unwrap_or_else(|error| panic!("value stream folds: {error}"))
+}
+
+fn programme_of(history: &[RecordedEvent]) -> Option<Programme> {
+    Programme::fold(history).unwrap_or_else(|error| panic!("programme folds: {error}"))
+}
+
+fn cohort_of(history: &[RecordedEvent]) -> Option<Cohort> {
+    Cohort::fold(history).unwrap_or_else(|error| panic!("cohort folds: {error}"))
+}
 
 fn day(year: i32, month: u32, day: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(year, month, day).unwrap_or_default()
@@ -54,14 +71,14 @@ fn invalid_fields<T: std::fmt::Debug>(result: Result<T, ServiceError>) -> Vec<St
 fn trust(ods_code: &str) -> Vec<RecordedEvent> {
     then(
         Vec::new(),
-        organisation::register(&[], ods_code, "A trust", OrganisationKind::Trust),
+        organisation::register(&None, ods_code, "A trust", OrganisationKind::Trust),
     )
 }
 
 fn icb(ods_code: &str) -> Organisation {
     let history = then(
         Vec::new(),
-        organisation::register(&[], ods_code, "An ICB", OrganisationKind::Icb),
+        organisation::register(&None, ods_code, "An ICB", OrganisationKind::Icb),
     );
     Organisation::fold(&history)
         .ok()
@@ -84,7 +101,7 @@ fn good() -> CqcRatings {
 fn an_organisation_is_registered_once() {
     let history = trust("RTP");
     let message = precondition_failed(organisation::register(
-        &history,
+        &organisation_of(&history),
         "RTP",
         "Again",
         OrganisationKind::Trust,
@@ -95,11 +112,11 @@ fn an_organisation_is_registered_once() {
 #[test]
 fn commands_on_an_unregistered_organisation_are_not_found() {
     assert!(matches!(
-        organisation::rename(&[], "RTP", "New"),
+        organisation::rename(&None, "RTP", "New"),
         Err(ServiceError::NotFound { .. })
     ));
     assert!(matches!(
-        organisation::publish_cqc_rating(&[], "RTP", day(2020, 1, 1), &good()),
+        organisation::publish_cqc_rating(&None, "RTP", day(2020, 1, 1), &good()),
         Err(ServiceError::NotFound { .. })
     ));
 }
@@ -108,12 +125,12 @@ fn commands_on_an_unregistered_organisation_are_not_found() {
 fn renaming_to_the_same_name_records_nothing() {
     let history = trust("RTP");
     assert!(
-        organisation::rename(&history, "RTP", "A trust")
+        organisation::rename(&organisation_of(&history), "RTP", "A trust")
             .unwrap_or_default()
             .is_empty()
     );
     assert_eq!(
-        organisation::rename(&history, "RTP", "New")
+        organisation::rename(&organisation_of(&history), "RTP", "New")
             .unwrap_or_default()
             .len(),
         1
@@ -127,10 +144,15 @@ fn a_trust_belongs_to_one_icb_at_a_time_and_periods_never_overlap() {
     let sussex = icb("QNX");
     let history = then(
         history,
-        organisation::link(&trust("RTP"), "RTP", &surrey, day(2022, 7, 1)),
+        organisation::link(
+            &organisation_of(&trust("RTP")),
+            "RTP",
+            &surrey,
+            day(2022, 7, 1),
+        ),
     );
     let message = precondition_failed(organisation::link(
-        &history,
+        &organisation_of(&history),
         "RTP",
         &sussex,
         day(2026, 4, 1),
@@ -139,10 +161,10 @@ fn a_trust_belongs_to_one_icb_at_a_time_and_periods_never_overlap() {
 
     let history = then(
         history.clone(),
-        organisation::unlink(&history, "RTP", "QXU", day(2026, 3, 31)),
+        organisation::unlink(&organisation_of(&history), "RTP", "QXU", day(2026, 3, 31)),
     );
     let message = precondition_failed(organisation::link(
-        &history,
+        &organisation_of(&history),
         "RTP",
         &sussex,
         day(2026, 3, 1),
@@ -150,7 +172,7 @@ fn a_trust_belongs_to_one_icb_at_a_time_and_periods_never_overlap() {
     assert!(message.contains("must start after"), "{message}");
     let history = then(
         history.clone(),
-        organisation::link(&history, "RTP", &sussex, day(2026, 4, 1)),
+        organisation::link(&organisation_of(&history), "RTP", &sussex, day(2026, 4, 1)),
     );
     let folded = Organisation::fold(&history)
         .ok()
@@ -173,7 +195,7 @@ fn a_trust_links_only_to_an_icb_and_an_unlink_cannot_end_before_it_began() {
         .unwrap_or_else(|| panic!("folds"));
     assert_eq!(
         invalid_fields(organisation::link(
-            &history,
+            &organisation_of(&history),
             "RTP",
             &other_trust,
             day(2022, 7, 1)
@@ -182,11 +204,16 @@ fn a_trust_links_only_to_an_icb_and_an_unlink_cannot_end_before_it_began() {
     );
     let history = then(
         history.clone(),
-        organisation::link(&history, "RTP", &icb("QXU"), day(2022, 7, 1)),
+        organisation::link(
+            &organisation_of(&history),
+            "RTP",
+            &icb("QXU"),
+            day(2022, 7, 1),
+        ),
     );
     assert_eq!(
         invalid_fields(organisation::unlink(
-            &history,
+            &organisation_of(&history),
             "RTP",
             "QXU",
             day(2022, 6, 30)
@@ -194,7 +221,7 @@ fn a_trust_links_only_to_an_icb_and_an_unlink_cannot_end_before_it_began() {
         vec!["valid_to"]
     );
     precondition_failed(organisation::unlink(
-        &history,
+        &organisation_of(&history),
         "RTP",
         "QWO",
         day(2023, 1, 1),
@@ -206,14 +233,24 @@ fn cqc_ratings_keep_their_history_and_one_publication_date_is_rated_once() {
     let history = trust("RTP");
     let history = then(
         history.clone(),
-        organisation::publish_cqc_rating(&history, "RTP", day(2019, 5, 1), &good()),
+        organisation::publish_cqc_rating(
+            &organisation_of(&history),
+            "RTP",
+            day(2019, 5, 1),
+            &good(),
+        ),
     );
     let history = then(
         history.clone(),
-        organisation::publish_cqc_rating(&history, "RTP", day(2015, 5, 1), &good()),
+        organisation::publish_cqc_rating(
+            &organisation_of(&history),
+            "RTP",
+            day(2015, 5, 1),
+            &good(),
+        ),
     );
     precondition_failed(organisation::publish_cqc_rating(
-        &history,
+        &organisation_of(&history),
         "RTP",
         day(2019, 5, 1),
         &good(),
@@ -230,10 +267,10 @@ fn cqc_ratings_keep_their_history_and_one_publication_date_is_rated_once() {
 fn only_trusts_are_rated() {
     let history = then(
         Vec::new(),
-        organisation::register(&[], "QXU", "An ICB", OrganisationKind::Icb),
+        organisation::register(&None, "QXU", "An ICB", OrganisationKind::Icb),
     );
     precondition_failed(organisation::publish_cqc_rating(
-        &history,
+        &organisation_of(&history),
         "QXU",
         day(2020, 1, 1),
         &good(),
@@ -246,7 +283,7 @@ fn an_executive_departs_once_and_not_before_appointment() {
     let history = then(
         history.clone(),
         organisation::appoint_executive(
-            &history,
+            &organisation_of(&history),
             "RTP",
             "a-1",
             ExecutiveRole::ChiefExecutive,
@@ -256,7 +293,7 @@ fn an_executive_departs_once_and_not_before_appointment() {
     );
     assert_eq!(
         invalid_fields(organisation::record_departure(
-            &history,
+            &organisation_of(&history),
             "RTP",
             "a-1",
             day(2015, 1, 1),
@@ -265,15 +302,27 @@ fn an_executive_departs_once_and_not_before_appointment() {
         vec!["left_on"]
     );
     assert!(matches!(
-        organisation::record_departure(&history, "RTP", "missing", day(2017, 1, 1), ""),
+        organisation::record_departure(
+            &organisation_of(&history),
+            "RTP",
+            "missing",
+            day(2017, 1, 1),
+            ""
+        ),
         Err(ServiceError::NotFound { .. })
     ));
     let history = then(
         history.clone(),
-        organisation::record_departure(&history, "RTP", "a-1", day(2018, 1, 1), "retired"),
+        organisation::record_departure(
+            &organisation_of(&history),
+            "RTP",
+            "a-1",
+            day(2018, 1, 1),
+            "retired",
+        ),
     );
     precondition_failed(organisation::record_departure(
-        &history,
+        &organisation_of(&history),
         "RTP",
         "a-1",
         day(2019, 1, 1),
@@ -302,7 +351,7 @@ fn a_revision_keeps_the_earlier_definition_and_its_rationale() {
     let history = then(
         Vec::new(),
         value_stream::define(
-            &[],
+            &None,
             "vs-1",
             "RTP",
             &definition("Discharge"),
@@ -312,7 +361,7 @@ fn a_revision_keeps_the_earlier_definition_and_its_rationale() {
     let history = then(
         history.clone(),
         value_stream::revise(
-            &history,
+            &value_stream_of(&history),
             "vs-1",
             &definition("Discharge and flow"),
             "widened to patient flow",
@@ -331,7 +380,7 @@ fn a_revision_keeps_the_earlier_definition_and_its_rationale() {
     assert_eq!(revised.revision, 2);
     // A revision that changes nothing is not a revision.
     precondition_failed(value_stream::revise(
-        &history,
+        &value_stream_of(&history),
         "vs-1",
         &definition("Discharge and flow"),
         "again",
@@ -343,7 +392,7 @@ fn a_closed_value_stream_cannot_be_revised_reopened_or_closed_again() {
     let history = then(
         Vec::new(),
         value_stream::define(
-            &[],
+            &None,
             "vs-1",
             "RTP",
             &definition("Discharge"),
@@ -352,20 +401,30 @@ fn a_closed_value_stream_cannot_be_revised_reopened_or_closed_again() {
     );
     let history = then(
         history.clone(),
-        value_stream::close(&history, "vs-1", day(2021, 6, 30), "programme ended"),
+        value_stream::close(
+            &value_stream_of(&history),
+            "vs-1",
+            day(2021, 6, 30),
+            "programme ended",
+        ),
     );
     precondition_failed(value_stream::revise(
-        &history,
+        &value_stream_of(&history),
         "vs-1",
         &definition("Other"),
         "why",
     ));
     precondition_failed(value_stream::change_status(
-        &history,
+        &value_stream_of(&history),
         "vs-1",
         ValueStreamStatus::Active,
     ));
-    precondition_failed(value_stream::close(&history, "vs-1", day(2021, 7, 1), ""));
+    precondition_failed(value_stream::close(
+        &value_stream_of(&history),
+        "vs-1",
+        day(2021, 7, 1),
+        "",
+    ));
     let folded = ValueStream::fold(&history)
         .ok()
         .flatten()
@@ -379,7 +438,7 @@ fn status_changes_record_only_real_changes() {
     let history = then(
         Vec::new(),
         value_stream::define(
-            &[],
+            &None,
             "vs-1",
             "RTP",
             &definition("Discharge"),
@@ -387,14 +446,22 @@ fn status_changes_record_only_real_changes() {
         ),
     );
     assert!(
-        value_stream::change_status(&history, "vs-1", ValueStreamStatus::Proposed)
-            .unwrap_or_default()
-            .is_empty()
+        value_stream::change_status(
+            &value_stream_of(&history),
+            "vs-1",
+            ValueStreamStatus::Proposed
+        )
+        .unwrap_or_default()
+        .is_empty()
     );
     assert_eq!(
-        value_stream::change_status(&history, "vs-1", ValueStreamStatus::Sustaining)
-            .unwrap_or_default()
-            .len(),
+        value_stream::change_status(
+            &value_stream_of(&history),
+            "vs-1",
+            ValueStreamStatus::Sustaining
+        )
+        .unwrap_or_default()
+        .len(),
         1
     );
 }
@@ -410,7 +477,7 @@ fn training_participation_needs_a_cohort_and_a_repeat_changes_nothing() {
         valued: 26,
     };
     assert!(matches!(
-        training::record_participation(&[], &participation),
+        training::record_participation(&None, &participation),
         Err(ServiceError::NotFound { .. })
     ));
     let details = CohortDetails {
@@ -420,13 +487,13 @@ fn training_participation_needs_a_cohort_and_a_repeat_changes_nothing() {
         starts_on: day(2016, 1, 1),
         ends_on: day(2016, 6, 30),
     };
-    let history = then(Vec::new(), training::register(&[], "c-1", &details));
+    let history = then(Vec::new(), training::register(&None, "c-1", &details));
     let history = then(
         history.clone(),
-        training::record_participation(&history, &participation),
+        training::record_participation(&cohort_of(&history), &participation),
     );
     assert!(
-        training::record_participation(&history, &participation)
+        training::record_participation(&cohort_of(&history), &participation)
             .unwrap_or_default()
             .is_empty()
     );
@@ -436,7 +503,7 @@ fn programme() -> Vec<RecordedEvent> {
     then(
         Vec::new(),
         programme::register(
-            &[],
+            &None,
             &ProgrammeRegistered {
                 programme_id: "p-1".into(),
                 name: "Partnership".into(),
@@ -452,14 +519,24 @@ fn programme() -> Vec<RecordedEvent> {
 fn a_trust_joins_a_programme_once_within_its_dates() {
     let history = programme();
     assert_eq!(
-        invalid_fields(programme::join(&history, "p-1", "RTP", day(2022, 1, 1))),
+        invalid_fields(programme::join(
+            &programme_of(&history),
+            "p-1",
+            "RTP",
+            day(2022, 1, 1)
+        )),
         vec!["joined_on"]
     );
     let history = then(
         history.clone(),
-        programme::join(&history, "p-1", "RTP", day(2015, 7, 1)),
+        programme::join(&programme_of(&history), "p-1", "RTP", day(2015, 7, 1)),
     );
-    precondition_failed(programme::join(&history, "p-1", "RTP", day(2015, 8, 1)));
+    precondition_failed(programme::join(
+        &programme_of(&history),
+        "p-1",
+        "RTP",
+        day(2015, 8, 1),
+    ));
     let folded = Programme::fold(&history)
         .ok()
         .flatten()
@@ -480,9 +557,12 @@ fn compacts_are_versioned_and_meetings_review_an_adopted_version_with_board_memb
     };
     let history = then(
         history.clone(),
-        programme::add_board_member(&history, &member),
+        programme::add_board_member(&programme_of(&history), &member),
     );
-    precondition_failed(programme::add_board_member(&history, &member));
+    precondition_failed(programme::add_board_member(
+        &programme_of(&history),
+        &member,
+    ));
     let compact = CompactAdopted {
         programme_id: "p-1".into(),
         version: 0,
@@ -494,11 +574,11 @@ fn compacts_are_versioned_and_meetings_review_an_adopted_version_with_board_memb
     };
     let history = then(
         history.clone(),
-        programme::adopt_compact(&history, &compact),
+        programme::adopt_compact(&programme_of(&history), &compact),
     );
     let history = then(
         history.clone(),
-        programme::adopt_compact(&history, &compact),
+        programme::adopt_compact(&programme_of(&history), &compact),
     );
     let folded = Programme::fold(&history)
         .ok()
@@ -520,15 +600,21 @@ fn compacts_are_versioned_and_meetings_review_an_adopted_version_with_board_memb
         notes: String::new(),
     };
     assert_eq!(
-        invalid_fields(programme::record_meeting(&history, &meeting("stranger", 1))),
+        invalid_fields(programme::record_meeting(
+            &programme_of(&history),
+            &meeting("stranger", 1)
+        )),
         vec!["attending_member_ids[0]"]
     );
     assert_eq!(
-        invalid_fields(programme::record_meeting(&history, &meeting("m-1", 3))),
+        invalid_fields(programme::record_meeting(
+            &programme_of(&history),
+            &meeting("m-1", 3)
+        )),
         vec!["compact_version_reviewed"]
     );
     assert_eq!(
-        programme::record_meeting(&history, &meeting("m-1", 2))
+        programme::record_meeting(&programme_of(&history), &meeting("m-1", 2))
             .unwrap_or_default()
             .len(),
         1

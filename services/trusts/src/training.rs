@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
-use ics_eventstore::{NewEvent, RecordedEvent};
+use ics_eventstore::{Fold, NewEvent, RecordedEvent};
 use ics_proto::EventName;
 use ics_proto::date::from_naive;
 use ics_proto::events::v1::{TrainingCohortRegistered, TrainingParticipationRecorded};
@@ -24,27 +24,36 @@ pub struct Cohort {
 }
 
 impl Cohort {
+    /// How the cohort's events fold into it: `None` until it exists.
+    pub fn folding() -> Fold<Option<Self>, ServiceError> {
+        Fold::new(None, Self::then)
+    }
+
+    /// Folds a whole history (see [`folding`](Self::folding)).
+    #[cfg(test)]
     pub fn fold(history: &[RecordedEvent]) -> Result<Option<Self>, ServiceError> {
-        let mut state: Option<Cohort> = None;
-        for event in history {
-            let event_type = event.event_type.as_str();
-            if event_type == TrainingCohortRegistered::EVENT_TYPE {
-                let registered: TrainingCohortRegistered = event.decode()?;
-                state = Some(Cohort {
-                    cohort_id: registered.cohort_id,
-                    programme_id: registered.programme_id,
-                    course: registered.course,
-                    name: registered.name,
-                    participation: BTreeMap::new(),
-                });
-            } else if event_type == TrainingParticipationRecorded::EVENT_TYPE
-                && let Some(cohort) = state.as_mut()
-            {
-                let recorded: TrainingParticipationRecorded = event.decode()?;
-                cohort
-                    .participation
-                    .insert(recorded.ods_code.clone(), recorded);
-            }
+        Self::folding().over(history)
+    }
+
+    /// The cohort after one more event of its stream.
+    fn then(mut state: Option<Self>, event: &RecordedEvent) -> Result<Option<Self>, ServiceError> {
+        let event_type = event.event_type.as_str();
+        if event_type == TrainingCohortRegistered::EVENT_TYPE {
+            let registered: TrainingCohortRegistered = event.decode()?;
+            state = Some(Cohort {
+                cohort_id: registered.cohort_id,
+                programme_id: registered.programme_id,
+                course: registered.course,
+                name: registered.name,
+                participation: BTreeMap::new(),
+            });
+        } else if event_type == TrainingParticipationRecorded::EVENT_TYPE
+            && let Some(cohort) = state.as_mut()
+        {
+            let recorded: TrainingParticipationRecorded = event.decode()?;
+            cohort
+                .participation
+                .insert(recorded.ods_code.clone(), recorded);
         }
         Ok(state)
     }
@@ -60,11 +69,11 @@ pub struct CohortDetails<'a> {
 }
 
 pub fn register(
-    history: &[RecordedEvent],
+    state: &Option<Cohort>,
     cohort_id: &str,
     details: &CohortDetails<'_>,
 ) -> Result<Vec<NewEvent>, ServiceError> {
-    if Cohort::fold(history)?.is_some() {
+    if state.is_some() {
         return Err(ServiceError::FailedPrecondition(format!(
             "training cohort {cohort_id} already exists"
         )));
@@ -83,10 +92,10 @@ pub fn register(
 }
 
 pub fn record_participation(
-    history: &[RecordedEvent],
+    state: &Option<Cohort>,
     participation: &TrainingParticipationRecorded,
 ) -> Result<Vec<NewEvent>, ServiceError> {
-    let Some(cohort) = Cohort::fold(history)? else {
+    let Some(cohort) = state else {
         return Err(ServiceError::NotFound {
             resource: format!("training cohort {}", participation.cohort_id),
         });

@@ -2,7 +2,7 @@
 //! every earlier definition stays readable beside the rationale for the change.
 
 use chrono::NaiveDate;
-use ics_eventstore::{NewEvent, RecordedEvent};
+use ics_eventstore::{Fold, NewEvent, RecordedEvent};
 use ics_proto::EventName;
 use ics_proto::date::{from_naive, to_naive};
 use ics_proto::events::v1::{
@@ -33,44 +33,53 @@ pub struct ValueStream {
 }
 
 impl ValueStream {
+    /// How the value stream's events fold into it: `None` until it exists.
+    pub fn folding() -> Fold<Option<Self>, ServiceError> {
+        Fold::new(None, Self::then)
+    }
+
+    /// Folds a whole history (see [`folding`](Self::folding)).
+    #[cfg(test)]
     pub fn fold(history: &[RecordedEvent]) -> Result<Option<Self>, ServiceError> {
-        let mut state: Option<ValueStream> = None;
-        for event in history {
-            let event_type = event.event_type.as_str();
-            if event_type == ValueStreamDefined::EVENT_TYPE {
-                let defined: ValueStreamDefined = event.decode()?;
-                state = Some(ValueStream {
-                    status: defined.status(),
-                    value_stream_id: defined.value_stream_id,
-                    ods_code: defined.ods_code,
-                    revisions: vec![Revision {
-                        revision: 1,
-                        definition: defined.definition.unwrap_or_default(),
-                        rationale: String::new(),
-                    }],
-                    closed_on: None,
-                    version: 0,
+        Self::folding().over(history)
+    }
+
+    /// The value stream after one more event of its stream.
+    fn then(mut state: Option<Self>, event: &RecordedEvent) -> Result<Option<Self>, ServiceError> {
+        let event_type = event.event_type.as_str();
+        if event_type == ValueStreamDefined::EVENT_TYPE {
+            let defined: ValueStreamDefined = event.decode()?;
+            state = Some(ValueStream {
+                status: defined.status(),
+                value_stream_id: defined.value_stream_id,
+                ods_code: defined.ods_code,
+                revisions: vec![Revision {
+                    revision: 1,
+                    definition: defined.definition.unwrap_or_default(),
+                    rationale: String::new(),
+                }],
+                closed_on: None,
+                version: 0,
+            });
+        } else if let Some(value_stream) = state.as_mut() {
+            if event_type == ValueStreamRevised::EVENT_TYPE {
+                let revised: ValueStreamRevised = event.decode()?;
+                value_stream.revisions.push(Revision {
+                    revision: revised.revision,
+                    definition: revised.definition.unwrap_or_default(),
+                    rationale: revised.rationale,
                 });
-            } else if let Some(value_stream) = state.as_mut() {
-                if event_type == ValueStreamRevised::EVENT_TYPE {
-                    let revised: ValueStreamRevised = event.decode()?;
-                    value_stream.revisions.push(Revision {
-                        revision: revised.revision,
-                        definition: revised.definition.unwrap_or_default(),
-                        rationale: revised.rationale,
-                    });
-                } else if event_type == ValueStreamStatusChanged::EVENT_TYPE {
-                    let changed: ValueStreamStatusChanged = event.decode()?;
-                    value_stream.status = changed.status();
-                } else if event_type == ValueStreamClosed::EVENT_TYPE {
-                    let closed: ValueStreamClosed = event.decode()?;
-                    value_stream.status = ValueStreamStatus::Closed;
-                    value_stream.closed_on = closed.closed_on.as_ref().and_then(to_naive);
-                }
+            } else if event_type == ValueStreamStatusChanged::EVENT_TYPE {
+                let changed: ValueStreamStatusChanged = event.decode()?;
+                value_stream.status = changed.status();
+            } else if event_type == ValueStreamClosed::EVENT_TYPE {
+                let closed: ValueStreamClosed = event.decode()?;
+                value_stream.status = ValueStreamStatus::Closed;
+                value_stream.closed_on = closed.closed_on.as_ref().and_then(to_naive);
             }
-            if let Some(value_stream) = state.as_mut() {
-                value_stream.version = event.stream_version;
-            }
+        }
+        if let Some(value_stream) = state.as_mut() {
+            value_stream.version = event.stream_version;
         }
         Ok(state)
     }
@@ -80,8 +89,11 @@ impl ValueStream {
     }
 }
 
-fn existing(history: &[RecordedEvent], value_stream_id: &str) -> Result<ValueStream, ServiceError> {
-    ValueStream::fold(history)?.ok_or_else(|| ServiceError::NotFound {
+fn existing<'a>(
+    state: &'a Option<ValueStream>,
+    value_stream_id: &str,
+) -> Result<&'a ValueStream, ServiceError> {
+    state.as_ref().ok_or_else(|| ServiceError::NotFound {
         resource: format!("value stream {value_stream_id}"),
     })
 }
@@ -97,13 +109,13 @@ fn refuse_if_closed(value_stream: &ValueStream) -> Result<(), ServiceError> {
 }
 
 pub fn define(
-    history: &[RecordedEvent],
+    state: &Option<ValueStream>,
     value_stream_id: &str,
     ods_code: &str,
     definition: &ValueStreamDefinition,
     status: ValueStreamStatus,
 ) -> Result<Vec<NewEvent>, ServiceError> {
-    if ValueStream::fold(history)?.is_some() {
+    if state.is_some() {
         return Err(ServiceError::FailedPrecondition(format!(
             "value stream {value_stream_id} already exists"
         )));
@@ -120,13 +132,13 @@ pub fn define(
 }
 
 pub fn revise(
-    history: &[RecordedEvent],
+    state: &Option<ValueStream>,
     value_stream_id: &str,
     definition: &ValueStreamDefinition,
     rationale: &str,
 ) -> Result<Vec<NewEvent>, ServiceError> {
-    let value_stream = existing(history, value_stream_id)?;
-    refuse_if_closed(&value_stream)?;
+    let value_stream = existing(state, value_stream_id)?;
+    refuse_if_closed(value_stream)?;
     if value_stream.current().map(|current| &current.definition) == Some(definition) {
         return Err(ServiceError::FailedPrecondition(
             "the revision changes nothing in the current definition".to_string(),
@@ -146,12 +158,12 @@ pub fn revise(
 }
 
 pub fn change_status(
-    history: &[RecordedEvent],
+    state: &Option<ValueStream>,
     value_stream_id: &str,
     status: ValueStreamStatus,
 ) -> Result<Vec<NewEvent>, ServiceError> {
-    let value_stream = existing(history, value_stream_id)?;
-    refuse_if_closed(&value_stream)?;
+    let value_stream = existing(state, value_stream_id)?;
+    refuse_if_closed(value_stream)?;
     if value_stream.status == status {
         return Ok(Vec::new());
     }
@@ -167,13 +179,13 @@ pub fn change_status(
 }
 
 pub fn close(
-    history: &[RecordedEvent],
+    state: &Option<ValueStream>,
     value_stream_id: &str,
     closed_on: NaiveDate,
     reason: &str,
 ) -> Result<Vec<NewEvent>, ServiceError> {
-    let value_stream = existing(history, value_stream_id)?;
-    refuse_if_closed(&value_stream)?;
+    let value_stream = existing(state, value_stream_id)?;
+    refuse_if_closed(value_stream)?;
     Ok(vec![NewEvent::encode(
         &value_stream.ods_code,
         &ValueStreamClosed {

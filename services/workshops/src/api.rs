@@ -1,7 +1,7 @@
 //! The workshops service's gRPC API: validation, authorisation, then a command on one workshop.
 
 use chrono::NaiveDate;
-use ics_eventstore::{EventStore, ExpectedVersion, NewEvent, RecordedEvent};
+use ics_eventstore::{EventStore, ExpectedVersion, NewEvent};
 use ics_proto::events::v1::{
     CommandResult, FollowUpCheckpoint, MetricKind, MetricUnit, MetricValue, TargetMetric,
     WorkshopChartered, WorkshopKind,
@@ -44,13 +44,12 @@ impl WorkshopsApi {
     }
 
     async fn workshop(&self, workshop_id: &str) -> Result<Workshop, ServiceError> {
-        let history = self
-            .store
-            .read_stream(&workshop::stream_id(workshop_id))
-            .await?;
-        Workshop::fold(&history)?.ok_or_else(|| ServiceError::NotFound {
-            resource: format!("workshop {workshop_id}"),
-        })
+        self.store
+            .load(&workshop::stream_id(workshop_id), Workshop::folding())
+            .await?
+            .ok_or_else(|| ServiceError::NotFound {
+                resource: format!("workshop {workshop_id}"),
+            })
     }
 
     /// Loads the workshop a command names and checks the caller may write for its trust.
@@ -71,10 +70,11 @@ impl WorkshopsApi {
         decide: F,
     ) -> Reply
     where
-        F: Fn(&[RecordedEvent]) -> Result<Vec<NewEvent>, ServiceError>,
+        F: Fn(&Option<Workshop>) -> Result<Vec<NewEvent>, ServiceError>,
     {
         let stream_id = workshop::stream_id(workshop_id);
-        command::execute(&self.store, command, &stream_id, expected, decide).await
+        let fold = Workshop::folding();
+        command::execute(&self.store, command, &stream_id, expected, fold, decide).await
     }
 }
 
@@ -226,7 +226,7 @@ impl WorkshopsService for WorkshopsApi {
             Command::new(&principal, body.options.as_ref(), "CharterWorkshop", &body),
             &workshop_id,
             Some(ExpectedVersion::NoStream),
-            |history| workshop::charter(history, &chartered),
+            |state| workshop::charter(state, &chartered),
         )
         .await
     }
@@ -255,9 +255,9 @@ impl WorkshopsService for WorkshopsApi {
             Command::new(&principal, body.options.as_ref(), "ScheduleWorkshop", &body),
             &body.workshop_id,
             None,
-            |history| {
+            |state| {
                 workshop::schedule(
-                    history,
+                    state,
                     &body.workshop_id,
                     starts_on,
                     ends_on,
@@ -298,9 +298,7 @@ impl WorkshopsService for WorkshopsApi {
             ),
             &body.workshop_id,
             None,
-            |history| {
-                workshop::record_held(history, &body.workshop_id, held, self.max_workshop_days)
-            },
+            |state| workshop::record_held(state, &body.workshop_id, held, self.max_workshop_days),
         )
         .await
     }
@@ -321,8 +319,8 @@ impl WorkshopsService for WorkshopsApi {
             Command::new(&principal, body.options.as_ref(), "DeliverReportOut", &body),
             &body.workshop_id,
             None,
-            |history| {
-                workshop::deliver_report_out(history, &body.workshop_id, delivered_on, &body.after)
+            |state| {
+                workshop::deliver_report_out(state, &body.workshop_id, delivered_on, &body.after)
             },
         )
         .await
@@ -346,9 +344,9 @@ impl WorkshopsService for WorkshopsApi {
             Command::new(&principal, body.options.as_ref(), "RecordFollowUp", &body),
             &body.workshop_id,
             None,
-            |history| {
+            |state| {
                 workshop::record_follow_up(
-                    history,
+                    state,
                     &body.workshop_id,
                     checkpoint,
                     measured_on,
@@ -381,7 +379,7 @@ impl WorkshopsService for WorkshopsApi {
             Command::new(&principal, body.options.as_ref(), "CancelWorkshop", &body),
             &body.workshop_id,
             None,
-            |history| workshop::cancel(history, &body.workshop_id, cancelled_on, &body.reason),
+            |state| workshop::cancel(state, &body.workshop_id, cancelled_on, &body.reason),
         )
         .await
     }
@@ -401,7 +399,7 @@ impl WorkshopsService for WorkshopsApi {
             Command::new(&principal, body.options.as_ref(), "CloseWorkshop", &body),
             &body.workshop_id,
             None,
-            |history| workshop::close(history, &body.workshop_id, closed_on),
+            |state| workshop::close(state, &body.workshop_id, closed_on),
         )
         .await
     }

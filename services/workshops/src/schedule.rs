@@ -24,7 +24,7 @@ use ics_service_kit::error::ServiceError;
 use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 
-use crate::workshop::{self, CHECKPOINTS};
+use crate::workshop::{self, CHECKPOINTS, Workshop};
 
 pub const FOLLOW_UPS: &str = "follow_ups";
 
@@ -221,7 +221,8 @@ pub async fn record_missed_follow_ups(
                 request_id.as_bytes(),
                 &workshop::stream_id(&workshop_id),
                 ExpectedVersion::Any,
-                |history| workshop::mark_missed(history, &workshop_id, checkpoint, now, grace_days),
+                Workshop::folding(),
+                |state| workshop::mark_missed(state, &workshop_id, checkpoint, now, grace_days),
             )
             .await?;
         if !outcome.replayed && !outcome.event_ids.is_empty() {

@@ -28,6 +28,11 @@ fn then(
     }
 }
 
+/// The state a command on `history` decides on.
+fn folded(history: &[RecordedEvent]) -> Option<Workshop> {
+    Workshop::fold(history).unwrap_or_else(|error| panic!("workshop folds: {error}"))
+}
+
 fn fold(history: &[RecordedEvent]) -> Workshop {
     Workshop::fold(history)
         .ok()
@@ -77,7 +82,7 @@ fn chartered() -> Vec<RecordedEvent> {
     then(
         Vec::new(),
         workshop::charter(
-            &[],
+            &None,
             &WorkshopChartered {
                 workshop_id: ID.into(),
                 ods_code: "RTP".into(),
@@ -114,7 +119,7 @@ fn reported_out() -> Vec<RecordedEvent> {
     let history = then(
         history.clone(),
         workshop::schedule(
-            &history,
+            &folded(&history),
             ID,
             day(2017, 3, 6),
             day(2017, 3, 10),
@@ -124,11 +129,11 @@ fn reported_out() -> Vec<RecordedEvent> {
     );
     let history = then(
         history.clone(),
-        workshop::record_held(&history, ID, None, MAX_DAYS),
+        workshop::record_held(&folded(&history), ID, None, MAX_DAYS),
     );
     then(
         history.clone(),
-        workshop::deliver_report_out(&history, ID, day(2017, 3, 10), &values(18.0, 5.0)),
+        workshop::deliver_report_out(&folded(&history), ID, day(2017, 3, 10), &values(18.0, 5.0)),
     )
 }
 
@@ -144,21 +149,32 @@ fn the_lifecycle_runs_from_charter_to_close() {
     ] {
         history = then(
             history.clone(),
-            workshop::record_follow_up(&history, ID, checkpoint, measured_on, &values(19.0, 3.5)),
+            workshop::record_follow_up(
+                &folded(&history),
+                ID,
+                checkpoint,
+                measured_on,
+                &values(19.0, 3.5),
+            ),
         );
     }
     let history = then(
         history.clone(),
-        workshop::close(&history, ID, day(2018, 3, 20)),
+        workshop::close(&folded(&history), ID, day(2018, 3, 20)),
     );
     let workshop = fold(&history);
     assert_eq!(workshop.status, Status::Closed);
     assert_eq!(workshop.held_to, Some(day(2017, 3, 10)));
     assert_eq!(workshop.follow_ups.len(), 4);
     // Closed is final.
-    precondition_failed(workshop::cancel(&history, ID, day(2018, 4, 1), "late"));
+    precondition_failed(workshop::cancel(
+        &folded(&history),
+        ID,
+        day(2018, 4, 1),
+        "late",
+    ));
     precondition_failed(workshop::schedule(
-        &history,
+        &folded(&history),
         ID,
         day(2018, 5, 1),
         day(2018, 5, 3),
@@ -171,26 +187,26 @@ fn the_lifecycle_runs_from_charter_to_close() {
 fn illegal_transitions_are_refused() {
     let history = chartered();
     // Not scheduled yet: cannot be held, reported out or followed up.
-    precondition_failed(workshop::record_held(&history, ID, None, MAX_DAYS));
+    precondition_failed(workshop::record_held(&folded(&history), ID, None, MAX_DAYS));
     precondition_failed(workshop::deliver_report_out(
-        &history,
+        &folded(&history),
         ID,
         day(2017, 3, 10),
         &values(1.0, 1.0),
     ));
     let message = precondition_failed(workshop::record_follow_up(
-        &history,
+        &folded(&history),
         ID,
         FollowUpCheckpoint::Day30,
         day(2017, 4, 10),
         &values(1.0, 1.0),
     ));
     assert!(message.contains("follow-ups come after"), "{message}");
-    precondition_failed(workshop::close(&history, ID, day(2017, 4, 1)));
+    precondition_failed(workshop::close(&folded(&history), ID, day(2017, 4, 1)));
     // After the report-out it can no longer be cancelled, and a follow-up is recorded once.
     let history = reported_out();
     precondition_failed(workshop::cancel(
-        &history,
+        &folded(&history),
         ID,
         day(2017, 3, 11),
         "changed our minds",
@@ -198,7 +214,7 @@ fn illegal_transitions_are_refused() {
     let history = then(
         history.clone(),
         workshop::record_follow_up(
-            &history,
+            &folded(&history),
             ID,
             FollowUpCheckpoint::Day30,
             day(2017, 4, 10),
@@ -206,14 +222,14 @@ fn illegal_transitions_are_refused() {
         ),
     );
     precondition_failed(workshop::record_follow_up(
-        &history,
+        &folded(&history),
         ID,
         FollowUpCheckpoint::Day30,
         day(2017, 4, 11),
         &values(19.0, 3.5),
     ));
     // Closing waits for every follow-up.
-    let message = precondition_failed(workshop::close(&history, ID, day(2017, 5, 1)));
+    let message = precondition_failed(workshop::close(&folded(&history), ID, day(2017, 5, 1)));
     assert!(message.contains("60-day, 90-day, 365-day"), "{message}");
 }
 
@@ -222,7 +238,7 @@ fn a_workshop_longer_than_the_maximum_needs_an_override() {
     let history = chartered();
     assert_eq!(
         invalid_fields(workshop::schedule(
-            &history,
+            &folded(&history),
             ID,
             day(2017, 3, 6),
             day(2017, 3, 13),
@@ -234,7 +250,7 @@ fn a_workshop_longer_than_the_maximum_needs_an_override() {
     let history = then(
         history.clone(),
         workshop::schedule(
-            &history,
+            &folded(&history),
             ID,
             day(2017, 3, 6),
             day(2017, 3, 13),
@@ -245,7 +261,7 @@ fn a_workshop_longer_than_the_maximum_needs_an_override() {
     // The override carries over to recording the days held.
     let history = then(
         history.clone(),
-        workshop::record_held(&history, ID, None, MAX_DAYS),
+        workshop::record_held(&folded(&history), ID, None, MAX_DAYS),
     );
     assert_eq!(fold(&history).held_to, Some(day(2017, 3, 13)));
 }
@@ -255,7 +271,7 @@ fn dates_out_of_order_are_refused() {
     let history = chartered();
     assert_eq!(
         invalid_fields(workshop::schedule(
-            &history,
+            &folded(&history),
             ID,
             day(2017, 3, 10),
             day(2017, 3, 6),
@@ -267,7 +283,7 @@ fn dates_out_of_order_are_refused() {
     // Before preparation began.
     assert_eq!(
         invalid_fields(workshop::schedule(
-            &history,
+            &folded(&history),
             ID,
             day(2016, 12, 1),
             day(2016, 12, 2),
@@ -279,7 +295,7 @@ fn dates_out_of_order_are_refused() {
     let history = reported_out();
     assert_eq!(
         invalid_fields(workshop::record_follow_up(
-            &history,
+            &folded(&history),
             ID,
             FollowUpCheckpoint::Day30,
             day(2017, 3, 9),
@@ -295,7 +311,7 @@ fn report_out_values_must_match_the_target_sheet() {
     let history = then(
         history.clone(),
         workshop::schedule(
-            &history,
+            &folded(&history),
             ID,
             day(2017, 3, 6),
             day(2017, 3, 10),
@@ -305,7 +321,7 @@ fn report_out_values_must_match_the_target_sheet() {
     );
     let history = then(
         history.clone(),
-        workshop::record_held(&history, ID, None, MAX_DAYS),
+        workshop::record_held(&folded(&history), ID, None, MAX_DAYS),
     );
     let missing_rate = vec![MetricValue {
         metric_id: "time".into(),
@@ -313,7 +329,7 @@ fn report_out_values_must_match_the_target_sheet() {
     }];
     assert_eq!(
         invalid_fields(workshop::deliver_report_out(
-            &history,
+            &folded(&history),
             ID,
             day(2017, 3, 10),
             &missing_rate,
@@ -327,7 +343,7 @@ fn report_out_values_must_match_the_target_sheet() {
     });
     assert_eq!(
         invalid_fields(workshop::deliver_report_out(
-            &history,
+            &folded(&history),
             ID,
             day(2017, 3, 10),
             &unknown
@@ -337,7 +353,7 @@ fn report_out_values_must_match_the_target_sheet() {
     // An error rate is a percentage; nothing is negative or infinite.
     assert_eq!(
         invalid_fields(workshop::deliver_report_out(
-            &history,
+            &folded(&history),
             ID,
             day(2017, 3, 10),
             &values(-1.0, 120.0),
@@ -346,7 +362,7 @@ fn report_out_values_must_match_the_target_sheet() {
     );
     assert_eq!(
         invalid_fields(workshop::deliver_report_out(
-            &history,
+            &folded(&history),
             ID,
             day(2017, 3, 10),
             &values(f64::INFINITY, f64::NAN),
@@ -417,14 +433,20 @@ fn a_follow_up_is_missed_only_after_its_due_date_and_only_once() {
     // Held until 10 March 2017: the 30-day follow-up is due on 9 April.
     let due = day(2017, 4, 9);
     assert!(
-        workshop::mark_missed(&history, ID, FollowUpCheckpoint::Day30, noon(due), 0)
-            .unwrap_or_default()
-            .is_empty()
+        workshop::mark_missed(
+            &folded(&history),
+            ID,
+            FollowUpCheckpoint::Day30,
+            noon(due),
+            0
+        )
+        .unwrap_or_default()
+        .is_empty()
     );
     let history = then(
         history.clone(),
         workshop::mark_missed(
-            &history,
+            &folded(&history),
             ID,
             FollowUpCheckpoint::Day30,
             noon(day(2017, 4, 10)),
@@ -439,7 +461,7 @@ fn a_follow_up_is_missed_only_after_its_due_date_and_only_once() {
     );
     assert!(
         workshop::mark_missed(
-            &history,
+            &folded(&history),
             ID,
             FollowUpCheckpoint::Day30,
             noon(day(2017, 5, 1)),
@@ -450,7 +472,7 @@ fn a_follow_up_is_missed_only_after_its_due_date_and_only_once() {
     );
     // A recorded follow-up is never marked missed; a missed one is not recorded late.
     precondition_failed(workshop::record_follow_up(
-        &history,
+        &folded(&history),
         ID,
         FollowUpCheckpoint::Day30,
         day(2017, 4, 20),
@@ -459,7 +481,7 @@ fn a_follow_up_is_missed_only_after_its_due_date_and_only_once() {
     let history = then(
         history.clone(),
         workshop::record_follow_up(
-            &history,
+            &folded(&history),
             ID,
             FollowUpCheckpoint::Day60,
             day(2017, 5, 9),
@@ -468,7 +490,7 @@ fn a_follow_up_is_missed_only_after_its_due_date_and_only_once() {
     );
     assert!(
         workshop::mark_missed(
-            &history,
+            &folded(&history),
             ID,
             FollowUpCheckpoint::Day60,
             noon(day(2018, 1, 1)),
@@ -494,15 +516,27 @@ fn a_back_loaded_workshop_gets_the_grace_period_from_when_it_was_loaded() {
     let history = recorded_on_at(reported_out(), loaded);
     let within_grace = loaded + chrono::Days::new(7) - chrono::Duration::seconds(1);
     assert!(
-        workshop::mark_missed(&history, ID, FollowUpCheckpoint::Day30, within_grace, 7)
-            .unwrap_or_default()
-            .is_empty()
+        workshop::mark_missed(
+            &folded(&history),
+            ID,
+            FollowUpCheckpoint::Day30,
+            within_grace,
+            7
+        )
+        .unwrap_or_default()
+        .is_empty()
     );
     let after_grace = loaded + chrono::Days::new(7);
     assert_eq!(
-        workshop::mark_missed(&history, ID, FollowUpCheckpoint::Day30, after_grace, 7)
-            .unwrap_or_default()
-            .len(),
+        workshop::mark_missed(
+            &folded(&history),
+            ID,
+            FollowUpCheckpoint::Day30,
+            after_grace,
+            7
+        )
+        .unwrap_or_default()
+        .len(),
         1
     );
     // Recorded as it happened, the grace counts from the due date.

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Days, NaiveDate, Utc};
-use ics_eventstore::{NewEvent, RecordedEvent};
+use ics_eventstore::{Fold, NewEvent, RecordedEvent};
 use ics_proto::EventName;
 use ics_proto::date::{from_naive, to_naive};
 use ics_proto::events::v1::{
@@ -90,32 +90,48 @@ pub struct Workshop {
     pub held_to: Option<NaiveDate>,
     pub after: Vec<MetricValue>,
     pub follow_ups: BTreeMap<i32, FollowUp>,
+    /// Whether any scheduling gave a reason to run longer than the longest workshop: days
+    /// held longer than scheduled keep it.
+    pub scheduled_with_override: bool,
+    /// When the report-out was recorded (not the day it was delivered): follow-ups are not
+    /// declared missed until the grace has passed since.
+    pub reported_at: Option<DateTime<Utc>>,
     pub version: u64,
 }
 
 impl Workshop {
+    /// How the workshop's events fold into it: `None` until it exists.
+    pub fn folding() -> Fold<Option<Self>, ServiceError> {
+        Fold::new(None, Self::then)
+    }
+
+    /// Folds a whole history (see [`folding`](Self::folding)).
     pub fn fold(history: &[RecordedEvent]) -> Result<Option<Self>, ServiceError> {
-        let mut state: Option<Workshop> = None;
-        for event in history {
-            let event_type = event.event_type.as_str();
-            if event_type == WorkshopChartered::EVENT_TYPE {
-                state = Some(Workshop {
-                    chartered: event.decode()?,
-                    status: Status::Chartered,
-                    starts_on: None,
-                    ends_on: None,
-                    held_from: None,
-                    held_to: None,
-                    after: Vec::new(),
-                    follow_ups: BTreeMap::new(),
-                    version: 0,
-                });
-            } else if let Some(workshop) = state.as_mut() {
-                workshop.apply(event)?;
-            }
-            if let Some(workshop) = state.as_mut() {
-                workshop.version = event.stream_version;
-            }
+        Self::folding().over(history)
+    }
+
+    /// The workshop after one more event of its stream.
+    fn then(mut state: Option<Self>, event: &RecordedEvent) -> Result<Option<Self>, ServiceError> {
+        let event_type = event.event_type.as_str();
+        if event_type == WorkshopChartered::EVENT_TYPE {
+            state = Some(Workshop {
+                chartered: event.decode()?,
+                status: Status::Chartered,
+                starts_on: None,
+                ends_on: None,
+                held_from: None,
+                held_to: None,
+                after: Vec::new(),
+                follow_ups: BTreeMap::new(),
+                scheduled_with_override: false,
+                reported_at: None,
+                version: 0,
+            });
+        } else if let Some(workshop) = state.as_mut() {
+            workshop.apply(event)?;
+        }
+        if let Some(workshop) = state.as_mut() {
+            workshop.version = event.stream_version;
         }
         Ok(state)
     }
@@ -127,6 +143,7 @@ impl Workshop {
             self.status = Status::Scheduled;
             self.starts_on = scheduled.starts_on.as_ref().and_then(to_naive);
             self.ends_on = scheduled.ends_on.as_ref().and_then(to_naive);
+            self.scheduled_with_override |= !scheduled.duration_override_reason.is_empty();
         } else if event_type == WorkshopHeld::EVENT_TYPE {
             let held: WorkshopHeld = event.decode()?;
             self.status = Status::Held;
@@ -136,6 +153,7 @@ impl Workshop {
             let delivered: ReportOutDelivered = event.decode()?;
             self.status = Status::ReportedOut;
             self.after = delivered.after;
+            self.reported_at.get_or_insert(event.recorded_at);
         } else if event_type == FollowUpRecorded::EVENT_TYPE {
             let recorded: FollowUpRecorded = event.decode()?;
             if let Some(measured_on) = recorded.measured_on.as_ref().and_then(to_naive) {
@@ -267,8 +285,11 @@ pub fn unit_fits(kind: MetricKind, unit: MetricUnit) -> bool {
     }
 }
 
-fn existing(history: &[RecordedEvent], workshop_id: &str) -> Result<Workshop, ServiceError> {
-    Workshop::fold(history)?.ok_or_else(|| ServiceError::NotFound {
+fn existing<'a>(
+    state: &'a Option<Workshop>,
+    workshop_id: &str,
+) -> Result<&'a Workshop, ServiceError> {
+    state.as_ref().ok_or_else(|| ServiceError::NotFound {
         resource: format!("workshop {workshop_id}"),
     })
 }
@@ -278,10 +299,10 @@ fn inclusive_days(from: NaiveDate, to: NaiveDate) -> i64 {
 }
 
 pub fn charter(
-    history: &[RecordedEvent],
+    state: &Option<Workshop>,
     chartered: &WorkshopChartered,
 ) -> Result<Vec<NewEvent>, ServiceError> {
-    if Workshop::fold(history)?.is_some() {
+    if state.is_some() {
         return Err(ServiceError::FailedPrecondition(format!(
             "workshop {} already exists",
             chartered.workshop_id
@@ -333,18 +354,18 @@ fn check_days(
 }
 
 pub fn schedule(
-    history: &[RecordedEvent],
+    state: &Option<Workshop>,
     workshop_id: &str,
     starts_on: NaiveDate,
     ends_on: NaiveDate,
     max_days: u32,
     override_reason: &str,
 ) -> Result<Vec<NewEvent>, ServiceError> {
-    let workshop = existing(history, workshop_id)?;
+    let workshop = existing(state, workshop_id)?;
     // Rescheduling is allowed until the workshop has been held.
     workshop.refuse_unless(&[Status::Chartered, Status::Scheduled], "scheduled")?;
     check_days(
-        &workshop,
+        workshop,
         ("starts_on", "ends_on"),
         starts_on,
         ends_on,
@@ -364,12 +385,12 @@ pub fn schedule(
 }
 
 pub fn record_held(
-    history: &[RecordedEvent],
+    state: &Option<Workshop>,
     workshop_id: &str,
     held: Option<(NaiveDate, NaiveDate)>,
     max_days: u32,
 ) -> Result<Vec<NewEvent>, ServiceError> {
-    let workshop = existing(history, workshop_id)?;
+    let workshop = existing(state, workshop_id)?;
     workshop.refuse_unless(&[Status::Scheduled], "recorded as held")?;
     let (from, to) = match (held, workshop.starts_on, workshop.ends_on) {
         (Some(days), _, _) => days,
@@ -387,18 +408,13 @@ pub fn record_held(
         ));
     }
     // Days that ran longer than scheduled keep the override given when scheduling.
-    let override_reason = if history.iter().rev().any(|event| {
-        event.event_type == WorkshopScheduled::EVENT_TYPE
-            && event
-                .decode::<WorkshopScheduled>()
-                .is_ok_and(|scheduled| !scheduled.duration_override_reason.is_empty())
-    }) {
+    let override_reason = if workshop.scheduled_with_override {
         "scheduled with an override"
     } else {
         ""
     };
     check_days(
-        &workshop,
+        workshop,
         ("held_from", "held_to"),
         from,
         to,
@@ -417,12 +433,12 @@ pub fn record_held(
 }
 
 pub fn deliver_report_out(
-    history: &[RecordedEvent],
+    state: &Option<Workshop>,
     workshop_id: &str,
     delivered_on: NaiveDate,
     after: &[MetricValue],
 ) -> Result<Vec<NewEvent>, ServiceError> {
-    let workshop = existing(history, workshop_id)?;
+    let workshop = existing(state, workshop_id)?;
     workshop.refuse_unless(&[Status::Held], "reported out")?;
     if let Some(held_to) = workshop.held_to
         && delivered_on < held_to
@@ -464,13 +480,13 @@ fn refuse_follow_up_taken(
 }
 
 pub fn record_follow_up(
-    history: &[RecordedEvent],
+    state: &Option<Workshop>,
     workshop_id: &str,
     checkpoint: FollowUpCheckpoint,
     measured_on: NaiveDate,
     values: &[MetricValue],
 ) -> Result<Vec<NewEvent>, ServiceError> {
-    let workshop = existing(history, workshop_id)?;
+    let workshop = existing(state, workshop_id)?;
     if matches!(
         workshop.status,
         Status::Chartered | Status::Scheduled | Status::Held
@@ -481,7 +497,7 @@ pub fn record_follow_up(
         )));
     }
     workshop.refuse_unless(&[Status::ReportedOut], "followed up")?;
-    refuse_follow_up_taken(&workshop, checkpoint)?;
+    refuse_follow_up_taken(workshop, checkpoint)?;
     if let Some(held_to) = workshop.held_to
         && measured_on <= held_to
     {
@@ -506,13 +522,13 @@ pub fn record_follow_up(
 /// Records a follow-up as missed once it is overdue (see [`overdue`]); otherwise decides
 /// nothing. Safe to ask again and again.
 pub fn mark_missed(
-    history: &[RecordedEvent],
+    state: &Option<Workshop>,
     workshop_id: &str,
     checkpoint: FollowUpCheckpoint,
     now: DateTime<Utc>,
     grace_days: u32,
 ) -> Result<Vec<NewEvent>, ServiceError> {
-    let workshop = existing(history, workshop_id)?;
+    let workshop = existing(state, workshop_id)?;
     let (Status::ReportedOut, Some(held_to)) = (workshop.status, workshop.held_to) else {
         return Ok(Vec::new());
     };
@@ -520,10 +536,7 @@ pub fn mark_missed(
         return Ok(Vec::new());
     }
     let due = due_on(held_to, checkpoint);
-    let reported_at = history
-        .iter()
-        .find(|event| event.event_type == ReportOutDelivered::EVENT_TYPE)
-        .map_or(now, |event| event.recorded_at);
+    let reported_at = workshop.reported_at.unwrap_or(now);
     if !overdue(due, reported_at, now, grace_days) {
         return Ok(Vec::new());
     }
@@ -558,12 +571,12 @@ pub fn overdue(
 }
 
 pub fn cancel(
-    history: &[RecordedEvent],
+    state: &Option<Workshop>,
     workshop_id: &str,
     cancelled_on: NaiveDate,
     reason: &str,
 ) -> Result<Vec<NewEvent>, ServiceError> {
-    let workshop = existing(history, workshop_id)?;
+    let workshop = existing(state, workshop_id)?;
     workshop.refuse_unless(
         &[Status::Chartered, Status::Scheduled, Status::Held],
         "cancelled",
@@ -581,11 +594,11 @@ pub fn cancel(
 
 /// Closes a workshop once every follow-up is recorded or missed.
 pub fn close(
-    history: &[RecordedEvent],
+    state: &Option<Workshop>,
     workshop_id: &str,
     closed_on: NaiveDate,
 ) -> Result<Vec<NewEvent>, ServiceError> {
-    let workshop = existing(history, workshop_id)?;
+    let workshop = existing(state, workshop_id)?;
     workshop.refuse_unless(&[Status::ReportedOut], "closed")?;
     let outstanding: Vec<String> = CHECKPOINTS
         .iter()

@@ -7,9 +7,7 @@ use std::time::Duration;
 
 use chrono::NaiveDate;
 use ics_eventstore::relay::{Relay, RelayConfig};
-use ics_eventstore::{
-    CommandContext, EventStore, ExpectedVersion, NewEvent, RecordedEvent, migrate,
-};
+use ics_eventstore::{CommandContext, EventStore, ExpectedVersion, NewEvent, migrate};
 use ics_projection::{Projection, ProjectionRunner, RunnerConfig};
 use ics_proto::EventName;
 use ics_proto::date::from_naive;
@@ -21,8 +19,9 @@ use ics_proto::events::v1::{
 use ics_references::{REFERENCES, ReferencesProjection, check_charter};
 use ics_service_kit::ServiceError;
 use ics_testing::{TestDatabase, unique_token};
+use ics_workshops::MIGRATIONS;
 use ics_workshops::schedule::{FixedClock, FollowUpProjection, record_missed_follow_ups};
-use ics_workshops::{MIGRATIONS, workshop};
+use ics_workshops::workshop::{self, Workshop};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -86,7 +85,7 @@ impl Fixture {
 
     async fn append(&self, store: &EventStore, stream_id: &str, events: Vec<NewEvent>) {
         store
-            .execute(
+            .execute_on_history(
                 &CommandContext {
                     request_id: unique_token(),
                     principal: "test".into(),
@@ -106,7 +105,7 @@ impl Fixture {
     async fn decide(
         &self,
         workshop_id: &str,
-        decide: impl Fn(&[RecordedEvent]) -> Result<Vec<NewEvent>, ServiceError>,
+        decide: impl Fn(&Option<Workshop>) -> Result<Vec<NewEvent>, ServiceError>,
     ) {
         self.workshops
             .execute(
@@ -119,6 +118,7 @@ impl Fixture {
                 b"",
                 &workshop::stream_id(workshop_id),
                 ExpectedVersion::Any,
+                Workshop::folding(),
                 decide,
             )
             .await
@@ -285,23 +285,21 @@ async fn a_missed_follow_up_is_recorded_exactly_once_by_two_schedulers() {
         value: 18.0,
     }];
     fixture
-        .decide(&workshop_id, |history| {
-            workshop::charter(history, &chartered)
+        .decide(&workshop_id, |state| workshop::charter(state, &chartered))
+        .await;
+    fixture
+        .decide(&workshop_id, |state| {
+            workshop::schedule(state, &workshop_id, held_from, held_to, 5, "")
         })
         .await;
     fixture
-        .decide(&workshop_id, |history| {
-            workshop::schedule(history, &workshop_id, held_from, held_to, 5, "")
+        .decide(&workshop_id, |state| {
+            workshop::record_held(state, &workshop_id, None, 5)
         })
         .await;
     fixture
-        .decide(&workshop_id, |history| {
-            workshop::record_held(history, &workshop_id, None, 5)
-        })
-        .await;
-    fixture
-        .decide(&workshop_id, |history| {
-            workshop::deliver_report_out(history, &workshop_id, held_to, &after)
+        .decide(&workshop_id, |state| {
+            workshop::deliver_report_out(state, &workshop_id, held_to, &after)
         })
         .await;
     fixture.publish_everything().await;
