@@ -22,7 +22,7 @@ pub mod subject;
 
 pub use error::StoreError;
 pub use migrate::migrate;
-pub use state_cache::{DEFAULT_STATE_CACHE_STREAMS, Fold};
+pub use state_cache::{DEFAULT_STATE_BYTES, DEFAULT_STATE_CACHE_BYTES, Fold};
 pub use store::read_stream_through;
 pub use store::{
     CommandContext, CommandOutcome, EventStore, ExpectedVersion, LogCursor, NewEvent,

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::StoreError;
 use crate::group_commit::{GroupCommit, PendingAppend};
-use crate::state_cache::{DEFAULT_STATE_CACHE_STREAMS, Fold, Held, StateCache};
+use crate::state_cache::{DEFAULT_STATE_CACHE_BYTES, Fold, Held, StateCache};
 use crate::stream_turns::StreamTurns;
 
 /// How many times a command with [`ExpectedVersion::Any`] is re-decided after losing a race.
@@ -396,22 +396,22 @@ impl EventStore {
         EventStore {
             pool,
             service: service.to_string(),
-            states: Arc::new(StateCache::new(DEFAULT_STATE_CACHE_STREAMS)),
+            states: Arc::new(StateCache::new(DEFAULT_STATE_CACHE_BYTES)),
             appended: Arc::new(AppendSignal::default()),
             group_commit: Arc::new(OnceLock::new()),
             turns: Arc::new(StreamTurns::default()),
         }
     }
 
-    /// Keeps the folded states of at most `streams` recently commanded streams in memory
-    /// (0: none).
-    pub fn with_state_cache(mut self, streams: usize) -> Self {
-        self.states = Arc::new(StateCache::new(streams));
+    /// Keeps the folded states of recently commanded streams in memory, up to `bytes` as their
+    /// folds weigh them (0: none).
+    pub fn with_state_cache(mut self, bytes: usize) -> Self {
+        self.states = Arc::new(StateCache::new(bytes));
         self
     }
 
-    /// The most streams whose folded states this store keeps in memory.
-    pub fn state_cache_streams(&self) -> usize {
+    /// The most bytes of folded states this store keeps in memory.
+    pub fn state_cache_bytes(&self) -> usize {
         self.states.budget()
     }
 
@@ -641,15 +641,15 @@ impl EventStore {
             .read_for_command(&mut connection, None, stream_id, held, &fold)
             .await?
         {
-            ReadForCommand::State(loaded) => loaded,
+            ReadForCommand::State(loaded) => loaded.settled(&fold)?,
             ReadForCommand::Recorded(_) => {
                 return Err(E::from(StoreError::Corrupt {
                     what: format!("a recorded request answered a read of {stream_id}"),
                 }));
             }
         };
-        let state = loaded.state.clone();
-        self.states.put(stream_id, loaded);
+        let state = loaded.state().clone();
+        self.states.put(stream_id, loaded, &fold);
         Ok(state)
     }
 
@@ -695,12 +695,11 @@ impl EventStore {
                 .decide_and_append(request, expected, fold, decide, state)
                 .await?
             {
-                (Decided::Committed(outcome), Some(state)) => {
-                    self.states.put(stream_id, state);
+                (Decided::Committed(outcome), state) => {
+                    self.states.put(stream_id, state, fold);
                     return Ok(outcome);
                 }
-                (Decided::Committed(outcome), None) => return Ok(outcome),
-                (_, state) => held = state,
+                (_, state) => held = Some(state),
             }
         }
 
@@ -723,11 +722,9 @@ impl EventStore {
         let (decided, state) = self
             .decide_and_append(request, expected, fold, decide, state)
             .await?;
-        // Whatever the outcome, the state read stays true: keep it, folded on with what this
-        // command appended, for the next command.
-        if let Some(state) = state {
-            self.states.put(stream_id, state);
-        }
+        // Whatever the outcome, the state read stays true: keep it, with what this command
+        // appended, for the next command.
+        self.states.put(stream_id, state, fold);
         match decided {
             Decided::Committed(outcome) => Ok(outcome),
             Decided::Conflict { current_version } => {
@@ -741,9 +738,9 @@ impl EventStore {
         }
     }
 
-    /// Checks the expected version against `state`, decides on it and appends what was
-    /// decided. Gives back the state, folded on with the appended events as stored on commit;
-    /// `None` if they would not fold (the state is then folded again from the stream).
+    /// Checks the expected version against `state`, decides on it (with every event it holds
+    /// folded in) and appends what was decided. Gives back the state, holding the appended
+    /// events as stored on commit, to be folded in when the stream is next decided on.
     async fn decide_and_append<S, E, F>(
         &self,
         request: &Request<'_>,
@@ -751,18 +748,19 @@ impl EventStore {
         fold: &Fold<S, E>,
         decide: &F,
         state: Held<S>,
-    ) -> Result<(Decided<E>, Option<Held<S>>), AttemptError<E>>
+    ) -> Result<(Decided<E>, Held<S>), AttemptError<E>>
     where
         E: From<StoreError>,
         F: Fn(&S) -> Result<Vec<NewEvent>, E>,
     {
         let current_version = state.version;
         if !expected.admits(current_version) {
-            return Ok((Decided::Conflict { current_version }, Some(state)));
+            return Ok((Decided::Conflict { current_version }, state));
         }
-        let new_events = match decide(&state.state) {
+        let state = state.settled(fold).map_err(AttemptError::Failed)?;
+        let new_events = match decide(state.state()) {
             Ok(new_events) => new_events,
-            Err(error) => return Ok((Decided::Refused(error), Some(state))),
+            Err(error) => return Ok((Decided::Refused(error), state)),
         };
         Ok(
             match self
@@ -770,13 +768,9 @@ impl EventStore {
                 .await?
             {
                 Append::Committed { outcome, events } => {
-                    let mut state = Some(state);
-                    for event in &events {
-                        state = state.and_then(|state| state.fold_in(fold, event).ok());
-                    }
-                    (Decided::Committed(outcome), state)
+                    (Decided::Committed(outcome), state.appended(events))
                 }
-                Append::HeadMoved => (Decided::HeadMoved, Some(state)),
+                Append::HeadMoved => (Decided::HeadMoved, state),
             },
         )
     }
@@ -786,7 +780,7 @@ impl EventStore {
     /// still `head_event_id` (the last the decision's state was folded from), and the request
     /// id is not recorded yet. It is written with the appends of concurrent commands, in one
     /// statement and one commit (see [`crate::group_commit`]). The events come back as stored,
-    /// to be folded into the stream's state.
+    /// to be kept with the stream's state.
     async fn append<E>(
         &self,
         request: &Request<'_>,

@@ -656,7 +656,7 @@ async fn append_seeing(
 /// with no cache at all give the same answers.
 #[tokio::test]
 async fn the_state_cache_follows_the_database_through_other_writers_and_restores() {
-    for cache in [ics_eventstore::DEFAULT_STATE_CACHE_STREAMS, 0] {
+    for cache in [ics_eventstore::DEFAULT_STATE_CACHE_BYTES, 0] {
         let database = TestDatabase::create().await;
         let ours = store(&database).await.with_state_cache(cache);
         let theirs = EventStore::new(database.pool("trusts").await, "trusts");
@@ -708,7 +708,7 @@ async fn the_state_cache_follows_the_database_through_other_writers_and_restores
 /// decided again on the stream as the database holds it. With no cache the same answers come.
 #[tokio::test]
 async fn a_state_folded_from_events_the_database_no_longer_holds_never_decides() {
-    for cache in [ics_eventstore::DEFAULT_STATE_CACHE_STREAMS, 0] {
+    for cache in [ics_eventstore::DEFAULT_STATE_CACHE_BYTES, 0] {
         let database = TestDatabase::create().await;
         let ours = store(&database).await.with_state_cache(cache);
         let theirs = EventStore::new(database.pool("trusts").await, "trusts");
@@ -745,10 +745,10 @@ fn counting(events: u64, _event: &ics_eventstore::RecordedEvent) -> Result<u64, 
 }
 
 /// Streams commanded in turn keep their states however long they grow: a command folds only
-/// the events it has not folded, here its own append, and reads nothing. (A cache of histories
+/// the events it has not folded, here the last command's append, and reads nothing. (A cache of histories
 /// of 100,000 events in all, which this replaced, held none of 120 streams of 1,000 events,
-/// and each command read and folded its stream whole.) Past the number of streams the cache
-/// keeps, a stream is folded whole again: the budget counts streams, not events.
+/// and each command read and folded its stream whole.) Past the states the cache keeps, a
+/// stream is folded whole again: the budget weighs states, not the events they were folded from.
 #[tokio::test]
 async fn commands_on_long_streams_in_turn_fold_only_their_new_events() {
     const STREAMS: usize = 120;
@@ -801,18 +801,19 @@ async fn commands_on_long_streams_in_turn_fold_only_their_new_events() {
     };
 
     let ours = EventStore::new(pool.clone(), "trusts");
-    // The first command on each stream folds it whole, then its own event.
-    assert_eq!(round(ours.clone(), 0).await, STREAMS * (EVENTS + 1));
+    // The first command on each stream folds it whole; its own event is folded in by the next.
+    assert_eq!(round(ours.clone(), 0).await, STREAMS * EVENTS);
     assert_eq!(
         round(ours.clone(), 1).await,
         STREAMS,
-        "only each command's own event"
+        "only the last command's event"
     );
     assert_eq!(round(ours, 2).await, STREAMS);
 
     // A cache of fewer streams than are commanded in turn keeps none of them when needed.
-    let small = EventStore::new(pool.clone(), "trusts").with_state_cache(STREAMS / 2);
-    assert_eq!(round(small, 3).await, STREAMS * (EVENTS + 3 + 1));
+    let small = EventStore::new(pool.clone(), "trusts")
+        .with_state_cache(STREAMS / 2 * ics_eventstore::DEFAULT_STATE_BYTES);
+    assert_eq!(round(small, 3).await, STREAMS * (EVENTS + 3));
     pool.close().await;
     database.drop_database().await;
 }

@@ -243,6 +243,15 @@ impl Series {
         self.points.is_empty()
     }
 
+    /// About how many bytes the series holds in memory: its points and marks, each with a
+    /// B-tree node's share (the observations' strings are short and not counted one by one).
+    pub fn approximate_bytes(&self) -> usize {
+        const NODE_SHARE: usize = 32;
+        std::mem::size_of::<Series>()
+            + self.points.len() * (std::mem::size_of::<(NaiveDate, SeriesPoint)>() + NODE_SHARE)
+            + self.marks.len() * (std::mem::size_of::<(NaiveDate, PartitionMark)>() + NODE_SHARE)
+    }
+
     pub fn point(&self, period_start: NaiveDate) -> Option<&SeriesPoint> {
         self.points.get(&period_start)
     }

@@ -29,7 +29,7 @@ pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 pub const DEFAULT_SUBJECT_PREFIX: &str = "ics";
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 25;
 pub const DEFAULT_SHUTDOWN_DRAIN_SECS: u64 = 1;
-pub const DEFAULT_STATE_CACHE_STREAMS: u64 = ics_eventstore::DEFAULT_STATE_CACHE_STREAMS as u64;
+pub const DEFAULT_STATE_CACHE_MB: u64 = (ics_eventstore::DEFAULT_STATE_CACHE_BYTES >> 20) as u64;
 pub const DEFAULT_DUPLICATE_WINDOW_SECS: u64 =
     ics_eventstore::relay::DEFAULT_DUPLICATE_WINDOW.as_secs();
 /// Connections one `icsd` process opens at most, pools and notification listeners together;
@@ -103,11 +103,11 @@ pub struct CommonConfig {
     #[arg(long, env = "ICS_STREAM_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
     pub stream_replicas: u8,
 
-    /// Streams whose folded states this process keeps in memory, to decide commands without
-    /// reading them (0 keeps none). A state is the aggregate as its commands see it, whatever
-    /// the length of its stream; a stream not held is read and folded whole.
-    #[arg(long, env = "ICS_STATE_CACHE_STREAMS", default_value_t = DEFAULT_STATE_CACHE_STREAMS, value_parser = clap::value_parser!(u64).range(0..=10_000_000))]
-    pub state_cache_streams: u64,
+    /// MiB of aggregates' folded states this process keeps in memory, to decide commands
+    /// without reading their streams (0 keeps none). A state is the aggregate as its commands
+    /// see it, whatever the length of its stream; a stream not held is read and folded whole.
+    #[arg(long, env = "ICS_STATE_CACHE_MB", default_value_t = DEFAULT_STATE_CACHE_MB, value_parser = clap::value_parser!(u64).range(0..=65_536))]
+    pub state_cache_mb: u64,
 }
 
 impl CommonConfig {
@@ -153,7 +153,7 @@ impl Default for CommonConfig {
             db_max_connections: DEFAULT_DB_MAX_CONNECTIONS,
             duplicate_window_secs: DEFAULT_DUPLICATE_WINDOW_SECS,
             stream_replicas: 1,
-            state_cache_streams: DEFAULT_STATE_CACHE_STREAMS,
+            state_cache_mb: DEFAULT_STATE_CACHE_MB,
         }
     }
 }
@@ -568,11 +568,11 @@ mod tests {
             "json",
             "--shutdown-grace-secs",
             "3",
-            "--state-cache-streams",
-            "25000",
+            "--state-cache-mb",
+            "256",
         ])
         .expect("valid flags parse");
-        assert_eq!(cli.common.state_cache_streams, 25_000);
+        assert_eq!(cli.common.state_cache_mb, 256);
         assert_eq!(cli.common.subject_prefix, "test_1");
         assert_eq!(cli.common.auth.auth_mode, AuthMode::Development);
         assert_eq!(cli.common.telemetry.log_format, LogFormat::Json);

@@ -33,7 +33,7 @@ impl EventLog {
         shutdown: &CancellationToken,
     ) -> EventLog {
         let store = EventStore::new(pool, service)
-            .with_state_cache(usize::try_from(common.state_cache_streams).unwrap_or(usize::MAX));
+            .with_state_cache(usize::try_from(common.state_cache_mb << 20).unwrap_or(usize::MAX));
         let relay_config = RelayConfig {
             replicas: usize::from(common.stream_replicas),
             duplicate_window: std::time::Duration::from_secs(common.duplicate_window_secs),

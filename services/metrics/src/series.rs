@@ -17,7 +17,8 @@ use ics_service_kit::error::ServiceError;
 /// message (about 60 bytes each).
 pub const MAX_OBSERVATIONS_PER_EVENT: usize = 2_000;
 
-/// How a series' events fold into it, from no observations.
+/// How a series' events fold into it, from no observations; weighed by its observations, as
+/// a series can hold thousands.
 pub fn folding(key: &SeriesKey) -> Fold<Series, ServiceError> {
     Fold::new(Series::new(key.clone()), |mut series, event| {
         series
@@ -25,6 +26,7 @@ pub fn folding(key: &SeriesKey) -> Fold<Series, ServiceError> {
             .map_err(ServiceError::internal)?;
         Ok(series)
     })
+    .weighed(Series::approximate_bytes)
 }
 
 /// Folds a whole history (see [`folding`]).
