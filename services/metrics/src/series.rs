@@ -1,7 +1,8 @@
-//! Commands on a series (stream `series-<MEASURE>-<ODS>[-<value stream>]`): each folds the
-//! series from its events, decides, and appends what changed together with the SPC signals the
-//! change produced, in one append — so an icon change is recorded exactly when the data that
-//! caused it is, and a command that changes nothing records nothing.
+//! Commands on a series (stream `series-<MEASURE>-<ODS>[-<value stream>]`): each decides on
+//! the series as its events fold it ([`folding`], kept between commands by the event store),
+//! and appends what changed together with the SPC signals the change produced, in one append —
+//! so an icon change is recorded exactly when the data that caused it is, and a command that
+//! changes nothing records nothing.
 
 use chrono::NaiveDate;
 use ics_eventstore::{Fold, NewEvent, RecordedEvent};
