@@ -348,14 +348,15 @@ impl Writer {
                          fingerprint, result, correlation_id, causation_id, traceparent,
                          tracestate, head_event_id)
              ), unmoved AS (
+                 -- The head guard: one look at the stream's last event gives both its version
+                 -- and, when the command names it, which event it is.
                  SELECT command.* FROM command
-                 WHERE coalesce((SELECT max(stream_version) FROM events
-                                 WHERE events.stream_id = command.stream_id), 0) = command.head
+                 LEFT JOIN LATERAL (SELECT stream_version, event_id FROM events
+                                    WHERE events.stream_id = command.stream_id
+                                    ORDER BY stream_version DESC LIMIT 1) AS head ON true
+                 WHERE coalesce(head.stream_version, 0) = command.head
                      AND (command.head_event_id IS NULL
-                          OR (SELECT event_id FROM events
-                              WHERE events.stream_id = command.stream_id
-                                  AND events.stream_version = command.head)
-                             = command.head_event_id)
+                          OR head.event_id = command.head_event_id)
              ), recorded AS (
                  INSERT INTO command_requests (principal, request_id, command_type,
                      fingerprint, result)
