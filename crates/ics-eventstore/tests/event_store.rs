@@ -1079,6 +1079,19 @@ async fn a_woken_relay_lingers_and_publishes_what_came_meanwhile_in_one_round() 
     let stop = tokio_util::sync::CancellationToken::new();
     let running = tokio::spawn(relay.run(stop.clone()));
     wait_until_leading(&pool).await;
+    // Leading is not yet waiting for a wake: the relay then creates its stream and publishes
+    // what the log holds at once, without lingering. On a loaded machine that first round
+    // once came during the appends below and published half of them.
+    let jetstream = jetstream::new(nats.clone());
+    let created = async {
+        while jetstream.get_stream(&stream_name).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), created)
+        .await
+        .expect("the relay creates its stream");
+    tokio::time::sleep(Duration::from_millis(300)).await;
 
     // Twenty commits over about 100 ms, each waking the relay.
     let total = 20;
@@ -1100,7 +1113,6 @@ async fn a_woken_relay_lingers_and_publishes_what_came_meanwhile_in_one_round() 
         "the appends took {appending:?}, longer than the linger"
     );
 
-    let jetstream = jetstream::new(nats.clone());
     let published = async {
         loop {
             if let Ok(mut stream) = jetstream.get_stream(&stream_name).await
