@@ -226,18 +226,17 @@ struct Verdict {
     recovery: Duration,
 }
 
-/// Every event id in the stream, duplicates kept; none while the stream cannot be read (the
-/// checker asks again until its deadline).
-async fn stream_event_ids(nats_url: &str, stream_name: &str) -> Vec<String> {
-    match read_stream_event_ids(nats_url, stream_name).await {
-        Ok(ids) => ids,
-        Err(error) => {
-            eprintln!("stream {stream_name} not readable yet: {error}");
-            Vec::new()
-        }
-    }
+/// How many messages the stream holds, asked with a short timeout: `None` while it cannot say
+/// (a cluster electing the stream's leader), so that the checker asks again soon.
+async fn stream_messages(nats_url: &str, stream_name: &str) -> Option<u64> {
+    let nats = async_nats::connect(nats_url).await.ok()?;
+    let mut jetstream = jetstream::new(nats);
+    jetstream.set_timeout(Duration::from_millis(500));
+    let mut stream = jetstream.get_stream(stream_name).await.ok()?;
+    Some(stream.info().await.ok()?.state.messages)
 }
 
+/// Every event id in the stream, duplicates kept.
 async fn read_stream_event_ids(
     nats_url: &str,
     stream_name: &str,
@@ -273,6 +272,8 @@ async fn check_deployment(
     let pool = checker_pool(deployment).await;
     let stream_name = format!("{}_TRUSTS", deployment.subject_prefix.to_uppercase());
     let deadline = Instant::now() + Duration::from_secs(90);
+    // When the cheap signs of convergence first held, while they still do.
+    let mut converged = None;
     let (stream_ids, recovery) = loop {
         let log: HashSet<String> = sqlx::query_scalar("SELECT event_id::text FROM trusts.events")
             .fetch_all(&pool)
@@ -280,8 +281,6 @@ async fn check_deployment(
             .unwrap()
             .into_iter()
             .collect();
-        let stream_ids = stream_event_ids(nats_url, &stream_name).await;
-        let in_stream: HashSet<String> = stream_ids.iter().cloned().collect();
         let mut unapplied = 0i64;
         for (schema, projection) in TRUSTS_PROJECTIONS {
             let present: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
@@ -308,16 +307,41 @@ async fn check_deployment(
             .unwrap();
             unapplied += behind;
         }
-        if in_stream == log && unapplied == 0 {
-            break (stream_ids, fault_ended.elapsed());
+        // Converged when every projection has applied the whole log (which it read from the
+        // stream) and the stream holds the log exactly. The stream is read whole only once the
+        // cheap signs say so, and the recovery is when they first did, if the whole read then
+        // confirms it: read on every poll, during a leader election each read waited out
+        // JetStream's request timeout, and the recovery measured the checker's own timeouts
+        // (steps of 10 s) rather than the deployment's. A stream may hold an event twice (a
+        // republish JetStream's duplicate window no longer caught), so the sign is at least as
+        // many messages as the log has events.
+        let mut missing = None;
+        if unapplied == 0
+            && stream_messages(nats_url, &stream_name)
+                .await
+                .is_some_and(|messages| messages >= log.len() as u64)
+        {
+            let signs_at = *converged.get_or_insert_with(|| fault_ended.elapsed());
+            match read_stream_event_ids(nats_url, &stream_name).await {
+                Ok(stream_ids) => {
+                    let in_stream: HashSet<String> = stream_ids.iter().cloned().collect();
+                    if in_stream == log {
+                        break (stream_ids, signs_at);
+                    }
+                    missing = Some(log.difference(&in_stream).count());
+                    converged = None;
+                }
+                Err(error) => eprintln!("stream {stream_name} not readable yet: {error}"),
+            }
+        } else {
+            converged = None;
         }
         assert!(
             Instant::now() < deadline,
-            "no convergence: log {} events, stream {} distinct ({} missing), {unapplied} streams \
-             not applied by a projection",
+            "no convergence: log {} events, {unapplied} streams not applied by a projection, \
+             missing from the stream: {}",
             log.len(),
-            in_stream.len(),
-            log.difference(&in_stream).count()
+            missing.map_or_else(|| "not read".to_string(), |missing| missing.to_string())
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
