@@ -164,7 +164,7 @@ impl Relay {
     pub fn new(store: EventStore, nats: async_nats::Client, config: RelayConfig) -> Self {
         Relay {
             store,
-            jetstream: jetstream::new(nats),
+            jetstream: crate::subject::jetstream_context(nats),
             config,
         }
     }

@@ -5,6 +5,21 @@
 //! permissions can be granted per service or per trust. Events about no single organisation use
 //! the token `_`.
 
+/// How long a JetStream request (a publish's acknowledgement, a consumer's or a stream's
+/// information) may go unanswered before it is given up and tried again. async-nats waits 5 s
+/// by default; when a cluster loses a stream's leader, the relay and every projection then sat
+/// out that whole wait, sometimes twice, while a new leader was elected within a few seconds
+/// (the fault suite's R8). A request given up too soon is only tried again: publishes carry
+/// their event id, which JetStream deduplicates.
+pub const JETSTREAM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A JetStream context over `nats` whose requests wait [`JETSTREAM_TIMEOUT`].
+pub fn jetstream_context(nats: async_nats::Client) -> async_nats::jetstream::Context {
+    let mut context = async_nats::jetstream::new(nats);
+    context.set_timeout(JETSTREAM_TIMEOUT);
+    context
+}
+
 /// Token used in place of an organisation for events that belong to none.
 pub const NO_ORGANISATION: &str = "_";
 
