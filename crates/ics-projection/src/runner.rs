@@ -120,11 +120,10 @@ pub fn consumer_name(subject_prefix: &str, projection: &str) -> String {
 
 /// Records the versions a batch reached where [`ADVANCE_VERSIONS`] assumed otherwise, one row
 /// per stream. An upsert, though each row exists by then (the batch's first statement inserted
-/// any that was missing): its conflict check
-/// finds each stream by key whatever the planner estimates. As `UPDATE … FROM UNNEST(…)` it
-/// was planned from the table's statistics, and with statistics taken before a projection had
-/// streams (a table still growing, not yet analysed again) it read every stream of the
-/// projection for each batch.
+/// any that was missing): its conflict check finds each stream by key whatever the planner
+/// estimates. As `UPDATE … FROM UNNEST(…)` it was planned from the table's statistics, and
+/// with statistics taken before a projection had streams (a table still growing, not yet
+/// analysed again) it read every stream of the projection for each batch.
 const RECORD_VERSIONS: &str = "INSERT INTO projection_stream_versions
          (projection, source_service, stream_id, version)
      SELECT $1, source_service, stream_id, version
