@@ -13,7 +13,7 @@ use ics_eventstore::{
     CommandContext, EventStore, ExpectedVersion, LogCursor, NewEvent, StoreError, migrate,
 };
 use ics_proto::events::v1::{EventEnvelope, OrganisationRenamed};
-use ics_testing::{PrivateNats, TestDatabase, unique_token};
+use ics_testing::{PrivateNats, PrivatePostgres, TestDatabase, unique_token};
 use prost::Message;
 
 fn context(request_id: &str) -> CommandContext {
@@ -1061,7 +1061,11 @@ async fn the_relay_stores_its_checkpoint_once_an_interval_not_once_a_round() {
 /// in one round, instead of reading the log once for every commit that woke it.
 #[tokio::test]
 async fn a_woken_relay_lingers_and_publishes_what_came_meanwhile_in_one_round() {
-    let database = TestDatabase::create().await;
+    // A PostgreSQL of its own: the relay publishes only below the oldest transaction running
+    // anywhere in its cluster, and on the shared server another test's open transaction once
+    // held back half of the appends until the next wake, a linger later.
+    let postgres = PrivatePostgres::start();
+    let database = TestDatabase::create_on(&postgres.server_url()).await;
     let store = store(&database).await;
     let pool = store.pool().clone();
     let prefix = unique_token();
