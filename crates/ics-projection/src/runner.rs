@@ -157,19 +157,22 @@ pub(crate) async fn advance_stream_versions(
     projection: &str,
     envelopes: &[EventEnvelope],
 ) -> Result<Vec<usize>, ProjectionError> {
-    let mut events_of: std::collections::BTreeMap<(&str, &str), i64> =
-        std::collections::BTreeMap::new();
+    // The batch's streams in key order (the order the rows are locked in), each with its
+    // bookkeeping at the same index.
+    let mut keys: Vec<(&str, &str)> = envelopes.iter().map(stream_key).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let mut streams: Vec<StreamInBatch> = keys.iter().map(|_| StreamInBatch::default()).collect();
+    let index_of = |key: (&str, &str)| {
+        keys.binary_search(&key)
+            .map_err(|_| ProjectionError::Corrupt(format!("{} is not in the batch", key.1)))
+    };
     for envelope in envelopes {
-        *events_of
-            .entry((
-                envelope.source_service.as_str(),
-                envelope.stream_id.as_str(),
-            ))
-            .or_default() += 1;
+        streams[index_of(stream_key(envelope))?].events += 1;
     }
-    let services: Vec<&str> = events_of.keys().map(|(service, _)| *service).collect();
-    let stream_ids: Vec<&str> = events_of.keys().map(|(_, stream_id)| *stream_id).collect();
-    let counts: Vec<i64> = events_of.values().copied().collect();
+    let services: Vec<&str> = keys.iter().map(|(service, _)| *service).collect();
+    let stream_ids: Vec<&str> = keys.iter().map(|(_, stream_id)| *stream_id).collect();
+    let counts: Vec<i64> = streams.iter().map(|stream| stream.events).collect();
     let rows = sqlx::query(ADVANCE_VERSIONS)
         .bind(projection)
         .bind(&services)
@@ -177,19 +180,13 @@ pub(crate) async fn advance_stream_versions(
         .bind(&counts)
         .fetch_all(&mut *connection)
         .await?;
-    // Per stream: the version it held before the batch, and the one just written.
-    let mut versions: std::collections::HashMap<(String, String), (u64, u64)> =
-        std::collections::HashMap::with_capacity(rows.len());
     for row in &rows {
         let service: String = row.try_get("source_service")?;
         let stream_id: String = row.try_get("stream_id")?;
         let written: i64 = row.try_get("version")?;
-        let events = events_of
-            .get(&(service.as_str(), stream_id.as_str()))
-            .copied()
-            .ok_or_else(|| ProjectionError::Corrupt(format!("{stream_id} is not in the batch")))?;
-        let before = stored_version(written - events)?;
-        versions.insert((service, stream_id), (before, stored_version(written)?));
+        let stream = &mut streams[index_of((service.as_str(), stream_id.as_str()))?];
+        stream.written = stored_version(written)?;
+        stream.reached = stored_version(written - stream.events)?;
     }
     let parked: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM projection_parked
@@ -205,35 +202,30 @@ pub(crate) async fn advance_stream_versions(
         ));
     }
 
-    let mut reached: std::collections::HashMap<(String, String), u64> =
-        std::collections::HashMap::with_capacity(versions.len());
     let mut fresh = Vec::with_capacity(envelopes.len());
     for (index, envelope) in envelopes.iter().enumerate() {
-        let key = (envelope.source_service.clone(), envelope.stream_id.clone());
-        let before = versions.get(&key).map_or(0, |(before, _)| *before);
-        let current = reached.entry(key).or_insert(before);
-        if envelope.stream_version <= *current {
+        let stream = &mut streams[index_of(stream_key(envelope))?];
+        if envelope.stream_version <= stream.reached {
             continue;
         }
-        if envelope.stream_version > *current + 1 {
+        if envelope.stream_version > stream.reached + 1 {
             return Err(ProjectionError::Rejected(format!(
                 "gap in {} before version {}",
                 envelope.stream_id, envelope.stream_version
             )));
         }
-        *current = envelope.stream_version;
+        stream.reached = envelope.stream_version;
         fresh.push(index);
     }
 
     let mut corrected_services = Vec::new();
     let mut corrected_streams = Vec::new();
     let mut corrected_versions = Vec::new();
-    for (key, reached) in reached {
-        let written = versions.get(&key).map_or(0, |(_, written)| *written);
-        if reached != written {
-            corrected_services.push(key.0);
-            corrected_streams.push(key.1);
-            corrected_versions.push(i64::try_from(reached).unwrap_or(i64::MAX));
+    for ((service, stream_id), stream) in keys.iter().zip(&streams) {
+        if stream.reached != stream.written {
+            corrected_services.push(*service);
+            corrected_streams.push(*stream_id);
+            corrected_versions.push(i64::try_from(stream.reached).unwrap_or(i64::MAX));
         }
     }
     if !corrected_streams.is_empty() {
@@ -246,6 +238,25 @@ pub(crate) async fn advance_stream_versions(
             .await?;
     }
     Ok(fresh)
+}
+
+/// An event's stream, as the runner keys it: its source service and stream id.
+fn stream_key(envelope: &EventEnvelope) -> (&str, &str) {
+    (
+        envelope.source_service.as_str(),
+        envelope.stream_id.as_str(),
+    )
+}
+
+/// One stream of a batch, for [`advance_stream_versions`].
+#[derive(Debug, Default)]
+struct StreamInBatch {
+    /// The batch's events of the stream, duplicates included.
+    events: i64,
+    /// The version [`ADVANCE_VERSIONS`] wrote, assuming every one of them new and next.
+    written: u64,
+    /// The version the stream held before the batch, then the last fresh event's.
+    reached: u64,
 }
 
 #[derive(Debug, Clone)]
