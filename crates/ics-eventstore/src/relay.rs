@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use ics_proto::events::v1::EventEnvelope;
 use uuid::Uuid;
 
-use crate::store::{AppendSignal, LogCursor, RecordedEvent, stored_u64, to_i64};
+use crate::store::{AppendSignal, CommittedPage, LogCursor, RecordedEvent, stored_u64, to_i64};
 use crate::{EventStore, StoreError, fault, subject};
 
 /// Session-level advisory lock electing the one relaying replica (advisory locks are per
@@ -38,8 +38,9 @@ const LEADERSHIP_RETRY: Duration = Duration::from_secs(1);
 /// How often the leader checks that its lock's connection is still alive.
 const LEADERSHIP_CHECK: Duration = Duration::from_secs(2);
 
-/// The first look again after a wake that found nothing publishable; each further one waits
-/// twice as long, until that reaches the poll interval and the poll takes over.
+/// The first look again after a round that followed a wake and left committed events held back;
+/// each further one that finds them still held back waits twice as long, up to the poll
+/// interval.
 const HELD_BACK_FIRST_RETRY: Duration = Duration::from_millis(5);
 
 /// Marks this process's relay as the leader while it lives: appends here then wake it in
@@ -61,6 +62,14 @@ impl Drop for Leading {
             .relay_leading
             .store(false, std::sync::atomic::Ordering::SeqCst);
     }
+}
+
+/// What one round of publishing did.
+#[derive(Debug, Clone, Copy)]
+struct Round {
+    published: usize,
+    /// Committed events after those published wait behind a transaction still running.
+    held_back: bool,
 }
 
 /// Header carrying the event's fully-qualified type, so consumers can filter without decoding.
@@ -270,11 +279,15 @@ impl Relay {
         // The checkpoint as last stored, and when.
         let mut stored = StoredCheckpoint::new(self.config.checkpoint_interval);
         let mut last_lock_check = tokio::time::Instant::now();
-        // After a wake that found nothing to publish, how soon to look again: the append that
-        // woke the relay may sit behind an older transaction still running anywhere in the
+        // After a wake, or a round that left committed events held back, how soon to look
+        // again: an append may sit behind an older transaction still running anywhere in the
         // cluster (the relay publishes only below the oldest), and no further wake will come
-        // for it. `None` while the relay waits only for wakes and its poll.
+        // for it. Each look that finds it still held back waits twice as long, until the poll
+        // takes over. `None` while the relay waits only for wakes and its poll.
         let mut held_back_retry: Option<Duration> = None;
+        // Whether the round about to run follows a wake (the first round counts as one).
+        let mut woken = true;
+        let first_held_back_retry = HELD_BACK_FIRST_RETRY.min(self.config.poll_interval);
         loop {
             if shutdown.is_cancelled() {
                 break;
@@ -308,24 +321,27 @@ impl Relay {
                     }
                 },
             };
-            let published = match self.publish_after(current).await {
-                Ok(published) if stored.due(*current) => self
+            let round = match self.publish_after(current).await {
+                Ok(round) if stored.due(*current) => self
                     .save_checkpoint(*current)
                     .await
                     .map(|()| {
                         stored.saved(*current);
-                        published
+                        round
                     })
                     .map_err(RelayError::from),
                 other => other,
             };
-            match published {
-                Ok(published) => {
+            match round {
+                Ok(round) => {
                     backoff = Duration::from_millis(50);
-                    if published > 0 {
-                        held_back_retry = None;
-                    }
-                    if published >= self.config.batch_size as usize {
+                    // Published or not, what is held back goes out when the transaction in
+                    // front of it ends, and nothing will wake the relay for that.
+                    held_back_retry = round.held_back.then(|| match held_back_retry {
+                        Some(retry) if !woken => (retry * 2).min(self.config.poll_interval),
+                        _ => first_held_back_retry,
+                    });
+                    if round.published >= self.config.batch_size as usize {
                         continue;
                     }
                 }
@@ -345,7 +361,7 @@ impl Relay {
                 wait = wait.min(stored.due_in(current));
             }
             let wait = tokio::time::sleep(wait);
-            let woken = match listener.as_mut() {
+            woken = match listener.as_mut() {
                 Some(listening) => {
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
@@ -377,13 +393,6 @@ impl Relay {
             {
                 break;
             }
-            held_back_retry = if woken {
-                Some(HELD_BACK_FIRST_RETRY.min(self.config.poll_interval))
-            } else {
-                held_back_retry
-                    .map(|retry| retry * 2)
-                    .filter(|retry| *retry < self.config.poll_interval)
-            };
         }
         // Shut down while leading: what was published is stored, so a successor offers nothing
         // again.
@@ -418,22 +427,28 @@ impl Relay {
     pub async fn publish_pending(&self) -> Result<usize, RelayError> {
         let reconciled = self.reconcile().await?;
         let mut cursor = reconciled;
-        let published = self.publish_after(&mut cursor).await;
+        let round = self.publish_after(&mut cursor).await;
         if cursor != reconciled {
             self.save_checkpoint(cursor).await?;
         }
-        published
+        round.map(|round| round.published)
     }
 
     /// Publishes the next batch after `cursor` and moves it past the events JetStream
     /// acknowledged. The caller stores the checkpoint.
-    async fn publish_after(&self, cursor: &mut LogCursor) -> Result<usize, RelayError> {
-        let batch = self
+    async fn publish_after(&self, cursor: &mut LogCursor) -> Result<Round, RelayError> {
+        let CommittedPage {
+            events: batch,
+            held_back,
+        } = self
             .store
-            .read_committed(*cursor, 0, self.config.batch_size)
+            .read_committed_page(*cursor, 0, self.config.batch_size)
             .await?;
         if batch.is_empty() {
-            return Ok(0);
+            return Ok(Round {
+                published: 0,
+                held_back,
+            });
         }
         let (acknowledged, failure) = self.publish_batch(&batch).await;
         if let Some(last) = acknowledged
@@ -447,7 +462,10 @@ impl Relay {
         }
         match failure {
             Some(error) => Err(error),
-            None => Ok(acknowledged),
+            None => Ok(Round {
+                published: acknowledged,
+                held_back,
+            }),
         }
     }
 
