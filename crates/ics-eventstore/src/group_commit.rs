@@ -517,7 +517,7 @@ struct EventColumns<'a> {
 }
 
 fn is_unique_violation(error: &sqlx::Error) -> bool {
-    matches!(error, sqlx::Error::Database(database_error) if database_error.code().as_deref() == Some("23505"))
+    matches!(error, sqlx::Error::Database(database_error) if database_error.is_unique_violation())
 }
 
 #[cfg(test)]

@@ -190,7 +190,7 @@ impl Supervisor {
 
     fn spawn(&self, projection: &Supervised) -> Running {
         let stop = self.shutdown.child_token();
-        let jetstream = jetstream::new(self.nats.clone());
+        let jetstream = subject::jetstream_context(self.nats.clone());
         let name = projection.name.clone();
         let streams = projection.source_streams.clone();
         let runner = projection.runner.clone();
@@ -345,7 +345,7 @@ impl ProjectionAdmin for Supervisor {
                 other => ServiceError::Unavailable(format!("rebuild failed: {other}")),
             })?;
             // What the log gained while the rebuild read it arrives through the streams.
-            let jetstream = jetstream::new(self.nats.clone());
+            let jetstream = subject::jetstream_context(self.nats.clone());
             if first_missing(&jetstream, &supervised.source_streams)
                 .await
                 .is_none()
