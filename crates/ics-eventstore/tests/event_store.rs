@@ -969,9 +969,7 @@ async fn appends_wake_their_own_relay_in_memory_and_another_replicas_by_notify()
         .expect("another replica's append sends a NOTIFY")
         .unwrap();
 
-    stop.cancel();
-    running.await.unwrap();
-    ics_testing::delete_streams(&nats, &prefix).await;
+    stop_relay(stop, running, &nats, &prefix).await;
     database.drop_database().await;
 }
 
@@ -1051,9 +1049,7 @@ async fn the_relay_stores_its_checkpoint_once_an_interval_not_once_a_round() {
         "{writes} checkpoint writes for {total} events in {elapsed:?} (at most {bound})"
     );
 
-    stop.cancel();
-    running.await.unwrap();
-    ics_testing::delete_streams(&nats, &prefix).await;
+    stop_relay(stop, running, &nats, &prefix).await;
     database.drop_database().await;
 }
 
@@ -1141,9 +1137,7 @@ async fn a_woken_relay_lingers_and_publishes_what_came_meanwhile_in_one_round() 
         "events appended over {appending:?} were published over {spread} ms: not in one round"
     );
 
-    stop.cancel();
-    running.await.unwrap();
-    ics_testing::delete_streams(&nats, &prefix).await;
+    stop_relay(stop, running, &nats, &prefix).await;
     database.drop_database().await;
 }
 
@@ -1220,9 +1214,7 @@ async fn an_append_held_back_by_an_older_transaction_is_published_when_that_ends
     let published = read_stream_messages(&nats, &stream_name, 1).await;
     assert_eq!(request_ids(&published), ["held"]);
 
-    stop.cancel();
-    running.await.unwrap();
-    ics_testing::delete_streams(&nats, &prefix).await;
+    stop_relay(stop, running, &nats, &prefix).await;
     database.drop_database().await;
 }
 
@@ -1256,10 +1248,20 @@ async fn a_round_that_publishes_part_looks_again_for_the_rest_held_back() {
     let published = read_stream_messages(&nats, &stream_name, 2).await;
     assert_eq!(request_ids(&published), ["A", "B"]);
 
+    stop_relay(stop, running, &nats, &prefix).await;
+    database.drop_database().await;
+}
+
+/// Stops a relay the test started and deletes the streams of its subject prefix.
+async fn stop_relay(
+    stop: tokio_util::sync::CancellationToken,
+    running: tokio::task::JoinHandle<()>,
+    nats: &async_nats::Client,
+    prefix: &str,
+) {
     stop.cancel();
     running.await.unwrap();
-    ics_testing::delete_streams(&nats, &prefix).await;
-    database.drop_database().await;
+    ics_testing::delete_streams(nats, prefix).await;
 }
 
 /// A transaction that has taken its id and stays open: every commit after it is held back.
