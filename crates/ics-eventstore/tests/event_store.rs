@@ -10,7 +10,8 @@ use async_nats::jetstream::{self, consumer};
 use futures_util::StreamExt;
 use ics_eventstore::relay::{Relay, RelayConfig};
 use ics_eventstore::{
-    CommandContext, EventStore, ExpectedVersion, LogCursor, NewEvent, StoreError, migrate,
+    CommandContext, CommittedPage, EventStore, ExpectedVersion, LogCursor, NewEvent, StoreError,
+    migrate,
 };
 use ics_proto::events::v1::{EventEnvelope, OrganisationRenamed};
 use ics_testing::{PrivateNats, PrivatePostgres, TestDatabase, unique_token};
@@ -1249,6 +1250,54 @@ async fn a_round_that_publishes_part_looks_again_for_the_rest_held_back() {
     assert_eq!(request_ids(&published), ["A", "B"]);
 
     stop_relay(stop, running, &nats, &prefix).await;
+    database.drop_database().await;
+}
+
+/// A page of the log tells whether committed events after it wait behind a running
+/// transaction: held back while that transaction runs, in the page once it ends, and never
+/// counted once the cursor is past them. On a PostgreSQL of its own, so that no other test's
+/// transaction holds anything back.
+#[tokio::test]
+async fn a_page_of_the_log_says_whether_committed_events_after_it_are_held_back() {
+    let postgres = PrivatePostgres::start();
+    let database = TestDatabase::create_on(&postgres.server_url()).await;
+    let store = store(&database).await;
+    let page = |cursor: LogCursor| {
+        let store = store.clone();
+        async move { store.read_committed_page(cursor, 0, 10).await.unwrap() }
+    };
+    let ids = |page: &CommittedPage| -> Vec<String> {
+        page.events
+            .iter()
+            .map(|event| event.metadata.request_id.clone())
+            .collect()
+    };
+
+    let empty = page(LogCursor::default()).await;
+    assert!(empty.events.is_empty() && !empty.held_back);
+
+    append(&store, "A", "organisation-RTP", ExpectedVersion::Any)
+        .await
+        .unwrap();
+    let older = running_transaction(store.pool()).await;
+    append(&store, "B", "organisation-RVR", ExpectedVersion::Any)
+        .await
+        .unwrap();
+    let first = page(LogCursor::default()).await;
+    assert_eq!(ids(&first), ["A"]);
+    assert!(first.held_back, "B waits behind the running transaction");
+    // Past A, the page is empty and still says B waits.
+    let after_a = LogCursor::after(&first.events[0]);
+    let second = page(after_a).await;
+    assert!(second.events.is_empty() && second.held_back);
+
+    older.rollback().await.unwrap();
+    let third = page(after_a).await;
+    assert_eq!(ids(&third), ["B"]);
+    assert!(!third.held_back);
+    let past_b = page(LogCursor::after(&third.events[0])).await;
+    assert!(past_b.events.is_empty() && !past_b.held_back);
+
     database.drop_database().await;
 }
 
