@@ -316,6 +316,18 @@ async fn main() -> anyhow::Result<()> {
         "transport floor: grpc.health.v1 Check (no database) at {}/s",
         cli.latency_rate
     ));
+    if let Some(database_url) = cli.ingest.database_url.as_deref() {
+        let commits = durability_floor(
+            database_url,
+            cli.latency_rate,
+            Duration::from_secs(cli.seconds),
+        )
+        .await?;
+        commits.print(&format!(
+            "durability floor: one-row INSERT, committed, on the deployment's PostgreSQL (no gRPC) at {}/s",
+            cli.latency_rate
+        ));
+    }
 
     run.commands(
         cli.latency_rate,
@@ -654,6 +666,54 @@ fn print_percentiles(label: &str, latencies: &[u64]) {
         at(0.99),
         at(1.0)
     );
+}
+
+/// One-row INSERTs into a scratch table at a constant rate, each its own transaction: what a
+/// durable commit alone costs on this machine's PostgreSQL and disk. Every acknowledged command
+/// waits for at least one such commit, so this and the transport floor bound its latency from
+/// below. The row is about an event's size.
+async fn durability_floor(
+    database_url: &str,
+    rate: u32,
+    duration: Duration,
+) -> anyhow::Result<Sample> {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(8)
+        .connect(database_url)
+        .await
+        .context("connecting for the durability floor")?;
+    let table = format!("bench_commit_{}", std::process::id());
+    sqlx::query(&format!(
+        "CREATE TABLE {table} (id bigserial PRIMARY KEY, body bytea NOT NULL)"
+    ))
+    .execute(&pool)
+    .await?;
+    let insert: Arc<str> = format!("INSERT INTO {table} (body) VALUES ($1)").into();
+    let body = vec![7_u8; 300];
+    // Warm the pool's connections and their prepared statements first.
+    open_loop(rate, count(rate, Duration::from_secs(1)), |_| {
+        commit(pool.clone(), insert.clone(), body.clone())
+    })
+    .await?;
+    // The same quiet start as the commands': nothing of the set-up left to write back.
+    throughput::flush_writes(Some(database_url)).await?;
+    let sample = open_loop(rate, count(rate, duration), |_| {
+        commit(pool.clone(), insert.clone(), body.clone())
+    })
+    .await;
+    sqlx::query(&format!("DROP TABLE {table}"))
+        .execute(&pool)
+        .await?;
+    sample
+}
+
+async fn commit(pool: sqlx::PgPool, insert: Arc<str>, body: Vec<u8>) -> Result<(), tonic::Status> {
+    sqlx::query(&insert)
+        .bind(body)
+        .execute(&pool)
+        .await
+        .map(|_| ())
+        .map_err(|error| tonic::Status::unavailable(error.to_string()))
 }
 
 impl Run {
