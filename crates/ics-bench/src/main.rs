@@ -151,7 +151,14 @@ impl Cli {
 
     /// Board reads of the ICSs given, each request for the next in turn.
     async fn reads(&self, clients: &Clients, icss: &[String]) -> anyhow::Result<()> {
-        reads::run(clients, icss, self.seconds, &self.reads).await
+        reads::run(
+            clients,
+            &self.reporting_url,
+            icss,
+            self.seconds,
+            &self.reads,
+        )
+        .await
     }
 
     /// The ICS-scale data set; returns its ICSs.
@@ -298,7 +305,12 @@ async fn main() -> anyhow::Result<()> {
     }
     if cli.scale.scale_only {
         let icss = cli.scale(&clients).await?;
-        throughput::settle(&clients, &cli.admin_urls()).await?;
+        throughput::quiet(
+            &clients,
+            &cli.admin_urls(),
+            cli.ingest.database_url.as_deref(),
+        )
+        .await?;
         return cli.reads(&clients, &icss).await;
     }
     if cli.throughput.throughput_only {
@@ -392,8 +404,15 @@ async fn main() -> anyhow::Result<()> {
             bench_ics.to_vec()
         } else {
             let icss = cli.scale(&clients).await?;
-            // The reads measure a settled deployment, not one still applying the data set.
-            throughput::settle(&clients, &cli.admin_urls()).await?;
+            // The reads measure a settled deployment, not one still applying the data set or
+            // writing it back: the build leaves tens of megabytes of JetStream's files dirty,
+            // which the kernel writes back at once 30 s later, inside the reads' window.
+            throughput::quiet(
+                &clients,
+                &cli.admin_urls(),
+                cli.ingest.database_url.as_deref(),
+            )
+            .await?;
             icss
         };
         cli.reads(&clients, &icss).await?;

@@ -119,24 +119,45 @@ pub(crate) struct ReadArgs {
     /// Arrival rate of each read benchmark.
     #[arg(long, default_value_t = 2000)]
     pub read_rate: u32,
+    /// Connections each read is measured over, one run per count (e.g. `1,8`): the requests
+    /// of a run go to its connections in turn. One is a single client multiplexing every
+    /// board's reads on one HTTP/2 connection, as a gateway would; several stand for boards
+    /// with connections of their own. On this machine 1 and 8 measured the same.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1",
+        value_parser = clap::value_parser!(u16).range(1..=256)
+    )]
+    pub read_connections: Vec<u16>,
 }
 
 pub(crate) async fn run(
     clients: &Clients,
+    reporting_url: &str,
     icss: &[String],
     seconds: u64,
     args: &ReadArgs,
 ) -> anyhow::Result<()> {
     anyhow::ensure!(!icss.is_empty(), "no ICS to read");
+    let mut connections = vec![clients.reporting_channel.clone()];
+    for _ in 1..args.read_connections.iter().copied().max().unwrap_or(1) {
+        connections.push(crate::connect(reporting_url, &clients.tls).await?);
+    }
     let total = count(args.read_rate, Duration::from_secs(seconds));
     let warmup = count(args.read_rate, Duration::from_secs(1));
     for read in ["GetOverview", "GetOutcomes", "GetMeasureView"] {
-        for (measured, requests) in [(false, warmup), (true, total)] {
+        for (&connection_count, (measured, requests)) in args
+            .read_connections
+            .iter()
+            .flat_map(|count| [(count, (false, warmup)), (count, (true, total))])
+        {
+            let channels = &connections[..usize::from(connection_count)];
             let received = Arc::new(AtomicU64::new(0));
             let sample = open_loop(args.read_rate, requests, |index| {
                 let ics = icss[index % icss.len()].clone();
                 let reader = Reader {
-                    channel: clients.reporting_channel.clone(),
+                    channel: channels[index % channels.len()].clone(),
                     // 2,000 reads a second is many boards' load: one board's token would meet
                     // its own call rate (ICS_TENANT_CALLS_PER_SEC) first, so the operator's is
                     // used; the read path is the same.
@@ -179,9 +200,10 @@ pub(crate) async fn run(
             .await?;
             if measured {
                 sample.print(&format!(
-                    "{read} of {} ICS(s) in turn at {}/s for {seconds} s (target p99 <= 5 ms at 2,000/s on the ICS-scale data set)",
+                    "{read} of {} ICS(s) in turn at {}/s over {} connection(s) for {seconds} s (target p99 <= 5 ms at 2,000/s on the ICS-scale data set)",
                     icss.len(),
-                    args.read_rate
+                    args.read_rate,
+                    channels.len()
                 ));
                 let answers = u64::try_from(sample.latencies.len()).unwrap_or(1).max(1);
                 println!(
