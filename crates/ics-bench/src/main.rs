@@ -205,6 +205,16 @@ impl Cli {
         .await
     }
 
+    /// The quiet start every timed window gets ([`throughput::quiet`]), on this deployment.
+    async fn quiet(&self, clients: &Clients) -> anyhow::Result<()> {
+        throughput::quiet(
+            clients,
+            &self.admin_urls(),
+            self.ingest.database_url.as_deref(),
+        )
+        .await
+    }
+
     /// Every service's URL, reporting first: where the admin API of each is.
     fn admin_urls(&self) -> Vec<&str> {
         vec![
@@ -305,12 +315,7 @@ async fn main() -> anyhow::Result<()> {
     }
     if cli.scale.scale_only {
         let icss = cli.scale(&clients).await?;
-        throughput::quiet(
-            &clients,
-            &cli.admin_urls(),
-            cli.ingest.database_url.as_deref(),
-        )
-        .await?;
+        cli.quiet(&clients).await?;
         return cli.reads(&clients, &icss).await;
     }
     if cli.throughput.throughput_only {
@@ -347,12 +352,7 @@ async fn main() -> anyhow::Result<()> {
         None,
     )
     .await?;
-    throughput::quiet(
-        &clients,
-        &cli.admin_urls(),
-        cli.ingest.database_url.as_deref(),
-    )
-    .await?;
+    cli.quiet(&clients).await?;
     let latency = run
         .commands(cli.latency_rate, Duration::from_secs(cli.seconds), None)
         .await?;
@@ -368,12 +368,7 @@ async fn main() -> anyhow::Result<()> {
         None,
     )
     .await?;
-    throughput::quiet(
-        &clients,
-        &cli.admin_urls(),
-        cli.ingest.database_url.as_deref(),
-    )
-    .await?;
+    cli.quiet(&clients).await?;
     let watcher = Watcher::start(&clients).await?;
     let freshness_run = run
         .commands(
@@ -407,12 +402,7 @@ async fn main() -> anyhow::Result<()> {
             // The reads measure a settled deployment, not one still applying the data set or
             // writing it back: the build leaves tens of megabytes of JetStream's files dirty,
             // which the kernel writes back at once 30 s later, inside the reads' window.
-            throughput::quiet(
-                &clients,
-                &cli.admin_urls(),
-                cli.ingest.database_url.as_deref(),
-            )
-            .await?;
+            cli.quiet(&clients).await?;
             icss
         };
         cli.reads(&clients, &icss).await?;

@@ -147,69 +147,70 @@ pub(crate) async fn run(
     let total = count(args.read_rate, Duration::from_secs(seconds));
     let warmup = count(args.read_rate, Duration::from_secs(1));
     for read in ["GetOverview", "GetOutcomes", "GetMeasureView"] {
-        for (&connection_count, (measured, requests)) in args
-            .read_connections
-            .iter()
-            .flat_map(|count| [(count, (false, warmup)), (count, (true, total))])
-        {
+        for &connection_count in &args.read_connections {
             let channels = &connections[..usize::from(connection_count)];
-            let received = Arc::new(AtomicU64::new(0));
-            let sample = open_loop(args.read_rate, requests, |index| {
-                let ics = icss[index % icss.len()].clone();
-                let reader = Reader {
-                    channel: channels[index % channels.len()].clone(),
-                    // 2,000 reads a second is many boards' load: one board's token would meet
-                    // its own call rate (ICS_TENANT_CALLS_PER_SEC) first, so the operator's is
-                    // used; the read path is the same.
-                    token: clients.operator.clone(),
-                    received: received.clone(),
-                };
-                async move {
-                    match read {
-                        "GetOverview" => {
-                            let request = GetOverviewRequest {
-                                scope: scope_of(&ics),
-                                as_of: None,
-                            };
-                            reader
-                                .call("/ics.reporting.v1.ReportingService/GetOverview", request)
-                                .await
-                        }
-                        "GetOutcomes" => {
-                            let request = GetOutcomesRequest {
-                                scope: scope_of(&ics),
-                                as_of: None,
-                            };
-                            reader
-                                .call("/ics.reporting.v1.ReportingService/GetOutcomes", request)
-                                .await
-                        }
-                        _ => {
-                            let request = GetMeasureViewRequest {
-                                ics_ods_code: ics,
-                                peer_group_id: String::new(),
-                                as_of: None,
-                            };
-                            reader
-                                .call("/ics.reporting.v1.ReportingService/GetMeasureView", request)
-                                .await
+            for (measured, requests) in [(false, warmup), (true, total)] {
+                let received = Arc::new(AtomicU64::new(0));
+                let sample = open_loop(args.read_rate, requests, |index| {
+                    let ics = icss[index % icss.len()].clone();
+                    let reader = Reader {
+                        channel: channels[index % channels.len()].clone(),
+                        // 2,000 reads a second is many boards' load: one board's token would meet
+                        // its own call rate (ICS_TENANT_CALLS_PER_SEC) first, so the operator's is
+                        // used; the read path is the same.
+                        token: clients.operator.clone(),
+                        received: received.clone(),
+                    };
+                    async move {
+                        match read {
+                            "GetOverview" => {
+                                let request = GetOverviewRequest {
+                                    scope: scope_of(&ics),
+                                    as_of: None,
+                                };
+                                reader
+                                    .call("/ics.reporting.v1.ReportingService/GetOverview", request)
+                                    .await
+                            }
+                            "GetOutcomes" => {
+                                let request = GetOutcomesRequest {
+                                    scope: scope_of(&ics),
+                                    as_of: None,
+                                };
+                                reader
+                                    .call("/ics.reporting.v1.ReportingService/GetOutcomes", request)
+                                    .await
+                            }
+                            _ => {
+                                let request = GetMeasureViewRequest {
+                                    ics_ods_code: ics,
+                                    peer_group_id: String::new(),
+                                    as_of: None,
+                                };
+                                reader
+                                    .call(
+                                        "/ics.reporting.v1.ReportingService/GetMeasureView",
+                                        request,
+                                    )
+                                    .await
+                            }
                         }
                     }
-                }
-            })
-            .await?;
-            if measured {
-                sample.print(&format!(
+                })
+                .await?;
+                if measured {
+                    sample.print(&format!(
                     "{read} of {} ICS(s) in turn at {}/s over {} connection(s) for {seconds} s (target p99 <= 5 ms at 2,000/s on the ICS-scale data set)",
                     icss.len(),
                     args.read_rate,
                     channels.len()
                 ));
-                let answers = u64::try_from(sample.latencies.len()).unwrap_or(1).max(1);
-                println!(
-                    "  answers received whole and parsed (not kept): {} bytes each on average",
-                    received.load(Ordering::Relaxed) / answers
-                );
+                    let answers = u64::try_from(sample.latencies.len()).unwrap_or(1).max(1);
+                    println!(
+                        "  answers received whole and parsed (not kept): {} bytes each on average",
+                        received.load(Ordering::Relaxed) / answers
+                    );
+                }
             }
         }
     }
