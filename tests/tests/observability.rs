@@ -165,6 +165,17 @@ async fn every_process_serves_prometheus_metrics() {
             ),
             Some(0.0)
         );
+        // Nothing unpublished, so nothing held back.
+        for metric in [
+            "ics_relay_held_back_events",
+            "ics_relay_oldest_held_back_age_seconds",
+        ] {
+            assert_eq!(
+                prometheus_sample(&page, metric, &[("service", service)]),
+                Some(0.0),
+                "{metric} {service}: {page}"
+            );
+        }
     }
     for (service, projection, source) in [
         ("reporting", "overview", "trusts"),
@@ -256,6 +267,65 @@ async fn every_process_serves_prometheus_metrics() {
         )
         .is_none()
     );
+    deployment.finish().await;
+}
+
+/// A transaction left open anywhere on the PostgreSQL server holds back every event committed
+/// after it began, of every service: the relay must not overtake it. The page says how many
+/// are held back and for how long, and clears once the transaction ends and the relay
+/// publishes them. On a PostgreSQL of its own, so that only this test's transaction holds
+/// anything back.
+#[tokio::test]
+async fn the_page_shows_events_held_back_behind_an_open_transaction() {
+    let postgres = ics_testing::PrivatePostgres::start();
+    let database = ics_testing::TestDatabase::create_on(&postgres.server_url()).await;
+    let deployment = Deployment::on(database, ics_testing::nats_url());
+    let server = deployment.start("trusts").await;
+    let operator = deployment.token(&Principal::Operator);
+    let mut trusts = TrustsServiceClient::new(channel(&server.url).await);
+    let sample = |page: &str, metric: &str| {
+        prometheus_sample(page, metric, &[("service", "trusts")])
+            .unwrap_or_else(|| panic!("{metric}: {page}"))
+    };
+    let scrape = || async {
+        let (status, page) = http_get(&server.dashboard_url, "/metrics").await;
+        assert_eq!(status, 200, "{page}");
+        page
+    };
+
+    register(&mut trusts, &operator, "QOD").await.unwrap();
+    // Another database on the same server: the relay's horizon is the whole cluster's.
+    let elsewhere = sqlx::PgPool::connect(&postgres.url("postgres"))
+        .await
+        .unwrap();
+    let mut open = elsewhere.begin().await.unwrap();
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut *open)
+        .await
+        .unwrap();
+    register(&mut trusts, &operator, "QOE").await.unwrap();
+    register(&mut trusts, &operator, "QOF").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let page = scrape().await;
+    assert_eq!(sample(&page, "ics_relay_held_back_events"), 2.0, "{page}");
+    let age = sample(&page, "ics_relay_oldest_held_back_age_seconds");
+    assert!((1.4..60.0).contains(&age), "held back for {age} s");
+    assert!(sample(&page, "ics_relay_unpublished_events") >= 2.0);
+
+    open.rollback().await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut page = scrape().await;
+    while sample(&page, "ics_relay_unpublished_events") > 0.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not published: {page}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        page = scrape().await;
+    }
+    assert_eq!(sample(&page, "ics_relay_held_back_events"), 0.0);
+    assert_eq!(sample(&page, "ics_relay_oldest_held_back_age_seconds"), 0.0);
+    elsewhere.close().await;
     deployment.finish().await;
 }
 

@@ -25,6 +25,7 @@ pub use migrate::migrate;
 pub use state_cache::{DEFAULT_STATE_BYTES, DEFAULT_STATE_CACHE_BYTES, Fold};
 pub use store::read_stream_through;
 pub use store::{
-    CommandContext, CommandOutcome, CommittedPage, EventStore, ExpectedVersion, LogCursor,
-    NewEvent, RecordedEvent, history_of, history_then, log_exists, log_table, read_log_page,
+    CommandContext, CommandOutcome, CommittedPage, EventStore, ExpectedVersion, HeldBack,
+    LogCursor, NewEvent, RecordedEvent, history_of, history_then, log_exists, log_table,
+    read_log_page,
 };

@@ -324,6 +324,14 @@ pub struct CommittedPage {
     pub held_back: bool,
 }
 
+/// Committed events waiting behind a transaction still running (see [`EventStore::held_back`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HeldBack {
+    pub events: u64,
+    /// When the oldest of them was recorded; none when nothing is held back.
+    pub oldest_recorded_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 /// One service's event log in Postgres.
 #[derive(Debug, Clone)]
 pub struct EventStore {
@@ -580,6 +588,28 @@ impl EventStore {
         .fetch_one(&self.pool)
         .await?;
         Ok(oldest)
+    }
+
+    /// The events committed to the log that the relay cannot publish yet, because a
+    /// transaction older than theirs is still running somewhere in the cluster (see
+    /// [`Self::read_committed_page`]). A transaction left open — a session idle in a
+    /// transaction, a long migration — holds back every later commit of every service on the
+    /// server, and this is how an operator sees that it is the cause.
+    ///
+    /// No checkpoint is needed: the relay never publishes at or past the oldest running
+    /// transaction, so everything there is unpublished, and the scan starts at it in the
+    /// commit-order index.
+    pub async fn held_back(&self) -> Result<HeldBack, StoreError> {
+        let (events, oldest): (i64, Option<chrono::DateTime<chrono::Utc>>) = sqlx::query_as(
+            "SELECT count(*), min(recorded_at) FROM events
+             WHERE transaction_id >= pg_snapshot_xmin(pg_current_snapshot())",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(HeldBack {
+            events: stored_u64("held-back event count", events)?,
+            oldest_recorded_at: oldest,
+        })
     }
 
     /// Where an event lies in commit order; none when the log does not hold it.

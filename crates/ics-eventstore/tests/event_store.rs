@@ -10,8 +10,8 @@ use async_nats::jetstream::{self, consumer};
 use futures_util::StreamExt;
 use ics_eventstore::relay::{Relay, RelayConfig};
 use ics_eventstore::{
-    CommandContext, CommittedPage, EventStore, ExpectedVersion, LogCursor, NewEvent, StoreError,
-    migrate,
+    CommandContext, CommittedPage, EventStore, ExpectedVersion, HeldBack, LogCursor, NewEvent,
+    StoreError, migrate,
 };
 use ics_proto::events::v1::{EventEnvelope, OrganisationRenamed};
 use ics_testing::{PrivateNats, PrivatePostgres, TestDatabase, unique_token};
@@ -1255,8 +1255,9 @@ async fn a_round_that_publishes_part_looks_again_for_the_rest_held_back() {
 
 /// A page of the log tells whether committed events after it wait behind a running
 /// transaction: held back while that transaction runs, in the page once it ends, and never
-/// counted once the cursor is past them. On a PostgreSQL of its own, so that no other test's
-/// transaction holds anything back.
+/// counted once the cursor is past them. The log's count of held-back events (what the metrics
+/// page shows an operator) agrees at each step. On a PostgreSQL of its own, so that no other
+/// test's transaction holds anything back.
 #[tokio::test]
 async fn a_page_of_the_log_says_whether_committed_events_after_it_are_held_back() {
     let postgres = PrivatePostgres::start();
@@ -1275,6 +1276,7 @@ async fn a_page_of_the_log_says_whether_committed_events_after_it_are_held_back(
 
     let empty = page(LogCursor::default()).await;
     assert!(empty.events.is_empty() && !empty.held_back);
+    assert_eq!(store.held_back().await.unwrap(), HeldBack::default());
 
     append(&store, "A", "organisation-RTP", ExpectedVersion::Any)
         .await
@@ -1290,11 +1292,17 @@ async fn a_page_of_the_log_says_whether_committed_events_after_it_are_held_back(
     let after_a = LogCursor::after(&first.events[0]);
     let second = page(after_a).await;
     assert!(second.events.is_empty() && second.held_back);
+    // What an operator's metrics page reads: B alone is held back, and since when.
+    let held = store.held_back().await.unwrap();
+    assert_eq!(held.events, 1);
+    let recorded_b = store.read_stream("organisation-RVR").await.unwrap()[0].recorded_at;
+    assert_eq!(held.oldest_recorded_at, Some(recorded_b));
 
     older.rollback().await.unwrap();
     let third = page(after_a).await;
     assert_eq!(ids(&third), ["B"]);
     assert!(!third.held_back);
+    assert_eq!(store.held_back().await.unwrap(), HeldBack::default());
     let past_b = page(LogCursor::after(&third.events[0])).await;
     assert!(past_b.events.is_empty() && !past_b.held_back);
 

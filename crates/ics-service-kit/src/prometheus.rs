@@ -9,6 +9,11 @@
 //! - `ics_relay_unpublished_events` and `ics_relay_oldest_unpublished_age_seconds`: what the
 //!   relay has yet to publish to JetStream, read from the log after its stored checkpoint at
 //!   each scrape (so up to the checkpoint interval of published events may count);
+//! - `ics_relay_held_back_events` and `ics_relay_oldest_held_back_age_seconds`: those of them
+//!   already committed but waiting behind an older transaction still running anywhere in the
+//!   PostgreSQL cluster, which the relay must not overtake. A transaction left open stalls
+//!   every service's relay on that server; these say so, where the unpublished count alone
+//!   would look like a slow relay;
 //! - `ics_projection_lag_events`, `ics_projection_consumer_pending`,
 //!   `ics_projection_parked_events` and `ics_projection_dead_letters` by service, projection
 //!   and source service, from the same check `Verify` runs;
@@ -84,6 +89,8 @@ pub struct Metrics {
     rpc_duration: Family<RpcLabels, Histogram>,
     relay_unpublished: Family<ServiceLabels, Gauge>,
     relay_oldest_age: Family<ServiceLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    relay_held_back: Family<ServiceLabels, Gauge>,
+    relay_oldest_held_back_age: Family<ServiceLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     projection_lag: Family<ProjectionLabels, Gauge>,
     projection_pending: Family<ProjectionLabels, Gauge>,
     projection_parked: Family<ProjectionLabels, Gauge>,
@@ -131,6 +138,18 @@ impl Metrics {
             "Age of the oldest event not yet published (0 when none is waiting)",
             relay_oldest_age.clone(),
         );
+        let relay_held_back = Family::<ServiceLabels, Gauge>::default();
+        registry.register(
+            "ics_relay_held_back_events",
+            "Committed events the relay cannot publish yet: an older transaction is still running",
+            relay_held_back.clone(),
+        );
+        let relay_oldest_held_back_age = Family::default();
+        registry.register(
+            "ics_relay_oldest_held_back_age_seconds",
+            "Age of the oldest event held back behind a running transaction (0 when none is)",
+            relay_oldest_held_back_age.clone(),
+        );
         let projection_lag = Family::<ProjectionLabels, Gauge>::default();
         registry.register(
             "ics_projection_lag_events",
@@ -173,6 +192,8 @@ impl Metrics {
             rpc_duration,
             relay_unpublished,
             relay_oldest_age,
+            relay_held_back,
+            relay_oldest_held_back_age,
             projection_lag,
             projection_pending,
             projection_parked,
@@ -270,6 +291,26 @@ impl Metrics {
                         .set(oldest_age.as_secs_f64());
                 }
                 Err(error) => tracing::warn!(service, %error, "cannot read the relay's lag"),
+            }
+            match store.held_back().await {
+                Ok(held) => {
+                    let labels = ServiceLabels {
+                        service: service.clone(),
+                    };
+                    self.relay_held_back
+                        .get_or_create(&labels)
+                        .set(i64::try_from(held.events).unwrap_or(i64::MAX));
+                    let age = held
+                        .oldest_recorded_at
+                        .and_then(|recorded_at| (chrono::Utc::now() - recorded_at).to_std().ok())
+                        .unwrap_or_default();
+                    self.relay_oldest_held_back_age
+                        .get_or_create(&labels)
+                        .set(age.as_secs_f64());
+                }
+                Err(error) => {
+                    tracing::warn!(service, %error, "cannot read what the relay holds back")
+                }
             }
         }
         if let Some(projections) = &source.projections {
