@@ -162,10 +162,11 @@ impl ServiceHost {
     }
 
     /// A projection runner's configuration for the given source services, continuing each
-    /// event's stored trace.
+    /// event's stored trace; a batch spans each of its events only when spans are exported.
     pub fn runner_config(&self, source_services: &[&str]) -> RunnerConfig {
         RunnerConfig {
             continue_trace: Some(crate::telemetry::continue_stored_trace),
+            span_each_batched_event: self.common.telemetry.otlp_endpoint.is_some(),
             service: self.service.to_owned(),
             ..RunnerConfig::new(&self.common.subject_prefix, source_services)
         }
