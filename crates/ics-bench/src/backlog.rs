@@ -169,6 +169,13 @@ pub(crate) async fn run(
             appended,
             "events published (while the workshops' and metrics' references consume them)",
         );
+        // The catch-up starts quiet, as every other timed window does: the other services'
+        // projections of the trusts log done with the backlog (reporting, stopped, cannot
+        // answer), and the append's and the publication's writes flushed. Otherwise it shared
+        // the two cores with the references' own catch-up and met the kernel's writeback of
+        // a million events' stream files.
+        crate::throughput::settle(clients, &admin_urls[1..]).await?;
+        crate::throughput::flush_writes(Some(database_url)).await?;
         let resumed = Instant::now();
         let cpu_before = CpuSeconds::now(server_pids);
         signal(pid, "CONT")?;
@@ -199,7 +206,7 @@ pub(crate) async fn run(
         );
         cpu.print_per_thousand(appended, "events published and applied");
     }
-    crate::throughput::settle(clients, admin_urls).await?;
+    crate::throughput::quiet(clients, admin_urls, Some(database_url)).await?;
     let cpu_before = CpuSeconds::now(server_pids);
     let rebuilt = crate::throughput::rebuild(clients, admin_urls[0]).await?;
     CpuSeconds::now(server_pids)
