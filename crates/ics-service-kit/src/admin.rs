@@ -296,12 +296,16 @@ async fn relay_lag_after(
     checkpoint: LogCursor,
 ) -> Result<(u64, Duration), ics_eventstore::StoreError> {
     let unpublished = store.count_after(checkpoint).await?;
-    let oldest_age = store
-        .oldest_after(checkpoint)
-        .await?
-        .and_then(|recorded_at| (chrono::Utc::now() - recorded_at).to_std().ok())
-        .unwrap_or_default();
+    let oldest_age = waited_since(store.oldest_after(checkpoint).await?);
     Ok((unpublished, oldest_age))
+}
+
+/// How long an event recorded at `recorded_at` has waited; nothing when there is none (or its
+/// clock reads ahead of this one).
+pub(crate) fn waited_since(recorded_at: Option<chrono::DateTime<chrono::Utc>>) -> Duration {
+    recorded_at
+        .and_then(|recorded_at| (chrono::Utc::now() - recorded_at).to_std().ok())
+        .unwrap_or_default()
 }
 
 /// The log compared with its relay checkpoint and its stream.

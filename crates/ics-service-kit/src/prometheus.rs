@@ -37,7 +37,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use sqlx::PgPool;
 
-use crate::admin::{ProjectionAdmin, relay_lag};
+use crate::admin::{ProjectionAdmin, relay_lag, waited_since};
 
 /// The content type of the page (OpenMetrics 1.0 text).
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -278,14 +278,15 @@ impl Metrics {
             .set(i64::from(source.pool.options().get_max_connections()));
 
         if let Some((store, relay)) = &source.log {
+            let labels = ServiceLabels {
+                service: service.clone(),
+            };
+            let count = |events: u64| i64::try_from(events).unwrap_or(i64::MAX);
             match relay_lag(store, relay).await {
                 Ok((unpublished, oldest_age)) => {
-                    let labels = ServiceLabels {
-                        service: service.clone(),
-                    };
                     self.relay_unpublished
                         .get_or_create(&labels)
-                        .set(i64::try_from(unpublished).unwrap_or(i64::MAX));
+                        .set(count(unpublished));
                     self.relay_oldest_age
                         .get_or_create(&labels)
                         .set(oldest_age.as_secs_f64());
@@ -294,19 +295,12 @@ impl Metrics {
             }
             match store.held_back().await {
                 Ok(held) => {
-                    let labels = ServiceLabels {
-                        service: service.clone(),
-                    };
                     self.relay_held_back
                         .get_or_create(&labels)
-                        .set(i64::try_from(held.events).unwrap_or(i64::MAX));
-                    let age = held
-                        .oldest_recorded_at
-                        .and_then(|recorded_at| (chrono::Utc::now() - recorded_at).to_std().ok())
-                        .unwrap_or_default();
+                        .set(count(held.events));
                     self.relay_oldest_held_back_age
                         .get_or_create(&labels)
-                        .set(age.as_secs_f64());
+                        .set(waited_since(held.oldest_recorded_at).as_secs_f64());
                 }
                 Err(error) => {
                     tracing::warn!(service, %error, "cannot read what the relay holds back")
