@@ -64,6 +64,22 @@ pub fn same_observation(a: &ObservationPoint, b: &ObservationPoint) -> bool {
         && a.denominator.map(f64::to_bits) == b.denominator.map(f64::to_bits)
 }
 
+/// How `observation` compares to the one `recorded` for the period starting `period_start`.
+fn compared(
+    period_start: NaiveDate,
+    recorded: &ObservationPoint,
+    observation: &ObservationPoint,
+) -> Comparison {
+    if same_observation(recorded, observation) {
+        return Comparison::Unchanged;
+    }
+    Comparison::Conflict(format!(
+        "period starting {period_start} is already recorded with value {} (revision {}); \
+         send a correction to change it",
+        recorded.value, recorded.revision
+    ))
+}
+
 fn start_of(point: &ObservationPoint) -> Option<NaiveDate> {
     point.period_start.as_ref().and_then(to_naive)
 }
@@ -289,14 +305,29 @@ impl Series {
     pub fn compare(&self, period_start: NaiveDate, observation: &ObservationPoint) -> Comparison {
         match self.points.get(&period_start) {
             None => Comparison::New,
-            Some(recorded) if same_observation(&recorded.observation, observation) => {
-                Comparison::Unchanged
+            Some(recorded) => compared(period_start, &recorded.observation, observation),
+        }
+    }
+
+    /// As [`compare`](Self::compare), and when the period has no observation yet, records
+    /// `observation` there as [`put`](Self::put) would: a back-load brings millions of new
+    /// points, each found in the map once rather than searched for again to be put.
+    pub fn put_new(
+        &mut self,
+        period_start: NaiveDate,
+        observation: &ObservationPoint,
+    ) -> Comparison {
+        match self.points.entry(period_start) {
+            Entry::Vacant(period) => {
+                period.insert(SeriesPoint {
+                    observation: observation.clone(),
+                    ghosted: false,
+                });
+                Comparison::New
             }
-            Some(recorded) => Comparison::Conflict(format!(
-                "period starting {period_start} is already recorded with value {} (revision {}); \
-                 send a correction to change it",
-                recorded.observation.value, recorded.observation.revision
-            )),
+            Entry::Occupied(recorded) => {
+                compared(period_start, &recorded.get().observation, observation)
+            }
         }
     }
 
@@ -462,6 +493,28 @@ mod tests {
     use ics_proto::events::v1::{ImprovementDirection, MeasureScoring, SeriesKey};
 
     use super::*;
+
+    #[test]
+    fn putting_a_new_point_compares_as_compare_does_and_keeps_what_was_there() {
+        let day =
+            |offset: u64| NaiveDate::from_ymd_opt(2024, 1, 1).expect("date") + Days::new(offset);
+        let mut series = Series::new(SeriesKey::default());
+        let first = observation(day(0), day(0), 4.0);
+        assert_eq!(series.compare(day(0), &first), Comparison::New);
+        assert_eq!(series.put_new(day(0), &first), Comparison::New);
+        assert_eq!(series.len(), 1);
+        assert_eq!(series.compare(day(0), &first), Comparison::Unchanged);
+        assert_eq!(series.put_new(day(0), &first), Comparison::Unchanged);
+        let other = observation(day(0), day(0), 5.0);
+        let compared = series.compare(day(0), &other);
+        assert!(matches!(compared, Comparison::Conflict(_)), "{compared:?}");
+        assert_eq!(series.put_new(day(0), &other), compared);
+        assert_eq!(
+            series.point(day(0)).map(|point| point.observation.value),
+            Some(4.0),
+            "a conflict leaves the recorded point"
+        );
+    }
 
     #[test]
     fn clearing_a_series_target_falls_back_to_the_measures() {

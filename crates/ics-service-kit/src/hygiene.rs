@@ -30,7 +30,15 @@ pub struct RequestHygiene {
 #[derive(Debug, Clone, Default)]
 struct MessageShape {
     fields: Vec<(u32, FieldShape)>,
+    /// Where in `fields` each number below [`DIRECT_FIELD_NUMBERS`] is, plus one (0: no such
+    /// field). Platform messages number their fields from 1 up, so nearly every field of a
+    /// request is found by one index; a binary search per field was half the walk's cost on an
+    /// ingest stream's millions of fields.
+    direct: Vec<u8>,
 }
+
+/// Field numbers looked up by index rather than searched for.
+const DIRECT_FIELD_NUMBERS: usize = 64;
 
 #[derive(Debug, Clone)]
 struct FieldShape {
@@ -53,7 +61,25 @@ enum Content {
 }
 
 impl MessageShape {
+    fn new(mut fields: Vec<(u32, FieldShape)>) -> Self {
+        fields.sort_by_key(|(number, _)| *number);
+        let mut direct = vec![0u8; DIRECT_FIELD_NUMBERS];
+        for (position, (number, _)) in fields.iter().enumerate() {
+            if let (Some(slot), Ok(entry)) =
+                (direct.get_mut(*number as usize), u8::try_from(position + 1))
+            {
+                *slot = entry;
+            }
+        }
+        MessageShape { fields, direct }
+    }
+
     fn field(&self, number: u32) -> Option<&FieldShape> {
+        if let Some(&entry) = self.direct.get(number as usize) {
+            return entry
+                .checked_sub(1)
+                .map(|position| &self.fields[usize::from(position)].1);
+        }
         self.fields
             .binary_search_by_key(&number, |(field_number, _)| *field_number)
             .ok()
@@ -74,7 +100,7 @@ impl RequestHygiene {
         let messages = all
             .iter()
             .map(|message| {
-                let mut fields: Vec<(u32, FieldShape)> = message
+                let fields: Vec<(u32, FieldShape)> = message
                     .fields()
                     .map(|field| {
                         let kind = field.kind();
@@ -99,8 +125,7 @@ impl RequestHygiene {
                         ))
                     })
                     .collect::<anyhow::Result<_>>()?;
-                fields.sort_by_key(|(number, _)| *number);
-                Ok(MessageShape { fields })
+                Ok(MessageShape::new(fields))
             })
             .collect::<anyhow::Result<_>>()?;
         let mut inputs = HashMap::new();
@@ -372,6 +397,27 @@ mod tests {
             .get_details_bad_request()
             .and_then(|bad| bad.field_violations.first().map(|v| v.field.clone()))
             .unwrap_or_default()
+    }
+
+    #[test]
+    fn the_field_index_finds_what_a_search_of_the_fields_finds() {
+        let hygiene = RequestHygiene::new().expect("descriptors");
+        let mut indexed = 0;
+        for shape in &hygiene.messages {
+            for number in 0..DIRECT_FIELD_NUMBERS as u32 + 8 {
+                let searched = shape
+                    .fields
+                    .iter()
+                    .find(|(field_number, _)| *field_number == number)
+                    .map(|(_, field)| field.name.as_str());
+                assert_eq!(
+                    shape.field(number).map(|field| field.name.as_str()),
+                    searched
+                );
+                indexed += usize::from(searched.is_some());
+            }
+        }
+        assert!(indexed > 100, "only {indexed} fields looked up");
     }
 
     #[test]

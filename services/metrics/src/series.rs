@@ -82,15 +82,14 @@ pub fn record(
 ) -> Result<(Vec<NewEvent>, Recorded), ServiceError> {
     let mut after = before.clone();
     let mut outcome = Recorded::default();
-    let mut new_points = Vec::new();
+    let mut new_points = Vec::with_capacity(batch.len());
     for incoming in batch {
-        match after.compare(incoming.period_start, &incoming.point) {
+        let point = ObservationPoint {
+            revision: 1,
+            ..incoming.point.clone()
+        };
+        match after.put_new(incoming.period_start, &point) {
             Comparison::New => {
-                let point = ObservationPoint {
-                    revision: 1,
-                    ..incoming.point.clone()
-                };
-                after.put(point.clone());
                 new_points.push(point);
                 outcome.recorded.push(incoming.index);
             }
