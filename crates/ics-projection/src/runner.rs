@@ -105,6 +105,23 @@ pub async fn delete_all(
     Ok(())
 }
 
+/// The first wait before a projection's consumer tries again after an interruption.
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+/// The longest wait between tries.
+const LONGEST_RETRY: Duration = Duration::from_secs(2);
+
+/// How long to wait before consuming again after an interruption, given the wait before the
+/// last try (`None`: none yet) and how long that try consumed. The wait doubles while tries
+/// keep failing, and starts from [`FIRST_RETRY`] again once a try ran longer than
+/// [`LONGEST_RETRY`]: an interruption after hours of healthy consuming is a new fault, and
+/// waiting the longest for it left a projection behind for seconds it need not be.
+fn retry_wait(previous: Option<Duration>, ran_for: Duration) -> Duration {
+    match previous {
+        Some(previous) if ran_for < LONGEST_RETRY => (previous * 2).min(LONGEST_RETRY),
+        _ => FIRST_RETRY,
+    }
+}
+
 /// The LISTEN/NOTIFY channel on which a projection announces, once per applying transaction,
 /// that it changed; the payload names the last event applied:
 /// `organisation<TAB>event_type<TAB>event_id`. Watchers in any replica listen on it.
@@ -473,17 +490,19 @@ impl<P: Projection> ProjectionRunner<P> {
 
     async fn consume_service(&self, service: &str, shutdown: CancellationToken) {
         let stream_name = subject::stream_name(&self.config.subject_prefix, service);
-        let mut backoff = Duration::from_millis(100);
+        let mut wait = None;
         while !shutdown.is_cancelled() {
+            let started = tokio::time::Instant::now();
             match self.consume_stream(&stream_name, &shutdown).await {
                 Ok(()) => return,
                 Err(error) => {
+                    let next = retry_wait(wait, started.elapsed());
                     tracing::warn!(projection = self.projection.name(), stream = %stream_name, %error, "projection consumer interrupted; retrying");
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
-                        _ = tokio::time::sleep(backoff) => {}
+                        _ = tokio::time::sleep(next) => {}
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    wait = Some(next);
                 }
             }
         }
@@ -1153,6 +1172,30 @@ mod tests {
             stream_version,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_consumer_waits_longer_while_it_keeps_failing_and_from_the_start_after_running_well() {
+        let quickly = Duration::from_millis(5);
+        let mut waits = vec![retry_wait(None, quickly)];
+        for _ in 0..6 {
+            waits.push(retry_wait(waits.last().copied(), quickly));
+        }
+        let millis: Vec<u128> = waits.iter().map(Duration::as_millis).collect();
+        assert_eq!(millis, [100, 200, 400, 800, 1_600, 2_000, 2_000]);
+        // An interruption after an hour of consuming waits as the first did, not the longest.
+        assert_eq!(
+            retry_wait(Some(LONGEST_RETRY), Duration::from_secs(3_600)),
+            FIRST_RETRY
+        );
+        // A try that failed within the longest wait is the same fault still.
+        assert_eq!(
+            retry_wait(
+                Some(Duration::from_millis(400)),
+                Duration::from_millis(1_999)
+            ),
+            Duration::from_millis(800)
+        );
     }
 
     /// Rows of `projection_stream_versions` this session has written (inserted or updated) and
