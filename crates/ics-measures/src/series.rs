@@ -64,22 +64,6 @@ pub fn same_observation(a: &ObservationPoint, b: &ObservationPoint) -> bool {
         && a.denominator.map(f64::to_bits) == b.denominator.map(f64::to_bits)
 }
 
-/// How `observation` compares to the one `recorded` for the period starting `period_start`.
-fn compared(
-    period_start: NaiveDate,
-    recorded: &ObservationPoint,
-    observation: &ObservationPoint,
-) -> Comparison {
-    if same_observation(recorded, observation) {
-        return Comparison::Unchanged;
-    }
-    Comparison::Conflict(format!(
-        "period starting {period_start} is already recorded with value {} (revision {}); \
-         send a correction to change it",
-        recorded.value, recorded.revision
-    ))
-}
-
 fn start_of(point: &ObservationPoint) -> Option<NaiveDate> {
     point.period_start.as_ref().and_then(to_naive)
 }
@@ -302,33 +286,32 @@ impl Series {
         self.marks.get(&period_start)
     }
 
-    pub fn compare(&self, period_start: NaiveDate, observation: &ObservationPoint) -> Comparison {
-        match self.points.get(&period_start) {
-            None => Comparison::New,
-            Some(recorded) => compared(period_start, &recorded.observation, observation),
-        }
-    }
-
-    /// As [`compare`](Self::compare), and when the period has no observation yet, records
-    /// `observation` there as [`put`](Self::put) would: a back-load brings millions of new
-    /// points, each found in the map once rather than searched for again to be put.
+    /// Records `observation` as the first of its period, unless the period holds one already:
+    /// then says whether it is the same (unchanged) or another (a conflict, which leaves the
+    /// recorded one). One search of the map: a back-load brings millions of new points.
     pub fn put_new(
         &mut self,
         period_start: NaiveDate,
         observation: &ObservationPoint,
     ) -> Comparison {
-        match self.points.entry(period_start) {
+        let recorded = match self.points.entry(period_start) {
             Entry::Vacant(period) => {
                 period.insert(SeriesPoint {
                     observation: observation.clone(),
                     ghosted: false,
                 });
-                Comparison::New
+                return Comparison::New;
             }
-            Entry::Occupied(recorded) => {
-                compared(period_start, &recorded.get().observation, observation)
-            }
+            Entry::Occupied(recorded) => &recorded.into_mut().observation,
+        };
+        if same_observation(recorded, observation) {
+            return Comparison::Unchanged;
         }
+        Comparison::Conflict(format!(
+            "period starting {period_start} is already recorded with value {} (revision {}); \
+             send a correction to change it",
+            recorded.value, recorded.revision
+        ))
     }
 
     /// The series' own target (`Some(None)`: explicitly none), or `None` when it follows its
@@ -495,20 +478,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn putting_a_new_point_compares_as_compare_does_and_keeps_what_was_there() {
+    fn putting_a_new_point_records_it_once_and_keeps_what_was_there() {
         let day =
             |offset: u64| NaiveDate::from_ymd_opt(2024, 1, 1).expect("date") + Days::new(offset);
         let mut series = Series::new(SeriesKey::default());
         let first = observation(day(0), day(0), 4.0);
-        assert_eq!(series.compare(day(0), &first), Comparison::New);
         assert_eq!(series.put_new(day(0), &first), Comparison::New);
         assert_eq!(series.len(), 1);
-        assert_eq!(series.compare(day(0), &first), Comparison::Unchanged);
         assert_eq!(series.put_new(day(0), &first), Comparison::Unchanged);
         let other = observation(day(0), day(0), 5.0);
-        let compared = series.compare(day(0), &other);
-        assert!(matches!(compared, Comparison::Conflict(_)), "{compared:?}");
-        assert_eq!(series.put_new(day(0), &other), compared);
+        assert_eq!(
+            series.put_new(day(0), &other),
+            Comparison::Conflict(
+                "period starting 2024-01-01 is already recorded with value 4 (revision 1); \
+                 send a correction to change it"
+                    .to_string()
+            )
+        );
+        assert_eq!(series.len(), 1);
         assert_eq!(
             series.point(day(0)).map(|point| point.observation.value),
             Some(4.0),
